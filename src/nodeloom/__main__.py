@@ -1,0 +1,3 @@
+from nodeloom.cli.main import main
+
+raise SystemExit(main())

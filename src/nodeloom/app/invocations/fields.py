@@ -1,0 +1,108 @@
+"""Input and output field declarations for invocations."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import Field
+from pydantic_core import PydanticUndefined
+
+
+class Input(str, Enum):
+    """Where an input's value may come from."""
+
+    Connection = "connection"
+    """Only from an edge."""
+    Direct = "direct"
+    """Only from a value set on the node."""
+    Any = "any"
+    """From either."""
+
+
+class FieldKind(str, Enum):
+    Input = "input"
+    Output = "output"
+    NodeAttribute = "node_attribute"
+
+
+class FieldDescriptions:
+    """Descriptions shared by many nodes, so the same field reads the same everywhere."""
+
+    value = "The value"
+    collection = "The collection of values"
+    num_1 = "The first number"
+    num_2 = "The second number"
+    item = "The item being collected"
+    seed = "The seed for the random number generator"
+    decimal_places = "The number of decimal places to round to"
+
+
+def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
+    default: Any = PydanticUndefined,
+    *,
+    default_factory: Any = PydanticUndefined,
+    title: str | None = None,
+    description: str | None = None,
+    input: Input = Input.Any,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+    pattern: str | None = None,
+    ui_type: str | None = None,
+    ui_hidden: bool = False,
+    ui_order: int | None = None,
+    ui_choice_labels: dict[str, str] | None = None,
+) -> Any:
+    """Declares an invocation input.
+
+    `input` says whether the value comes from an edge, from the node itself, or either. A required input that
+    may come from an edge is stored with a `None` default so that a graph can omit it; the engine checks it is
+    set before the node runs (see `BaseInvocation.check_required_inputs`).
+    """
+    extra: dict[str, Any] = {"field_kind": FieldKind.Input.value, "input": input.value}
+    if ui_type is not None:
+        extra["ui_type"] = ui_type
+    if ui_hidden:
+        extra["ui_hidden"] = True
+    if ui_order is not None:
+        extra["ui_order"] = ui_order
+    if ui_choice_labels is not None:
+        extra["ui_choice_labels"] = ui_choice_labels
+    return Field(
+        default=default,
+        default_factory=default_factory,
+        title=title,
+        description=description,
+        ge=ge,
+        gt=gt,
+        le=le,
+        lt=lt,
+        min_length=min_length,
+        max_length=max_length,
+        pattern=pattern,
+        json_schema_extra=extra,
+    )
+
+
+def OutputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
+    default: Any = PydanticUndefined,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    ui_type: str | None = None,
+    ui_hidden: bool = False,
+    ui_order: int | None = None,
+) -> Any:
+    """Declares an invocation output."""
+    extra: dict[str, Any] = {"field_kind": FieldKind.Output.value}
+    if ui_type is not None:
+        extra["ui_type"] = ui_type
+    if ui_hidden:
+        extra["ui_hidden"] = True
+    if ui_order is not None:
+        extra["ui_order"] = ui_order
+    return Field(default=default, title=title, description=description, json_schema_extra=extra)
