@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import functools
+import inspect
 import re
+import sys
 import typing
 import uuid
 from abc import ABC, abstractmethod
@@ -62,7 +66,7 @@ class BaseInvocationOutput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str
+    type: str = ""
 
     output_type: ClassVar[str] = ""
 
@@ -91,7 +95,7 @@ class BaseInvocation(ABC, BaseModel):
         description="Whether this node's output may be served from the invocation cache",
         json_schema_extra={"field_kind": FieldKind.NodeAttribute.value},
     )
-    type: str
+    type: str = ""
 
     invocation_type: ClassVar[str] = ""
     title: ClassVar[str] = ""
@@ -105,37 +109,13 @@ class BaseInvocation(ABC, BaseModel):
 
     @classmethod
     def inputs(cls) -> dict[str, InputInfo]:
-        """The node type's inputs by name, computed once per class."""
-        cached: dict[str, InputInfo] | None = cls.__dict__.get("_inputs_cache")
-        if cached is None:
-            cached = {}
-            for name, field in cls.model_fields.items():
-                extra = field.json_schema_extra
-                if not isinstance(extra, dict) or extra.get("field_kind") != FieldKind.Input.value:
-                    continue
-                cached[name] = InputInfo(
-                    name=name,
-                    annotation=field.annotation,
-                    input=Input(str(extra["input"])),
-                    required=bool(extra.get("orig_required", False)),
-                )
-            cls._inputs_cache = cached
-        return cached
+        """The node type's inputs by name."""
+        return _inputs_of(cls)
 
     @classmethod
-    def output_class(cls) -> type[BaseInvocationOutput]:
+    def output_class(cls) -> builtins.type[BaseInvocationOutput]:
         """The output model `invoke` returns, read from its return annotation."""
-        cached: type[BaseInvocationOutput] | None = cls.__dict__.get("_output_cache")
-        if cached is None:
-            hint = typing.get_type_hints(cls.invoke).get("return")
-            if not (isinstance(hint, type) and issubclass(hint, BaseInvocationOutput)):
-                raise InvocationRegistryError(
-                    f"Invocation '{cls.invocation_type}': invoke() must be annotated to return "
-                    f"a BaseInvocationOutput subclass, not {hint!r}"
-                )
-            cached = hint
-            cls._output_cache = cached
-        return cached
+        return _output_class_of(cls)
 
     def check_required_inputs(self) -> None:
         """Raises `MissingInputError` for a required input left without a value."""
@@ -157,6 +137,36 @@ class BaseInvocation(ABC, BaseModel):
         output = self.invoke(context)
         cache.save(key, output)
         return output
+
+
+@functools.cache
+def _inputs_of(cls: type[BaseInvocation]) -> dict[str, InputInfo]:
+    inputs: dict[str, InputInfo] = {}
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or extra.get("field_kind") != FieldKind.Input.value:
+            continue
+        inputs[name] = InputInfo(
+            name=name,
+            annotation=field.annotation,
+            input=Input(str(extra["input"])),
+            required=bool(extra.get("orig_required", False)),
+        )
+    return inputs
+
+
+@functools.cache
+def _output_class_of(cls: type[BaseInvocation]) -> type[BaseInvocationOutput]:
+    # Only the return annotation is resolved: the context's type is imported for type checkers only.
+    hint = inspect.get_annotations(cls.invoke).get("return")
+    if isinstance(hint, str):
+        hint = eval(hint, vars(sys.modules[cls.__module__]))
+    if not (isinstance(hint, type) and issubclass(hint, BaseInvocationOutput)):
+        raise InvocationRegistryError(
+            f"Invocation '{cls.invocation_type}': invoke() must be annotated to return "
+            f"a BaseInvocationOutput subclass, not {hint!r}"
+        )
+    return hint
 
 
 InvocationT = TypeVar("InvocationT", bound=BaseInvocation)
@@ -220,19 +230,17 @@ class InvocationRegistry:
         union = self._unions.get(name)
         if union is None:
             members = tuple(table.values())
-            inner = members[0] if len(members) == 1 else typing.Union[members]  # noqa: UP007
+            inner = members[0] if len(members) == 1 else typing.cast("Any", typing.Union)[members]
             union = typing.Annotated[inner, Field(discriminator="type")]
             self._unions[name] = union
         return union
 
     def json_schema(self) -> dict[str, Any]:
-        """The JSON schema of every node and output type, as one document with `$defs`."""
-        schema = self._unions.get("schema")
-        if schema is None:
-            both = typing.Union[self.invocation_union(), self.output_union()]  # noqa: UP007
-            schema = TypeAdapter(dict[str, both]).json_schema()  # type: ignore[valid-type]
-            self._unions["schema"] = schema
-        return schema  # type: ignore[no-any-return]
+        """The JSON schemas of the union of every node type and of the union of every output type."""
+        return {
+            "invocations": TypeAdapter(self.invocation_union()).json_schema(),
+            "outputs": TypeAdapter(self.output_union()).json_schema(),
+        }
 
     def validate_invocation(self, data: Any) -> BaseInvocation:
         """A node from its JSON form, typed by its `type`."""
@@ -258,8 +266,9 @@ registry = InvocationRegistry()
 
 
 def _add_type_field(cls: type[BaseModel], type_: str) -> None:
-    cls.__annotations__["type"] = Literal[type_]  # type: ignore[valid-type]
-    cls.__pydantic_fields__["type"] = FieldInfo.from_annotated_attribute(Literal[type_], type_)  # type: ignore[valid-type]
+    annotation = typing.cast("Any", Literal)[type_]
+    cls.__annotations__["type"] = annotation
+    cls.__pydantic_fields__["type"] = FieldInfo.from_annotated_attribute(annotation, type_)
 
 
 def _relax_connectable_inputs(cls: type[BaseInvocation]) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
 from pydantic_core import PydanticUndefined
 
 
-class Input(str, Enum):
+class Input(StrEnum):
     """Where an input's value may come from."""
 
     Connection = "connection"
@@ -20,7 +20,7 @@ class Input(str, Enum):
     """From either."""
 
 
-class FieldKind(str, Enum):
+class FieldKind(StrEnum):
     Input = "input"
     Output = "output"
     NodeAttribute = "node_attribute"
@@ -36,9 +36,11 @@ class FieldDescriptions:
     item = "The item being collected"
     seed = "The seed for the random number generator"
     decimal_places = "The number of decimal places to round to"
+    inclusive_low = "The lower bound, which may be drawn"
+    exclusive_high = "The upper bound, which is never drawn"
 
 
-def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
+def InputField(
     default: Any = PydanticUndefined,
     *,
     default_factory: Any = PydanticUndefined,
@@ -72,9 +74,11 @@ def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
         extra["ui_order"] = ui_order
     if ui_choice_labels is not None:
         extra["ui_choice_labels"] = ui_choice_labels
+    defaults: dict[str, Any] = {"default": default}
+    if default_factory is not PydanticUndefined:
+        defaults = {"default_factory": default_factory}
     return Field(
-        default=default,
-        default_factory=default_factory,
+        **defaults,
         title=title,
         description=description,
         ge=ge,
@@ -88,7 +92,7 @@ def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
     )
 
 
-def OutputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
+def OutputField(
     default: Any = PydanticUndefined,
     *,
     title: str | None = None,

@@ -1,0 +1,93 @@
+"""The database port: what every record service writes its SQL against, once, for every engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Literal, Protocol
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+class DbRow(Protocol):
+    """A result row, read by column name: `row["status"]`; `dict(row)` gives a plain dict."""
+
+    def __getitem__(self, key: str, /) -> Any:
+        """The value of the column named `key`."""
+
+    def keys(self) -> Iterable[str]:
+        """The column names, in select-list order."""
+
+
+class DbCursor(Protocol):
+    """Runs statements inside one `transaction()` or `read()` block; valid only inside that block."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """The engine this cursor talks to, for the rare statement that differs (DDL in migrations)."""
+
+    @property
+    def rowcount(self) -> int:
+        """The rows changed by the last INSERT, UPDATE or DELETE (not meaningful after a SELECT)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Runs one statement with `?` placeholders bound to `params`."""
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
+        """Runs one statement once for each parameter sequence."""
+
+    def fetchone(self) -> DbRow | None:
+        """The next row of the last query, or None when there is none left."""
+
+    def fetchall(self) -> list[DbRow]:
+        """The remaining rows of the last query."""
+
+
+class DatabaseBase(ABC):
+    """The port every record service runs its SQL through, with `transaction()` and `read()`.
+
+    Portable SQL, so that a service holds its SQL once:
+
+    - Placeholders are `?`, positional only. The PostgreSQL adapter rewrites them to `%s`, so never
+      put a literal `?` or `%` in the SQL text: pass such values (LIKE patterns too) as parameters.
+    - Rows are read by column name only, never by index. Write names in lowercase snake_case and
+      alias every computed column (`SELECT COUNT(*) AS total`): the engines name them differently.
+    - Get generated keys with `INSERT ... RETURNING`, and upsert with `INSERT ... ON CONFLICT`;
+      both engines support them. There is no `lastrowid`.
+    - Where a statement truly differs (the queue's claim query, identity columns), branch on
+      `dialect`.
+
+    Transactions:
+
+    - `transaction()` commits when its block ends and rolls back on any exception, which then
+      propagates unchanged. Driver errors surface as `DatabaseError` (`DatabaseIntegrityError` for
+      a violated constraint), with the driver's exception as `__cause__`.
+    - A failed statement dooms its transaction on every engine (PostgreSQL aborts it): catching
+      the `DatabaseError` inside the block does not save it, the block ends with a rollback and a
+      `DatabaseError`. Upsert with ON CONFLICT rather than catching a unique violation.
+    - Nested blocks on the same thread join the outermost one. An exception escaping a nested
+      `transaction()` dooms the whole transaction even if an outer block catches it; one escaping
+      a nested `read()` does not, as a read writes nothing (SQLite refuses writes in any `read()`
+      block). `read()` may nest in `transaction()`, not the other way round.
+    - On SQLite, `transaction()` holds the process's one writer lock and takes the file's write
+      lock at once, so select-then-update inside one block is atomic. On PostgreSQL transactions
+      run concurrently (READ COMMITTED): make claims atomic in the SQL (`FOR UPDATE SKIP LOCKED`).
+    """
+
+    @property
+    @abstractmethod
+    def dialect(self) -> Dialect:
+        """The engine: "sqlite" or "postgres"."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[DbCursor]:
+        """A cursor in a write transaction that commits on success and rolls back on any exception."""
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[DbCursor]:
+        """A cursor in a read-only transaction, so that several queries see one snapshot."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Waits for the running transaction, then releases every connection; safe to call twice."""

@@ -1,0 +1,75 @@
+"""Brings a database's schema up to the newest numbered migration, one transaction per migration."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor
+from nodeloom.app.services.shared.database.database_common import (
+    Migration,
+    MigrationError,
+    SchemaTooNewError,
+)
+
+logger = logging.getLogger(__name__)
+
+# Valid on SQLite and PostgreSQL alike; applied_at is an ISO-8601 UTC string written by Python so
+# that both engines store the same text.
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+_SELECT_VERSION = "SELECT COALESCE(MAX(version), 0) AS version FROM migrations"
+_INSERT_MIGRATION = "INSERT INTO migrations (version, description, applied_at) VALUES (?, ?, ?)"
+
+
+class Migrator:
+    """Applies the pending migrations of a list numbered 1, 2, 3 ... and records each one."""
+
+    def __init__(self, db: DatabaseBase, migrations: list[Migration]) -> None:
+        versions = [migration.version for migration in migrations]
+        if sorted(versions) != list(range(1, len(versions) + 1)):
+            raise MigrationError(
+                f"Migrations must be numbered 1, 2, 3 ... without gaps or repeats, but they are {versions}"
+            )
+        self._db = db
+        self._migrations = sorted(migrations, key=lambda migration: migration.version)
+
+    def run(self) -> None:
+        """Applies every migration newer than the database's schema, refusing a newer schema."""
+        with self._db.transaction() as cursor:
+            cursor.execute(_CREATE_MIGRATIONS_TABLE)
+            current = _recorded_version(cursor)
+        known = len(self._migrations)
+        if current > known:
+            raise SchemaTooNewError(current, known)
+        for migration in self._migrations[current:]:
+            self._apply(migration)
+
+    def _apply(self, migration: Migration) -> None:
+        try:
+            with self._db.transaction() as cursor:
+                # Another process starting on the same database may have applied it meanwhile.
+                if _recorded_version(cursor) >= migration.version:
+                    return
+                # Recording first means a second process on PostgreSQL blocks on this row and then
+                # fails cleanly, before running any of the migration's statements.
+                applied_at = datetime.now(UTC).isoformat()
+                cursor.execute(_INSERT_MIGRATION, (migration.version, migration.description, applied_at))
+                migration.up(cursor)
+        except Exception as error:
+            raise MigrationError(
+                f"Migration {migration.version} ({migration.description}) failed and was rolled back: {error}"
+            ) from error
+        logger.info("Applied migration %d: %s", migration.version, migration.description)
+
+
+def _recorded_version(cursor: DbCursor) -> int:
+    cursor.execute(_SELECT_VERSION)
+    row = cursor.fetchone()
+    assert row is not None, "an aggregate query always returns one row"
+    return int(row["version"])

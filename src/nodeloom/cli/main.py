@@ -1,0 +1,29 @@
+"""The `nodeloom` command. Each subcommand lives in its own module, imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+
+# subcommand -> module in nodeloom.cli with `add_arguments(parser)` and `run(args) -> int`
+COMMANDS = {
+    "run": ("run_graph", "Run a graph in this process and print each node's output"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nodeloom", description="Generative-image workflows as node graphs.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(module=module)
+        importlib.import_module(f"nodeloom.cli.{module}").add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"nodeloom.cli.{args.module}")
+    result: int = module.run(args)
+    return result

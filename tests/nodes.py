@@ -1,0 +1,83 @@
+"""Node types that exist only for the tests, registered in the global registry under `test_` names."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nodeloom.app.invocations.baseinvocation import (
+    BaseInvocation,
+    BaseInvocationOutput,
+    invocation,
+    invocation_output,
+)
+from nodeloom.app.invocations.fields import Input, InputField, OutputField
+
+if TYPE_CHECKING:
+    from nodeloom.app.services.shared.invocation_context import InvocationContext
+
+
+@invocation_output("test_any_output")
+class AnyOutput(BaseInvocationOutput):
+    value: Any = OutputField(description="Anything")
+
+
+@invocation("test_any")
+class AnyValueInvocation(BaseInvocation):
+    """Outputs whatever it is given, typed as Any, to reach the engine's run-time input checks."""
+
+    value: Any = InputField(default=None)
+
+    def invoke(self, context: InvocationContext) -> AnyOutput:
+        return AnyOutput(value=self.value)
+
+
+@invocation_output("test_int_output")
+class IntOutput(BaseInvocationOutput):
+    value: int = OutputField()
+
+
+@invocation("test_needs_input")
+class NeedsInputInvocation(BaseInvocation):
+    """Has a required connection-only input and a required input of either kind."""
+
+    wired: int = InputField(input=Input.Connection)
+    either: int = InputField()
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        return IntOutput(value=self.wired + self.either)
+
+
+@invocation("test_int_or_list")
+class IntOrListInvocation(BaseInvocation):
+    """A polymorphic input: one int or a list of them."""
+
+    values: int | list[int] = InputField(default=0)
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        return IntOutput(value=sum(self.values) if isinstance(self.values, list) else self.values)
+
+
+@invocation("test_fail", use_cache=False)
+class FailInvocation(BaseInvocation):
+    """Raises with its message."""
+
+    message: str = InputField(default="boom")
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        raise RuntimeError(self.message)
+
+
+@invocation_output("test_int_collection_output")
+class IntCollectionOutput(BaseInvocationOutput):
+    collection: list[int] = OutputField()
+
+
+@invocation("test_repeat")
+class RepeatInvocation(BaseInvocation):
+    """`times` copies of `value`: a collection whose size is decided upstream, possibly empty."""
+
+    value: int = InputField(default=0)
+    times: int = InputField(default=0)
+
+    def invoke(self, context: InvocationContext) -> IntCollectionOutput:
+        return IntCollectionOutput(collection=[self.value] * self.times)
