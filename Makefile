@@ -11,9 +11,11 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+serve: install
+	$(BIN)/nodeloom serve --root $(ROOT)
 
 run: install
 	$(BIN)/nodeloom run examples/graphs/iterate_collect.json
@@ -28,6 +30,8 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/graph_engine.py
+	$(BIN)/python bench/session_queue.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,106 @@
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from nodeloom.app.api.app import create_app
 from nodeloom.app.invocations import load_builtin_nodes
+from nodeloom.app.services.config.config_default import load_config
+from nodeloom.app.services.events.events_common import EventBase
+from nodeloom.app.services.invocation_services import InvocationServices, build_services
+from nodeloom.app.services.invoker import Invoker
 
 load_builtin_nodes()
 import tests.nodes  # noqa: E402,F401  registers the test-only node types
+
+
+class Recorder:
+    """Every event the bus delivered, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[EventBase] = []
+
+    def __call__(self, event: EventBase) -> None:
+        self.events.append(event)
+
+    def of(self, name: str) -> list[Any]:
+        return [e for e in self.events if e.event_name == name]
+
+
+StartServices = Callable[..., tuple[InvocationServices, Recorder]]
+
+
+@pytest.fixture
+def start_services(tmp_path: Path) -> Iterator[StartServices]:
+    """Builds and starts the real services on a root in `tmp_path`; stops every one started at teardown."""
+    invokers: list[Invoker] = []
+
+    def start(root: Path | None = None, **settings: Any) -> tuple[InvocationServices, Recorder]:
+        settings.setdefault("processor_poll_interval_s", 0.05)
+        services = build_services(load_config(root or tmp_path / "root", **settings))
+        recorder = Recorder()
+        services.events.subscribe(recorder)
+        invoker = Invoker(services)
+        invoker.start()
+        invokers.append(invoker)
+        return services, recorder
+
+    yield start
+    for invoker in invokers:
+        if invoker.services.session_processor.get_status().is_started:
+            invoker.stop()
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1, serving the real app on a root in a temp folder."""
+
+    def __init__(self, root: Path, **settings: Any) -> None:
+        settings.setdefault("processor_poll_interval_s", 0.05)
+        self.config = load_config(root, **settings)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(self.config)
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def services(self) -> InvocationServices:
+        services: InvocationServices = self.app.state.services
+        return services
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Starts servers with the given settings; stops them at teardown."""
+    servers: list[LiveServer] = []
+
+    def start(**settings: Any) -> LiveServer:
+        server = LiveServer(tmp_path / f"root{len(servers)}", **settings).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

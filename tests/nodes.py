@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from nodeloom.app.invocations.baseinvocation import (
@@ -81,3 +82,55 @@ class RepeatInvocation(BaseInvocation):
 
     def invoke(self, context: InvocationContext) -> IntCollectionOutput:
         return IntCollectionOutput(collection=[self.value] * self.times)
+
+
+@invocation("test_wait", use_cache=False)
+class WaitInvocation(BaseInvocation):
+    """Runs for `seconds`, checking for cancellation every `step` seconds like a long node should."""
+
+    seconds: float = InputField(default=5.0)
+    step: float = InputField(default=0.002)
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        deadline = time.monotonic() + self.seconds
+        steps = 0
+        while time.monotonic() < deadline:
+            if context.util.is_canceled():
+                STOPPED_AT.append(time.monotonic())
+                return IntOutput(value=steps)
+            time.sleep(self.step)
+            steps += 1
+        return IntOutput(value=steps)
+
+
+@invocation("test_progress", use_cache=False)
+class ProgressInvocation(BaseInvocation):
+    """Reports progress `steps` times; a cancel stops it through `signal_progress`."""
+
+    steps: int = InputField(default=3)
+    step_seconds: float = InputField(default=0.0)
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        for step in range(self.steps):
+            context.util.signal_progress(f"step {step + 1} of {self.steps}", (step + 1) / self.steps)
+            time.sleep(self.step_seconds)
+        return IntOutput(value=self.steps)
+
+
+INVOKED: list[str] = []
+"""The source ids of `test_count` nodes, in the order they were invoked."""
+
+STOPPED_AT: list[float] = []
+"""When `test_wait` nodes saw a cancel (time.monotonic())."""
+
+
+@invocation("test_count")
+class CountInvocation(BaseInvocation):
+    """Records each call in `INVOKED`, to tell a cache hit or a resumed session from a rerun."""
+
+    value: int = InputField(default=0)
+    label: str = InputField(default="")
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        INVOKED.append(self.label)
+        return IntOutput(value=self.value)

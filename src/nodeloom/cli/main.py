@@ -9,6 +9,10 @@ from collections.abc import Sequence
 # subcommand -> module in nodeloom.cli with `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
     "run": ("run_graph", "Run a graph in this process and print each node's output"),
+    "serve": ("serve", "Serve the HTTP API and run the session processor"),
+    "enqueue": ("enqueue", "Send a graph to a running server as a batch; --wait follows it and prints its outputs"),
+    "queue": ("queue", "Look at and steer a running server's session queue"),
+    "stats": ("stats", "Print a queue item's invocation stats from a running server"),
 }
 
 

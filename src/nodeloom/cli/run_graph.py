@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object with every output and error")
 
 
-def load_graph(path: Path, overrides: list[str]) -> Graph:
-    """The graph in `path` with the `--set` overrides applied; raises `UsageError` or `ValidationError`."""
+def read_graph_json(path: Path, overrides: list[str]) -> dict[str, Any]:
+    """The graph JSON in `path` with the `--set` overrides applied, not yet validated; raises `UsageError`."""
     try:
         raw = json.loads(path.read_text())
     except OSError as e:
@@ -58,7 +58,20 @@ def load_graph(path: Path, overrides: list[str]) -> Graph:
             node[field] = json.loads(value)
         except json.JSONDecodeError:
             node[field] = value
-    return Graph.model_validate(raw)
+    return raw
+
+
+def load_graph(path: Path, overrides: list[str]) -> Graph:
+    """The validated graph in `path` with the `--set` overrides applied; raises `UsageError` or `ValidationError`."""
+    return Graph.model_validate(read_graph_json(path, overrides))
+
+
+def print_outputs(outputs: dict[str, list[dict[str, Any]]], indent: str = "") -> None:
+    """Each source node's outputs, one line per output."""
+    for source_id, source_outputs in outputs.items():
+        for output in source_outputs:
+            fields = ", ".join(f"{key}={json.dumps(value)}" for key, value in output.items() if key != "type")
+            print(f"{indent}{source_id}: {fields}")
 
 
 def execute(session: GraphExecutionState) -> None:
@@ -102,10 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"outputs": outputs, "errors": errors}))
     else:
-        for source_id, source_outputs in outputs.items():
-            for output in source_outputs:
-                fields = ", ".join(f"{k}={json.dumps(v)}" for k, v in output.items() if k != "type")
-                print(f"{source_id}: {fields}")
+        print_outputs(outputs)
         for source_id, message in errors.items():
             print(f"{source_id}: error: {message}", file=sys.stderr)
     return 1 if errors else 0

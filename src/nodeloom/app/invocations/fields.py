@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_core import PydanticUndefined
 
 
@@ -110,3 +110,27 @@ def OutputField(
     if ui_order is not None:
         extra["ui_order"] = ui_order
     return Field(default=default, title=title, description=description, json_schema_extra=extra)
+
+
+class ImageField(BaseModel):
+    """An image, by name: nodes pass names, never pixels."""
+
+    image_name: str = Field(description="The name of the image")
+
+
+class BoardField(BaseModel):
+    """A board, by id."""
+
+    board_id: str = Field(description="The id of the board")
+
+
+class ColorField(BaseModel):
+    """An RGBA colour, each component from 0 to 255."""
+
+    r: int = Field(ge=0, le=255, description="The red component")
+    g: int = Field(ge=0, le=255, description="The green component")
+    b: int = Field(ge=0, le=255, description="The blue component")
+    a: int = Field(ge=0, le=255, description="The alpha component")
+
+    def tuple(self) -> tuple[int, int, int, int]:
+        return (self.r, self.g, self.b, self.a)

@@ -25,6 +25,7 @@ from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
 )
+from nodeloom.app.services.shared.atomic_files import write_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -176,7 +177,8 @@ class InvocationStatsService(InvocationStatsServiceBase):
 
     def dump_stats(self, graph_execution_state_id: str, output_path: Path) -> None:
         summary = self.get_stats(graph_execution_state_id)
-        output_path.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+        data = (json.dumps(summary.as_dict(), indent=2) + "\n").encode()
+        write_atomically(output_path, lambda file: file.write(data))
 
     def _session_for_node(self, graph_execution_state_id: str) -> _SessionRecords:
         with self._lock:

@@ -6,7 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_validator
 
 from nodeloom.app.invocations.baseinvocation import (
     AnyInvocation,
@@ -41,6 +41,7 @@ from nodeloom.app.services.shared.graph_scheduler import GraphScheduler
 from nodeloom.app.services.shared.type_compat import are_types_compatible, list_item_type
 
 __all__ = [
+    "STORED_SESSION",
     "CyclicalGraphError",
     "DuplicateInputEdgeError",
     "DuplicateNodeIdError",
@@ -316,6 +317,10 @@ class _TypeResolver:
         return first
 
 
+STORED_SESSION: dict[str, bool] = {"graph_validated": True}
+"""The validation context for loading a session whose graph was validated before it was stored."""
+
+
 class GraphExecutionState(BaseModel):
     """A session: the source graph, the prepared (execution) graph, and what has run so far.
 
@@ -348,8 +353,9 @@ class GraphExecutionState(BaseModel):
 
     @field_validator("graph")
     @classmethod
-    def _graph_is_valid(cls, graph: Graph) -> Graph:
-        graph.validate_self()
+    def _graph_is_valid(cls, graph: Graph, info: ValidationInfo) -> Graph:
+        if not (info.context or {}).get("graph_validated"):
+            graph.validate_self()
         return graph
 
     def model_post_init(self, context: Any) -> None:

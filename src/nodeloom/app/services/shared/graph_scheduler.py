@@ -128,7 +128,8 @@ class GraphScheduler:
             for source_id, prepared in self._source_prepared.items()
         }
         self._blockers: dict[str, int] = {}
-        self._to_prepare: list[str] = []
+        # Prepared first in, first out, so that nodes become ready in topological order.
+        self._to_prepare: deque[str] = deque()
         for node_id in plan.order:
             if node_id not in self._source_prepared:
                 self._blockers[node_id] = sum(not self._parent_done(p, node_id) for p in plan.parents[node_id])
@@ -189,7 +190,7 @@ class GraphScheduler:
 
     def _prepare_pending(self) -> None:
         while self._to_prepare:
-            self._prepare(self._to_prepare.pop())
+            self._prepare(self._to_prepare.popleft())
 
     def _prepare(self, source_id: str) -> None:
         plan = self._plan

@@ -8,9 +8,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nodeloom.app.invocations.baseinvocation import CanceledException
+from nodeloom.app.services.events.events_common import InvocationProgressEvent
 
 if TYPE_CHECKING:
     from nodeloom.app.invocations.baseinvocation import BaseInvocation
+    from nodeloom.app.services.config.config_default import NodeloomConfig
+    from nodeloom.app.services.events.events_base import EventServiceBase
+    from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
+
+ProgressCallback = Callable[[str, "float | None"], None]
 
 
 @dataclass(frozen=True)
@@ -23,9 +29,6 @@ class InvocationContextData:
     queue_id: str = "default"
     item_id: int = 0
     batch_id: str = ""
-
-
-ProgressCallback = Callable[[str, "float | None"], None]
 
 
 def _ignore_progress(message: str, percentage: float | None) -> None:
@@ -56,8 +59,37 @@ class UtilInterface:
 
 @dataclass(frozen=True)
 class InvocationContext:
-    """Built for each invocation by the engine."""
+    """Built for each invocation by the engine. `config` is None when a graph runs without services."""
 
     data: InvocationContextData
     util: UtilInterface = field(default_factory=UtilInterface)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("nodeloom.invocation"))
+    config: NodeloomConfig | None = None
+
+
+class InvocationContextBuilder:
+    """Makes each node's context from the services a node may reach (and no others)."""
+
+    def __init__(self, events: EventServiceBase, config: NodeloomConfig) -> None:
+        self._events = events
+        self._config = config
+        self._logger = logging.getLogger("nodeloom.invocation")
+
+    def build(
+        self, queue_item: SessionQueueItem, invocation: BaseInvocation, is_canceled: Callable[[], bool]
+    ) -> InvocationContext:
+        data = InvocationContextData(
+            invocation=invocation,
+            source_invocation_id=queue_item.session.prepared_source_mapping[invocation.id],
+            session_id=queue_item.session_id,
+            queue_id=queue_item.queue_id,
+            item_id=queue_item.item_id,
+            batch_id=queue_item.batch_id,
+        )
+
+        def on_progress(message: str, percentage: float | None) -> None:
+            self._events.dispatch(InvocationProgressEvent.build(queue_item, invocation, message, percentage))
+
+        return InvocationContext(
+            data=data, util=UtilInterface(is_canceled, on_progress), logger=self._logger, config=self._config
+        )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, Dialect
 from nodeloom.app.services.shared.database.database_common import (
     DatabaseError,
@@ -17,7 +18,6 @@ from nodeloom.app.services.shared.database.database_common import (
     SchemaTooNewError,
 )
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
-from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 
 

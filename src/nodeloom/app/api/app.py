@@ -1,0 +1,101 @@
+"""The FastAPI app: its lifespan builds and starts the services for a root folder, and stops them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
+
+import nodeloom
+from nodeloom.app.api.routers.app_info import app_router
+from nodeloom.app.api.routers.monitoring import monitoring_router
+from nodeloom.app.api.routers.session_queue import session_queue_router
+from nodeloom.app.api.sockets import SocketBridge
+from nodeloom.app.invocations import load_builtin_nodes
+from nodeloom.app.invocations.custom_nodes import load_custom_nodes
+from nodeloom.app.services.config.config_default import NodeloomConfig
+from nodeloom.app.services.invocation_services import build_services
+from nodeloom.app.services.invoker import Invoker
+from nodeloom.app.services.session_queue.session_queue_common import (
+    BatchNotFoundError,
+    BatchValidationError,
+    QueueFullError,
+    SessionQueueItemNotFoundError,
+)
+from nodeloom.app.services.shared.graph_common import GraphError
+from nodeloom.errors import NodeloomError
+
+logger = logging.getLogger(__name__)
+
+# The status for each kind of error a client can cause; anything else a client sends that nodeloom refuses is 400.
+ERROR_STATUS: list[tuple[type[Exception], int]] = [
+    (SessionQueueItemNotFoundError, 404),
+    (BatchNotFoundError, 404),
+    (QueueFullError, 409),
+    (BatchValidationError, 422),
+    (GraphError, 422),
+    (NodeloomError, 400),
+]
+
+
+async def _nodeloom_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
+    return JSONResponse(status_code=status, content={"detail": str(exc), "error_type": type(exc).__name__})
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # A model validated inside a route (not by FastAPI) failed: the client sent it, so it is a 422.
+    assert isinstance(exc, ValidationError)
+    return JSONResponse(status_code=422, content={"detail": exc.errors(include_url=False, include_context=False)})
+
+
+def create_app(config: NodeloomConfig) -> FastAPI:
+    """The app for `config`; nothing is opened or started until its lifespan begins."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        load_builtin_nodes()
+        report = load_custom_nodes(config.nodes_path)
+        for name, error in report.failed.items():
+            logger.error("The node pack %s was skipped: %s", name, error)
+        services = build_services(config)
+        sockets = SocketBridge(services.events)
+        app.state.services = services
+        app.state.sockets = sockets
+        invoker = Invoker(services)
+        await sockets.start()
+        invoker.start()
+        logger.info("nodeloom %s serving root %s", nodeloom.__version__, config.root)
+        try:
+            yield
+        finally:
+            invoker.stop()
+            await sockets.stop()
+
+    app = FastAPI(title="nodeloom", version=nodeloom.__version__, lifespan=lifespan)
+    for kind, _ in ERROR_STATUS:
+        app.add_exception_handler(kind, _nodeloom_error)
+    app.add_exception_handler(ValidationError, _validation_error)
+    app.include_router(session_queue_router, prefix="/api")
+    app.include_router(app_router, prefix="/api")
+    app.include_router(monitoring_router)
+
+    @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown_api_path(path: str) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": f"No API route /api/{path}"})
+
+    app.mount("/ws", _SocketMount())
+    return app
+
+
+class _SocketMount:
+    """Forwards to the socket.io app of the running lifespan, which does not exist until the app starts."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sockets: SocketBridge = scope["app"].state.sockets
+        await sockets.asgi(scope, receive, send)

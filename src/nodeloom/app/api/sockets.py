@@ -1,0 +1,115 @@
+"""socket.io at /ws/socket.io: every event of a queue goes to that queue's room, numbered, with replay.
+
+Events leave the bus thread through one bridge (`loop.call_soon_threadsafe`) into an asyncio queue; one task
+numbers them per queue, keeps the last ones in a bounded buffer and emits them. A client that reconnects with
+`subscribe_queue {queue_id, after: N}` first gets the events numbered above N, or `events_missed` when they are
+no longer kept, so it knows to refetch the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+from nodeloom.app.services.events.events_base import EventServiceBase
+from nodeloom.app.services.events.events_common import EventBase, QueueEventBase, QueueItemStatusChangedEvent
+
+logger = logging.getLogger(__name__)
+
+SOCKET_PATH = "/ws/socket.io"
+
+
+class SocketBridge:
+    """Owns the socket.io server and the thread-to-loop bridge; notifies in-process waiters of status changes."""
+
+    def __init__(self, events: EventServiceBase, buffer_size: int = 1000) -> None:
+        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
+        self.asgi = socketio.ASGIApp(self.sio, socketio_path=SOCKET_PATH)
+        self._events = events
+        self._buffer_size = buffer_size
+        self._sequence: defaultdict[str, int] = defaultdict(int)
+        self._buffers: dict[str, deque[tuple[int, str, dict[str, Any]]]] = {}
+        self._status_listeners: set[Callable[[QueueItemStatusChangedEvent], None]] = set()
+        self._lock = asyncio.Lock()
+        self._pending: asyncio.Queue[EventBase | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.sio.on("subscribe_queue", self._subscribe_queue)
+        self.sio.on("unsubscribe_queue", self._unsubscribe_queue)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Queue[EventBase | None] = asyncio.Queue()
+        self._pending = pending
+
+        def bridge(event: EventBase) -> None:
+            # Runs on the bus thread: hand the event to the loop and return at once.
+            loop.call_soon_threadsafe(pending.put_nowait, event)
+
+        self._unsubscribe = self._events.subscribe(bridge)
+        self._task = asyncio.create_task(self._emit_forever(pending))
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._pending is not None and self._task is not None:
+            await self._pending.put(None)
+            await self._task
+
+    def add_status_listener(self, listener: Callable[[QueueItemStatusChangedEvent], None]) -> Callable[[], None]:
+        """Calls `listener` on the event loop for every queue item status change; returns the remover."""
+        self._status_listeners.add(listener)
+        return lambda: self._status_listeners.discard(listener)
+
+    async def _emit_forever(self, pending: asyncio.Queue[EventBase | None]) -> None:
+        while (event := await pending.get()) is not None:
+            try:
+                await self._emit(event)
+            except Exception:
+                logger.exception("Could not emit %s", event.event_name)
+
+    async def _emit(self, event: EventBase) -> None:
+        payload = event.model_dump(mode="json")
+        if not isinstance(event, QueueEventBase):
+            await self.sio.emit(event.event_name, payload)
+            return
+        if isinstance(event, QueueItemStatusChangedEvent):
+            for listener in list(self._status_listeners):
+                listener(event)
+        async with self._lock:
+            queue_id = event.queue_id
+            self._sequence[queue_id] += 1
+            payload["seq"] = seq = self._sequence[queue_id]
+            buffer = self._buffers.setdefault(queue_id, deque(maxlen=self._buffer_size))
+            buffer.append((seq, event.event_name, payload))
+            await self.sio.emit(event.event_name, payload, room=queue_id)
+
+    async def _subscribe_queue(self, sid: str, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("queue_id"), str):
+            return {"error": "subscribe_queue needs {queue_id: str, after?: int}"}
+        queue_id: str = data["queue_id"]
+        after = data.get("after")
+        async with self._lock:
+            await self.sio.enter_room(sid, queue_id)
+            last = self._sequence[queue_id]
+            if isinstance(after, int) and not isinstance(after, bool) and after < last:
+                buffer = self._buffers.get(queue_id, deque())
+                oldest = buffer[0][0] if buffer else last + 1
+                if after + 1 < oldest:
+                    await self.sio.emit(
+                        "events_missed", {"queue_id": queue_id, "after": after, "oldest": oldest, "last": last}, to=sid
+                    )
+                else:
+                    for seq, name, payload in buffer:
+                        if seq > after:
+                            await self.sio.emit(name, payload, to=sid)
+        return {"queue_id": queue_id, "last_seq": last}
+
+    async def _unsubscribe_queue(self, sid: str, data: Any) -> None:
+        if isinstance(data, dict) and isinstance(data.get("queue_id"), str):
+            await self.sio.leave_room(sid, data["queue_id"])

@@ -1,0 +1,105 @@
+"""nodeloom's settings: defaults, then `ROOT/nodeloom.yaml`, then `NODELOOM_*` variables, then explicit values."""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_NAME = "nodeloom.yaml"
+DEFAULT_ROOT = Path(".nodeloom")
+
+_config_file: ContextVar[Path | None] = ContextVar("nodeloom_config_file", default=None)
+
+
+class NodeloomConfig(BaseSettings):
+    """Every setting. Paths that are relative are relative to `root`."""
+
+    model_config = SettingsConfigDict(env_prefix="NODELOOM_", extra="forbid")
+
+    root: Path = Field(default=DEFAULT_ROOT, description="The folder holding the database, outputs, models and nodes")
+    host: str = Field(default="127.0.0.1", description="The address the server binds")
+    port: int = Field(default=9090, ge=0, le=65535, description="The port the server listens on")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="The log level")
+
+    db_file: Path = Field(default=Path("databases/nodeloom.db"), description="The SQLite database file")
+    outputs_dir: Path = Field(default=Path("outputs"), description="Where images are written")
+    models_dir: Path = Field(default=Path("models"), description="Where models are kept")
+    nodes_dir: Path = Field(default=Path("nodes"), description="Custom node packs, imported at start-up")
+
+    max_queue_size: int = Field(default=10_000, ge=1, description="The most items a queue holds")
+    requeue_interrupted: bool = Field(
+        default=False, description="Put items that were running when the process died back in the queue"
+    )
+    max_attempts: int = Field(default=3, ge=1, description="How many interruptions an item survives")
+    save_state_after_s: float = Field(
+        default=1.0, ge=0, description="Save a session's state after each node that ran at least this long"
+    )
+    processor_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the processor looks for work when no event woke it"
+    )
+
+    node_cache_size: int = Field(default=512, ge=0, description="How many node outputs the invocation cache keeps")
+    stats_dir: Path | None = Field(default=None, description="Write each session's stats JSON here")
+    profile_graphs: bool = Field(default=False, description="Profile each session with cProfile")
+    profiles_dir: Path = Field(default=Path("profiles"), description="Where session profiles are written")
+    profile_prefix: str = Field(default="", description="Prepended to each profile's file name")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    def resolve(self, path: Path) -> Path:
+        """`path` made absolute against the root."""
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.resolve(self.db_file)
+
+    @property
+    def outputs_path(self) -> Path:
+        return self.resolve(self.outputs_dir)
+
+    @property
+    def nodes_path(self) -> Path:
+        return self.resolve(self.nodes_dir)
+
+    @property
+    def stats_path(self) -> Path | None:
+        return None if self.stats_dir is None else self.resolve(self.stats_dir)
+
+    @property
+    def profiles_path(self) -> Path:
+        return self.resolve(self.profiles_dir)
+
+
+def load_config(root: Path | str | None = None, **overrides: Any) -> NodeloomConfig:
+    """The settings for `root` (else `$NODELOOM_ROOT`, else `./.nodeloom`), with `overrides` taking precedence."""
+    root_path = Path(root or os.environ.get("NODELOOM_ROOT") or DEFAULT_ROOT).resolve()
+    config_file = root_path / CONFIG_FILE_NAME
+    token = _config_file.set(config_file if config_file.is_file() else None)
+    try:
+        return NodeloomConfig(root=root_path, **overrides)
+    finally:
+        _config_file.reset(token)

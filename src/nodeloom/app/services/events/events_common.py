@@ -1,0 +1,228 @@
+"""The events nodeloom emits: typed models, each with a name and the ids it concerns."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from nodeloom.app.invocations.baseinvocation import AnyInvocation, AnyInvocationOutput
+from nodeloom.app.services.session_queue.session_queue_common import (
+    QUEUE_ITEM_STATUS,
+    BatchStatus,
+    SessionQueueStatus,
+)
+
+if TYPE_CHECKING:
+    from nodeloom.app.invocations.baseinvocation import BaseInvocation, BaseInvocationOutput
+    from nodeloom.app.services.session_queue.session_queue_common import EnqueueBatchResult, SessionQueueItem
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EventBase(BaseModel):
+    """An event: `event_name` says which, the payload is the model's fields."""
+
+    event_name: ClassVar[str] = ""
+
+    timestamp: int = Field(default_factory=_now_ms, description="When the event happened, in ms since the epoch")
+
+
+class QueueEventBase(EventBase):
+    queue_id: str = Field(description="The id of the queue")
+
+
+class QueueItemEventBase(QueueEventBase):
+    item_id: int = Field(description="The id of the queue item")
+    batch_id: str = Field(description="The id of the batch")
+    origin: str | None = Field(default=None, description="Where the batch came from")
+    destination: str | None = Field(default=None, description="Where results should go")
+    session_id: str = Field(description="The id of the session")
+
+
+class InvocationEventBase(QueueItemEventBase):
+    invocation: AnyInvocation = Field(description="The prepared node, with its inputs")
+    invocation_source_id: str = Field(description="The id of the node in the source graph")
+
+    @classmethod
+    def _ids(cls, queue_item: SessionQueueItem, invocation: BaseInvocation) -> dict[str, Any]:
+        return {
+            "queue_id": queue_item.queue_id,
+            "item_id": queue_item.item_id,
+            "batch_id": queue_item.batch_id,
+            "origin": queue_item.origin,
+            "destination": queue_item.destination,
+            "session_id": queue_item.session_id,
+            "invocation": invocation,
+            "invocation_source_id": queue_item.session.prepared_source_mapping[invocation.id],
+        }
+
+
+class InvocationStartedEvent(InvocationEventBase):
+    event_name = "invocation_started"
+
+    @classmethod
+    def build(cls, queue_item: SessionQueueItem, invocation: BaseInvocation) -> InvocationStartedEvent:
+        return cls(**cls._ids(queue_item, invocation))
+
+
+class ProgressImage(BaseModel):
+    width: int = Field(description="The preview's width in pixels")
+    height: int = Field(description="The preview's height in pixels")
+    dataURL: str = Field(description="The preview as a data URL")
+
+
+class InvocationProgressEvent(InvocationEventBase):
+    event_name = "invocation_progress"
+
+    message: str = Field(description="What the node is doing")
+    percentage: float | None = Field(default=None, ge=0, le=1, description="How far it is, from 0 to 1")
+    image: ProgressImage | None = Field(default=None, description="A preview of the result so far")
+
+    @classmethod
+    def build(
+        cls,
+        queue_item: SessionQueueItem,
+        invocation: BaseInvocation,
+        message: str,
+        percentage: float | None = None,
+        image: ProgressImage | None = None,
+    ) -> InvocationProgressEvent:
+        return cls(**cls._ids(queue_item, invocation), message=message, percentage=percentage, image=image)
+
+
+class InvocationCompleteEvent(InvocationEventBase):
+    event_name = "invocation_complete"
+
+    result: AnyInvocationOutput = Field(description="The node's output")
+
+    @classmethod
+    def build(
+        cls, queue_item: SessionQueueItem, invocation: BaseInvocation, result: BaseInvocationOutput
+    ) -> InvocationCompleteEvent:
+        return cls(**cls._ids(queue_item, invocation), result=result)
+
+
+class InvocationErrorEvent(InvocationEventBase):
+    event_name = "invocation_error"
+
+    error_type: str = Field(description="The kind of error")
+    error_message: str = Field(description="The error message")
+    error_traceback: str = Field(description="The traceback")
+
+    @classmethod
+    def build(
+        cls,
+        queue_item: SessionQueueItem,
+        invocation: BaseInvocation,
+        error_type: str,
+        error_message: str,
+        error_traceback: str,
+    ) -> InvocationErrorEvent:
+        return cls(
+            **cls._ids(queue_item, invocation),
+            error_type=error_type,
+            error_message=error_message,
+            error_traceback=error_traceback,
+        )
+
+
+class QueueItemStatusChangedEvent(QueueItemEventBase):
+    event_name = "queue_item_status_changed"
+
+    status: QUEUE_ITEM_STATUS = Field(description="The new status")
+    old_status: QUEUE_ITEM_STATUS | None = Field(description="The status before, None for a new item")
+    error_type: str | None = Field(default=None, description="The kind of error, if the item failed")
+    error_message: str | None = Field(default=None, description="The error message, if the item failed")
+    error_traceback: str | None = Field(default=None, description="The traceback, if the item failed")
+    created_at: str = Field(description="When the item was enqueued (ISO 8601)")
+    updated_at: str = Field(description="When the item last changed (ISO 8601)")
+    started_at: str | None = Field(default=None, description="When the item started running (ISO 8601)")
+    completed_at: str | None = Field(default=None, description="When the item finished (ISO 8601)")
+    batch_status: BatchStatus = Field(description="The counts of the item's batch")
+    queue_status: SessionQueueStatus = Field(description="The counts of the item's queue")
+
+    @classmethod
+    def build(
+        cls,
+        queue_item: SessionQueueItem,
+        old_status: QUEUE_ITEM_STATUS | None,
+        batch_status: BatchStatus,
+        queue_status: SessionQueueStatus,
+    ) -> QueueItemStatusChangedEvent:
+        return cls(
+            queue_id=queue_item.queue_id,
+            item_id=queue_item.item_id,
+            batch_id=queue_item.batch_id,
+            origin=queue_item.origin,
+            destination=queue_item.destination,
+            session_id=queue_item.session_id,
+            status=queue_item.status,
+            old_status=old_status,
+            error_type=queue_item.error_type,
+            error_message=queue_item.error_message,
+            error_traceback=queue_item.error_traceback,
+            created_at=queue_item.created_at.isoformat(),
+            updated_at=queue_item.updated_at.isoformat(),
+            started_at=queue_item.started_at.isoformat() if queue_item.started_at else None,
+            completed_at=queue_item.completed_at.isoformat() if queue_item.completed_at else None,
+            batch_status=batch_status,
+            queue_status=queue_status,
+        )
+
+
+class BatchEnqueuedEvent(QueueEventBase):
+    event_name = "batch_enqueued"
+
+    batch_id: str = Field(description="The id of the batch")
+    enqueued: int = Field(description="How many items were enqueued")
+    requested: int = Field(description="How many items the batch asked for")
+    priority: int = Field(description="The priority of the items")
+    origin: str | None = Field(default=None, description="Where the batch came from")
+
+    @classmethod
+    def build(cls, result: EnqueueBatchResult) -> BatchEnqueuedEvent:
+        return cls(
+            queue_id=result.queue_id,
+            batch_id=result.batch.batch_id,
+            enqueued=result.enqueued,
+            requested=result.requested,
+            priority=result.priority,
+            origin=result.batch.origin,
+        )
+
+
+class QueueClearedEvent(QueueEventBase):
+    event_name = "queue_cleared"
+
+
+class ModelEventBase(EventBase):
+    config: dict[str, Any] = Field(description="The model's config")
+    submodel_type: str | None = Field(default=None, description="The part of the model, if only a part")
+
+
+class ModelLoadStartedEvent(ModelEventBase):
+    event_name = "model_load_started"
+
+
+class ModelLoadCompleteEvent(ModelEventBase):
+    event_name = "model_load_complete"
+
+
+class ImageCreatedEvent(EventBase):
+    event_name = "image_created"
+
+    image_name: str = Field(description="The name of the new image")
+    image_url: str = Field(description="The URL of the full image")
+    thumbnail_url: str = Field(description="The URL of the image's thumbnail")
+    board_id: str | None = Field(default=None, description="The board the image was put on, if any")
+    image_origin: str = Field(description="Who made the image: internal or external")
+    image_category: str = Field(description="What the image is for: general, mask, control, user or other")
+    width: int = Field(description="The width of the image in pixels")
+    height: int = Field(description="The height of the image in pixels")
+    is_intermediate: bool = Field(description="Whether the image is an intermediate result")
+    session_id: str | None = Field(default=None, description="The session that made the image, if one did")
+    node_id: str | None = Field(default=None, description="The node that made the image, if one did")

@@ -1,0 +1,96 @@
+"""One object holding every service, and the one function that builds the default set for a root folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodeloom.app.services.config.config_default import NodeloomConfig
+from nodeloom.app.services.events.events_base import EventServiceBase
+from nodeloom.app.services.events.events_default import InProcessEventService
+from nodeloom.app.services.invocation_cache.invocation_cache_base import InvocationCacheBase
+from nodeloom.app.services.invocation_cache.invocation_cache_memory import MemoryInvocationCache
+from nodeloom.app.services.invocation_stats.invocation_stats_base import InvocationStatsServiceBase
+from nodeloom.app.services.invocation_stats.invocation_stats_default import InvocationStatsService
+from nodeloom.app.services.metrics.metrics_base import MetricsServiceBase
+from nodeloom.app.services.metrics.metrics_memory import MemoryMetricsService
+from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
+from nodeloom.app.services.session_processor.session_processor_default import (
+    DefaultSessionProcessor,
+    ProcessorSettings,
+)
+from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
+from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
+from nodeloom.app.services.session_queue.session_queue_sql_statements import migrate_session_queue
+from nodeloom.app.services.shared.database.database_base import DatabaseBase
+from nodeloom.app.services.shared.database.database_common import Migration
+from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrator import Migrator
+from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
+from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
+from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService
+
+MIGRATIONS: list[Migration] = [
+    Migration(version=1, description="session queue", up=migrate_session_queue),
+]
+"""The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
+
+
+@dataclass(frozen=True)
+class InvocationServices:
+    config: NodeloomConfig
+    database: DatabaseBase
+    events: EventServiceBase
+    session_queue: SessionQueueBase
+    session_processor: SessionProcessorBase
+    invocation_stats: InvocationStatsServiceBase
+    invocation_cache: InvocationCacheBase
+    metrics: MetricsServiceBase
+    webhooks: WebhookServiceBase
+
+
+def build_services(config: NodeloomConfig) -> InvocationServices:
+    """Opens (and migrates) the database under the root and wires every service; nothing runs until started."""
+    config.db_path.parent.mkdir(parents=True, exist_ok=True)
+    database = SqliteDatabase(config.db_path)
+    try:
+        Migrator(database, MIGRATIONS).run()
+    except Exception:
+        database.close()
+        raise
+    events = InProcessEventService()
+    queue = SqlSessionQueue(
+        database,
+        events,
+        max_queue_size=config.max_queue_size,
+        requeue_interrupted=config.requeue_interrupted,
+        max_attempts=config.max_attempts,
+    )
+    stats = InvocationStatsService()
+    cache = MemoryInvocationCache(max_size=config.node_cache_size)
+    metrics = MemoryMetricsService()
+    processor = DefaultSessionProcessor(
+        queue,
+        events,
+        stats,
+        cache,
+        InvocationContextBuilder(events, config),
+        metrics,
+        ProcessorSettings(
+            poll_interval_s=config.processor_poll_interval_s,
+            save_state_after_s=config.save_state_after_s,
+            stats_dir=config.stats_path,
+            profiles_dir=config.profiles_path if config.profile_graphs else None,
+            profile_prefix=config.profile_prefix,
+        ),
+    )
+    return InvocationServices(
+        config=config,
+        database=database,
+        events=events,
+        session_queue=queue,
+        session_processor=processor,
+        invocation_stats=stats,
+        invocation_cache=cache,
+        metrics=metrics,
+        webhooks=HttpWebhookService(events, queue),
+    )

@@ -1,0 +1,275 @@
+"""The session processor: one thread that dequeues a session and runs it node by node."""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nodeloom.app.invocations.baseinvocation import CanceledException
+from nodeloom.app.services.events.events_common import (
+    BatchEnqueuedEvent,
+    EventBase,
+    InvocationCompleteEvent,
+    InvocationErrorEvent,
+    InvocationStartedEvent,
+    QueueClearedEvent,
+    QueueItemStatusChangedEvent,
+)
+from nodeloom.app.services.invocation_stats.invocation_stats_common import GESStatsNotFoundError
+from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
+from nodeloom.app.services.session_processor.session_processor_common import SessionProcessorStatus
+from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItemNotFoundError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nodeloom.app.invocations.baseinvocation import BaseInvocation
+    from nodeloom.app.services.events.events_base import EventServiceBase
+    from nodeloom.app.services.invocation_cache.invocation_cache_base import InvocationCacheBase
+    from nodeloom.app.services.invocation_stats.invocation_stats_base import InvocationStatsServiceBase
+    from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
+    from nodeloom.app.services.metrics.metrics_base import MetricsServiceBase
+    from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
+    from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
+    from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    poll_interval_s: float = 1.0
+    save_state_after_s: float = 1.0
+    stats_dir: Path | None = None
+    profiles_dir: Path | None = None
+    """Profile every session with cProfile and write the profiles here; None turns profiling off."""
+    profile_prefix: str = ""
+
+
+@dataclass
+class _Run:
+    """The session being processed and why it may have to stop."""
+
+    item: SessionQueueItem
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str | None = None
+    """'canceled', 'timeout' or 'shutdown' once the session has been asked to stop."""
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.cancel.set()
+
+
+class DefaultSessionProcessor(SessionProcessorBase):
+    """Wakes on `BatchEnqueued`, else polls; stops the running node on a cancel, a clear, a timeout or `stop()`.
+
+    A node that raises fails its session (with the traceback kept on the queue item), never the processor; an
+    error in the processor itself is logged, fails the item, and the loop goes on.
+    """
+
+    def __init__(
+        self,
+        queue: SessionQueueBase,
+        events: EventServiceBase,
+        stats: InvocationStatsServiceBase,
+        cache: InvocationCacheBase,
+        contexts: InvocationContextBuilder,
+        metrics: MetricsServiceBase,
+        settings: ProcessorSettings | None = None,
+    ) -> None:
+        self._queue = queue
+        self._events = events
+        self._stats = stats
+        self._cache = cache
+        self._contexts = contexts
+        self._metrics = metrics
+        self._settings = settings or ProcessorSettings()
+        self._wake = threading.Event()
+        self._resumed = threading.Event()
+        self._resumed.set()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._run: _Run | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._unsubscribe = self._events.subscribe(self._on_event)
+        self._thread = threading.Thread(target=self._loop, name="nodeloom-session-processor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._resumed.set()
+        self._wake.set()
+        run = self._run
+        if run is not None:
+            run.request_stop("shutdown")
+        self._thread.join()
+        self._thread = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def pause(self) -> SessionProcessorStatus:
+        self._resumed.clear()
+        return self.get_status()
+
+    def resume(self) -> SessionProcessorStatus:
+        self._resumed.set()
+        self._wake.set()
+        return self.get_status()
+
+    def get_status(self) -> SessionProcessorStatus:
+        run = self._run
+        return SessionProcessorStatus(
+            is_started=self._thread is not None,
+            is_processing=self._resumed.is_set(),
+            current_item_id=run.item.item_id if run else None,
+        )
+
+    def _on_event(self, event: EventBase) -> None:
+        if isinstance(event, BatchEnqueuedEvent):
+            self._wake.set()
+            return
+        run = self._run
+        if run is None:
+            return
+        if isinstance(event, QueueItemStatusChangedEvent):
+            if event.item_id == run.item.item_id and event.status == "canceled":
+                run.request_stop("canceled")
+        elif isinstance(event, QueueClearedEvent) and event.queue_id == run.item.queue_id:
+            run.request_stop("canceled")
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._resumed.wait()
+            if self._stopping.is_set():
+                break
+            try:
+                item = self._queue.dequeue()
+            except Exception:
+                logger.exception("The session processor could not dequeue; retrying")
+                self._stopping.wait(self._settings.poll_interval_s)
+                continue
+            if item is None:
+                self._wake.wait(self._settings.poll_interval_s)
+                self._wake.clear()
+                continue
+            self._process(_Run(item))
+
+    def _process(self, run: _Run) -> None:
+        self._run = run
+        timer = None
+        if run.item.timeout is not None:
+            timer = threading.Timer(run.item.timeout, run.request_stop, args=("timeout",))
+            timer.daemon = True
+            timer.start()
+        profiler = cProfile.Profile() if self._settings.profiles_dir is not None else None
+        status = "failed"
+        try:
+            if profiler is not None:
+                profiler.enable()
+            status = self._run_session(run)
+        except SessionQueueItemNotFoundError:
+            logger.info("Item %s was deleted while it ran", run.item.item_id)
+            status = "deleted"
+        except Exception as e:
+            logger.exception("The session processor failed on item %s", run.item.item_id)
+            self._fail(run.item, type(e).__name__, str(e), traceback.format_exc())
+        finally:
+            if profiler is not None:
+                profiler.disable()
+            if timer is not None:
+                timer.cancel()
+            self._run = None
+        self._finish_stats(run.item, profiler, status)
+
+    def _run_session(self, run: _Run) -> str:
+        """Runs the session until it ends or is stopped; returns the item's final status."""
+        item, session = run.item, run.item.session
+        save_after = self._settings.save_state_after_s
+        while not run.cancel.is_set():
+            node = session.next()
+            if node is None:
+                break
+            self._events.dispatch(InvocationStartedEvent.build(item, node))
+            started = time.perf_counter()
+            try:
+                with self._stats.collect_stats(node, session.id):
+                    context = self._contexts.build(item, node, run.cancel.is_set)
+                    output = node.invoke_internal(context, self._cache)
+            except CanceledException:
+                break
+            except Exception as e:
+                self._node_failed(run, node, e)
+                return "failed"
+            if run.cancel.is_set():
+                break
+            session.complete(node.id, output)
+            self._events.dispatch(InvocationCompleteEvent.build(item, node, output))
+            if time.perf_counter() - started >= save_after:
+                self._queue.set_queue_item_session(item.item_id, session)
+        self._queue.set_queue_item_session(item.item_id, session)
+        if run.stop_reason is None:
+            return self._queue.complete_queue_item(item.item_id)
+        if run.stop_reason == "timeout":
+            message = f"The session ran longer than its timeout of {item.timeout} s and was stopped"
+            self._fail(item, "Timeout", message, "")
+            return "failed"
+        if run.stop_reason == "shutdown":
+            return self._queue.interrupt_queue_item(item.item_id)
+        return "canceled"
+
+    def _node_failed(self, run: _Run, node: BaseInvocation, error: Exception) -> None:
+        item = run.item
+        error_type, message, trace = type(error).__name__, str(error), traceback.format_exc()
+        item.session.set_node_error(node.id, f"{error_type}: {message}")
+        self._events.dispatch(InvocationErrorEvent.build(item, node, error_type, message, trace))
+        self._queue.set_queue_item_session(item.item_id, item.session)
+        self._fail(item, error_type, message, trace)
+
+    def _fail(self, item: SessionQueueItem, error_type: str, message: str, trace: str) -> None:
+        try:
+            self._queue.fail_queue_item(item.item_id, error_type, message, trace)
+        except Exception:
+            logger.exception("Could not mark item %s failed", item.item_id)
+
+    def _finish_stats(self, item: SessionQueueItem, profiler: cProfile.Profile | None, status: str) -> None:
+        session_id = item.session.id
+        try:
+            summary: InvocationStatsSummary | None = self._stats.get_stats(session_id)
+        except GESStatsNotFoundError:
+            summary = None  # no node ran
+        self._metrics.record_session(status, summary)
+        if summary is None:
+            return
+        settings = self._settings
+        try:
+            self._stats.log_stats(session_id)
+            with contextlib.suppress(SessionQueueItemNotFoundError):  # deleted while it ran
+                self._queue.set_queue_item_stats(item.item_id, summary)
+            if settings.stats_dir is not None:
+                settings.stats_dir.mkdir(parents=True, exist_ok=True)
+                self._stats.dump_stats(session_id, settings.stats_dir / f"{session_id}.json")
+            if profiler is not None and settings.profiles_dir is not None:
+                settings.profiles_dir.mkdir(parents=True, exist_ok=True)
+                stem = settings.profiles_dir / f"{settings.profile_prefix}{session_id}"
+                profiler.dump_stats(stem.with_suffix(".prof"))
+                self._stats.dump_stats(session_id, stem.with_suffix(".json"))
+        except Exception:
+            logger.exception("Could not keep the stats of item %s", item.item_id)
+        finally:
+            self._stats.reset_stats(session_id)

@@ -1,0 +1,164 @@
+"""The session queue: where enqueued sessions wait, run and finish."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
+    from nodeloom.app.services.session_queue.session_queue_common import (
+        QUEUE_ITEM_STATUS,
+        Batch,
+        BatchStatus,
+        CancelAllExceptCurrentResult,
+        CancelByBatchIDsResult,
+        CancelByQueueIDResult,
+        ClearResult,
+        EnqueueBatchResult,
+        IsEmptyResult,
+        IsFullResult,
+        PruneResult,
+        RetryItemsResult,
+        SessionQueueItem,
+        SessionQueueStatus,
+    )
+    from nodeloom.app.services.shared.graph import GraphExecutionState
+    from nodeloom.app.services.shared.pagination import CursorPaginatedResults
+
+
+class SessionQueueBase(ABC):
+    """Every status change emits `QueueItemStatusChanged`; enqueueing emits `BatchEnqueued`, clearing `QueueCleared`.
+
+    Finishing operations (`complete_queue_item`, `fail_queue_item`, cancels) only act on items that have not
+    finished yet, so a late completion never overwrites a cancel.
+    """
+
+    @abstractmethod
+    def recover_interrupted(self) -> list[int]:
+        """Fails (or requeues, as configured) every item left in progress by a process that died; their ids."""
+
+    @abstractmethod
+    def interrupt_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
+        """Fails (or requeues, as configured) an in-progress item whose run was cut short; its new status."""
+
+    @abstractmethod
+    def enqueue_batch(self, queue_id: str, batch: Batch, prepend: bool) -> EnqueueBatchResult:
+        """Expands the batch into sessions and stores them in one transaction; `prepend` runs them first."""
+
+    @abstractmethod
+    def dequeue(self) -> SessionQueueItem | None:
+        """Atomically takes the highest-priority, oldest pending item of any queue and marks it in progress."""
+
+    @abstractmethod
+    def get_current(self, queue_id: str) -> SessionQueueItem | None:
+        """The item in progress, if any."""
+
+    @abstractmethod
+    def get_next(self, queue_id: str) -> SessionQueueItem | None:
+        """The item `dequeue` would take next, if any."""
+
+    @abstractmethod
+    def get_queue_item(self, item_id: int) -> SessionQueueItem:
+        """The item; raises `SessionQueueItemNotFoundError`."""
+
+    @abstractmethod
+    def get_queue_items_by_item_ids(self, item_ids: list[int]) -> list[SessionQueueItem]:
+        """The items that exist among `item_ids`, in the order asked."""
+
+    @abstractmethod
+    def list_queue_items(
+        self,
+        queue_id: str,
+        limit: int,
+        priority: int | None = None,
+        cursor: int | None = None,
+        status: QUEUE_ITEM_STATUS | None = None,
+    ) -> CursorPaginatedResults[SessionQueueItem]:
+        """A page in run order (priority, then item id); pass the last item's priority and id to get the next."""
+
+    @abstractmethod
+    def list_all_queue_items(self, queue_id: str, destination: str | None = None) -> list[SessionQueueItem]:
+        """Every item of the queue in run order."""
+
+    @abstractmethod
+    def get_queue_item_ids(self, queue_id: str, order_dir: Literal["ASC", "DESC"] = "DESC") -> list[int]:
+        """The ids of every item of the queue, newest first by default."""
+
+    @abstractmethod
+    def get_queue_status(self, queue_id: str) -> SessionQueueStatus:
+        """Counts by status and the item in progress."""
+
+    @abstractmethod
+    def get_all_queue_counts(self) -> dict[str, dict[str, int]]:
+        """Item counts by status for every queue that has items: {queue_id: {status: count}}."""
+
+    @abstractmethod
+    def get_batch_items(self, queue_id: str, batch_id: str) -> list[SessionQueueItem]:
+        """The items of one batch in enqueue order; raises `BatchNotFoundError`."""
+
+    @abstractmethod
+    def get_batch_status(self, queue_id: str, batch_id: str) -> BatchStatus:
+        """Counts by status for one batch; raises `BatchNotFoundError`."""
+
+    @abstractmethod
+    def set_queue_item_session(self, item_id: int, session: GraphExecutionState) -> None:
+        """Saves the session as far as it has run."""
+
+    @abstractmethod
+    def set_queue_item_stats(self, item_id: int, stats: InvocationStatsSummary) -> None:
+        """Keeps the item's invocation stats with it."""
+
+    @abstractmethod
+    def get_queue_item_stats(self, item_id: int) -> dict[str, object] | None:
+        """The item's invocation stats as JSON, if any were kept; raises `SessionQueueItemNotFoundError`."""
+
+    @abstractmethod
+    def complete_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
+        """Marks an in-progress item completed; its status after (canceled, if it was canceled meanwhile)."""
+
+    @abstractmethod
+    def fail_queue_item(
+        self, item_id: int, error_type: str, error_message: str, error_traceback: str
+    ) -> SessionQueueItem:
+        """Marks an unfinished item failed, keeping the error."""
+
+    @abstractmethod
+    def cancel_queue_item(self, item_id: int) -> SessionQueueItem:
+        """Marks an unfinished item canceled."""
+
+    @abstractmethod
+    def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:
+        """Cancels every unfinished item of the batches."""
+
+    @abstractmethod
+    def cancel_by_queue_id(self, queue_id: str) -> CancelByQueueIDResult:
+        """Cancels every unfinished item of the queue."""
+
+    @abstractmethod
+    def cancel_all_except_current(self, queue_id: str) -> CancelAllExceptCurrentResult:
+        """Cancels every pending item of the queue, leaving the one in progress to run."""
+
+    @abstractmethod
+    def retry_items_by_id(self, queue_id: str, item_ids: list[int]) -> RetryItemsResult:
+        """Enqueues a fresh copy of each failed or canceled item, with its graph and field values."""
+
+    @abstractmethod
+    def delete_queue_item(self, item_id: int) -> None:
+        """Deletes the item, canceling it first if it is unfinished."""
+
+    @abstractmethod
+    def clear(self, queue_id: str) -> ClearResult:
+        """Deletes every item of the queue (canceling the one in progress) and emits `QueueCleared`."""
+
+    @abstractmethod
+    def prune(self, queue_id: str) -> PruneResult:
+        """Deletes the finished items of the queue."""
+
+    @abstractmethod
+    def is_empty(self, queue_id: str) -> IsEmptyResult:
+        """Whether the queue has no items."""
+
+    @abstractmethod
+    def is_full(self, queue_id: str) -> IsFullResult:
+        """Whether the queue holds as many items as it may."""

@@ -1,0 +1,274 @@
+"""Batches, queue items, queue and batch status, and the queue's errors."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    HttpUrl,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
+from nodeloom.app.services.shared.graph_common import uuid_string
+from nodeloom.errors import NodeloomError
+
+DEFAULT_QUEUE_ID = "default"
+
+QUEUE_ITEM_STATUS = Literal["pending", "in_progress", "completed", "failed", "canceled"]
+QUEUE_ITEM_STATUSES: tuple[QUEUE_ITEM_STATUS, ...] = ("pending", "in_progress", "completed", "failed", "canceled")
+FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "canceled"})
+
+
+class SessionQueueError(NodeloomError):
+    """The session queue refused the request."""
+
+
+class SessionQueueItemNotFoundError(SessionQueueError):
+    """No queue item has that id."""
+
+
+class BatchNotFoundError(SessionQueueError):
+    """No queue item belongs to that batch."""
+
+
+class QueueFullError(SessionQueueError):
+    """The queue cannot take that many more sessions."""
+
+
+class BatchValidationError(SessionQueueError):
+    """The batch's data does not fit its graph."""
+
+
+# Batch values are strict so that "1" stays a string and 1 stays an int when a batch is read from JSON.
+BatchDataType = StrictStr | StrictBool | StrictInt | StrictFloat
+
+
+class NodeFieldValue(BaseModel):
+    node_path: str = Field(description="The node the value was put into")
+    field_name: str = Field(description="The field the value was put into")
+    value: BatchDataType = Field(description="The value")
+
+
+class BatchDatum(BaseModel):
+    node_path: str = Field(description="The node to put each item into")
+    field_name: str = Field(description="The field to put each item into")
+    items: list[BatchDataType] = Field(default_factory=list, description="The values, one per session")
+
+
+BatchDataCollection = list[list[BatchDatum]]
+
+
+class Batch(BaseModel):
+    """One graph and the field values to run it with.
+
+    Each inner list of `data` is zipped (its items taken in step), the inner lists are combined as a
+    Cartesian product, and the whole repeated `runs` times: one session per combination and run.
+    """
+
+    batch_id: str = Field(default_factory=uuid_string, description="The id of the batch")
+    origin: str | None = Field(default=None, description="Where the batch came from, for the client's use")
+    destination: str | None = Field(default=None, description="Where results should go, for the client's use")
+    data: BatchDataCollection | None = Field(default=None, description="The field values to run the graph with")
+    graph: Graph = Field(description="The graph to run")
+    workflow: dict[str, Any] | None = Field(default=None, description="The workflow the graph was made from")
+    runs: int = Field(default=1, ge=1, description="How many times to run every combination of the data")
+    timeout: float | None = Field(
+        default=None, gt=0, description="The most seconds a session may run before it is stopped and failed"
+    )
+    callback_url: HttpUrl | None = Field(
+        default=None, description="POSTed each item's status and outputs when it finishes"
+    )
+
+    @field_validator("graph")
+    @classmethod
+    def _graph_is_valid(cls, graph: Graph) -> Graph:
+        graph.validate_self()
+        return graph
+
+    @field_validator("data")
+    @classmethod
+    def _data_is_consistent(cls, data: BatchDataCollection | None) -> BatchDataCollection | None:
+        seen: set[tuple[str, str]] = set()
+        for zipped in data or []:
+            if not zipped:
+                raise ValueError("a zipped group of batch data is empty")
+            length = len(zipped[0].items)
+            for datum in zipped:
+                where = f"node '{datum.node_path}' field '{datum.field_name}'"
+                if len(datum.items) != length:
+                    raise ValueError(
+                        f"zipped batch data must have equal lengths: {where} has {len(datum.items)} items, "
+                        f"'{zipped[0].node_path}.{zipped[0].field_name}' has {length}"
+                    )
+                if not datum.items:
+                    raise ValueError(f"batch data for {where} has no items")
+                numbers = all(isinstance(i, int | float) and not isinstance(i, bool) for i in datum.items)
+                if not numbers and len({type(i) for i in datum.items}) > 1:
+                    raise ValueError(f"batch data for {where} mixes item types")
+                if (datum.node_path, datum.field_name) in seen:
+                    raise ValueError(f"batch data sets {where} more than once")
+                seen.add((datum.node_path, datum.field_name))
+        return data
+
+    @model_validator(mode="after")
+    def _data_targets_exist(self) -> Batch:
+        for zipped in self.data or []:
+            for datum in zipped:
+                node = self.graph.nodes.get(datum.node_path)
+                if node is None:
+                    raise ValueError(f"batch data names node '{datum.node_path}', which is not in the graph")
+                if datum.field_name not in type(node).model_fields or datum.field_name in ("id", "type"):
+                    raise ValueError(
+                        f"batch data names field '{datum.field_name}', which node '{datum.node_path}' "
+                        f"({node.invocation_type}) has not (or may not be set)"
+                    )
+        return self
+
+    def session_count(self) -> int:
+        """How many sessions the batch expands to."""
+        count = self.runs
+        for zipped in self.data or []:
+            count *= len(zipped[0].items)
+        return count
+
+
+class SessionQueueItem(BaseModel):
+    """One session in the queue, with where it stands."""
+
+    item_id: int = Field(description="The id of the queue item")
+    queue_id: str = Field(description="The id of the queue the item is in")
+    batch_id: str = Field(description="The id of the batch the item came from")
+    session_id: str = Field(description="The id of the item's session")
+    status: QUEUE_ITEM_STATUS = Field(default="pending", description="Where the item stands")
+    priority: int = Field(default=0, description="Higher runs first; equal priorities run oldest first")
+    origin: str | None = Field(default=None, description="Where the batch came from, for the client's use")
+    destination: str | None = Field(default=None, description="Where results should go, for the client's use")
+    field_values: list[NodeFieldValue] | None = Field(default=None, description="The batch values of this item")
+    session: GraphExecutionState = Field(description="The session, as far as it has run")
+    workflow: dict[str, Any] | None = Field(default=None, description="The workflow the graph was made from")
+    error_type: str | None = Field(default=None, description="The kind of error, if the item failed")
+    error_message: str | None = Field(default=None, description="The error message, if the item failed")
+    error_traceback: str | None = Field(default=None, description="The traceback, if the item failed")
+    timeout: float | None = Field(default=None, description="The most seconds the session may run")
+    callback_url: str | None = Field(default=None, description="Where the item's outcome is POSTed when it finishes")
+    attempts: int = Field(default=0, description="How many times the item was interrupted and requeued")
+    retried_from_item_id: int | None = Field(default=None, description="The item this one retries")
+    created_at: datetime.datetime = Field(description="When the item was enqueued")
+    updated_at: datetime.datetime = Field(description="When the item last changed")
+    started_at: datetime.datetime | None = Field(default=None, description="When the item started running")
+    completed_at: datetime.datetime | None = Field(default=None, description="When the item finished")
+
+
+class SessionQueueStatus(BaseModel):
+    queue_id: str = Field(description="The id of the queue")
+    item_id: int | None = Field(default=None, description="The id of the item in progress")
+    batch_id: str | None = Field(default=None, description="The batch of the item in progress")
+    session_id: str | None = Field(default=None, description="The session of the item in progress")
+    pending: int = Field(description="Items waiting to run")
+    in_progress: int = Field(description="Items running")
+    completed: int = Field(description="Items that completed")
+    failed: int = Field(description="Items that failed")
+    canceled: int = Field(description="Items that were canceled")
+    total: int = Field(description="All items")
+
+
+class BatchStatus(BaseModel):
+    queue_id: str = Field(description="The id of the queue")
+    batch_id: str = Field(description="The id of the batch")
+    origin: str | None = Field(default=None, description="Where the batch came from")
+    destination: str | None = Field(default=None, description="Where results should go")
+    pending: int = Field(description="Items waiting to run")
+    in_progress: int = Field(description="Items running")
+    completed: int = Field(description="Items that completed")
+    failed: int = Field(description="Items that failed")
+    canceled: int = Field(description="Items that were canceled")
+    total: int = Field(description="All items")
+
+
+class EnqueueBatchResult(BaseModel):
+    queue_id: str = Field(description="The id of the queue")
+    enqueued: int = Field(description="How many items were enqueued")
+    requested: int = Field(description="How many items the batch asked for")
+    batch: Batch = Field(description="The batch")
+    priority: int = Field(description="The priority of the enqueued items")
+    item_ids: list[int] = Field(description="The ids of the enqueued items, in order")
+
+
+class ClearResult(BaseModel):
+    deleted: int = Field(description="How many items were deleted")
+
+
+class PruneResult(ClearResult):
+    pass
+
+
+class CancelByBatchIDsResult(BaseModel):
+    canceled: int = Field(description="How many items were canceled")
+
+
+class CancelByQueueIDResult(CancelByBatchIDsResult):
+    pass
+
+
+class CancelAllExceptCurrentResult(CancelByBatchIDsResult):
+    pass
+
+
+class RetryItemsResult(BaseModel):
+    queue_id: str = Field(description="The id of the queue")
+    retried_item_ids: list[int] = Field(description="The ids of the new items, one per retried item")
+
+
+class IsEmptyResult(BaseModel):
+    is_empty: bool = Field(description="Whether the queue has no items")
+
+
+class IsFullResult(BaseModel):
+    is_full: bool = Field(description="Whether the queue holds as many items as it may")
+
+
+class ItemIdsResult(BaseModel):
+    item_ids: list[int] = Field(description="The item ids, in the order asked for")
+    total_count: int = Field(description="How many ids there are")
+
+
+class QueueItemOutcome(BaseModel):
+    """How an item ended and what it produced: the answer of submit-and-wait and the body of a webhook call."""
+
+    queue_id: str
+    batch_id: str
+    item_id: int
+    session_id: str
+    status: QUEUE_ITEM_STATUS
+    error_type: str | None = None
+    error_message: str | None = None
+    outputs: dict[str, list[dict[str, Any]]] = Field(
+        description="Each source node's outputs, one per prepared copy in execution order"
+    )
+
+    @classmethod
+    def from_item(cls, item: SessionQueueItem) -> QueueItemOutcome:
+        session = item.session
+        outputs: dict[str, list[dict[str, Any]]] = {}
+        for prepared_id, output in session.results.items():
+            source_id = session.prepared_source_mapping[prepared_id]
+            outputs.setdefault(source_id, []).append(output.model_dump(mode="json"))
+        return cls(
+            queue_id=item.queue_id,
+            batch_id=item.batch_id,
+            item_id=item.item_id,
+            session_id=item.session_id,
+            status=item.status,
+            error_type=item.error_type,
+            error_message=item.error_message,
+            outputs=outputs,
+        )

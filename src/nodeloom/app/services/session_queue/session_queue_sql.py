@@ -1,0 +1,605 @@
+"""The session queue on the database port: SQLite by default, PostgreSQL where several processors share it.
+
+Counts by status are kept per queue and per batch, changed in the same transaction as the items, so that a
+status change and its event cost a few indexed rows however long the queue is. The SQL is in
+`session_queue_sql_statements`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from nodeloom.app.services.events.events_base import EventServiceBase
+from nodeloom.app.services.events.events_common import (
+    BatchEnqueuedEvent,
+    EventBase,
+    QueueClearedEvent,
+    QueueItemStatusChangedEvent,
+)
+from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
+from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
+from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
+from nodeloom.app.services.session_queue.session_queue_common import (
+    FINISHED_STATUSES,
+    QUEUE_ITEM_STATUS,
+    QUEUE_ITEM_STATUSES,
+    Batch,
+    BatchNotFoundError,
+    BatchStatus,
+    BatchValidationError,
+    CancelAllExceptCurrentResult,
+    CancelByBatchIDsResult,
+    CancelByQueueIDResult,
+    ClearResult,
+    EnqueueBatchResult,
+    IsEmptyResult,
+    IsFullResult,
+    PruneResult,
+    QueueFullError,
+    RetryItemsResult,
+    SessionQueueError,
+    SessionQueueItem,
+    SessionQueueItemNotFoundError,
+    SessionQueueStatus,
+)
+from nodeloom.app.services.session_queue.session_queue_sql_batch import BatchSessions, new_session_json
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow
+from nodeloom.app.services.shared.graph import STORED_SESSION, GraphExecutionState
+from nodeloom.app.services.shared.graph_common import uuid_string
+from nodeloom.app.services.shared.pagination import CursorPaginatedResults
+
+_UNFINISHED = frozenset({"pending", "in_progress"})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _item_from_row(row: DbRow) -> SessionQueueItem:
+    data = dict(row)
+    data["session"] = GraphExecutionState.model_validate_json(data["session"], context=STORED_SESSION)
+    for key in ("field_values", "workflow"):
+        if data[key] is not None:
+            data[key] = json.loads(data[key])
+    return SessionQueueItem.model_validate(data)
+
+
+@dataclass(frozen=True)
+class _Error:
+    type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A write transaction and the events to dispatch once it has committed."""
+
+    cursor: DbCursor
+    events: list[EventBase]
+
+
+class SqlSessionQueue(SessionQueueBase):
+    """The session queue on any `DatabaseBase`; its schema is `migrate_session_queue`.
+
+    With `requeue_interrupted`, an item whose run was cut short (found in progress at start-up, or stopped by a
+    shutdown) goes back to pending, keeping its place and its saved session, as long as it has run fewer than
+    `max_attempts` times; then it is failed, so that an item that crashes the process cannot crash it forever.
+    """
+
+    def __init__(
+        self,
+        db: DatabaseBase,
+        events: EventServiceBase,
+        max_queue_size: int = 10_000,
+        requeue_interrupted: bool = False,
+        max_attempts: int = 3,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._max_queue_size = max_queue_size
+        self._requeue_interrupted = requeue_interrupted
+        self._max_attempts = max_attempts
+        # Held from a write's start until its events are dispatched, so that events go out in the order their
+        # changes were committed: a client never sees an item's older status last.
+        self._in_order = threading.Lock()
+
+    @contextmanager
+    def _write(self) -> Iterator[_Write]:
+        events: list[EventBase] = []
+        with self._in_order:
+            with self._db.transaction() as cursor:
+                yield _Write(cursor, events)
+            # Only after the commit: a subscriber reacting to an event must find the change in the database.
+            for event in events:
+                self._events.dispatch(event)
+
+    # --- status changes, counts and their events
+
+    def _record(self, write: _Write, changes: list[tuple[QUEUE_ITEM_STATUS | None, DbRow]]) -> None:
+        """Counts the changed rows (old status None: a new item) and queues one status event for each.
+
+        The events of one operation all carry the counts as they are after the whole operation.
+        """
+        deltas: Counter[tuple[str, str, str]] = Counter()
+        for old_status, row in changes:
+            if old_status is not None:
+                deltas[row["queue_id"], row["batch_id"], old_status] -= 1
+            deltas[row["queue_id"], row["batch_id"], row["status"]] += 1
+        _add_counts(write.cursor, deltas)
+        queue_ids = {row["queue_id"] for _, row in changes}
+        queues = {queue_id: _queue_status(write.cursor, queue_id) for queue_id in queue_ids}
+        batch_rows = {(row["queue_id"], row["batch_id"]): row for _, row in changes}
+        batches = {
+            key: _batch_status(write.cursor, *key, row["origin"], row["destination"]) for key, row in batch_rows.items()
+        }
+        write.events.extend(
+            _status_event(row, old_status, batches[row["queue_id"], row["batch_id"]], queues[row["queue_id"]])
+            for old_status, row in changes
+        )
+
+    def _change_status(
+        self,
+        write: _Write,
+        targets: Iterable[tuple[int, QUEUE_ITEM_STATUS]],
+        status: QUEUE_ITEM_STATUS,
+        error: _Error = _Error(),
+    ) -> list[DbRow]:
+        """Moves each (item id, status it was read in) to `status`, with its counts and its event; the rows."""
+        now = _now()
+        completed_at = now if status in FINISHED_STATUSES else None
+        changes: list[tuple[QUEUE_ITEM_STATUS | None, DbRow]] = []
+        for item_id, old_status in targets:
+            write.cursor.execute(
+                sql.SET_STATUS,
+                (status, now, completed_at, error.type, error.message, error.traceback, item_id, old_status),
+            )
+            row = write.cursor.fetchone()
+            if row is not None:
+                changes.append((old_status, row))
+        self._record(write, changes)
+        return [row for _, row in changes]
+
+    def _forget(self, write: _Write, deleted: list[DbRow]) -> None:
+        """Takes deleted rows out of the counts, dropping the rows of batches left with no items."""
+        deltas: Counter[tuple[str, str, str]] = Counter()
+        for row in deleted:
+            deltas[row["queue_id"], row["batch_id"], row["status"]] -= 1
+        _add_counts(write.cursor, deltas)
+        for queue_id in {row["queue_id"] for row in deleted}:
+            write.cursor.execute(sql.DELETE_EMPTY_COUNTS, (queue_id,))
+
+    def _change_one(
+        self, item_id: int, from_statuses: frozenset[str], change: Callable[[_Write, DbRow], list[DbRow]]
+    ) -> DbRow:
+        """Applies `change` to the item if it is in one of `from_statuses`; the item's row as it is then."""
+        with self._write() as write:
+            row = _fetch_item_row(write.cursor, item_id)
+            changed = change(write, row) if row["status"] in from_statuses else []
+        return changed[0] if changed else row
+
+    def _finish(
+        self, item_id: int, status: QUEUE_ITEM_STATUS, from_statuses: frozenset[str], error: _Error = _Error()
+    ) -> DbRow:
+        return self._change_one(
+            item_id,
+            from_statuses,
+            lambda write, row: self._change_status(write, [(item_id, row["status"])], status, error),
+        )
+
+    def _interrupt(self, write: _Write, item_id: int, attempts: int) -> list[DbRow]:
+        """Requeues an in-progress item whose run was cut short, or fails it when it may not run again."""
+        interruptions = attempts + 1
+        if not self._requeue_interrupted:
+            message = "The server stopped while this item was running"
+        elif interruptions >= self._max_attempts:
+            message = (
+                f"The item was interrupted {interruptions} times, each time it ran, and is not retried again "
+                f"(at most {self._max_attempts} attempts)"
+            )
+        else:
+            write.cursor.execute(sql.REQUEUE_INTERRUPTED, (_now(), item_id))
+            requeued = write.cursor.fetchall()
+            self._record(write, [("in_progress", row) for row in requeued])
+            return requeued
+        return self._change_status(write, [(item_id, "in_progress")], "failed", _Error("Interrupted", message))
+
+    def _check_room(self, cursor: DbCursor, queue_id: str, requested: int) -> None:
+        current = _queue_total(cursor, queue_id)
+        if current + requested > self._max_queue_size:
+            raise QueueFullError(
+                f"Queue '{queue_id}' holds {current} items and {requested} more were asked for, "
+                f"over its maximum of {self._max_queue_size}"
+            )
+
+    # --- SessionQueueBase
+
+    def recover_interrupted(self) -> list[int]:
+        with self._write() as write:
+            write.cursor.execute(sql.SELECT_ALL_IN_PROGRESS)
+            rows = write.cursor.fetchall()
+            for row in rows:
+                self._interrupt(write, row["item_id"], row["attempts"])
+        return [row["item_id"] for row in rows]
+
+    def interrupt_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
+        row = self._change_one(
+            item_id, frozenset({"in_progress"}), lambda write, row: self._interrupt(write, item_id, row["attempts"])
+        )
+        status: QUEUE_ITEM_STATUS = row["status"]
+        return status
+
+    def enqueue_batch(self, queue_id: str, batch: Batch, prepend: bool) -> EnqueueBatchResult:
+        if batch.batch_id == sql.QUEUE_TOTAL:
+            raise BatchValidationError("A batch id must not be empty")
+        sessions = BatchSessions(batch)
+        requested = batch.session_count()
+        with self._write() as write:
+            cursor = write.cursor
+            self._check_room(cursor, queue_id, requested)
+            priority = 0
+            if prepend:
+                cursor.execute(sql.SELECT_MAX_PENDING_PRIORITY, (queue_id,))
+                row = cursor.fetchone()
+                priority = 0 if row is None or row["priority"] is None else row["priority"] + 1
+            now = _now()
+            workflow = None if batch.workflow is None else json.dumps(batch.workflow)
+            callback_url = None if batch.callback_url is None else str(batch.callback_url)
+            session_ids: list[str] = []
+            rows = []
+            for session_id, session, field_values in sessions:
+                session_ids.append(session_id)
+                rows.append(
+                    (
+                        queue_id,
+                        batch.batch_id,
+                        session_id,
+                        priority,
+                        batch.origin,
+                        batch.destination,
+                        field_values,
+                        session,
+                        workflow,
+                        batch.timeout,
+                        callback_url,
+                        None,
+                        now,
+                        now,
+                    )
+                )
+            cursor.executemany(sql.INSERT_ITEM, rows)
+            _add_counts(cursor, Counter({(queue_id, batch.batch_id, "pending"): requested}))
+            # executemany returns no rows, RETURNING included; the session ids tell the new items apart.
+            cursor.execute(sql.SELECT_BATCH_SESSION_IDS, (queue_id, batch.batch_id))
+            item_ids = {row["session_id"]: row["item_id"] for row in cursor.fetchall()}
+            result = EnqueueBatchResult(
+                queue_id=queue_id,
+                enqueued=len(session_ids),
+                requested=requested,
+                batch=batch,
+                priority=priority,
+                item_ids=[item_ids[session_id] for session_id in session_ids],
+            )
+            write.events.append(BatchEnqueuedEvent.build(result))
+        return result
+
+    def dequeue(self) -> SessionQueueItem | None:
+        with self._write() as write:
+            now = _now()
+            write.cursor.execute(sql.DEQUEUE[self._db.dialect], (now, now))
+            row = write.cursor.fetchone()
+            if row is None:
+                return None
+            self._record(write, [("pending", row)])
+        return _item_from_row(row)
+
+    def get_current(self, queue_id: str) -> SessionQueueItem | None:
+        return self._select_one(sql.SELECT_CURRENT, queue_id)
+
+    def get_next(self, queue_id: str) -> SessionQueueItem | None:
+        return self._select_one(sql.SELECT_NEXT, queue_id)
+
+    def _select_one(self, select: str, queue_id: str) -> SessionQueueItem | None:
+        with self._db.read() as cursor:
+            cursor.execute(select, (queue_id,))
+            row = cursor.fetchone()
+        return None if row is None else _item_from_row(row)
+
+    def get_queue_item(self, item_id: int) -> SessionQueueItem:
+        with self._db.read() as cursor:
+            row = _fetch_item_row(cursor, item_id)
+        return _item_from_row(row)
+
+    def get_queue_items_by_item_ids(self, item_ids: list[int]) -> list[SessionQueueItem]:
+        rows: list[DbRow] = []
+        with self._db.read() as cursor:
+            for item_id in item_ids:
+                cursor.execute(sql.SELECT_ITEM, (item_id,))
+                rows += cursor.fetchall()
+        return [_item_from_row(row) for row in rows]
+
+    def list_queue_items(
+        self,
+        queue_id: str,
+        limit: int,
+        priority: int | None = None,
+        cursor: int | None = None,
+        status: QUEUE_ITEM_STATUS | None = None,
+    ) -> CursorPaginatedResults[SessionQueueItem]:
+        if (priority is None) != (cursor is None):
+            raise SessionQueueError("A page after a cursor needs both the last item's priority and its id")
+        if limit < 1:
+            raise SessionQueueError(f"A page holds at least one item, not {limit}")
+        where: tuple[object, ...] = (queue_id,) if status is None else (queue_id, status)
+        # One row more than the page tells whether another page follows.
+        if cursor is None:
+            params = (*where, limit + 1)
+        else:
+            params = (*where, priority, cursor, limit + 1, *where, priority, limit + 1, limit + 1)
+        with self._db.read() as db_cursor:
+            db_cursor.execute(sql.LIST_PAGE[status is not None, cursor is not None], params)
+            rows = db_cursor.fetchall()
+        items = [_item_from_row(row) for row in rows[:limit]]
+        return CursorPaginatedResults(limit=limit, has_more=len(rows) > limit, items=items)
+
+    def list_all_queue_items(self, queue_id: str, destination: str | None = None) -> list[SessionQueueItem]:
+        with self._db.read() as cursor:
+            if destination is None:
+                cursor.execute(sql.SELECT_ALL, (queue_id,))
+            else:
+                cursor.execute(sql.SELECT_ALL_FOR_DESTINATION, (queue_id, destination))
+            rows = cursor.fetchall()
+        return [_item_from_row(row) for row in rows]
+
+    def get_queue_item_ids(self, queue_id: str, order_dir: Literal["ASC", "DESC"] = "DESC") -> list[int]:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_ITEM_IDS[order_dir], (queue_id,))
+            return [row["item_id"] for row in cursor.fetchall()]
+
+    def get_queue_status(self, queue_id: str) -> SessionQueueStatus:
+        with self._db.read() as cursor:
+            return _queue_status(cursor, queue_id)
+
+    def get_all_queue_counts(self) -> dict[str, dict[str, int]]:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_ALL_QUEUE_COUNTS)
+            rows = cursor.fetchall()
+        by_queue: dict[str, list[DbRow]] = {}
+        for row in rows:
+            by_queue.setdefault(row["queue_id"], []).append(row)
+        return {queue_id: _by_status(queue_rows) for queue_id, queue_rows in by_queue.items()}
+
+    def get_batch_items(self, queue_id: str, batch_id: str) -> list[SessionQueueItem]:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_BATCH_ITEMS, (queue_id, batch_id))
+            rows = cursor.fetchall()
+        if not rows:
+            raise BatchNotFoundError(f"Queue '{queue_id}' has no item of batch '{batch_id}'")
+        return [_item_from_row(row) for row in rows]
+
+    def get_batch_status(self, queue_id: str, batch_id: str) -> BatchStatus:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_BATCH_ORIGIN, (queue_id, batch_id))
+            origin = cursor.fetchone()
+            if origin is None:
+                raise BatchNotFoundError(f"Queue '{queue_id}' has no item of batch '{batch_id}'")
+            return _batch_status(cursor, queue_id, batch_id, origin["origin"], origin["destination"])
+
+    def set_queue_item_session(self, item_id: int, session: GraphExecutionState) -> None:
+        self._update_item(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id), item_id)
+
+    def set_queue_item_stats(self, item_id: int, stats: InvocationStatsSummary) -> None:
+        self._update_item(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id), item_id)
+
+    def _update_item(self, update: str, params: tuple[object, ...], item_id: int) -> None:
+        with self._db.transaction() as cursor:
+            cursor.execute(update, params)
+            if cursor.rowcount == 0:
+                raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
+
+    def get_queue_item_stats(self, item_id: int) -> dict[str, object] | None:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_STATS, (item_id,))
+            row = cursor.fetchone()
+        if row is None:
+            raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
+        stats: dict[str, object] | None = None if row["stats"] is None else json.loads(row["stats"])
+        return stats
+
+    def complete_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
+        status: QUEUE_ITEM_STATUS = self._finish(item_id, "completed", frozenset({"in_progress"}))["status"]
+        return status
+
+    def fail_queue_item(
+        self, item_id: int, error_type: str, error_message: str, error_traceback: str
+    ) -> SessionQueueItem:
+        error = _Error(error_type, error_message, error_traceback)
+        return _item_from_row(self._finish(item_id, "failed", _UNFINISHED, error))
+
+    def cancel_queue_item(self, item_id: int) -> SessionQueueItem:
+        return _item_from_row(self._finish(item_id, "canceled", _UNFINISHED))
+
+    def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:
+        with self._write() as write:
+            targets: list[DbRow] = []
+            for batch_id in dict.fromkeys(batch_ids):
+                write.cursor.execute(sql.SELECT_UNFINISHED_IN_BATCH, (queue_id, batch_id))
+                targets += write.cursor.fetchall()
+            canceled = self._cancel(write, targets)
+        return CancelByBatchIDsResult(canceled=canceled)
+
+    def cancel_by_queue_id(self, queue_id: str) -> CancelByQueueIDResult:
+        return CancelByQueueIDResult(canceled=self._cancel_selected(sql.SELECT_UNFINISHED, queue_id))
+
+    def cancel_all_except_current(self, queue_id: str) -> CancelAllExceptCurrentResult:
+        return CancelAllExceptCurrentResult(canceled=self._cancel_selected(sql.SELECT_PENDING, queue_id))
+
+    def _cancel_selected(self, select: str, queue_id: str) -> int:
+        with self._write() as write:
+            write.cursor.execute(select, (queue_id,))
+            return self._cancel(write, write.cursor.fetchall())
+
+    def _cancel(self, write: _Write, rows: list[DbRow]) -> int:
+        return len(self._change_status(write, [(row["item_id"], row["status"]) for row in rows], "canceled"))
+
+    def retry_items_by_id(self, queue_id: str, item_ids: list[int]) -> RetryItemsResult:
+        with self._write() as write:
+            cursor = write.cursor
+            originals: list[DbRow] = []
+            for item_id in dict.fromkeys(item_ids):
+                cursor.execute(sql.SELECT_ITEM, (item_id,))
+                row = cursor.fetchone()
+                if row is not None and row["queue_id"] == queue_id and row["status"] in ("failed", "canceled"):
+                    originals.append(row)
+            self._check_room(cursor, queue_id, len(originals))
+            now = _now()
+            inserted: list[tuple[QUEUE_ITEM_STATUS | None, DbRow]] = []
+            for row in originals:
+                # The stored graph already holds the item's field values; only the execution starts afresh.
+                graph_json = json.dumps(json.loads(row["session"])["graph"], separators=(",", ":"))
+                session_id = uuid_string()
+                cursor.execute(
+                    sql.INSERT_ITEM_RETURNING,
+                    (
+                        queue_id,
+                        row["batch_id"],
+                        session_id,
+                        row["priority"],
+                        row["origin"],
+                        row["destination"],
+                        row["field_values"],
+                        new_session_json(session_id, graph_json),
+                        row["workflow"],
+                        row["timeout"],
+                        row["callback_url"],
+                        row["item_id"],
+                        now,
+                        now,
+                    ),
+                )
+                inserted += [(None, new_row) for new_row in cursor.fetchall()]
+            self._record(write, inserted)
+        return RetryItemsResult(queue_id=queue_id, retried_item_ids=[row["item_id"] for _, row in inserted])
+
+    def delete_queue_item(self, item_id: int) -> None:
+        with self._write() as write:
+            write.cursor.execute(sql.SELECT_STATUS, (item_id,))
+            row = write.cursor.fetchone()
+            if row is None:
+                raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
+            if row["status"] not in FINISHED_STATUSES:
+                self._change_status(write, [(item_id, row["status"])], "canceled")
+            write.cursor.execute(sql.DELETE_ITEM, (item_id,))
+            self._forget(write, write.cursor.fetchall())
+
+    def clear(self, queue_id: str) -> ClearResult:
+        with self._write() as write:
+            # Canceled first so that the processor hears it and stops the session it is running.
+            write.cursor.execute(sql.SELECT_IN_PROGRESS, (queue_id,))
+            self._cancel(write, write.cursor.fetchall())
+            write.cursor.execute(sql.DELETE_QUEUE, (queue_id,))
+            deleted = write.cursor.fetchall()
+            self._forget(write, deleted)
+            write.events.append(QueueClearedEvent(queue_id=queue_id))
+        return ClearResult(deleted=len(deleted))
+
+    def prune(self, queue_id: str) -> PruneResult:
+        with self._write() as write:
+            write.cursor.execute(sql.DELETE_FINISHED, (queue_id,))
+            deleted = write.cursor.fetchall()
+            self._forget(write, deleted)
+        return PruneResult(deleted=len(deleted))
+
+    def is_empty(self, queue_id: str) -> IsEmptyResult:
+        with self._db.read() as cursor:
+            return IsEmptyResult(is_empty=_queue_total(cursor, queue_id) == 0)
+
+    def is_full(self, queue_id: str) -> IsFullResult:
+        with self._db.read() as cursor:
+            return IsFullResult(is_full=_queue_total(cursor, queue_id) >= self._max_queue_size)
+
+
+def _fetch_item_row(cursor: DbCursor, item_id: int) -> DbRow:
+    cursor.execute(sql.SELECT_ITEM, (item_id,))
+    row = cursor.fetchone()
+    if row is None:
+        raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
+    return row
+
+
+# The event's fields about the item, named as the item's columns are. The event is made from the row rather than
+# with `QueueItemStatusChangedEvent.build(item)`, which needs the item's session parsed: canceling 10,000 items
+# parsed 10,000 sessions (5.6 s) while holding the database.
+_EVENT_ITEM_FIELDS = tuple(
+    name for name in QueueItemStatusChangedEvent.model_fields if name in SessionQueueItem.model_fields
+)
+
+
+def _status_event(
+    row: DbRow, old_status: QUEUE_ITEM_STATUS | None, batch_status: BatchStatus, queue_status: SessionQueueStatus
+) -> QueueItemStatusChangedEvent:
+    return QueueItemStatusChangedEvent(
+        **{name: row[name] for name in _EVENT_ITEM_FIELDS},
+        old_status=old_status,
+        batch_status=batch_status,
+        queue_status=queue_status,
+    )
+
+
+def _add_counts(cursor: DbCursor, deltas: Counter[tuple[str, str, str]]) -> None:
+    """Adds the (queue id, batch id, status) deltas to the batches' counts and their sums to the queues'."""
+    totals: Counter[tuple[str, str, str]] = Counter()
+    for (queue_id, _, status), n in deltas.items():
+        totals[queue_id, sql.QUEUE_TOTAL, status] += n
+    cursor.executemany(sql.ADD_COUNT, [(*key, n) for key, n in (*totals.items(), *deltas.items()) if n])
+
+
+def _counts(cursor: DbCursor, queue_id: str, batch_id: str) -> dict[str, int]:
+    cursor.execute(sql.SELECT_COUNTS, (queue_id, batch_id))
+    return _by_status(cursor.fetchall())
+
+
+def _by_status(rows: Iterable[DbRow]) -> dict[str, int]:
+    counts: dict[str, int] = dict.fromkeys(QUEUE_ITEM_STATUSES, 0)
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def _queue_total(cursor: DbCursor, queue_id: str) -> int:
+    return sum(_counts(cursor, queue_id, sql.QUEUE_TOTAL).values())
+
+
+def _queue_status(cursor: DbCursor, queue_id: str) -> SessionQueueStatus:
+    counts = _counts(cursor, queue_id, sql.QUEUE_TOTAL)
+    cursor.execute(sql.SELECT_CURRENT_IDS, (queue_id,))
+    current = cursor.fetchone()
+    return SessionQueueStatus(
+        queue_id=queue_id,
+        item_id=current["item_id"] if current else None,
+        batch_id=current["batch_id"] if current else None,
+        session_id=current["session_id"] if current else None,
+        total=sum(counts.values()),
+        **counts,
+    )
+
+
+def _batch_status(
+    cursor: DbCursor, queue_id: str, batch_id: str, origin: str | None, destination: str | None
+) -> BatchStatus:
+    counts = _counts(cursor, queue_id, batch_id)
+    return BatchStatus(
+        queue_id=queue_id,
+        batch_id=batch_id,
+        origin=origin,
+        destination=destination,
+        total=sum(counts.values()),
+        **counts,
+    )

@@ -1,0 +1,206 @@
+"""The SQL of `SqlSessionQueue`, once for every engine (see `DatabaseBase`), and the migration of its schema.
+
+Named constants, so that a test can EXPLAIN the hot queries and check that they search an index.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from nodeloom.app.services.shared.database.database_base import DbCursor, Dialect
+
+# --- Schema -------------------------------------------------------------------------------------------------
+
+_ITEM_ID_COLUMN: dict[Dialect, str] = {
+    # AUTOINCREMENT: an id is never reused after a delete, so an id a client holds never names another item.
+    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "postgres": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+}
+_CREATE_SESSION_QUEUE = """
+CREATE TABLE session_queue (
+    item_id {item_id},
+    queue_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'in_progress', 'completed', 'failed', 'canceled')),
+    priority INTEGER NOT NULL DEFAULT 0,
+    origin TEXT,
+    destination TEXT,
+    field_values TEXT,
+    session TEXT NOT NULL,
+    workflow TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    timeout DOUBLE PRECISION,
+    callback_url TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retried_from_item_id BIGINT,
+    stats TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT
+)
+"""
+_CREATE_INDEXES = (
+    # dequeue: the first pending item of any queue in run order.
+    "CREATE INDEX ix_session_queue_dequeue ON session_queue (status, priority DESC, item_id)",
+    # a queue in run order: listing.
+    "CREATE INDEX ix_session_queue_order ON session_queue (queue_id, priority DESC, item_id)",
+    # a queue's items of one status in run order: current, next, cancels, prune, listing by status.
+    "CREATE INDEX ix_session_queue_status ON session_queue (queue_id, status, priority DESC, item_id)",
+    # Without the status, a status change leaves this index alone.
+    "CREATE INDEX ix_session_queue_batch ON session_queue (queue_id, batch_id)",
+)
+# Items by status, kept in step with session_queue in every transaction that changes it: one row per queue
+# (batch_id QUEUE_TOTAL) and one per batch, for each status.
+_CREATE_COUNTS = """
+CREATE TABLE session_queue_counts (
+    queue_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, batch_id, status)
+)
+"""
+
+QUEUE_TOTAL = ""
+"""The batch id of a queue's own rows in session_queue_counts; refused as the id of a batch."""
+
+
+def migrate_session_queue(cursor: DbCursor) -> None:
+    """Creates the queue's table, its indexes and its counts."""
+    cursor.execute(_CREATE_SESSION_QUEUE.format(item_id=_ITEM_ID_COLUMN[cursor.dialect]))
+    for statement in (*_CREATE_INDEXES, _CREATE_COUNTS):
+        cursor.execute(statement)
+
+
+# --- Items --------------------------------------------------------------------------------------------------
+
+ITEM_COLUMNS = (
+    "item_id, queue_id, batch_id, session_id, status, priority, origin, destination, field_values, session, "
+    "workflow, error_type, error_message, error_traceback, timeout, callback_url, attempts, retried_from_item_id, "
+    "created_at, updated_at, started_at, completed_at"
+)
+INSERT_ITEM = (
+    "INSERT INTO session_queue (queue_id, batch_id, session_id, priority, origin, destination, field_values, "
+    "session, workflow, timeout, callback_url, retried_from_item_id, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_ITEM_RETURNING = f"{INSERT_ITEM} RETURNING {ITEM_COLUMNS}"
+SELECT_BATCH_SESSION_IDS = "SELECT item_id, session_id FROM session_queue WHERE queue_id = ? AND batch_id = ?"
+SELECT_MAX_PENDING_PRIORITY = (
+    "SELECT MAX(priority) AS priority FROM session_queue WHERE queue_id = ? AND status = 'pending'"
+)
+
+# The claim: one statement, so no two dequeuers take one item. SQLite runs one writer at a time; PostgreSQL
+# runs transactions concurrently, so there the sub-select locks its row and skips rows other claims hold.
+_DEQUEUE = f"""
+UPDATE session_queue SET status = 'in_progress', started_at = ?, updated_at = ?
+WHERE item_id = (
+    SELECT item_id FROM session_queue WHERE status = 'pending'
+    ORDER BY priority DESC, item_id ASC LIMIT 1{{lock}}
+) AND status = 'pending'
+RETURNING {ITEM_COLUMNS}
+"""
+DEQUEUE: dict[Dialect, str] = {
+    "sqlite": _DEQUEUE.format(lock=""),
+    "postgres": _DEQUEUE.format(lock=" FOR UPDATE SKIP LOCKED"),
+}
+# Guarded by the status the caller read, so that a change made meanwhile by another process is never undone.
+SET_STATUS = f"""
+UPDATE session_queue
+SET status = ?, updated_at = ?, completed_at = ?, error_type = ?, error_message = ?, error_traceback = ?
+WHERE item_id = ? AND status = ?
+RETURNING {ITEM_COLUMNS}
+"""
+REQUEUE_INTERRUPTED = f"""
+UPDATE session_queue SET status = 'pending', attempts = attempts + 1, updated_at = ?
+WHERE item_id = ? AND status = 'in_progress'
+RETURNING {ITEM_COLUMNS}
+"""
+SET_SESSION = "UPDATE session_queue SET session = ?, updated_at = ? WHERE item_id = ?"
+SET_STATS = "UPDATE session_queue SET stats = ? WHERE item_id = ?"
+
+SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
+SELECT_STATUS = "SELECT status FROM session_queue WHERE item_id = ?"
+SELECT_STATS = "SELECT stats FROM session_queue WHERE item_id = ?"
+SELECT_CURRENT = (
+    f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND status = 'in_progress' "
+    "ORDER BY priority DESC, item_id LIMIT 1"
+)
+SELECT_NEXT = (
+    f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND status = 'pending' "
+    "ORDER BY priority DESC, item_id LIMIT 1"
+)
+SELECT_CURRENT_IDS = (
+    "SELECT item_id, batch_id, session_id FROM session_queue WHERE queue_id = ? AND status = 'in_progress' "
+    "ORDER BY priority DESC, item_id LIMIT 1"
+)
+SELECT_ALL_IN_PROGRESS = "SELECT item_id, attempts FROM session_queue WHERE status = 'in_progress' ORDER BY item_id"
+SELECT_IN_PROGRESS = "SELECT item_id, status FROM session_queue WHERE queue_id = ? AND status = 'in_progress'"
+SELECT_PENDING = "SELECT item_id, status FROM session_queue WHERE queue_id = ? AND status = 'pending'"
+SELECT_UNFINISHED = (
+    "SELECT item_id, status FROM session_queue WHERE queue_id = ? AND status IN ('pending', 'in_progress')"
+)
+SELECT_UNFINISHED_IN_BATCH = (
+    "SELECT item_id, status FROM session_queue "
+    "WHERE queue_id = ? AND batch_id = ? AND status IN ('pending', 'in_progress')"
+)
+SELECT_BATCH_ORIGIN = "SELECT origin, destination FROM session_queue WHERE queue_id = ? AND batch_id = ? LIMIT 1"
+SELECT_BATCH_ITEMS = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND batch_id = ? ORDER BY item_id"
+SELECT_ITEM_IDS: dict[Literal["ASC", "DESC"], str] = {
+    "ASC": "SELECT item_id FROM session_queue WHERE queue_id = ? ORDER BY item_id ASC",
+    "DESC": "SELECT item_id FROM session_queue WHERE queue_id = ? ORDER BY item_id DESC",
+}
+SELECT_ALL = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? ORDER BY priority DESC, item_id"
+SELECT_ALL_FOR_DESTINATION = (
+    f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND destination = ? ORDER BY priority DESC, item_id"
+)
+
+
+def _page(by_status: bool, after_cursor: bool) -> str:
+    where = "queue_id = ? AND status = ?" if by_status else "queue_id = ?"
+    if not after_cursor:
+        return f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} ORDER BY priority DESC, item_id LIMIT ?"
+    # Two index seeks (the rest of the cursor's priority, then the lower priorities) rather than one
+    # `priority < ? OR (priority = ? AND item_id > ?)`, which would step over every item before the cursor.
+    return (
+        f"SELECT {ITEM_COLUMNS} FROM ("
+        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority = ? AND item_id > ? "
+        "ORDER BY item_id LIMIT ?) AS same_priority "
+        "UNION ALL "
+        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority < ? "
+        "ORDER BY priority DESC, item_id LIMIT ?) AS lower_priority"
+        ") AS page ORDER BY priority DESC, item_id LIMIT ?"
+    )
+
+
+LIST_PAGE: dict[tuple[bool, bool], str] = {
+    (by_status, after_cursor): _page(by_status, after_cursor)
+    for by_status in (False, True)
+    for after_cursor in (False, True)
+}
+"""Keyed by (filtered by a status, after a cursor)."""
+
+DELETE_ITEM = "DELETE FROM session_queue WHERE item_id = ? RETURNING queue_id, batch_id, status"
+DELETE_QUEUE = "DELETE FROM session_queue WHERE queue_id = ? RETURNING queue_id, batch_id, status"
+DELETE_FINISHED = (
+    "DELETE FROM session_queue WHERE queue_id = ? AND status IN ('completed', 'failed', 'canceled') "
+    "RETURNING queue_id, batch_id, status"
+)
+
+# --- Counts -------------------------------------------------------------------------------------------------
+
+SELECT_COUNTS = "SELECT status, n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ?"
+# Only queues with items: the rows of a queue or batch whose last item is deleted are deleted with it.
+SELECT_ALL_QUEUE_COUNTS = (
+    f"SELECT queue_id, status, n FROM session_queue_counts WHERE batch_id = '{QUEUE_TOTAL}' ORDER BY queue_id"
+)
+ADD_COUNT = (
+    "INSERT INTO session_queue_counts (queue_id, batch_id, status, n) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (queue_id, batch_id, status) DO UPDATE SET n = session_queue_counts.n + excluded.n"
+)
+DELETE_EMPTY_COUNTS = "DELETE FROM session_queue_counts WHERE queue_id = ? AND n = 0"

@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests import nodes
+from tests.conftest import StartServices
+from tests.helpers import edge, graph_json, wait_for
+
+from nodeloom.app.services.config.config_default import load_config
+from nodeloom.app.services.invocation_services import InvocationServices, build_services
+from nodeloom.app.services.invocation_stats.invocation_stats_common import GESStatsNotFoundError
+from nodeloom.app.services.session_queue.session_queue_common import (
+    DEFAULT_QUEUE_ID,
+    Batch,
+    SessionQueueItem,
+)
+from nodeloom.app.services.shared.graph import GraphExecutionState
+
+Q = DEFAULT_QUEUE_ID
+
+
+def enqueue(services: InvocationServices, graph: dict[str, Any], **batch: Any) -> list[int]:
+    result = services.session_queue.enqueue_batch(Q, Batch.model_validate({"graph": graph, **batch}), prepend=False)
+    return result.item_ids
+
+
+def finished(services: InvocationServices, item_id: int) -> SessionQueueItem | None:
+    item = services.session_queue.get_queue_item(item_id)
+    return item if item.status in ("completed", "failed", "canceled") else None
+
+
+def wait_finished(services: InvocationServices, item_id: int, timeout: float = 10.0) -> SessionQueueItem:
+    return wait_for(lambda: finished(services, item_id), timeout, f"item {item_id} to finish")
+
+
+def wait_status(services: InvocationServices, item_id: int, status: str) -> None:
+    wait_for(lambda: services.session_queue.get_queue_item(item_id).status == status, what=f"{item_id} {status}")
+
+
+def result_values(session: GraphExecutionState, source_id: str, field: str = "value") -> list[Any]:
+    prepared = sorted(session.source_prepared_mapping[source_id], key=lambda p: session.iteration_paths[p])
+    return [getattr(session.results[p], field) for p in prepared]
+
+
+ADD_GRAPH = graph_json(
+    [{"id": "a", "type": "integer", "value": 1}, {"id": "sum", "type": "add", "b": 100}],
+    [edge("a", "value", "sum", "a")],
+)
+
+
+def wait_graph(seconds: float = 5.0) -> dict[str, Any]:
+    return graph_json([{"id": "wait", "type": "test_wait", "seconds": seconds}])
+
+
+def test_batch_with_zipped_and_product_data_and_runs(start_services: StartServices) -> None:
+    services, recorder = start_services()
+    data = [
+        [
+            {"node_path": "a", "field_name": "value", "items": [1, 2]},
+            {"node_path": "sum", "field_name": "b", "items": [10, 20]},
+        ],
+        [{"node_path": "sum", "field_name": "is_intermediate", "items": [True, False, True]}],
+    ]
+    item_ids = enqueue(services, ADD_GRAPH, data=data, runs=2)
+    assert len(item_ids) == 2 * 2 * 3
+    sums = [result_values(wait_finished(services, i).session, "sum")[0] for i in item_ids]
+    assert sums == [11, 11, 11, 22, 22, 22] * 2
+    assert all(services.session_queue.get_queue_item(i).status == "completed" for i in item_ids)
+    started = recorder.of("invocation_started")
+    assert {e.invocation_source_id for e in started} == {"a", "sum"}
+    complete = [e for e in recorder.of("invocation_complete") if e.invocation_source_id == "sum"]
+    assert len(complete) == len(item_ids)
+
+
+def test_node_error_fails_the_session_and_the_next_still_runs(start_services: StartServices) -> None:
+    services, recorder = start_services()
+    failing = graph_json([{"id": "boom", "type": "test_fail", "message": "the node broke"}])
+    (bad,) = enqueue(services, failing)
+    (good,) = enqueue(services, ADD_GRAPH)
+    item = wait_finished(services, bad)
+    assert item.status == "failed"
+    assert item.error_type == "RuntimeError"
+    assert item.error_message == "the node broke"
+    assert item.error_traceback and "RuntimeError: the node broke" in item.error_traceback
+    assert item.session.errors and "the node broke" in next(iter(item.session.errors.values()))
+    assert wait_finished(services, good).status == "completed"
+    (error_event,) = recorder.of("invocation_error")
+    assert error_event.invocation_source_id == "boom" and error_event.error_type == "RuntimeError"
+
+
+def test_cancel_pending_item_never_runs(start_services: StartServices) -> None:
+    services, _ = start_services()
+    (first,) = enqueue(services, wait_graph(0.3))
+    count_graph = graph_json([{"id": "c", "type": "test_count", "label": "pending-cancel"}])
+    (second,) = enqueue(services, count_graph)
+    services.session_queue.cancel_queue_item(second)
+    assert wait_finished(services, first).status == "completed"
+    assert services.session_queue.get_queue_item(second).status == "canceled"
+    assert "pending-cancel" not in nodes.INVOKED
+
+
+def test_cancel_running_item_stops_the_node_within_a_step(start_services: StartServices) -> None:
+    services, recorder = start_services()
+    (running,) = enqueue(services, wait_graph(30))
+    (later,) = enqueue(services, ADD_GRAPH)
+    wait_for(lambda: recorder.of("invocation_started"), what="the wait node to start")
+    nodes.STOPPED_AT.clear()
+    canceled_at = time.monotonic()
+    services.session_queue.cancel_queue_item(running)
+    wait_for(lambda: nodes.STOPPED_AT, what="the node to see the cancel")
+    assert nodes.STOPPED_AT[0] - canceled_at < 0.5
+    assert wait_finished(services, later).status == "completed"
+    item = services.session_queue.get_queue_item(running)
+    assert item.status == "canceled"
+    assert not item.session.results  # the canceled node's output was dropped
+
+
+def test_cancel_through_signal_progress(start_services: StartServices) -> None:
+    services, recorder = start_services()
+    graph = graph_json([{"id": "p", "type": "test_progress", "steps": 1000, "step_seconds": 0.005}])
+    (item_id,) = enqueue(services, graph)
+    wait_for(lambda: len(recorder.of("invocation_progress")) >= 3, what="progress events")
+    services.session_queue.cancel_queue_item(item_id)
+    assert wait_finished(services, item_id).status == "canceled"
+    progress = recorder.of("invocation_progress")
+    assert progress[0].message == "step 1 of 1000" and progress[0].percentage == pytest.approx(0.001)
+    time.sleep(0.1)
+    assert len(recorder.of("invocation_progress")) < 1000
+
+
+def test_cancel_by_batch_ids_while_running(start_services: StartServices) -> None:
+    services, recorder = start_services()
+    result = services.session_queue.enqueue_batch(Q, Batch.model_validate({"graph": wait_graph(), "runs": 3}), False)
+    wait_for(lambda: recorder.of("invocation_started"), what="the first session to start")
+    services.session_queue.cancel_by_batch_ids(Q, [result.batch.batch_id])
+    for item_id in result.item_ids:
+        assert wait_finished(services, item_id).status == "canceled"
+
+
+def test_clear_while_running(start_services: StartServices) -> None:
+    services, recorder = start_services()
+    (running,) = enqueue(services, wait_graph())
+    enqueue(services, wait_graph())
+    wait_for(lambda: recorder.of("invocation_started"), what="the session to start")
+    services.session_queue.clear(Q)
+    wait_for(lambda: services.session_processor.get_status().current_item_id is None, what="the processor to stop")
+    assert services.session_queue.is_empty(Q).is_empty
+    assert any(e.item_id == running and e.status == "canceled" for e in recorder.of("queue_item_status_changed"))
+    (after,) = enqueue(services, ADD_GRAPH)
+    assert wait_finished(services, after).status == "completed"
+
+
+def test_timeout_fails_the_session(start_services: StartServices) -> None:
+    services, _ = start_services()
+    (item_id,) = enqueue(services, wait_graph(30), timeout=0.2)
+    started = time.monotonic()
+    item = wait_finished(services, item_id)
+    assert time.monotonic() - started < 5
+    assert item.status == "failed"
+    assert item.error_type == "Timeout"
+    assert "0.2" in (item.error_message or "")
+
+
+def test_pause_and_resume(start_services: StartServices) -> None:
+    services, _ = start_services()
+    status = services.session_processor.pause()
+    assert status.is_started and not status.is_processing
+    (item_id,) = enqueue(services, ADD_GRAPH)
+    time.sleep(0.3)
+    assert services.session_queue.get_queue_item(item_id).status == "pending"
+    assert services.session_processor.resume().is_processing
+    assert wait_finished(services, item_id).status == "completed"
+
+
+def test_stats_after_a_run(start_services: StartServices, tmp_path: Path) -> None:
+    services, _ = start_services(stats_dir=str(tmp_path / "stats"))
+    (item_id,) = enqueue(services, ADD_GRAPH)
+    item = wait_finished(services, item_id)
+    stats = wait_for(lambda: services.session_queue.get_queue_item_stats(item_id), what="stats")
+    node_types = {n["node_type"]: n for n in stats["node_stats"]}  # type: ignore[union-attr]
+    assert set(node_types) == {"integer", "add"}
+    assert node_types["add"]["num_calls"] == 1
+    dumped_file = wait_for(lambda: next((tmp_path / "stats").glob(f"{item.session_id}.json"), None), what="stats file")
+    dumped = json.loads(dumped_file.read_text())
+    assert {n["node_type"] for n in dumped["node_stats"]} == {"integer", "add"}
+    with pytest.raises(GESStatsNotFoundError):
+        services.invocation_stats.get_stats("no-such-session")
+
+
+def test_profile_graphs_writes_a_profile_and_its_stats(start_services: StartServices, tmp_path: Path) -> None:
+    import pstats
+
+    services, _ = start_services(profile_graphs=True, profiles_dir=str(tmp_path / "prof"), profile_prefix="run-")
+    (item_id,) = enqueue(services, ADD_GRAPH)
+    item = wait_finished(services, item_id)
+    profile = tmp_path / "prof" / f"run-{item.session_id}.prof"
+    wait_for(lambda: profile.exists() and (tmp_path / "prof" / f"run-{item.session_id}.json").exists())
+    assert pstats.Stats(str(profile)).total_calls > 0
+
+
+def test_cache_hit_skips_invoke(start_services: StartServices) -> None:
+    services, _ = start_services()
+    graph = graph_json([{"id": "c", "type": "test_count", "value": 7, "label": "cached"}])
+    first, second = enqueue(services, graph, runs=2)
+    assert result_values(wait_finished(services, first).session, "c") == [7]
+    assert result_values(wait_finished(services, second).session, "c") == [7]
+    assert nodes.INVOKED.count("cached") == 1
+    status = services.invocation_cache.get_status()
+    assert status.hits >= 1 and status.misses >= 1
+
+
+def test_an_engine_error_fails_the_item_and_the_loop_goes_on(start_services: StartServices) -> None:
+    services, _ = start_services()
+    graph = graph_json(
+        [{"id": "x", "type": "test_any", "value": "text"}, {"id": "a", "type": "add"}], [edge("x", "value", "a", "a")]
+    )
+    (bad,) = enqueue(services, graph)
+    (good,) = enqueue(services, ADD_GRAPH)
+    item = wait_finished(services, bad)
+    assert item.status == "failed" and item.error_type == "NodeInputError"
+    assert "Input 'a' of node 'a'" in (item.error_message or "")
+    assert wait_finished(services, good).status == "completed"
+
+
+def test_stop_leaves_nothing_in_progress(start_services: StartServices, tmp_path: Path) -> None:
+    services, recorder = start_services()
+    (item_id,) = enqueue(services, wait_graph(30))
+    wait_for(lambda: recorder.of("invocation_started"), what="the session to start")
+    started = time.monotonic()
+    services.session_processor.stop()
+    assert time.monotonic() - started < 2
+    item = services.session_queue.get_queue_item(item_id)
+    assert item.status == "failed" and item.error_type == "Interrupted"
+
+
+def crash_midway(root: Path) -> int:
+    """Runs the first node of a three-node session, saves its state, and 'dies' with the item in progress."""
+    services = build_services(load_config(root))
+    graph = graph_json(
+        [
+            {"id": "first", "type": "test_count", "value": 1, "label": "first", "use_cache": False},
+            {"id": "second", "type": "test_count", "value": 2, "label": "second", "use_cache": False},
+            {"id": "sum", "type": "add"},
+        ],
+        [edge("first", "value", "sum", "a"), edge("second", "value", "sum", "b")],
+    )
+    (item_id,) = enqueue(services, graph)
+    item = services.session_queue.dequeue()
+    assert item is not None and item.item_id == item_id
+    node = item.session.next()
+    assert node is not None
+    from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
+
+    context = InvocationContext(
+        data=InvocationContextData(invocation=node, source_invocation_id="first", session_id="s")
+    )
+    item.session.complete(node.id, node.invoke_internal(context))
+    services.session_queue.set_queue_item_session(item_id, item.session)
+    services.database.close()
+    return item_id
+
+
+def test_recovery_fails_an_interrupted_item_by_default(start_services: StartServices, tmp_path: Path) -> None:
+    item_id = crash_midway(tmp_path / "root")
+    services, _ = start_services()
+    item = services.session_queue.get_queue_item(item_id)
+    assert item.status == "failed"
+    assert item.error_type == "Interrupted"
+    assert "stopped" in (item.error_message or "")
+
+
+def test_recovery_requeues_and_resumes_from_saved_state(start_services: StartServices, tmp_path: Path) -> None:
+    nodes.INVOKED.clear()
+    item_id = crash_midway(tmp_path / "root")
+    assert nodes.INVOKED == ["first"]
+    services, _ = start_services(requeue_interrupted=True)
+    item = wait_finished(services, item_id)
+    assert item.status == "completed"
+    assert item.attempts == 1
+    assert result_values(item.session, "sum") == [3]
+    assert nodes.INVOKED == ["first", "second"]  # the first node did not run again
+
+
+def test_recovery_gives_up_after_max_attempts(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    item_id = crash_midway(root)
+    for interruption in (1, 2, 3):
+        services = build_services(load_config(root, requeue_interrupted=True, max_attempts=3))
+        services.session_queue.recover_interrupted()
+        item = services.session_queue.get_queue_item(item_id)
+        if interruption < 3:
+            assert item.status == "pending" and item.attempts == interruption
+            assert services.session_queue.dequeue() is not None  # "crash" again while running it
+        else:
+            assert item.status == "failed" and item.error_type == "Interrupted"
+            assert "3" in (item.error_message or "")
+        services.database.close()

@@ -1,0 +1,842 @@
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from tests.helpers import edge, graph_json
+
+from nodeloom.app.invocations.primitives import IntegerInvocation
+from nodeloom.app.services.events.events_common import (
+    BatchEnqueuedEvent,
+    EventBase,
+    QueueClearedEvent,
+    QueueItemStatusChangedEvent,
+)
+from nodeloom.app.services.events.events_default import InProcessEventService
+from nodeloom.app.services.invocation_services import MIGRATIONS
+from nodeloom.app.services.invocation_stats.invocation_stats_common import (
+    GraphExecutionStatsSummary,
+    InvocationStatsSummary,
+    ModelCacheStatsSummary,
+    NodeExecutionStatsSummary,
+)
+from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
+from nodeloom.app.services.session_queue.session_queue_common import (
+    QUEUE_ITEM_STATUSES,
+    Batch,
+    BatchNotFoundError,
+    BatchValidationError,
+    QueueFullError,
+    SessionQueueError,
+    SessionQueueItem,
+    SessionQueueItemNotFoundError,
+)
+from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
+from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrator import Migrator
+from nodeloom.app.services.shared.graph import GraphExecutionState
+from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
+
+Q = "default"
+
+
+def three_nodes() -> dict[str, Any]:
+    """integer `a` feeds add `sum`; integer `c` stands alone; `sum.b` takes a value."""
+    return graph_json(
+        [
+            {"id": "a", "type": "integer", "value": 1},
+            {"id": "sum", "type": "add", "b": 2},
+            {"id": "c", "type": "integer", "value": 3},
+        ],
+        [edge("a", "value", "sum", "a")],
+    )
+
+
+def make_batch(data: list[list[dict[str, Any]]] | None = None, **fields: Any) -> Batch:
+    return Batch.model_validate({"graph": three_nodes(), "data": data, **fields})
+
+
+def datum(node: str, field: str, items: list[Any]) -> dict[str, Any]:
+    return {"node_path": node, "field_name": field, "items": items}
+
+
+class Recorder:
+    """Every event the bus delivers; `take()` waits for those dispatched so far."""
+
+    def __init__(self, bus: InProcessEventService) -> None:
+        self._bus = bus
+        self._events: list[EventBase] = []
+        bus.subscribe(self._events.append)
+
+    def take(self) -> list[EventBase]:
+        self._bus.stop()
+        self._bus.start()
+        events, self._events[:] = list(self._events), []
+        return events
+
+    def status_changes(self) -> list[QueueItemStatusChangedEvent]:
+        return [e for e in self.take() if isinstance(e, QueueItemStatusChangedEvent)]
+
+
+class Env:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bus = InProcessEventService()
+        self.bus.start()
+        self.events = Recorder(self.bus)
+        self._dbs: list[SqliteDatabase] = []
+
+    def open(self, **options: Any) -> SqlSessionQueue:
+        """A queue on the file, as a freshly started process would open it."""
+        db = SqliteDatabase(self.path)
+        self._dbs.append(db)
+        Migrator(db, MIGRATIONS).run()
+        self.db = db
+        return SqlSessionQueue(db=db, events=self.bus, **options)
+
+    def close(self) -> None:
+        for db in self._dbs:
+            db.close()
+        self.bus.stop()
+
+    def rows(self, sql_text: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self.db.read() as cursor:
+            cursor.execute(sql_text, params)
+            return [dict(row) for row in cursor.fetchall()]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    env = Env(tmp_path / "nodeloom.db")
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def queue(env: Env) -> SqlSessionQueue:
+    return env.open(max_queue_size=1000)
+
+
+def assert_counts_right(env: Env, queue: SqlSessionQueue) -> None:
+    """The kept counts, and every status read from them, agree with a COUNT(*) of the items."""
+    recount = env.rows(
+        "SELECT queue_id, batch_id, status, COUNT(*) AS n FROM session_queue GROUP BY queue_id, batch_id, status"
+    )
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for row in recount:
+        expected[row["queue_id"], row["batch_id"], row["status"]] += row["n"]
+        expected[row["queue_id"], sql.QUEUE_TOTAL, row["status"]] += row["n"]
+    kept = env.rows("SELECT queue_id, batch_id, status, n FROM session_queue_counts WHERE n <> 0")
+    assert {(r["queue_id"], r["batch_id"], r["status"]): r["n"] for r in kept} == dict(expected)
+    assert not env.rows("SELECT n FROM session_queue_counts WHERE n < 0")
+
+    queues = {q for q, _, _ in expected}
+    all_counts = queue.get_all_queue_counts()
+    assert set(all_counts) == queues
+    for queue_id in queues:
+        status = queue.get_queue_status(queue_id)
+        want = {s: expected[queue_id, sql.QUEUE_TOTAL, s] for s in QUEUE_ITEM_STATUSES}
+        assert {s: getattr(status, s) for s in QUEUE_ITEM_STATUSES} == want == all_counts[queue_id]
+        assert status.total == sum(want.values())
+    for queue_id, batch_id in {(q, b) for q, b, _ in expected if b != sql.QUEUE_TOTAL}:
+        batch = queue.get_batch_status(queue_id, batch_id)
+        assert {s: getattr(batch, s) for s in QUEUE_ITEM_STATUSES} == {
+            s: expected[queue_id, batch_id, s] for s in QUEUE_ITEM_STATUSES
+        }
+
+
+def run_nodes(session: GraphExecutionState, limit: int | None = None) -> None:
+    """Runs up to `limit` nodes of the session (all when None), as the processor would."""
+    done = 0
+    while (limit is None or done < limit) and (node := session.next()) is not None:
+        data = InvocationContextData(
+            invocation=node, source_invocation_id=session.prepared_source_mapping[node.id], session_id=session.id
+        )
+        session.complete(node.id, node.invoke_internal(InvocationContext(data=data)))
+        done += 1
+
+
+def same(item: SessionQueueItem | None, other: SessionQueueItem) -> bool:
+    """Equal but for the session: a session that has not been saved yet prepares anew, with new ids, when read."""
+    return item is not None and item.model_dump(exclude={"session"}) == other.model_dump(exclude={"session"})
+
+
+def values(item: SessionQueueItem) -> tuple[Any, ...]:
+    nodes = item.session.graph.nodes
+    return (nodes["a"].value, nodes["c"].value, nodes["sum"].b)
+
+
+# --- enqueue --------------------------------------------------------------------------------------------------
+
+
+def test_a_batch_expands_zipped_data_as_a_product_repeated_runs_times(env: Env, queue: SqlSessionQueue) -> None:
+    batch = make_batch(
+        [[datum("a", "value", [1, 2]), datum("c", "value", [7, 8])], [datum("sum", "b", [10, 20, 30])]],
+        runs=2,
+        origin="tests",
+        destination="gallery",
+        workflow={"name": "wf"},
+        timeout=30.0,
+    )
+
+    result = queue.enqueue_batch(Q, batch, prepend=False)
+
+    expected = [(a, c, b) for _ in range(2) for a, c in ((1, 7), (2, 8)) for b in (10, 20, 30)]
+    assert (result.requested, result.enqueued, result.priority) == (12, 12, 0)
+    items = queue.list_all_queue_items(Q)
+    assert [item.item_id for item in items] == result.item_ids == sorted(result.item_ids)
+    assert [values(item) for item in items] == expected
+    for item, (a, c, b) in zip(items, expected, strict=True):
+        assert [(v.node_path, v.field_name, v.value) for v in item.field_values or []] == [
+            ("a", "value", a),
+            ("c", "value", c),
+            ("sum", "b", b),
+        ]
+        assert (item.status, item.batch_id, item.origin, item.destination) == (
+            "pending",
+            batch.batch_id,
+            "tests",
+            "gallery",
+        )
+        assert (item.workflow, item.timeout, item.attempts, item.retried_from_item_id) == (
+            {"name": "wf"},
+            30.0,
+            0,
+            None,
+        )
+        assert item.session_id == item.session.id
+        assert item.started_at is None and item.completed_at is None
+    assert len({item.session_id for item in items}) == 12
+    [enqueued] = [e for e in env.events.take() if isinstance(e, BatchEnqueuedEvent)]
+    assert (enqueued.batch_id, enqueued.enqueued, enqueued.requested) == (batch.batch_id, 12, 12)
+    assert_counts_right(env, queue)
+
+
+def test_a_batch_without_data_makes_one_session_per_run(queue: SqlSessionQueue) -> None:
+    result = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+
+    items = queue.get_queue_items_by_item_ids(result.item_ids)
+    assert [values(item) for item in items] == [(1, 3, 2)] * 3
+    assert all(item.field_values is None for item in items)
+
+
+def test_a_stored_session_is_a_fresh_session_of_the_graph_that_runs(env: Env, queue: SqlSessionQueue) -> None:
+    queue.enqueue_batch(Q, make_batch([[datum("a", "value", [40])]]), prepend=False)
+    [stored] = env.rows("SELECT session FROM session_queue")
+
+    item = queue.dequeue()
+
+    assert item is not None
+    assert json.loads(stored["session"]).keys() == GraphExecutionState.model_fields.keys()
+    fresh = GraphExecutionState(graph=item.session.graph)
+    assert sorted(item.session.prepared_source_mapping.values()) == sorted(fresh.prepared_source_mapping.values())
+    assert (item.session.executed, item.session.results, item.session.errors) == (set(), {}, {})
+    run_nodes(item.session)
+    assert item.session.is_complete() and not item.session.has_error()
+    sums = [
+        output.model_dump()["value"]
+        for prepared, output in item.session.results.items()
+        if item.session.prepared_source_mapping[prepared] == "sum"
+    ]
+    assert sums == [42]
+
+
+def test_each_distinct_value_is_validated_once(queue: SqlSessionQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[Any] = []
+    validate = IntegerInvocation.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[IntegerInvocation], obj: Any, *args: Any, **kwargs: Any) -> IntegerInvocation:
+        checked.append(obj["value"])
+        return validate(cls, obj, *args, **kwargs)  # type: ignore[no-any-return]
+
+    batch = make_batch([[datum("a", "value", [1, 1, 2, 1, 2])]], runs=4)
+    monkeypatch.setattr(IntegerInvocation, "model_validate", classmethod(counting))
+    result = queue.enqueue_batch(Q, batch, prepend=False)
+
+    assert result.enqueued == 20
+    assert sorted(checked) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([[datum("a", "value", [1, 2]), datum("c", "value", [1])]], "equal lengths"),
+        ([[datum("a", "value", [1, "x"])]], "mixes item types"),
+        ([[datum("a", "value", [1])], [datum("a", "value", [2])]], "more than once"),
+        ([[datum("nope", "value", [1])]], "node 'nope'"),
+        ([[datum("a", "nope", [1])]], "field 'nope'"),
+    ],
+)
+def test_a_batch_that_does_not_fit_its_graph_is_refused(data: list[list[dict[str, Any]]], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make_batch(data)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("seven", "valid integer"), (2.5, "fractional part")],
+)
+def test_a_value_of_the_wrong_type_for_its_field_enqueues_nothing(
+    env: Env, queue: SqlSessionQueue, value: Any, problem: str
+) -> None:
+    batch = make_batch([[datum("sum", "b", [1, 2])], [datum("a", "value", [value, value])]])
+
+    with pytest.raises(BatchValidationError, match=rf"{value!r}.*field 'value' of node 'a' \(integer\).*{problem}"):
+        queue.enqueue_batch(Q, batch, prepend=False)
+
+    assert queue.is_empty(Q).is_empty
+    assert not env.rows("SELECT item_id FROM session_queue")
+    assert_counts_right(env, queue)
+
+
+def test_an_empty_batch_id_is_refused(queue: SqlSessionQueue) -> None:
+    with pytest.raises(BatchValidationError, match="empty"):
+        queue.enqueue_batch(Q, make_batch(batch_id=""), prepend=False)
+
+
+def test_a_batch_over_the_queue_size_enqueues_nothing(env: Env) -> None:
+    queue = env.open(max_queue_size=5)
+    queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+
+    with pytest.raises(QueueFullError, match=r"holds 3 items and 3 more.*maximum of 5"):
+        queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+
+    assert queue.get_queue_status(Q).total == 3
+    assert not queue.is_full(Q).is_full
+    queue.enqueue_batch("other", make_batch(runs=5), prepend=False)  # another queue has its own room
+    queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
+    assert queue.is_full(Q).is_full
+    assert_counts_right(env, queue)
+
+
+def test_ids_are_never_reused_after_a_delete(queue: SqlSessionQueue) -> None:
+    first = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+    queue.delete_queue_item(first[-1])
+
+    [again] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+
+    assert again > first[-1]
+
+
+# --- dequeue ----------------------------------------------------------------------------------------------------
+
+
+def test_items_run_by_priority_then_age_across_queues_and_prepend_goes_first(env: Env, queue: SqlSessionQueue) -> None:
+    first = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
+    second = queue.enqueue_batch("other", make_batch(runs=2), prepend=False)
+    urgent = queue.enqueue_batch(Q, make_batch(runs=2), prepend=True)
+    more_urgent = queue.enqueue_batch("other", make_batch(), prepend=True)
+
+    assert (urgent.priority, more_urgent.priority) == (1, 1)  # each queue's own pending items
+    assert same(queue.get_next(Q), queue.get_queue_item(urgent.item_ids[0]))
+    order = [item.item_id for item in iter(queue.dequeue, None)]
+    assert order == urgent.item_ids + more_urgent.item_ids + first.item_ids + second.item_ids
+    assert queue.get_next(Q) is None
+    assert queue.enqueue_batch(Q, make_batch(), prepend=True).priority == 0  # nothing pending to go before
+    assert_counts_right(env, queue)
+
+
+def test_dequeue_marks_the_item_in_progress_and_emits_the_change(env: Env, queue: SqlSessionQueue) -> None:
+    [item_id] = queue.enqueue_batch(Q, make_batch(origin="o"), prepend=False).item_ids
+    env.events.take()
+
+    item = queue.dequeue()
+
+    assert item is not None and item.item_id == item_id
+    assert item.status == "in_progress" and item.started_at is not None
+    assert same(queue.get_current(Q), item)
+    [event] = env.events.status_changes()
+    assert (event.item_id, event.old_status, event.status, event.origin) == (item_id, "pending", "in_progress", "o")
+    assert (event.queue_status.in_progress, event.queue_status.pending, event.queue_status.item_id) == (1, 0, item_id)
+    assert (event.batch_status.in_progress, event.batch_status.total, event.batch_status.origin) == (1, 1, "o")
+    built = QueueItemStatusChangedEvent.build(item, "pending", event.batch_status, event.queue_status)
+    assert event.model_dump(exclude={"timestamp"}) == built.model_dump(exclude={"timestamp"})
+    assert queue.dequeue() is None
+
+
+def test_concurrent_dequeuers_never_take_an_item_twice(env: Env, queue: SqlSessionQueue) -> None:
+    item_ids = queue.enqueue_batch(Q, make_batch(runs=200), prepend=False).item_ids
+    start = threading.Barrier(8)
+    taken: list[list[int]] = [[] for _ in range(8)]
+
+    def dequeuer(mine: list[int]) -> None:
+        start.wait()
+        while (item := queue.dequeue()) is not None:
+            mine.append(item.item_id)
+
+    threads = [threading.Thread(target=dequeuer, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    everything = [item_id for mine in taken for item_id in mine]
+    assert sorted(everything) == item_ids
+    assert queue.get_queue_status(Q).in_progress == 200
+    assert_counts_right(env, queue)
+
+
+def test_the_events_of_an_item_go_out_in_the_order_of_its_changes(env: Env, queue: SqlSessionQueue) -> None:
+    item_ids = queue.enqueue_batch(Q, make_batch(runs=120), prepend=False).item_ids
+    env.events.take()
+    start = threading.Barrier(6)
+
+    def dequeuer() -> None:
+        start.wait()
+        while (item := queue.dequeue()) is not None:
+            queue.complete_queue_item(item.item_id)
+
+    def canceller(mine: list[int]) -> None:
+        start.wait()
+        for item_id in mine:
+            queue.cancel_queue_item(item_id)
+
+    threads = [threading.Thread(target=dequeuer) for _ in range(3)]
+    threads += [threading.Thread(target=canceller, args=(item_ids[i::3],)) for i in range(3)]
+    # Threads switch far more often than usual, so that one may commit between another's commit and dispatch.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+    last: dict[int, str] = dict.fromkeys(item_ids, "pending")
+    for event in env.events.status_changes():
+        assert event.old_status == last[event.item_id], event
+        last[event.item_id] = event.status
+    assert {item.item_id: item.status for item in queue.list_all_queue_items(Q)} == last
+    assert_counts_right(env, queue)
+
+
+# --- finishing --------------------------------------------------------------------------------------------------
+
+
+def test_complete_only_finishes_an_item_in_progress(env: Env, queue: SqlSessionQueue) -> None:
+    first, second = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+
+    assert queue.complete_queue_item(second) == "pending"
+    running = queue.dequeue()
+    assert running is not None
+    env.events.take()
+    assert queue.complete_queue_item(first) == "completed"
+    done = queue.get_queue_item(first)
+
+    assert done.status == "completed" and done.completed_at is not None
+    [event] = env.events.status_changes()
+    assert (event.old_status, event.status, event.queue_status.completed, event.queue_status.item_id) == (
+        "in_progress",
+        "completed",
+        1,
+        None,
+    )
+    assert queue.complete_queue_item(first) == "completed"
+    assert same(queue.get_queue_item(first), done)
+    assert_counts_right(env, queue)
+
+
+def test_a_late_complete_after_a_cancel_leaves_the_item_canceled(env: Env, queue: SqlSessionQueue) -> None:
+    queue.enqueue_batch(Q, make_batch(), prepend=False)
+    item = queue.dequeue()
+    assert item is not None
+
+    canceled = queue.cancel_queue_item(item.item_id)
+    env.events.take()
+    assert queue.complete_queue_item(item.item_id) == "canceled"
+
+    assert canceled.status == "canceled"
+    assert same(queue.get_queue_item(item.item_id), canceled)
+    assert same(queue.fail_queue_item(item.item_id, "E", "m", "t"), canceled)
+    assert same(queue.cancel_queue_item(item.item_id), canceled)
+    assert env.events.status_changes() == []
+    assert_counts_right(env, queue)
+
+
+def test_a_failed_item_keeps_its_error(env: Env, queue: SqlSessionQueue) -> None:
+    pending, running = queue.enqueue_batch(Q, make_batch(runs=2), prepend=True).item_ids[::-1]
+    queue.dequeue()
+
+    failed = queue.fail_queue_item(running, "ValueError", "bad value", "Traceback ...")
+    failed_pending = queue.fail_queue_item(pending, "Refused", "no", "")
+
+    assert (failed.status, failed.error_type, failed.error_message, failed.error_traceback) == (
+        "failed",
+        "ValueError",
+        "bad value",
+        "Traceback ...",
+    )
+    assert failed.completed_at is not None and failed_pending.status == "failed"
+    assert same(queue.get_queue_item(running), failed)
+    events = env.events.status_changes()
+    assert [(e.item_id, e.old_status, e.status, e.error_type) for e in events[-2:]] == [
+        (running, "in_progress", "failed", "ValueError"),
+        (pending, "pending", "failed", "Refused"),
+    ]
+    assert_counts_right(env, queue)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda q: q.get_queue_item(999),
+        lambda q: q.complete_queue_item(999),
+        lambda q: q.fail_queue_item(999, "E", "m", "t"),
+        lambda q: q.cancel_queue_item(999),
+        lambda q: q.interrupt_queue_item(999),
+        lambda q: q.delete_queue_item(999),
+        lambda q: q.set_queue_item_session(999, GraphExecutionState.model_validate({"graph": three_nodes()})),
+        lambda q: q.get_queue_item_stats(999),
+    ],
+)
+def test_an_unknown_item_is_not_found(queue: SqlSessionQueue, call: Callable[[SqlSessionQueue], object]) -> None:
+    with pytest.raises(SessionQueueItemNotFoundError, match="999"):
+        call(queue)
+
+
+# --- cancels, clear, prune, delete ------------------------------------------------------------------------------
+
+
+def test_cancel_by_batch_ids_cancels_the_unfinished_items_of_those_batches(env: Env, queue: SqlSessionQueue) -> None:
+    one = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+    two = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
+    three = queue.enqueue_batch(Q, make_batch(runs=1), prepend=False)
+    elsewhere = queue.enqueue_batch("other", make_batch(batch_id=one.batch.batch_id), prepend=False)
+    running = queue.dequeue()
+    assert running is not None
+    queue.complete_queue_item(running.item_id)
+    queue.dequeue()
+    env.events.take()
+
+    result = queue.cancel_by_batch_ids(Q, [one.batch.batch_id, two.batch.batch_id, one.batch.batch_id, "unknown"])
+
+    assert result.canceled == 4
+    events = env.events.status_changes()
+    assert sorted(e.item_id for e in events) == one.item_ids[1:] + two.item_ids
+    assert {e.status for e in events} == {"canceled"}
+    assert {e.old_status for e in events} == {"pending", "in_progress"}
+    assert all(e.queue_status.canceled == 4 for e in events)
+    assert queue.get_queue_item(one.item_ids[0]).status == "completed"
+    assert queue.get_queue_item(three.item_ids[0]).status == "pending"
+    assert queue.get_queue_item(elsewhere.item_ids[0]).status == "pending"
+    assert_counts_right(env, queue)
+
+
+def test_cancel_by_queue_id_cancels_every_unfinished_item_of_the_queue(env: Env, queue: SqlSessionQueue) -> None:
+    mine = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False).item_ids
+    other = queue.enqueue_batch("other", make_batch(runs=2), prepend=False).item_ids
+    queue.dequeue()
+    env.events.take()
+
+    assert queue.cancel_by_queue_id(Q).canceled == 3
+
+    assert sorted(e.item_id for e in env.events.status_changes()) == mine
+    assert [item.status for item in queue.get_queue_items_by_item_ids(other)] == ["pending", "pending"]
+    assert queue.cancel_by_queue_id(Q).canceled == 0
+    assert_counts_right(env, queue)
+
+
+def test_cancel_all_except_current_leaves_the_item_in_progress(env: Env, queue: SqlSessionQueue) -> None:
+    first, *rest = queue.enqueue_batch(Q, make_batch(runs=4), prepend=False).item_ids
+    queue.dequeue()
+    env.events.take()
+
+    assert queue.cancel_all_except_current(Q).canceled == 3
+
+    assert sorted(e.item_id for e in env.events.status_changes()) == rest
+    current = queue.get_current(Q)
+    assert current is not None and current.item_id == first
+    assert_counts_right(env, queue)
+
+
+def test_clear_cancels_the_item_in_progress_before_deleting_everything(env: Env, queue: SqlSessionQueue) -> None:
+    queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+    kept = queue.enqueue_batch("other", make_batch(), prepend=False).item_ids
+    running = queue.dequeue()
+    assert running is not None and running.queue_id == Q
+    env.events.take()
+
+    assert queue.clear(Q).deleted == 3
+
+    changed, cleared = env.events.take()
+    assert isinstance(changed, QueueItemStatusChangedEvent) and isinstance(cleared, QueueClearedEvent)
+    assert (changed.item_id, changed.old_status, changed.status) == (running.item_id, "in_progress", "canceled")
+    assert cleared.queue_id == Q
+    assert queue.is_empty(Q).is_empty and queue.get_queue_status(Q).total == 0
+    assert queue.get_queue_item_ids("other") == kept
+    assert Q not in queue.get_all_queue_counts()
+    assert_counts_right(env, queue)
+
+
+def test_prune_deletes_only_finished_items(env: Env, queue: SqlSessionQueue) -> None:
+    done, failed, canceled, running, waiting = queue.enqueue_batch(Q, make_batch(runs=5), prepend=False).item_ids
+    for _ in range(4):
+        queue.dequeue()
+    queue.complete_queue_item(done)
+    queue.fail_queue_item(failed, "E", "m", "t")
+    queue.cancel_queue_item(canceled)
+    env.events.take()
+
+    assert queue.prune(Q).deleted == 3
+
+    assert queue.get_queue_item_ids(Q, "ASC") == [running, waiting]
+    assert env.events.take() == []
+    assert_counts_right(env, queue)
+
+
+def test_delete_cancels_an_unfinished_item_first(env: Env, queue: SqlSessionQueue) -> None:
+    result = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+    running, waiting, finished = result.item_ids
+    queue.dequeue()
+    queue.dequeue()
+    queue.complete_queue_item(waiting)
+    queue.dequeue()
+    queue.cancel_queue_item(finished)
+    env.events.take()
+
+    queue.delete_queue_item(running)
+    queue.delete_queue_item(finished)
+
+    [event] = env.events.status_changes()
+    assert (event.item_id, event.old_status, event.status) == (running, "in_progress", "canceled")
+    assert queue.get_queue_item_ids(Q) == [waiting]
+    assert_counts_right(env, queue)
+    queue.delete_queue_item(waiting)
+    with pytest.raises(BatchNotFoundError):
+        queue.get_batch_status(Q, result.batch.batch_id)
+    assert queue.get_all_queue_counts() == {}
+    assert not env.rows("SELECT n FROM session_queue_counts")
+    assert_counts_right(env, queue)
+
+
+# --- retry ------------------------------------------------------------------------------------------------------
+
+
+def test_retry_enqueues_a_fresh_copy_of_each_failed_or_canceled_item(env: Env, queue: SqlSessionQueue) -> None:
+    batch = make_batch([[datum("a", "value", [5, 6, 7, 8])]], origin="o", destination="d", workflow={"w": 1})
+    failed, canceled, completed, pending = queue.enqueue_batch(Q, batch, prepend=True).item_ids
+    item = queue.dequeue()
+    assert item is not None and item.item_id == failed
+    run_nodes(item.session, limit=1)
+    queue.set_queue_item_session(failed, item.session)
+    queue.fail_queue_item(failed, "E", "m", "t")
+    queue.cancel_queue_item(canceled)
+    queue.dequeue()
+    queue.complete_queue_item(completed)
+    env.events.take()
+
+    result = queue.retry_items_by_id(Q, [completed, failed, pending, canceled, failed, 999])
+
+    assert len(result.retried_item_ids) == 2
+    copies = queue.get_queue_items_by_item_ids(result.retried_item_ids)
+    originals = queue.get_queue_items_by_item_ids([failed, canceled])
+    for copy, original in zip(copies, originals, strict=True):
+        assert copy.retried_from_item_id == original.item_id
+        assert (copy.status, copy.batch_id, copy.priority) == ("pending", original.batch_id, original.priority)
+        assert (copy.origin, copy.destination, copy.workflow) == ("o", "d", {"w": 1})
+        assert copy.field_values == original.field_values
+        assert copy.session.graph.model_dump() == original.session.graph.model_dump()
+        assert copy.session_id != original.session_id and copy.session.executed == set()
+        assert copy.error_type is None and copy.attempts == 0
+    assert [values(copy)[0] for copy in copies] == [5, 6]
+    events = env.events.status_changes()
+    assert [(e.item_id, e.old_status, e.status) for e in events] == [
+        (copy_id, None, "pending") for copy_id in result.retried_item_ids
+    ]
+    assert events[-1].batch_status.pending == 3
+    assert queue.retry_items_by_id("other", [failed]).retried_item_ids == []
+    assert_counts_right(env, queue)
+
+
+# --- sessions, stats, recovery ----------------------------------------------------------------------------------
+
+
+def test_a_saved_session_survives_a_restart(env: Env, queue: SqlSessionQueue) -> None:
+    queue.enqueue_batch(Q, make_batch(), prepend=False)
+    item = queue.dequeue()
+    assert item is not None
+    run_nodes(item.session, limit=2)
+    queue.set_queue_item_session(item.item_id, item.session)
+    env.db.close()
+
+    reopened = env.open().get_queue_item(item.item_id)
+
+    assert reopened.session.executed_history == item.session.executed_history
+    assert reopened.session.results == item.session.results
+    assert reopened.updated_at >= item.updated_at
+
+
+def test_stats_are_kept_with_the_item(queue: SqlSessionQueue) -> None:
+    [item_id] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    stats = InvocationStatsSummary(
+        graph_stats=GraphExecutionStatsSummary("s", 0.5, 0.6, 1.0, 0.1),
+        model_cache_stats=ModelCacheStatsSummary(cache_hits=2),
+        node_stats=[NodeExecutionStatsSummary("add", 1, 0.5, 0.0)],
+        vram_usage_gb=None,
+    )
+
+    assert queue.get_queue_item_stats(item_id) is None
+    queue.set_queue_item_stats(item_id, stats)
+
+    assert queue.get_queue_item_stats(item_id) == stats.as_dict()
+
+
+def interrupt_by_restart(env: Env, **options: Any) -> tuple[SqlSessionQueue, list[int]]:
+    env.db.close()
+    queue = env.open(**options)
+    return queue, queue.recover_interrupted()
+
+
+def test_an_item_left_in_progress_is_failed_at_start_up(env: Env, queue: SqlSessionQueue) -> None:
+    running, waiting = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+    queue.dequeue()
+    env.events.take()
+
+    queue, recovered = interrupt_by_restart(env)
+
+    assert recovered == [running]
+    item = queue.get_queue_item(running)
+    assert (item.status, item.error_type) == ("failed", "Interrupted")
+    assert "server stopped" in (item.error_message or "") and item.completed_at is not None
+    assert queue.get_queue_item(waiting).status == "pending"
+    [event] = env.events.status_changes()
+    assert (event.item_id, event.old_status, event.status) == (running, "in_progress", "failed")
+    assert queue.recover_interrupted() == []
+    assert_counts_right(env, queue)
+
+
+def test_a_requeued_item_keeps_its_place_and_its_saved_session_until_the_attempt_limit(
+    env: Env, queue: SqlSessionQueue
+) -> None:
+    options = {"requeue_interrupted": True, "max_attempts": 3}
+    crashing, waiting = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+    queue = env.open(**options)
+    item = queue.dequeue()
+    assert item is not None
+    run_nodes(item.session, limit=1)
+    queue.set_queue_item_session(crashing, item.session)
+
+    for attempt in (1, 2):
+        queue, recovered = interrupt_by_restart(env, **options)
+        assert recovered == [crashing]
+        requeued = queue.get_queue_item(crashing)
+        assert (requeued.status, requeued.attempts, requeued.priority) == ("pending", attempt, 0)
+        assert requeued.session.executed_history == item.session.executed_history
+        again = queue.dequeue()
+        assert again is not None and again.item_id == crashing  # before the item enqueued after it
+    env.events.take()
+
+    queue, recovered = interrupt_by_restart(env, **options)
+
+    failed = queue.get_queue_item(crashing)
+    assert (recovered, failed.status, failed.error_type) == ([crashing], "failed", "Interrupted")
+    assert "interrupted 3 times" in (failed.error_message or "")
+    assert [(e.old_status, e.status) for e in env.events.status_changes()] == [("in_progress", "failed")]
+    assert queue.get_queue_item(waiting).status == "pending"
+    assert_counts_right(env, queue)
+
+
+def test_interrupt_fails_or_requeues_the_item_in_progress(env: Env, queue: SqlSessionQueue) -> None:
+    first, second, waiting = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False).item_ids
+    queue.dequeue()
+
+    assert queue.interrupt_queue_item(first) == "failed"
+    assert queue.interrupt_queue_item(waiting) == "pending"  # not in progress: left alone
+
+    requeuing = env.open(requeue_interrupted=True)
+    requeuing.dequeue()
+    assert requeuing.interrupt_queue_item(second) == "pending"
+    assert requeuing.get_queue_item(second).attempts == 1
+    assert_counts_right(env, requeuing)
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+def test_pages_follow_run_order_with_a_cursor(env: Env, queue: SqlSessionQueue) -> None:
+    low = queue.enqueue_batch(Q, make_batch(runs=9), prepend=False).item_ids
+    high = queue.enqueue_batch(Q, make_batch(runs=7), prepend=True).item_ids
+    higher = queue.enqueue_batch(Q, make_batch(runs=5), prepend=True).item_ids
+    queue.enqueue_batch("other", make_batch(runs=3), prepend=False)
+    for _ in range(4):
+        queue.dequeue()
+
+    pages, cursor, priority = [], None, None
+    while True:
+        page = queue.list_queue_items(Q, limit=4, priority=priority, cursor=cursor)
+        pages.append(page)
+        if not page.has_more:
+            break
+        priority, cursor = page.items[-1].priority, page.items[-1].item_id
+
+    listed = [item.item_id for page in pages for item in page.items]
+    assert listed == higher + high + low
+    assert [len(page.items) for page in pages] == [4, 4, 4, 4, 4, 1]
+    by_status = queue.list_queue_items(Q, limit=100, status="pending")
+    assert [item.item_id for item in by_status.items] == higher[4:] + high + low and not by_status.has_more
+    exact = queue.list_queue_items(Q, limit=21)
+    assert len(exact.items) == 21 and not exact.has_more
+    with pytest.raises(SessionQueueError, match="both"):
+        queue.list_queue_items(Q, limit=4, cursor=cursor)
+    with pytest.raises(SessionQueueError, match="at least one"):
+        queue.list_queue_items(Q, limit=0)
+
+
+def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
+    batch = make_batch(runs=3, destination="here")
+    first, second, third = queue.enqueue_batch(Q, batch, prepend=False).item_ids
+    queue.enqueue_batch(Q, make_batch(destination="there"), prepend=False)
+
+    assert [i.item_id for i in queue.get_queue_items_by_item_ids([third, 999, first])] == [third, first]
+    assert queue.get_queue_item_ids(Q, "ASC")[:3] == [first, second, third]
+    assert queue.get_queue_item_ids(Q)[-3:] == [third, second, first]
+    assert [i.item_id for i in queue.list_all_queue_items(Q, destination="here")] == [first, second, third]
+    assert [i.item_id for i in queue.get_batch_items(Q, batch.batch_id)] == [first, second, third]
+    assert queue.get_current(Q) is None and not queue.is_empty(Q).is_empty and queue.is_empty("other").is_empty
+    status = queue.get_batch_status(Q, batch.batch_id)
+    assert (status.pending, status.total, status.destination) == (3, 3, "here")
+    with pytest.raises(BatchNotFoundError):
+        queue.get_batch_items(Q, "unknown")
+    with pytest.raises(BatchNotFoundError):
+        queue.get_batch_status("other", batch.batch_id)
+
+
+# --- query plans ------------------------------------------------------------------------------------------------
+
+HOT_QUERIES = {
+    "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t")),
+    "select item": (sql.SELECT_ITEM, (1,)),
+    "set status": (sql.SET_STATUS, ("completed", "t", "t", None, None, None, 1, "in_progress")),
+    "requeue": (sql.REQUEUE_INTERRUPTED, ("t", 1)),
+    "counts": (sql.SELECT_COUNTS, (Q, sql.QUEUE_TOTAL)),
+    "current ids": (sql.SELECT_CURRENT_IDS, (Q,)),
+    "current": (sql.SELECT_CURRENT, (Q,)),
+    "next": (sql.SELECT_NEXT, (Q,)),
+    "prepend priority": (sql.SELECT_MAX_PENDING_PRIORITY, (Q,)),
+    "batch items": (sql.SELECT_BATCH_ITEMS, (Q, "b")),
+    "unfinished in batch": (sql.SELECT_UNFINISHED_IN_BATCH, (Q, "b")),
+    "first page": (sql.LIST_PAGE[False, False], (Q, 11)),
+    "next page": (sql.LIST_PAGE[False, True], (Q, 0, 5, 11, Q, 0, 11, 11)),
+    "first page by status": (sql.LIST_PAGE[True, False], (Q, "pending", 11)),
+    "next page by status": (sql.LIST_PAGE[True, True], (Q, "pending", 0, 5, 11, Q, "pending", 0, 11, 11)),
+}
+
+
+@pytest.mark.parametrize("name", HOT_QUERIES)
+def test_hot_queries_search_an_index(env: Env, queue: SqlSessionQueue, name: str) -> None:
+    queue.enqueue_batch(Q, make_batch(runs=50), prepend=False)
+    statement, params = HOT_QUERIES[name]
+
+    plan = [row["detail"] for row in env.rows(f"EXPLAIN QUERY PLAN {statement}", params)]
+
+    assert not [step for step in plan if step.startswith("SCAN session_queue")], plan
+    assert [step for step in plan if step.startswith("SEARCH session_queue")], plan

@@ -1,0 +1,32 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def edge(source: str, source_field: str, destination: str, destination_field: str) -> dict[str, Any]:
+    return {
+        "source": {"node_id": source, "field": source_field},
+        "destination": {"node_id": destination, "field": destination_field},
+    }
+
+
+def graph_json(nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"nodes": {n["id"]: n for n in nodes}, "edges": edges or []}
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
+    """Polls `check` until it returns something truthy; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
