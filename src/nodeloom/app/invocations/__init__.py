@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-BUILTIN_MODULES = ("special", "primitives", "math", "strings", "collections")
+BUILTIN_MODULES = ("special", "primitives", "math", "strings", "collections", "image")
 
 
 def load_builtin_nodes() -> None:

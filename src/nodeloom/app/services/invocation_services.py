@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
+from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
+from nodeloom.app.services.boards.boards_base import BoardServiceABC
+from nodeloom.app.services.boards.boards_default import BoardService
 from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_default import InProcessEventService
+from nodeloom.app.services.image_files.image_files_disk import DiskImageFileStorage
+from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage, migrate_images
+from nodeloom.app.services.images.images_base import ImageServiceABC
+from nodeloom.app.services.images.images_default import ImageService
 from nodeloom.app.services.invocation_cache.invocation_cache_base import InvocationCacheBase
 from nodeloom.app.services.invocation_cache.invocation_cache_memory import MemoryInvocationCache
 from nodeloom.app.services.invocation_stats.invocation_stats_base import InvocationStatsServiceBase
 from nodeloom.app.services.invocation_stats.invocation_stats_default import InvocationStatsService
 from nodeloom.app.services.metrics.metrics_base import MetricsServiceBase
 from nodeloom.app.services.metrics.metrics_memory import MemoryMetricsService
+from nodeloom.app.services.names.names_default import SimpleNameService
+from nodeloom.app.services.object_serializer.object_serializer_base import ObjectSerializerBase
+from nodeloom.app.services.object_serializer.object_serializer_disk import ObjectSerializerDisk
+from nodeloom.app.services.object_serializer.object_serializer_forward_cache import ObjectSerializerForwardCache
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
 from nodeloom.app.services.session_processor.session_processor_default import (
     DefaultSessionProcessor,
@@ -26,11 +39,13 @@ from nodeloom.app.services.shared.database.database_common import Migration
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
+from nodeloom.app.services.urls.urls_default import LocalUrlService
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
 from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService
 
 MIGRATIONS: list[Migration] = [
     Migration(version=1, description="session queue", up=migrate_session_queue),
+    Migration(version=2, description="images and boards", up=migrate_images),
 ]
 """The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
 
@@ -46,6 +61,10 @@ class InvocationServices:
     invocation_cache: InvocationCacheBase
     metrics: MetricsServiceBase
     webhooks: WebhookServiceBase
+    images: ImageServiceABC
+    boards: BoardServiceABC
+    tensors: ObjectSerializerBase[Any]
+    conditioning: ObjectSerializerBase[Any]
 
 
 def build_services(config: NodeloomConfig) -> InvocationServices:
@@ -58,6 +77,23 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         database.close()
         raise
     events = InProcessEventService()
+    board_image_records = SqlBoardImageRecordStorage(database)
+    images = ImageService(
+        db=database,
+        image_files=DiskImageFileStorage(config.outputs_path / "images"),
+        image_records=SqlImageRecordStorage(database),
+        board_image_records=board_image_records,
+        urls=LocalUrlService(),
+        names=SimpleNameService(),
+        events=events,
+    )
+    boards = BoardService(SqlBoardRecordStorage(database), board_image_records, images)
+    tensors: ObjectSerializerBase[Any] = ObjectSerializerForwardCache(
+        ObjectSerializerDisk(config.outputs_path / "tensors", "tensor")
+    )
+    conditioning: ObjectSerializerBase[Any] = ObjectSerializerForwardCache(
+        ObjectSerializerDisk(config.outputs_path / "conditioning", "conditioning")
+    )
     queue = SqlSessionQueue(
         database,
         events,
@@ -73,7 +109,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         events,
         stats,
         cache,
-        InvocationContextBuilder(events, config),
+        InvocationContextBuilder(events, config, images, boards, tensors, conditioning),
         metrics,
         ProcessorSettings(
             poll_interval_s=config.processor_poll_interval_s,
@@ -93,4 +129,8 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         invocation_cache=cache,
         metrics=metrics,
         webhooks=HttpWebhookService(events, queue),
+        images=images,
+        boards=boards,
+        tensors=tensors,
+        conditioning=conditioning,
     )

@@ -19,6 +19,11 @@ class Invoker:
         recovered = services.session_queue.recover_interrupted()
         if recovered:
             logger.warning("Found %d queue item(s) left in progress by a stopped server: %s", len(recovered), recovered)
+        report = services.images.check_consistency()
+        if report.records_without_files:
+            logger.error("Image records without files: %s", report.records_without_files)
+        if report.files_without_records:
+            logger.warning("Image files without records: %s", report.files_without_records)
         services.events.start()
         services.webhooks.start()
         services.session_processor.start()

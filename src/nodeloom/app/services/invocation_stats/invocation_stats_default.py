@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -120,7 +122,7 @@ class InvocationStatsService(InvocationStatsServiceBase):
         # forgotten; the bound keeps a long-running server's memory flat when nobody resets its sessions.
         self._sessions: OrderedDict[str, _SessionRecords] = OrderedDict()
         self._lock = threading.Lock()
-        self._process = psutil.Process()
+        self._rss = _rss_reader()
 
     @contextmanager
     def collect_stats(self, invocation: BaseInvocation, graph_execution_state_id: str) -> Iterator[None]:
@@ -193,7 +195,23 @@ class InvocationStatsService(InvocationStatsServiceBase):
             return session
 
     def _ram_gb(self) -> float:
-        return self._process.memory_info().rss / _GB
+        return self._rss() / _GB
+
+
+@functools.cache
+def _rss_reader() -> Callable[[], int]:
+    """A function giving this process's resident set size in bytes.
+
+    On Linux it reads /proc/self/statm through a file kept open, about ten times faster than psutil, which
+    matters at two reads per node; elsewhere psutil.
+    """
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        process = psutil.Process()
+        return lambda: int(process.memory_info().rss)
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    return lambda: int(os.pread(fd, 128, 0).split()[1]) * page_size
 
 
 def _peak_vram_gb() -> float:

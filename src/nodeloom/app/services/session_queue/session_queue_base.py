@@ -114,6 +114,10 @@ class SessionQueueBase(ABC):
         """The item's invocation stats as JSON, if any were kept; raises `SessionQueueItemNotFoundError`."""
 
     @abstractmethod
+    def get_callback_url(self, item_id: int) -> str | None:
+        """Where the item's outcome is POSTed when it finishes, if its batch named a place."""
+
+    @abstractmethod
     def complete_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
         """Marks an in-progress item completed; its status after (canceled, if it was canceled meanwhile)."""
 

@@ -405,13 +405,22 @@ class SqlSessionQueue(SessionQueueBase):
                 raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
 
     def get_queue_item_stats(self, item_id: int) -> dict[str, object] | None:
+        stored = self._read_column(sql.SELECT_STATS, item_id)
+        stats: dict[str, object] | None = None if stored is None else json.loads(stored)
+        return stats
+
+    def get_callback_url(self, item_id: int) -> str | None:
+        return self._read_column(sql.SELECT_CALLBACK_URL, item_id)
+
+    def _read_column(self, select: str, item_id: int) -> str | None:
+        """The one column `select` reads from the item's row; raises if there is no such item."""
         with self._db.read() as cursor:
-            cursor.execute(sql.SELECT_STATS, (item_id,))
+            cursor.execute(select, (item_id,))
             row = cursor.fetchone()
         if row is None:
             raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
-        stats: dict[str, object] | None = None if row["stats"] is None else json.loads(row["stats"])
-        return stats
+        value: str | None = next(iter(dict(row).values()))
+        return value
 
     def complete_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
         status: QUEUE_ITEM_STATUS = self._finish(item_id, "completed", frozenset({"in_progress"}))["status"]

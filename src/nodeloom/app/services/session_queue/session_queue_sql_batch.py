@@ -18,6 +18,11 @@ from nodeloom.app.services.session_queue.session_queue_common import (
 )
 from nodeloom.app.services.shared.graph_common import uuid_string
 
+# Stands in for each batch value in the graph's JSON, which is then cut at the stand-ins; random per process, so
+# no graph holds it by chance, and fixed within one, so the pattern is compiled once.
+_MARKER = f"nodeloom-value-{uuid_string()}-"
+_MARKER_PATTERN = re.compile(f'"{re.escape(_MARKER)}(\\d+)"')
+
 # The fields of a GraphExecutionState whose scheduler has not run yet: it prepares the graph when loaded.
 _UNSTARTED = (
     '"executed":[],"executed_history":[],"results":{},"errors":{},'
@@ -47,11 +52,10 @@ class BatchSessions:
         self._runs = batch.runs
         groups = batch.data or []
         data = [datum for group in groups for datum in group]
-        marker = f"nodeloom-value-{uuid_string()}-"
         graph = batch.graph.model_dump(mode="json")
         for index, datum in enumerate(data):
-            graph["nodes"][datum.node_path][datum.field_name] = f"{marker}{index}"
-        pieces = re.split(f'"{re.escape(marker)}(\\d+)"', json.dumps(graph, separators=(",", ":")))
+            graph["nodes"][datum.node_path][datum.field_name] = f"{_MARKER}{index}"
+        pieces = _MARKER_PATTERN.split(json.dumps(graph, separators=(",", ":")))
         # The graph's JSON cut where the values go, and which datum's value goes in each cut.
         self._pieces = pieces[0::2]
         self._order = [int(index) for index in pieces[1::2]]

@@ -127,6 +127,7 @@ SET_STATS = "UPDATE session_queue SET stats = ? WHERE item_id = ?"
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
 SELECT_STATUS = "SELECT status FROM session_queue WHERE item_id = ?"
 SELECT_STATS = "SELECT stats FROM session_queue WHERE item_id = ?"
+SELECT_CALLBACK_URL = "SELECT callback_url FROM session_queue WHERE item_id = ?"
 SELECT_CURRENT = (
     f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND status = 'in_progress' "
     "ORDER BY priority DESC, item_id LIMIT 1"

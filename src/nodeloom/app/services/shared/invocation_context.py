@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nodeloom.app.invocations.baseinvocation import CanceledException
 from nodeloom.app.services.events.events_common import InvocationProgressEvent
+from nodeloom.app.services.shared.invocation_context_images import (
+    BoardsInterface,
+    ConditioningInterface,
+    ContextStores,
+    ImagesInterface,
+    TensorsInterface,
+)
+from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:
     from nodeloom.app.invocations.baseinvocation import BaseInvocation
+    from nodeloom.app.services.boards.boards_base import BoardServiceABC
     from nodeloom.app.services.config.config_default import NodeloomConfig
     from nodeloom.app.services.events.events_base import EventServiceBase
+    from nodeloom.app.services.images.images_base import ImageServiceABC
+    from nodeloom.app.services.object_serializer.object_serializer_base import ObjectSerializerBase
     from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
 
 ProgressCallback = Callable[[str, "float | None"], None]
@@ -57,23 +69,70 @@ class UtilInterface:
         self._on_progress(message, percentage)
 
 
+class StoresUnavailableError(NodeloomError):
+    """This node needs images or stored objects, which only a server's root folder provides: enqueue the graph on
+    a server (`nodeloom serve`, then `nodeloom enqueue`) instead of `nodeloom run`."""
+
+
 @dataclass(frozen=True)
 class InvocationContext:
-    """Built for each invocation by the engine. `config` is None when a graph runs without services."""
+    """Built for each invocation by the engine. `config` and `stores` are None when a graph runs without services."""
 
     data: InvocationContextData
     util: UtilInterface = field(default_factory=UtilInterface)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("nodeloom.invocation"))
     config: NodeloomConfig | None = None
+    stores: ContextStores | None = None
+
+    def _stores(self) -> ContextStores:
+        if self.stores is None:
+            raise StoresUnavailableError()
+        return self.stores
+
+    @property
+    def images(self) -> ImagesInterface:
+        return self._stores().images
+
+    @property
+    def boards(self) -> BoardsInterface:
+        return self._stores().boards
+
+    @property
+    def tensors(self) -> TensorsInterface:
+        return self._stores().tensors
+
+    @property
+    def conditioning(self) -> ConditioningInterface:
+        return self._stores().conditioning
 
 
 class InvocationContextBuilder:
     """Makes each node's context from the services a node may reach (and no others)."""
 
-    def __init__(self, events: EventServiceBase, config: NodeloomConfig) -> None:
+    def __init__(
+        self,
+        events: EventServiceBase,
+        config: NodeloomConfig,
+        images: ImageServiceABC,
+        boards: BoardServiceABC,
+        tensors: ObjectSerializerBase[Any],
+        conditioning: ObjectSerializerBase[Any],
+    ) -> None:
         self._events = events
         self._config = config
+        self._images = images
+        self._boards = BoardsInterface(boards)
+        self._tensors = TensorsInterface(tensors)
+        self._conditioning = ConditioningInterface(conditioning)
         self._logger = logging.getLogger("nodeloom.invocation")
+        self._graph_json: tuple[str, str] | None = None
+
+    def _session_graph_json(self, queue_item: SessionQueueItem) -> str:
+        """The session's graph as JSON, made once per session and only when a node saves an image."""
+        cached = self._graph_json
+        if cached is None or cached[0] != queue_item.session_id:
+            cached = self._graph_json = (queue_item.session_id, queue_item.session.graph.model_dump_json())
+        return cached[1]
 
     def build(
         self, queue_item: SessionQueueItem, invocation: BaseInvocation, is_canceled: Callable[[], bool]
@@ -90,6 +149,17 @@ class InvocationContextBuilder:
         def on_progress(message: str, percentage: float | None) -> None:
             self._events.dispatch(InvocationProgressEvent.build(queue_item, invocation, message, percentage))
 
+        workflow = None if queue_item.workflow is None else json.dumps(queue_item.workflow)
+        stores = ContextStores(
+            images=ImagesInterface(self._images, data, lambda: self._session_graph_json(queue_item), workflow),
+            boards=self._boards,
+            tensors=self._tensors,
+            conditioning=self._conditioning,
+        )
         return InvocationContext(
-            data=data, util=UtilInterface(is_canceled, on_progress), logger=self._logger, config=self._config
+            data=data,
+            util=UtilInterface(is_canceled, on_progress),
+            logger=self._logger,
+            config=self._config,
+            stores=stores,
         )

@@ -66,14 +66,15 @@ class HttpWebhookService(WebhookServiceBase):
                     logger.exception("Webhook for item %s failed", item_id)
 
     def _deliver(self, client: httpx.Client, item_id: int) -> None:
-        item = self._queue.get_queue_item(item_id)
-        if item.callback_url is None:
+        # Most items have no webhook: the cheap read spares parsing their sessions.
+        url = self._queue.get_callback_url(item_id)
+        if url is None:
             return
-        body = QueueItemOutcome.from_item(item).model_dump(mode="json")
+        body = QueueItemOutcome.from_item(self._queue.get_queue_item(item_id)).model_dump(mode="json")
         backoff = self._first_backoff_s
         for attempt in range(1, self._tries + 1):
             try:
-                response = client.post(item.callback_url, json=body)
+                response = client.post(url, json=body)
                 if response.status_code < 300:
                     return
                 problem = f"HTTP {response.status_code}"
@@ -81,7 +82,7 @@ class HttpWebhookService(WebhookServiceBase):
                 problem = f"{type(e).__name__}: {e}"
             logger.warning(
                 "Webhook %s for item %s failed (try %d of %d): %s",
-                item.callback_url,
+                url,
                 item_id,
                 attempt,
                 self._tries,
@@ -90,4 +91,4 @@ class HttpWebhookService(WebhookServiceBase):
             if attempt < self._tries and self._stopping.wait(backoff):
                 return
             backoff *= 2
-        logger.error("Gave up on the webhook %s for item %s", item.callback_url, item_id)
+        logger.error("Gave up on the webhook %s for item %s", url, item_id)

@@ -1,0 +1,31 @@
+"""The image DTO that the API and nodes see, and the start-up consistency report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from nodeloom.app.services.image_records.image_records_common import ImageRecord
+
+MetadataField = dict[str, Any]
+"""A node's metadata: a JSON object without a fixed schema, embedded in the image it saved."""
+
+
+class ImageDTO(ImageRecord):
+    """An image record with what a client needs to show it: its URLs and its board."""
+
+    image_url: str = Field(description="The URL of the full image")
+    thumbnail_url: str = Field(description="The URL of the image's thumbnail")
+    board_id: str | None = Field(default=None, description="The id of the board the image is on, if any")
+
+
+class ImageConsistencyReport(BaseModel):
+    """Records whose file is missing, and image files that no record knows."""
+
+    records_without_files: list[str] = Field(description="Names of records whose image file is missing")
+    files_without_records: list[str] = Field(description="Names of image files without a record")
+
+    @property
+    def is_consistent(self) -> bool:
+        return not (self.records_without_files or self.files_without_records)

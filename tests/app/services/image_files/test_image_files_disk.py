@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from PIL import Image, ImageChops
+
+from nodeloom.app.services.image_files import image_files_disk
+from nodeloom.app.services.image_files.image_files_common import (
+    EmbeddedText,
+    ImageFileNotFoundError,
+    ImageFileSaveError,
+)
+from nodeloom.app.services.image_files.image_files_disk import DiskImageFileStorage
+from nodeloom.app.services.names.names_common import InvalidImageNameError
+from nodeloom.app.services.names.names_default import SimpleNameService
+from nodeloom.app.services.shared.atomic_files import write_atomically
+
+NAMES = SimpleNameService()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "outputs" / "images"
+
+
+@pytest.fixture
+def files(folder: Path) -> DiskImageFileStorage:
+    return DiskImageFileStorage(folder)
+
+
+def gradient(mode: str = "RGB", size: tuple[int, int] = (8, 8)) -> Image.Image:
+    image = Image.new("RGBA", size)
+    image.putdata(
+        [(x * 30 % 256, y * 30 % 256, (x + y) * 15 % 256, 255 - x * 10) for y in range(size[1]) for x in range(size[0])]
+    )
+    return image.convert(mode)
+
+
+def same_pixels(a: Image.Image, b: Image.Image) -> bool:
+    return a.mode == b.mode and a.size == b.size and ImageChops.difference(a, b).getbbox() is None
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "1", "P"])
+def test_pixels_round_trip(files: DiskImageFileStorage, folder: Path, mode: str) -> None:
+    image = gradient(mode)
+    name = NAMES.create_image_name()
+    files.save(image, name)
+    loaded = files.get(name)
+    assert same_pixels(loaded, image)
+    with Image.open(folder / name) as on_disk:
+        assert on_disk.format == "PNG"
+
+
+def test_embedded_texts_round_trip(files: DiskImageFileStorage) -> None:
+    name = NAMES.create_image_name()
+    metadata = json.dumps({"seed": 42, "prompt": "a café at dusk, 夕暮れ"})
+    workflow = json.dumps({"name": "wf", "nodes": [], "notes": "ünïcödé"})
+    graph = json.dumps({"id": "g", "nodes": {"n": {"type": "blank_image"}}, "edges": []})
+    files.save(gradient(), name, metadata=metadata, workflow=workflow, graph=graph)
+    assert files.get_text(name, EmbeddedText.metadata) == metadata
+    assert files.get_text(name, EmbeddedText.workflow) == workflow
+    assert files.get_text(name, EmbeddedText.graph) == graph
+    with Image.open(files.get_path(name)) as image:
+        assert set(image.info) >= {"nodeloom_metadata", "nodeloom_workflow", "nodeloom_graph"}
+
+
+def test_absent_texts_are_none(files: DiskImageFileStorage) -> None:
+    name = NAMES.create_image_name()
+    files.save(gradient(), name, metadata="{}")
+    assert files.get_text(name, EmbeddedText.metadata) == "{}"
+    assert files.get_text(name, EmbeddedText.workflow) is None
+    assert files.get_text(name, EmbeddedText.graph) is None
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((600, 300), (256, 128)), ((300, 600), (128, 256)), ((512, 512), (256, 256)), ((4, 4), (4, 4))],
+)
+def test_thumbnail_is_webp_within_256_px(
+    files: DiskImageFileStorage, folder: Path, size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    name = NAMES.create_image_name()
+    files.save(gradient(size=size), name)
+    thumbnail_path = files.get_path(name, thumbnail=True)
+    assert thumbnail_path == folder / "thumbnails" / f"{name.removesuffix('.png')}.webp"
+    with Image.open(thumbnail_path) as thumbnail:
+        assert thumbnail.format == "WEBP"
+        assert thumbnail.size == expected
+        assert max(thumbnail.size) <= 256
+
+
+@pytest.mark.parametrize(
+    ("mode", "stored_mode"),
+    [("CMYK", "RGB"), ("YCbCr", "RGB"), ("HSV", "RGB"), ("LAB", "RGB"), ("I", "I;16"), ("F", "I;16"), ("PA", "RGBA")],
+)
+def test_modes_a_png_cannot_hold_are_stored_in_the_nearest_one(
+    files: DiskImageFileStorage, mode: str, stored_mode: str
+) -> None:
+    image = gradient().convert("RGBA" if mode == "PA" else "RGB").convert(mode)
+    name = NAMES.create_image_name()
+    files.save(image, name)
+    loaded = files.get(name)
+    assert loaded.mode == stored_mode
+    assert loaded.size == image.size
+    with Image.open(files.get_path(name, thumbnail=True)) as thumbnail:
+        assert thumbnail.mode in ("RGB", "RGBA")
+
+
+def test_stored_16_bit_grey_keeps_its_values(files: DiskImageFileStorage) -> None:
+    image = Image.new("I", (2, 1))
+    image.putdata([300, 65535])
+    name = NAMES.create_image_name()
+    files.save(image, name)
+    loaded = files.get(name)
+    assert [loaded.getpixel((0, 0)), loaded.getpixel((1, 0))] == [300, 65535]
+
+
+def test_a_failing_png_write_leaves_no_file(files: DiskImageFileStorage, folder: Path) -> None:
+    image = gradient()
+
+    def save_half(file: BinaryIO, **kwargs: object) -> None:
+        file.write(b"\x89PNG\r\n\x1a\n half an image")
+        raise OSError("disk full")
+
+    image.save = save_half  # type: ignore[method-assign,assignment]
+    name = NAMES.create_image_name()
+    with pytest.raises(ImageFileSaveError, match="disk full"):
+        files.save(image, name)
+    assert [path for path in folder.rglob("*") if path.is_file()] == []
+
+
+def test_a_failing_thumbnail_write_removes_the_image_too(
+    files: DiskImageFileStorage, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(image: Image.Image, size: int = 256) -> Image.Image:
+        raise OSError("no space left for the thumbnail")
+
+    monkeypatch.setattr(image_files_disk, "make_thumbnail", fail)
+    with pytest.raises(ImageFileSaveError, match="no space left"):
+        files.save(gradient(), NAMES.create_image_name())
+    assert [path for path in folder.rglob("*") if path.is_file()] == []
+
+
+def test_atomic_write_keeps_the_old_file_when_the_new_one_fails(tmp_path: Path) -> None:
+    path = tmp_path / "object.bin"
+    write_atomically(path, lambda file: file.write(b"old"))
+
+    def fail_halfway(file: BinaryIO) -> None:
+        file.write(b"new but")
+        raise RuntimeError("crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        write_atomically(path, fail_halfway)
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["object.bin"]
+
+
+def test_get_of_a_missing_image_is_not_found(files: DiskImageFileStorage) -> None:
+    name = NAMES.create_image_name()
+    with pytest.raises(ImageFileNotFoundError):
+        files.get(name)
+    with pytest.raises(ImageFileNotFoundError):
+        files.get_text(name, EmbeddedText.metadata)
+
+
+def test_delete_removes_the_image_and_its_thumbnail(files: DiskImageFileStorage, folder: Path) -> None:
+    name = NAMES.create_image_name()
+    files.save(gradient(), name)
+    assert files.delete(name) is True
+    assert [path for path in folder.rglob("*") if path.is_file()] == []
+    assert files.delete(name) is False
+
+
+def test_list_names_holds_only_stored_images(files: DiskImageFileStorage, folder: Path) -> None:
+    names = {NAMES.create_image_name() for _ in range(3)}
+    for name in names:
+        files.save(gradient(), name)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / f".{next(iter(names))}.abc.tmp").write_bytes(b"a write that died")
+    (folder / "subfolder.png").mkdir()
+    assert files.list_names() == names
+
+
+BAD_NAMES = [
+    "../outside.png",
+    "../../outside.png",
+    "/tmp/outside.png",
+    "thumbnails/../../outside.png",
+    "outside.png\x00.png",
+    "..",
+    "0b5b2c2e-3f4a-4b6c-8d7e-9f0a1b2c3d4e.png/../../outside.png",
+    "0B5B2C2E-3F4A-4B6C-8D7E-9F0A1B2C3D4E.png",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_names_never_reach_the_disk(files: DiskImageFileStorage, tmp_path: Path, name: str) -> None:
+    outside = tmp_path / "outside.png"
+    gradient().save(outside)
+    before = outside.read_bytes()
+    everything_before = sorted(tmp_path.rglob("*"))
+    for attempt in (
+        lambda: files.save(gradient(), name),
+        lambda: files.get(name),
+        lambda: files.get_text(name, EmbeddedText.metadata),
+        lambda: files.get_path(name),
+        lambda: files.get_path(name, thumbnail=True),
+        lambda: files.delete(name),
+    ):
+        with pytest.raises(InvalidImageNameError):
+            attempt()
+    assert outside.read_bytes() == before
+    assert sorted(tmp_path.rglob("*")) == everything_before
+
+
+def test_a_link_leading_out_of_the_folder_is_refused(files: DiskImageFileStorage, folder: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.png"
+    gradient().save(secret)
+    name = NAMES.create_image_name()
+    (folder / name).symlink_to(secret)
+    with pytest.raises(InvalidImageNameError):
+        files.get(name)
+    with pytest.raises(InvalidImageNameError):
+        files.delete(name)
+    assert secret.exists()
