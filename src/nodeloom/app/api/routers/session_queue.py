@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query
 from pydantic import BaseModel, Field
@@ -34,8 +34,11 @@ from nodeloom.app.services.shared.pagination import CursorPaginatedResults
 
 session_queue_router = APIRouter(prefix="/v1/queue", tags=["queue"])
 
+# Item ids and priorities are stored as 64-bit integers: a larger number is refused as a bad request.
+INT64_MAX = 2**63 - 1
 QueueId = Path(description="The queue to act on")
-ItemId = Path(description="The queue item")
+ItemId = Path(ge=0, le=INT64_MAX, description="The queue item")
+StoredInt = Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
 MAX_ITEM_IDS = 1000
 
 
@@ -76,8 +79,10 @@ def list_queue_items(
     queue_id: str = QueueId,
     limit: int = Query(default=50, ge=1, le=1000, description="The most items to return"),
     status: QUEUE_ITEM_STATUS | None = Query(default=None, description="Only items with this status"),
-    cursor: int | None = Query(default=None, description="The last item id of the previous page"),
-    priority: int = Query(default=0, description="The last item priority of the previous page"),
+    cursor: int | None = Query(default=None, ge=0, le=INT64_MAX, description="The last item id of the previous page"),
+    priority: int = Query(
+        default=0, ge=-INT64_MAX, le=INT64_MAX, description="The last item priority of the previous page"
+    ),
 ) -> CursorPaginatedResults[SessionQueueItem]:
     """A page of items in run order."""
     return services.session_queue.list_queue_items(
@@ -110,7 +115,7 @@ def get_queue_item_ids(
 def get_queue_items_by_item_ids(
     services: Services,
     queue_id: str = QueueId,
-    item_ids: list[int] = Body(embed=True, max_length=MAX_ITEM_IDS, description="The item ids to fetch"),
+    item_ids: list[StoredInt] = Body(embed=True, max_length=MAX_ITEM_IDS, description="The item ids to fetch"),
 ) -> list[SessionQueueItem]:
     """The items of this queue among `item_ids`, in the order asked; unknown ids are skipped."""
     items = services.session_queue.get_queue_items_by_item_ids(item_ids)
@@ -121,7 +126,7 @@ def get_queue_items_by_item_ids(
 def retry_items_by_id(
     services: Services,
     queue_id: str = QueueId,
-    item_ids: list[int] = Body(max_length=MAX_ITEM_IDS, description="The failed or canceled items to retry"),
+    item_ids: list[StoredInt] = Body(max_length=MAX_ITEM_IDS, description="The failed or canceled items to retry"),
 ) -> RetryItemsResult:
     """Enqueues each failed or canceled item again as a new item with the same graph and field values."""
     return services.session_queue.retry_items_by_id(queue_id, item_ids)
