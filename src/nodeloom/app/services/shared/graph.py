@@ -349,7 +349,7 @@ class GraphExecutionState(BaseModel):
         default_factory=dict, description="The iteration indexes of each prepared node, outermost first"
     )
 
-    _scheduler: GraphScheduler = PrivateAttr()
+    _scheduler: GraphScheduler | None = PrivateAttr(default=None)
 
     @field_validator("graph")
     @classmethod
@@ -358,28 +358,31 @@ class GraphExecutionState(BaseModel):
             graph.validate_self()
         return graph
 
-    def model_post_init(self, context: Any) -> None:
-        self._scheduler = GraphScheduler(self)
+    def _schedule(self) -> GraphScheduler:
+        # Made on first use, not on load: a session read only to be listed or shown never pays for it.
+        if self._scheduler is None:
+            self._scheduler = GraphScheduler(self)
+        return self._scheduler
 
     def next(self) -> BaseInvocation | None:
         """The next ready prepared node with its inputs filled, or None when nothing is ready.
 
         Raises `NodeInputError` when an upstream output does not fit the node's input.
         """
-        return self._scheduler.next()
+        return self._schedule().next()
 
     def complete(self, prepared_id: str, output: BaseInvocationOutput) -> None:
         """Stores a prepared node's output and makes ready whatever was waiting only for it."""
         if prepared_id not in self.prepared_source_mapping:
             raise NodeNotFoundError(f"Prepared node '{prepared_id}' is not in this session", node_id=prepared_id)
-        self._scheduler.complete(prepared_id, output)
+        self._schedule().complete(prepared_id, output)
 
     def set_node_error(self, prepared_id: str, error: str) -> None:
         """Records that a prepared node failed; the session then counts as complete, with an error."""
         self.errors[prepared_id] = error
 
     def is_complete(self) -> bool:
-        return self.has_error() or len(self.executed_history) == self._scheduler.source_count
+        return self.has_error() or len(self.executed_history) == len(self.graph.nodes)
 
     def has_error(self) -> bool:
         return bool(self.errors)

@@ -137,10 +137,6 @@ class GraphScheduler:
                     self._to_prepare.append(node_id)
         self._prepare_pending()
 
-    @property
-    def source_count(self) -> int:
-        return len(self._plan.order)
-
     def _parent_done(self, parent: str, child: str) -> bool:
         """An iterate node waits for its collection to be executed; any other node for its parents' copies."""
         if child in self._plan.iterates:
