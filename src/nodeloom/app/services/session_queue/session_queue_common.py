@@ -168,30 +168,27 @@ class SessionQueueItem(BaseModel):
     completed_at: datetime.datetime | None = Field(default=None, description="When the item finished")
 
 
-class SessionQueueStatus(BaseModel):
+class StatusCounts(BaseModel):
+    pending: int = Field(description="Items waiting to run")
+    in_progress: int = Field(description="Items running")
+    completed: int = Field(description="Items that completed")
+    failed: int = Field(description="Items that failed")
+    canceled: int = Field(description="Items that were canceled")
+    total: int = Field(description="All items")
+
+
+class SessionQueueStatus(StatusCounts):
     queue_id: str = Field(description="The id of the queue")
     item_id: int | None = Field(default=None, description="The id of the item in progress")
     batch_id: str | None = Field(default=None, description="The batch of the item in progress")
     session_id: str | None = Field(default=None, description="The session of the item in progress")
-    pending: int = Field(description="Items waiting to run")
-    in_progress: int = Field(description="Items running")
-    completed: int = Field(description="Items that completed")
-    failed: int = Field(description="Items that failed")
-    canceled: int = Field(description="Items that were canceled")
-    total: int = Field(description="All items")
 
 
-class BatchStatus(BaseModel):
+class BatchStatus(StatusCounts):
     queue_id: str = Field(description="The id of the queue")
     batch_id: str = Field(description="The id of the batch")
     origin: str | None = Field(default=None, description="Where the batch came from")
     destination: str | None = Field(default=None, description="Where results should go")
-    pending: int = Field(description="Items waiting to run")
-    in_progress: int = Field(description="Items running")
-    completed: int = Field(description="Items that completed")
-    failed: int = Field(description="Items that failed")
-    canceled: int = Field(description="Items that were canceled")
-    total: int = Field(description="All items")
 
 
 class EnqueueBatchResult(BaseModel):
