@@ -11,7 +11,6 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 from schemathesis.checks import not_a_server_error
-
 from tests.conftest import LiveServer
 
 EXAMPLES_PER_OPERATION = 10
