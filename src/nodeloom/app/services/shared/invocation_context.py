@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nodeloom.app.invocations.baseinvocation import CanceledException
-from nodeloom.app.services.events.events_common import InvocationProgressEvent
+from nodeloom.app.services.events.events_common import InvocationProgressEvent, ProgressImage
 from nodeloom.app.services.shared.invocation_context_images import (
     BoardsInterface,
     ConditioningInterface,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from nodeloom.app.services.object_serializer.object_serializer_base import ObjectSerializerBase
     from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
 
-ProgressCallback = Callable[[str, "float | None"], None]
+ProgressCallback = Callable[[str, "float | None", "ProgressImage | None"], None]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class InvocationContextData:
     batch_id: str = ""
 
 
-def _ignore_progress(message: str, percentage: float | None) -> None:
+def _ignore_progress(message: str, percentage: float | None, image: ProgressImage | None) -> None:
     return None
 
 
@@ -62,11 +62,14 @@ class UtilInterface:
         """True once the session this node runs in has been canceled; a long node should stop then."""
         return self._is_canceled()
 
-    def signal_progress(self, message: str, percentage: float | None = None) -> None:
-        """Reports progress (`percentage` from 0 to 1); raises `CanceledException` if the session was canceled."""
+    def signal_progress(
+        self, message: str, percentage: float | None = None, image: ProgressImage | None = None
+    ) -> None:
+        """Reports progress (`percentage` from 0 to 1, an optional preview); raises `CanceledException` if the
+        session was canceled."""
         if self._is_canceled():
             raise CanceledException()
-        self._on_progress(message, percentage)
+        self._on_progress(message, percentage, image)
 
 
 class StoresUnavailableError(NodeloomError):
@@ -146,8 +149,8 @@ class InvocationContextBuilder:
             batch_id=queue_item.batch_id,
         )
 
-        def on_progress(message: str, percentage: float | None) -> None:
-            self._events.dispatch(InvocationProgressEvent.build(queue_item, invocation, message, percentage))
+        def on_progress(message: str, percentage: float | None, image: ProgressImage | None) -> None:
+            self._events.dispatch(InvocationProgressEvent.build(queue_item, invocation, message, percentage, image))
 
         workflow = None if queue_item.workflow is None else json.dumps(queue_item.workflow)
         stores = ContextStores(
