@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from tests.tiny_model import build_tiny_sd
 
 from nodeloom.app.api.app import create_app
 from nodeloom.app.invocations import load_builtin_nodes
@@ -104,3 +105,12 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Stable Diffusion 1.x-architecture pipeline folder (diffusers layout), built once per test session.
+
+    Shared by every test that asks for it: install it in place or copy it, never change it.
+    """
+    return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID
 from nodeloom.errors import NodeloomError
@@ -81,7 +81,7 @@ def _validation_error_line(error: object) -> str:
 
 
 class ServerClient:
-    """The queue routes of one server, under `/api/v1/queue/{queue_id}`; JSON in, JSON out."""
+    """One nodeloom server's routes: `request` for any route, the methods below for the queue's."""
 
     def __init__(self, base_url: str) -> None:
         # httpx is imported here, not at the top: `nodeloom --help` imports every subcommand module.
@@ -90,17 +90,18 @@ class ServerClient:
         self.base_url = base_url
         self._http = httpx.Client(base_url=base_url)
 
-    def __enter__(self) -> ServerClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, timeout: float = REQUEST_TIMEOUT_S, **kwargs: Any) -> JSONObject:
+    def request(self, method: str, path: str, timeout: float = REQUEST_TIMEOUT_S, **kwargs: Any) -> Any:
+        """The answer's JSON (None for an answer without a body); `ClientError` for a refusal or no answer."""
         import httpx
 
         try:
-            response = self._http.request(method, f"/api/v1/queue{path}", timeout=timeout, **kwargs)
+            response = self._http.request(method, path, timeout=timeout, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             raise ClientError(
                 f"cannot reach the nodeloom server at {self.base_url} ({e}): is `nodeloom serve` running?"
@@ -112,10 +113,16 @@ class ServerClient:
                 f"the server answered {response.status_code} {response.reason_phrase}: {_error_detail(response)}",
                 status=response.status_code,
             )
+        if not response.content:
+            return None
         try:
-            result = response.json()
-        except ValueError:
-            result = None
+            return response.json()
+        except ValueError as e:
+            raise ClientError(f"{self.base_url} did not answer {path} with JSON: is it a nodeloom server?") from e
+
+    def _request(self, method: str, path: str, timeout: float = REQUEST_TIMEOUT_S, **kwargs: Any) -> JSONObject:
+        """A queue route's answer, which is always a JSON object."""
+        result = self.request(method, f"/api/v1/queue{path}", timeout=timeout, **kwargs)
         if not isinstance(result, dict):
             raise ClientError(f"{self.base_url} did not answer {path} with a JSON object: is it a nodeloom server?")
         return result

@@ -13,6 +13,7 @@ COMMANDS = {
     "enqueue": ("enqueue", "Send a graph to a running server as a batch; --wait follows it and prints its outputs"),
     "queue": ("queue", "Look at and steer a running server's session queue"),
     "stats": ("stats", "Print a queue item's invocation stats from a running server"),
+    "models": ("models", "List, install and remove a running server's models"),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 from schemathesis.checks import not_a_server_error
@@ -16,6 +17,8 @@ from tests.conftest import LiveServer
 EXAMPLES_PER_OPERATION = 10
 
 
+# schemathesis draws some multipart bodies with the `random` module, which hypothesis warns about.
+@pytest.mark.filterwarnings("ignore:Do not use the .random. module inside strategies")
 def test_no_server_errors(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "root").start()
     try:

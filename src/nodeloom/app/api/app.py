@@ -13,14 +13,33 @@ from starlette.types import Receive, Scope, Send
 
 import nodeloom
 from nodeloom.app.api.routers.app_info import app_router
+from nodeloom.app.api.routers.board_images import board_images_router
+from nodeloom.app.api.routers.boards import boards_router
+from nodeloom.app.api.routers.images import images_router
+from nodeloom.app.api.routers.model_manager import model_manager_router
 from nodeloom.app.api.routers.monitoring import monitoring_router
 from nodeloom.app.api.routers.session_queue import session_queue_router
 from nodeloom.app.api.sockets import SocketBridge
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
+from nodeloom.app.services.board_records.board_records_common import BoardRecordNotFoundError, InvalidBoardNameError
 from nodeloom.app.services.config.config_default import NodeloomConfig
+from nodeloom.app.services.image_files.image_files_common import ImageFileNotFoundError
+from nodeloom.app.services.image_records.image_records_common import ImageRecordNotFoundError
 from nodeloom.app.services.invocation_services import build_services
 from nodeloom.app.services.invoker import Invoker
+from nodeloom.app.services.model_install.model_install_common import (
+    InvalidModelError,
+    ModelBaseUnknownError,
+    ModelPathNotFoundError,
+)
+from nodeloom.app.services.model_load.model_load_common import ModelFileError
+from nodeloom.app.services.model_records.model_records_common import (
+    DuplicateModelError,
+    InvalidModelConfigError,
+    UnknownModelError,
+)
+from nodeloom.app.services.names.names_common import InvalidImageNameError
 from nodeloom.app.services.session_queue.session_queue_common import (
     BatchNotFoundError,
     BatchValidationError,
@@ -36,9 +55,21 @@ logger = logging.getLogger(__name__)
 ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (SessionQueueItemNotFoundError, 404),
     (BatchNotFoundError, 404),
+    (ImageRecordNotFoundError, 404),
+    (ImageFileNotFoundError, 404),
+    (BoardRecordNotFoundError, 404),
     (QueueFullError, 409),
     (BatchValidationError, 422),
     (GraphError, 422),
+    (InvalidImageNameError, 422),
+    (InvalidBoardNameError, 422),
+    (UnknownModelError, 404),
+    (ModelPathNotFoundError, 404),
+    (DuplicateModelError, 409),
+    (ModelBaseUnknownError, 422),
+    (InvalidModelConfigError, 422),
+    (InvalidModelError, 415),
+    (ModelFileError, 415),
     (NodeloomError, 400),
 ]
 
@@ -83,6 +114,10 @@ def create_app(config: NodeloomConfig) -> FastAPI:
     app.add_exception_handler(ValidationError, _validation_error)
     app.include_router(session_queue_router, prefix="/api")
     app.include_router(app_router, prefix="/api")
+    app.include_router(images_router, prefix="/api")
+    app.include_router(boards_router, prefix="/api")
+    app.include_router(board_images_router, prefix="/api")
+    app.include_router(model_manager_router, prefix="/api")
     app.include_router(monitoring_router)
 
     @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

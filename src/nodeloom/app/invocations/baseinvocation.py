@@ -282,6 +282,9 @@ def _relax_connectable_inputs(cls: type[BaseInvocation]) -> None:
         extra["orig_required"] = True
         field.default = None
         field.default_factory = None
+        # None must also validate, not only be the default: a stored graph holds the input as null until the
+        # engine fills it.
+        field.annotation = typing.cast("Any", typing.Optional)[field.annotation]
 
 
 def _check_type_string(type_: str, what: str) -> None:

@@ -8,6 +8,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_core import PydanticUndefined
 
+from nodeloom.app.services.model_records.model_records_common import (
+    AnyModelConfig,
+    BaseModelType,
+    ModelType,
+    SubModelType,
+)
+
 
 class Input(StrEnum):
     """Where an input's value may come from."""
@@ -134,3 +141,27 @@ class ColorField(BaseModel):
 
     def tuple(self) -> tuple[int, int, int, int]:
         return (self.r, self.g, self.b, self.a)
+
+
+class ModelIdentifierField(BaseModel):
+    """A model, by key, with what a node needs to know of it without loading its config (InvokeAI's field)."""
+
+    key: str = Field(description="The model's unique key")
+    hash: str = Field(description="The model's hash")
+    name: str = Field(description="The model's name")
+    base: BaseModelType = Field(description="The model's base model type")
+    type: ModelType = Field(description="The model's type")
+    submodel_type: SubModelType | None = Field(
+        default=None, description="The submodel to load, if this is a main model"
+    )
+
+    @classmethod
+    def from_config(cls, config: AnyModelConfig, submodel_type: SubModelType | None = None) -> ModelIdentifierField:
+        return cls(
+            key=config.key,
+            hash=config.hash,
+            name=config.name,
+            base=config.base,
+            type=config.type,
+            submodel_type=submodel_type,
+        )

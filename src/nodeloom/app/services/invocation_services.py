@@ -22,6 +22,11 @@ from nodeloom.app.services.invocation_stats.invocation_stats_base import Invocat
 from nodeloom.app.services.invocation_stats.invocation_stats_default import InvocationStatsService
 from nodeloom.app.services.metrics.metrics_base import MetricsServiceBase
 from nodeloom.app.services.metrics.metrics_memory import MemoryMetricsService
+from nodeloom.app.services.model_install.model_install_default import ModelInstallService
+from nodeloom.app.services.model_load.model_load_default import ModelLoadService
+from nodeloom.app.services.model_manager.model_manager_base import ModelManagerServiceBase
+from nodeloom.app.services.model_manager.model_manager_default import ModelManagerService
+from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService, migrate_models
 from nodeloom.app.services.names.names_default import SimpleNameService
 from nodeloom.app.services.object_serializer.object_serializer_base import ObjectSerializerBase
 from nodeloom.app.services.object_serializer.object_serializer_disk import ObjectSerializerDisk
@@ -42,10 +47,13 @@ from nodeloom.app.services.shared.invocation_context import InvocationContextBui
 from nodeloom.app.services.urls.urls_default import LocalUrlService
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
 from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService
+from nodeloom.backend.model_manager.load.model_cache import ModelCache
+from nodeloom.backend.model_manager.load.model_loaders import loader_registry
 
 MIGRATIONS: list[Migration] = [
     Migration(version=1, description="session queue", up=migrate_session_queue),
     Migration(version=2, description="images and boards", up=migrate_images),
+    Migration(version=3, description="models", up=migrate_models),
 ]
 """The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
 
@@ -65,6 +73,7 @@ class InvocationServices:
     boards: BoardServiceABC
     tensors: ObjectSerializerBase[Any]
     conditioning: ObjectSerializerBase[Any]
+    model_manager: ModelManagerServiceBase
 
 
 def build_services(config: NodeloomConfig) -> InvocationServices:
@@ -101,7 +110,24 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         requeue_interrupted=config.requeue_interrupted,
         max_attempts=config.max_attempts,
     )
-    stats = InvocationStatsService()
+    models_path = config.resolve(config.models_dir)
+    model_records = SqlModelRecordService(database)
+    model_manager = ModelManagerService(
+        store=model_records,
+        install=ModelInstallService(store=model_records, models_path=models_path),
+        load=ModelLoadService(
+            registry=loader_registry,
+            cache=ModelCache(
+                ram_budget_gb=config.ram_cache_gb,
+                vram_budget_gb=config.vram_cache_gb,
+                device=config.device,
+                precision=config.precision,
+            ),
+            events=events,
+            models_path=models_path,
+        ),
+    )
+    stats = InvocationStatsService(model_cache_stats=model_manager.load.get_session_stats)
     cache = MemoryInvocationCache(max_size=config.node_cache_size)
     metrics = MemoryMetricsService()
     processor = DefaultSessionProcessor(
@@ -109,7 +135,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         events,
         stats,
         cache,
-        InvocationContextBuilder(events, config, images, boards, tensors, conditioning),
+        InvocationContextBuilder(events, config, images, boards, tensors, conditioning, model_manager),
         metrics,
         ProcessorSettings(
             poll_interval_s=config.processor_poll_interval_s,
@@ -133,4 +159,5 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         boards=boards,
         tensors=tensors,
         conditioning=conditioning,
+        model_manager=model_manager,
     )

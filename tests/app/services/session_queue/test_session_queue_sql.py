@@ -343,6 +343,22 @@ def test_items_run_by_priority_then_age_across_queues_and_prepend_goes_first(env
     assert_counts_right(env, queue)
 
 
+def test_an_item_whose_session_no_longer_loads_fails_and_does_not_block_the_queue(
+    env: Env, queue: SqlSessionQueue
+) -> None:
+    broken, healthy = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+    with env.db.transaction() as cursor:
+        cursor.execute("UPDATE session_queue SET session = ? WHERE item_id = ?", ('{"graph": 42}', broken))
+
+    item = queue.dequeue()
+
+    assert item is not None and item.item_id == healthy
+    failed = env.rows("SELECT status, error_type, error_message FROM session_queue WHERE item_id = ?", (broken,))
+    assert failed[0]["status"] == "failed" and failed[0]["error_type"] == "InvalidSession"
+    assert "could not be loaded" in failed[0]["error_message"]
+    assert_counts_right(env, queue)
+
+
 def test_dequeue_marks_the_item_in_progress_and_emits_the_change(env: Env, queue: SqlSessionQueue) -> None:
     [item_id] = queue.enqueue_batch(Q, make_batch(origin="o"), prepend=False).item_ids
     env.events.take()

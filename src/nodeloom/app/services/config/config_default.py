@@ -37,6 +37,7 @@ class NodeloomConfig(BaseSettings):
     nodes_dir: Path = Field(default=Path("nodes"), description="Custom node packs, imported at start-up")
 
     max_queue_size: int = Field(default=10_000, ge=1, description="The most items a queue holds")
+    max_upload_mb: int = Field(default=50, ge=1, description="The largest image upload accepted, in MB")
     requeue_interrupted: bool = Field(
         default=False, description="Put items that were running when the process died back in the queue"
     )
@@ -49,6 +50,16 @@ class NodeloomConfig(BaseSettings):
     )
 
     node_cache_size: int = Field(default=512, ge=0, description="How many node outputs the invocation cache keeps")
+    ram_cache_gb: float = Field(default=4.0, ge=0, description="The RAM the loaded models may take, in GiB")
+    vram_cache_gb: float = Field(
+        default=8.0, ge=0, description="The VRAM the models on the GPU may take, in GiB; those in use stay regardless"
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        default="auto", description="Where models run: auto picks CUDA, else MPS, else the CPU"
+    )
+    precision: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="The dtype models load in: auto is float16 on CUDA, float32 elsewhere"
+    )
     stats_dir: Path | None = Field(default=None, description="Write each session's stats JSON here")
     profile_graphs: bool = Field(default=False, description="Profile each session with cProfile")
     profiles_dir: Path = Field(default=Path("profiles"), description="Where session profiles are written")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from pydantic import ValidationError
+
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
@@ -291,14 +293,21 @@ class SqlSessionQueue(SessionQueueBase):
         return result
 
     def dequeue(self) -> SessionQueueItem | None:
-        with self._write() as write:
-            now = _now()
-            write.cursor.execute(sql.DEQUEUE[self._db.dialect], (now, now))
-            row = write.cursor.fetchone()
-            if row is None:
-                return None
-            self._record(write, [("pending", row)])
-        return _item_from_row(row)
+        while True:
+            with self._write() as write:
+                now = _now()
+                write.cursor.execute(sql.DEQUEUE[self._db.dialect], (now, now))
+                row = write.cursor.fetchone()
+                if row is None:
+                    return None
+                self._record(write, [("pending", row)])
+            try:
+                return _item_from_row(row)
+            except ValidationError as e:
+                # An item whose session no longer loads (stored by an older nodeloom, a node pack gone) must
+                # not block the queue: it fails, saying why, and the next item is taken.
+                error = _Error("InvalidSession", f"The stored session could not be loaded: {e}", "")
+                self._finish(row["item_id"], "failed", _UNFINISHED, error)
 
     def get_current(self, queue_id: str) -> SessionQueueItem | None:
         return self._select_one(sql.SELECT_CURRENT, queue_id)

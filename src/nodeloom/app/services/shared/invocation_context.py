@@ -17,6 +17,7 @@ from nodeloom.app.services.shared.invocation_context_images import (
     ImagesInterface,
     TensorsInterface,
 )
+from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
 from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from nodeloom.app.services.config.config_default import NodeloomConfig
     from nodeloom.app.services.events.events_base import EventServiceBase
     from nodeloom.app.services.images.images_base import ImageServiceABC
+    from nodeloom.app.services.model_manager.model_manager_base import ModelManagerServiceBase
     from nodeloom.app.services.object_serializer.object_serializer_base import ObjectSerializerBase
     from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
 
@@ -87,26 +89,36 @@ class InvocationContext:
     config: NodeloomConfig | None = None
     stores: ContextStores | None = None
 
-    def _stores(self) -> ContextStores:
-        if self.stores is None:
+    def _store(self, name: str) -> Any:
+        store = None if self.stores is None else getattr(self.stores, name)
+        if store is None:
             raise StoresUnavailableError()
-        return self.stores
+        return store
 
     @property
     def images(self) -> ImagesInterface:
-        return self._stores().images
+        images: ImagesInterface = self._store("images")
+        return images
 
     @property
     def boards(self) -> BoardsInterface:
-        return self._stores().boards
+        boards: BoardsInterface = self._store("boards")
+        return boards
 
     @property
     def tensors(self) -> TensorsInterface:
-        return self._stores().tensors
+        tensors: TensorsInterface = self._store("tensors")
+        return tensors
 
     @property
     def conditioning(self) -> ConditioningInterface:
-        return self._stores().conditioning
+        conditioning: ConditioningInterface = self._store("conditioning")
+        return conditioning
+
+    @property
+    def models(self) -> ModelsInterface:
+        models: ModelsInterface = self._store("models")
+        return models
 
 
 class InvocationContextBuilder:
@@ -120,6 +132,7 @@ class InvocationContextBuilder:
         boards: BoardServiceABC,
         tensors: ObjectSerializerBase[Any],
         conditioning: ObjectSerializerBase[Any],
+        model_manager: ModelManagerServiceBase,
     ) -> None:
         self._events = events
         self._config = config
@@ -127,6 +140,7 @@ class InvocationContextBuilder:
         self._boards = BoardsInterface(boards)
         self._tensors = TensorsInterface(tensors)
         self._conditioning = ConditioningInterface(conditioning)
+        self._model_manager = model_manager
         self._logger = logging.getLogger("nodeloom.invocation")
         self._graph_json: tuple[str, str] | None = None
 
@@ -158,6 +172,7 @@ class InvocationContextBuilder:
             boards=self._boards,
             tensors=self._tensors,
             conditioning=self._conditioning,
+            models=ModelsInterface(self._model_manager, data),
         )
         return InvocationContext(
             data=data,

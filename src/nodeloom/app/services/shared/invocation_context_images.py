@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from nodeloom.app.services.images.images_common import ImageDTO, MetadataField
     from nodeloom.app.services.object_serializer.object_serializer_base import ObjectSerializerBase
     from nodeloom.app.services.shared.invocation_context import InvocationContextData
+    from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
 
 T = TypeVar("T")
 
@@ -136,9 +137,13 @@ class ConditioningInterface(_StoredObjects[Any]):
 
 @dataclass(frozen=True)
 class ContextStores:
-    """What a node reaches beyond its inputs: images, boards and objects stored for later nodes."""
+    """What a node reaches beyond its inputs: images, boards, objects stored for later nodes, and models.
 
-    images: ImagesInterface
-    boards: BoardsInterface
-    tensors: TensorsInterface
-    conditioning: ConditioningInterface
+    The engine always provides all of them; a test of nodes that need only some may leave the others out.
+    """
+
+    images: ImagesInterface | None = None
+    boards: BoardsInterface | None = None
+    tensors: TensorsInterface | None = None
+    conditioning: ConditioningInterface | None = None
+    models: ModelsInterface | None = None

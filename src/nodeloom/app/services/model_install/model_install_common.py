@@ -1,0 +1,42 @@
+"""What installing models reports, and the errors of a path that cannot be installed."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from nodeloom.app.services.model_records.model_records_common import AnyModelConfig
+from nodeloom.errors import NodeloomError
+
+
+class SkippedModel(BaseModel):
+    """A path a folder scan did not install, and why."""
+
+    path: str = Field(description="The model's path")
+    reason: str = Field(description="Why it was not installed")
+
+
+class ScanFolderResult(BaseModel):
+    """What a folder scan installed and what it skipped."""
+
+    installed: list[AnyModelConfig] = Field(description="The models installed, in path order")
+    skipped: list[SkippedModel] = Field(description="The models found but not installed, in path order")
+
+
+class InvalidModelError(NodeloomError):
+    """The path holds no model that nodeloom recognises."""
+
+
+class ModelBaseUnknownError(InvalidModelError):
+    """The model's base could not be determined: install it again with a base override."""
+
+
+class ModelPathNotFoundError(NodeloomError):
+    """Nothing exists at that path."""
+
+
+class RelativeModelPathError(NodeloomError):
+    """The server was sent a relative path: it needs an absolute one, as it does not share the client's folder."""
+
+
+class ScanTooLargeError(NodeloomError):
+    """The folder holds too many files to scan: scan a narrower folder."""

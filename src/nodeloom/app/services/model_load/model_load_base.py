@@ -1,0 +1,35 @@
+"""Loads models into the model cache."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nodeloom.app.services.invocation_stats.invocation_stats_common import ModelCacheStatsSummary
+    from nodeloom.app.services.model_load.model_load_common import CacheStats, EmptyModelCacheResult
+    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig, SubModelType
+    from nodeloom.backend.model_manager.load.load_base import LoadedModel
+
+
+class ModelLoadServiceBase(ABC):
+    """The one way to load a model: through the loader registered for its kind, into the cache."""
+
+    @abstractmethod
+    def load_model(
+        self, config: AnyModelConfig, submodel_type: SubModelType | None = None, *, session_id: str | None = None
+    ) -> LoadedModel:
+        """The model (or one part of a main model), from the cache or loaded into it; `session_id` counts the load
+        in that session's cache stats."""
+
+    @abstractmethod
+    def get_stats(self) -> CacheStats:
+        """The cache's figures since the server started."""
+
+    @abstractmethod
+    def get_session_stats(self, session_id: str) -> ModelCacheStatsSummary:
+        """The cache's figures for one session's loads."""
+
+    @abstractmethod
+    def empty_cache(self) -> EmptyModelCacheResult:
+        """Drops every cached model not in use."""

@@ -1,0 +1,216 @@
+"""Telling what a file or folder on disk is: its type, format and base, from its configs and tensor names.
+
+Only configs (JSON) and tensor names and shapes are read, never whole weights of a safetensors model; the base
+is read from the width of the text embeddings a model was built for (the UNet's cross-attention width, or the
+text encoder's hidden size): 768 for sd-1, 1024 for sd-2, 2048 for sdxl.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodeloom.app.services.model_install.model_install_common import InvalidModelError, ModelPathNotFoundError
+from nodeloom.app.services.model_records.model_records_common import (
+    BaseModelType,
+    ModelFormat,
+    ModelType,
+    SubModelType,
+)
+from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, TensorShapes, read_tensor_shapes
+
+_BASE_BY_TEXT_WIDTH = {
+    768: BaseModelType.StableDiffusion1,
+    1024: BaseModelType.StableDiffusion2,
+    2048: BaseModelType.StableDiffusionXL,
+}
+_KNOWN_WIDTHS = ", ".join(f"{width} ({base})" for width, base in _BASE_BY_TEXT_WIDTH.items())
+
+# The latent scaling factor each VAE family was trained with. sd-1 and sd-2 share one VAE: such a VAE is
+# recorded as sd-1, and a base override makes it sd-2.
+_BASE_BY_VAE_SCALING_FACTOR = {0.18215: BaseModelType.StableDiffusion1, 0.13025: BaseModelType.StableDiffusionXL}
+
+_CHECKPOINT_PREFIX = "model.diffusion_model."
+_LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+_LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")
+_LORA_DOWN_MARKERS = ("lora_down", "lora_A")
+_SHOWN_NAMES = 5
+
+
+@dataclass(frozen=True)
+class ProbedModel:
+    """What probing found. `base` is None when it could not be told, and `unknown_base_reason` then says why."""
+
+    type: ModelType
+    format: ModelFormat
+    base: BaseModelType | None
+    unknown_base_reason: str = ""
+    extra_fields: dict[str, Any] = field(default_factory=dict)
+    """Config fields that only this kind of model has."""
+
+
+def probe_model(path: Path) -> ProbedModel:
+    """What the model at `path` is; `InvalidModelError` saying what is there when it is no model nodeloom knows."""
+    if not path.exists():
+        raise ModelPathNotFoundError(f"Nothing exists at {path}")
+    if path.is_dir():
+        return _probe_folder(path)
+    if path.is_file():
+        return _probe_file(path)
+    raise InvalidModelError(f"{path} is neither a file nor a folder, not a model")
+
+
+def is_model_folder(path: Path) -> bool:
+    """Whether a folder is one model (a diffusers pipeline or model), not a folder of models."""
+    return (path / "model_index.json").is_file() or (path / "config.json").is_file()
+
+
+def _by_text_width(
+    type: ModelType, format: ModelFormat, width: int | None, where: str, **extra_fields: Any
+) -> ProbedModel:
+    base = _BASE_BY_TEXT_WIDTH.get(width) if width is not None else None
+    if base is not None:
+        return ProbedModel(type, format, base, extra_fields=extra_fields)
+    reason = f"{where} is {width}, which is none of {_KNOWN_WIDTHS}" if width is not None else f"{where} is missing"
+    return ProbedModel(type, format, None, reason, extra_fields)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidModelError(f"{path} is not valid JSON ({error}), so its folder is not a model") from error
+    if not isinstance(data, dict):
+        raise InvalidModelError(f"{path} holds no JSON object, so its folder is not a model")
+    return data
+
+
+def _probe_folder(path: Path) -> ProbedModel:
+    if (path / "model_index.json").is_file():
+        return _probe_pipeline(path)
+    if (path / "config.json").is_file():
+        config = _read_json(path / "config.json")
+        class_name = config.get("_class_name")
+        if class_name == "AutoencoderKL":
+            return _probe_vae(config)
+        raise InvalidModelError(
+            f"{path} holds a config.json for {class_name or 'no diffusers class'}: from a folder with a config.json "
+            "only VAEs (AutoencoderKL) are installed, and a whole pipeline's folder has a model_index.json"
+        )
+    names = sorted(entry.name for entry in path.iterdir())
+    if not names:
+        raise InvalidModelError(f"{path} is an empty folder, not a model")
+    shown = ", ".join(names[:_SHOWN_NAMES]) + (", ..." if len(names) > _SHOWN_NAMES else "")
+    raise InvalidModelError(
+        f"{path} is a folder of {len(names)} entries ({shown}) with neither a model_index.json (a diffusers "
+        "pipeline) nor a config.json (a diffusers VAE): not a model"
+    )
+
+
+def _probe_pipeline(path: Path) -> ProbedModel:
+    index = _read_json(path / "model_index.json")
+    submodels = [
+        submodel
+        for submodel in SubModelType
+        if isinstance(index.get(submodel.value), list) and index[submodel.value][0] is not None
+        if (path / submodel.value).is_dir()
+    ]
+    if SubModelType.UNet not in submodels:
+        raise InvalidModelError(
+            f"{path} is a {index.get('_class_name', 'diffusers')} pipeline without a unet folder: only Stable "
+            "Diffusion pipelines are supported"
+        )
+    unet_config = _read_json(path / "unet" / "config.json")
+    width = unet_config.get("cross_attention_dim")
+    return _by_text_width(
+        ModelType.Main,
+        ModelFormat.Diffusers,
+        width if isinstance(width, int) else None,
+        "the UNet's cross_attention_dim",
+        submodels=submodels,
+    )
+
+
+def _probe_vae(config: dict[str, Any]) -> ProbedModel:
+    scaling_factor = config.get("scaling_factor", 0.18215)
+    base = _BASE_BY_VAE_SCALING_FACTOR.get(scaling_factor)
+    if base is not None:
+        return ProbedModel(ModelType.VAE, ModelFormat.Diffusers, base)
+    known = ", ".join(f"{factor} ({base})" for factor, base in _BASE_BY_VAE_SCALING_FACTOR.items())
+    return ProbedModel(
+        ModelType.VAE,
+        ModelFormat.Diffusers,
+        None,
+        f"its scaling_factor is {scaling_factor}, which is none of {known}",
+    )
+
+
+def _probe_file(path: Path) -> ProbedModel:
+    if path.suffix.lower() not in WEIGHTS_SUFFIXES:
+        kind = f"a {path.suffix} file" if path.suffix else "a file without a suffix"
+        raise InvalidModelError(
+            f"{path} is {kind}, not a model: model files end in {', '.join(sorted(WEIGHTS_SUFFIXES))}"
+        )
+    shapes = read_tensor_shapes(path)
+    if not shapes:
+        raise InvalidModelError(f"{path} holds no tensors, so it is not a model")
+    names = list(shapes)
+    if any(name.startswith(_CHECKPOINT_PREFIX) for name in names):
+        # Any cross-attention key projection: its input width is the text width (the first block with attention
+        # differs between SD 1/2 and SDXL).
+        widths = (
+            shape[1]
+            for name, shape in shapes.items()
+            if name.startswith(_CHECKPOINT_PREFIX) and name.endswith("attn2.to_k.weight") and len(shape) == 2
+        )
+        return _by_text_width(
+            ModelType.Main, ModelFormat.Checkpoint, next(widths, None), "the UNet's cross-attention width"
+        )
+    if any(name.startswith(_LORA_PREFIXES) or any(marker in name for marker in _LORA_MARKERS) for name in names):
+        return _probe_lora(shapes)
+    embedding = _probe_embedding(shapes)
+    if embedding is not None:
+        return embedding
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    raise InvalidModelError(
+        f"{path} holds {len(names)} tensors ({shown}) in no layout nodeloom knows: neither a single-file Stable "
+        f"Diffusion checkpoint ({_CHECKPOINT_PREFIX}* names), a LoRA (lora_unet_*, lora_te_*, *.lora_down.* or "
+        "*.lora_A.* names) nor a textual-inversion embedding (emb_params, string_to_param.* or clip_l/clip_g)"
+    )
+
+
+def _probe_lora(shapes: TensorShapes) -> ProbedModel:
+    if any(name.startswith(("lora_te1_", "lora_te2_")) for name in shapes):
+        # Two text encoders are SDXL's, in kohya's naming.
+        return ProbedModel(ModelType.LoRA, ModelFormat.LyCORIS, BaseModelType.StableDiffusionXL)
+    # A down (A) matrix's second dimension is its layer's input width: for the UNet's attn2 key projection that
+    # is the text embedding's width, for the text encoder's first MLP layer its hidden size.
+    for marks in (("attn2", "to_k"), ("text_model", "mlp", "fc1")):
+        for name, shape in shapes.items():
+            is_down = any(down in name for down in _LORA_DOWN_MARKERS)
+            if is_down and len(shape) == 2 and all(mark in name for mark in marks):
+                return _by_text_width(ModelType.LoRA, ModelFormat.LyCORIS, shape[1], f"the input width of {name}")
+    return _by_text_width(
+        ModelType.LoRA,
+        ModelFormat.LyCORIS,
+        None,
+        "a cross-attention (attn2 to_k) or text encoder (mlp fc1) LoRA weight to read the text width from",
+    )
+
+
+def _probe_embedding(shapes: TensorShapes) -> ProbedModel | None:
+    if "clip_l" in shapes and "clip_g" in shapes:
+        return ProbedModel(ModelType.TextualInversion, ModelFormat.EmbeddingFile, BaseModelType.StableDiffusionXL)
+    vectors = shapes.get("emb_params") or next(
+        (shape for name, shape in shapes.items() if name.startswith("string_to_param.")), None
+    )
+    if vectors is None:
+        return None
+    return _by_text_width(
+        ModelType.TextualInversion,
+        ModelFormat.EmbeddingFile,
+        vectors[-1] if vectors else None,
+        "the embedding's width",
+    )

@@ -1,0 +1,234 @@
+"""Installing models from disk: probing each kind, overrides, copies, duplicates, scans, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.tiny_model import (
+    write_checkpoint,
+    write_code_running_checkpoint,
+    write_lora,
+    write_random_safetensors,
+)
+
+from nodeloom.app.services.invocation_services import MIGRATIONS
+from nodeloom.app.services.model_install import model_install_default
+from nodeloom.app.services.model_install.model_install_common import (
+    InvalidModelError,
+    ModelBaseUnknownError,
+    ModelPathNotFoundError,
+    ScanTooLargeError,
+)
+from nodeloom.app.services.model_install.model_install_default import ModelInstallService
+from nodeloom.app.services.model_load.model_load_common import ModelFileError, UnsafeModelFileError
+from nodeloom.app.services.model_records.model_records_common import (
+    BaseModelType,
+    DuplicateModelError,
+    InvalidModelConfigError,
+    MainDiffusersConfig,
+    ModelFormat,
+    ModelRecordChanges,
+    ModelType,
+    SubModelType,
+)
+from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
+from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrator import Migrator
+
+SD1 = ModelRecordChanges(base=BaseModelType.StableDiffusion1)
+
+
+@pytest.fixture
+def installer(tmp_path: Path) -> Iterator[ModelInstallService]:
+    db = SqliteDatabase(tmp_path / "nodeloom.db")
+    Migrator(db, MIGRATIONS).run()
+    yield ModelInstallService(store=SqlModelRecordService(db), models_path=tmp_path / "models")
+    db.close()
+
+
+def store_of(installer: ModelInstallService) -> SqlModelRecordService:
+    store = installer._store
+    assert isinstance(store, SqlModelRecordService)
+    return store
+
+
+def test_a_pipeline_of_unknown_width_asks_for_a_base_override(
+    installer: ModelInstallService, tiny_sd_model: Path
+) -> None:
+    with pytest.raises(ModelBaseUnknownError) as raised:
+        installer.install_path(tiny_sd_model)
+    message = str(raised.value)
+    assert f"Cannot tell the base of the main model at {tiny_sd_model}" in message
+    assert "the UNet's cross_attention_dim is 32, which is none of 768 (sd-1), 1024 (sd-2), 2048 (sdxl)" in message
+    assert "Install it again with a base override (any, sd-1, sd-2, sdxl)" in message
+    assert store_of(installer).all_models() == []
+
+
+def test_a_pipeline_installs_in_place_with_its_parts(installer: ModelInstallService, tiny_sd_model: Path) -> None:
+    config = installer.install_path(tiny_sd_model, SD1)
+    assert isinstance(config, MainDiffusersConfig)
+    assert (config.type, config.format, config.base) == (ModelType.Main, ModelFormat.Diffusers, SD1.base)
+    assert set(config.submodels) == {
+        SubModelType.UNet,
+        SubModelType.TextEncoder,
+        SubModelType.Tokenizer,
+        SubModelType.VAE,
+        SubModelType.Scheduler,
+    }
+    assert config.name == "tiny-sd" and config.path == config.source == str(tiny_sd_model)
+    assert config.hash.startswith("blake2b:") and config.file_size > 5_000_000
+    assert store_of(installer).get_model(config.key) == config
+
+
+def test_the_same_path_twice_is_refused(installer: ModelInstallService, tiny_sd_model: Path) -> None:
+    first = installer.install_path(tiny_sd_model, SD1)
+    with pytest.raises(DuplicateModelError, match=rf"installed already, as 'tiny-sd' \(key {first.key}\)"):
+        installer.install_path(tiny_sd_model, SD1)
+
+
+def test_a_copy_goes_under_the_models_folder_and_is_deleted_with_its_model(
+    installer: ModelInstallService, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    in_place = installer.install_path(tiny_sd_model, SD1)
+    copy = installer.install_path(tiny_sd_model, SD1, inplace=False)
+    destination = tmp_path / "models" / "sd-1" / "main" / "tiny-sd"
+    assert copy.path == "sd-1/main/tiny-sd" and (destination / "model_index.json").is_file()
+    assert copy.hash == in_place.hash and copy.source == str(tiny_sd_model)
+    with pytest.raises(DuplicateModelError, match="exists already"):
+        installer.install_path(tiny_sd_model, SD1, inplace=False)
+    installer.delete(copy.key)
+    assert not destination.exists()
+    installer.delete(in_place.key)
+    assert (tiny_sd_model / "model_index.json").is_file()  # a model used in place keeps its files
+
+
+def test_a_standalone_vae_folder_is_recognised(installer: ModelInstallService, tiny_sd_model: Path) -> None:
+    config = installer.install_path(tiny_sd_model / "vae")
+    assert (config.type, config.format, config.base) == (ModelType.VAE, ModelFormat.Diffusers, SD1.base)
+
+
+def test_a_lora_gets_its_base_from_its_cross_attention_width(installer: ModelInstallService, tmp_path: Path) -> None:
+    config = installer.install_path(write_lora(tmp_path / "ink.safetensors"))
+    assert (config.type, config.format, config.base, config.name) == (
+        ModelType.LoRA,
+        ModelFormat.LyCORIS,
+        BaseModelType.StableDiffusion1,
+        "ink",
+    )
+    odd = write_lora(tmp_path / "odd.safetensors", text_width=32)
+    with pytest.raises(
+        ModelBaseUnknownError, match=r"the input width of lora_unet_.*attn2_to_k\.lora_down\.weight is 32"
+    ):
+        installer.install_path(odd)
+    overridden = installer.install_path(
+        odd, ModelRecordChanges(base=BaseModelType.StableDiffusion2, name="Odd", description="made for a test")
+    )
+    assert (overridden.base, overridden.name, overridden.description) == (
+        BaseModelType.StableDiffusion2,
+        "Odd",
+        "made for a test",
+    )
+
+
+def test_a_type_override_that_fits_no_kind_of_model_is_refused(installer: ModelInstallService, tmp_path: Path) -> None:
+    with pytest.raises(InvalidModelConfigError, match="No kind of model has this type and format"):
+        installer.install_path(write_lora(tmp_path / "ink.safetensors"), ModelRecordChanges(type=ModelType.Main))
+
+
+def test_a_single_file_checkpoint_is_recognised(installer: ModelInstallService, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    config = installer.install_path(write_checkpoint(tmp_path / "dream.safetensors"))
+    assert (config.type, config.format, config.base) == (ModelType.Main, ModelFormat.Checkpoint, SD1.base)
+    # SDXL's first block has no attention: its first cross-attention is in the fourth.
+    xl_key = "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+    save_file({xl_key: torch.zeros(640, 2048)}, tmp_path / "xl.safetensors")
+    assert installer.install_path(tmp_path / "xl.safetensors").base == BaseModelType.StableDiffusionXL
+
+
+def test_an_embedding_is_recognised(installer: ModelInstallService, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"emb_params": torch.zeros(2, 1024)}, tmp_path / "style.safetensors")
+    config = installer.install_path(tmp_path / "style.safetensors")
+    assert (config.type, config.format, config.base) == (
+        ModelType.TextualInversion,
+        ModelFormat.EmbeddingFile,
+        BaseModelType.StableDiffusion2,
+    )
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_none(
+    installer: ModelInstallService, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    with pytest.raises(UnsafeModelFileError, match="holds the Python object 'exec'"):
+        installer.install_path(write_code_running_checkpoint(tmp_path / "evil.ckpt", marker))
+    assert not marker.exists()
+    assert store_of(installer).all_models() == []
+
+
+def test_what_is_not_a_model_is_refused_saying_what_is_there(
+    installer: ModelInstallService, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.png").write_bytes(b"png")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "weights.bin").write_bytes(b"not a pickle")
+    refusals: list[tuple[Path, type[Exception], str]] = [
+        (tmp_path / "empty", InvalidModelError, "is an empty folder, not a model"),
+        (tmp_path / "photos", InvalidModelError, r"is a folder of 1 entries \(cat.png\) with neither a model_index"),
+        (tmp_path / "notes.txt", InvalidModelError, "is a .txt file, not a model: model files end in .bin, .ckpt"),
+        (write_random_safetensors(tmp_path / "r.safetensors"), InvalidModelError, r"holds 2 tensors \(.*\) in no"),
+        (tmp_path / "weights.bin", ModelFileError, "is not a torch weights file"),
+        (tmp_path / "missing", ModelPathNotFoundError, "Nothing exists at"),
+        (tiny_sd_model / "unet", InvalidModelError, "holds a config.json for UNet2DConditionModel"),
+        (Path("a\0b"), ModelPathNotFoundError, "holds a NUL character"),
+    ]
+    for path, error, message in refusals:
+        with pytest.raises(error, match=message):
+            installer.install_path(path)
+    assert store_of(installer).all_models() == []
+
+
+def test_a_pipeline_without_a_unet_is_refused(installer: ModelInstallService, tmp_path: Path) -> None:
+    (tmp_path / "pipe").mkdir()
+    (tmp_path / "pipe" / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(InvalidModelError, match="is a FluxPipeline pipeline without a unet folder"):
+        installer.install_path(tmp_path / "pipe")
+
+
+def test_a_scan_installs_each_model_and_says_why_it_skipped_the_others(
+    installer: ModelInstallService, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "downloads"
+    (folder / "loras").mkdir(parents=True)
+    (folder / "pipelines").mkdir()
+    (folder / ".cache").mkdir()
+    lora = write_lora(folder / "loras" / "ink.safetensors")
+    checkpoint = write_checkpoint(folder / "dream.safetensors")
+    (folder / "pipelines" / "tiny").symlink_to(tiny_sd_model)
+    write_lora(folder / ".cache" / "hidden.safetensors")
+    (folder / "README.txt").write_text("models I like")
+    installer.install_path(lora)
+    result = installer.scan_folder(folder)
+    assert [config.path for config in result.installed] == [str(checkpoint)]
+    assert [skipped.path for skipped in result.skipped] == [str(lora), str(folder / "pipelines" / "tiny")]
+    assert "installed already" in result.skipped[0].reason
+    assert "base override" in result.skipped[1].reason
+
+
+def test_a_scan_of_too_many_files_is_refused(
+    installer: ModelInstallService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_install_default, "MAX_SCAN_ENTRIES", 3)
+    for name in "abcd":
+        (tmp_path / f"{name}.txt").write_text(name)
+    with pytest.raises(ScanTooLargeError, match="holds more than 3 files and folders"):
+        installer.scan_folder(tmp_path)

@@ -1,0 +1,80 @@
+"""`nodeloom models`, run as a subprocess against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.conftest import LiveServer
+from tests.tiny_model import write_lora
+
+
+@pytest.fixture
+def models_cli(live_server: Callable[..., LiveServer]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    server = live_server()
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nodeloom", "models", *map(str, args), "--url", server.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    return run
+
+
+def test_install_list_and_remove(
+    models_cli: Callable[..., subprocess.CompletedProcess[str]], tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    refused = models_cli("install", tiny_sd_model)
+    assert refused.returncode == 1
+    assert "nodeloom models install: the server answered 422 Unprocessable" in refused.stderr
+    assert "base override" in refused.stderr
+
+    pipeline = models_cli("install", tiny_sd_model, "--base", "sd-1", "--name", "Tiny")
+    assert pipeline.returncode == 0, pipeline.stderr
+    assert pipeline.stdout.startswith("installed 'Tiny' (sd-1 main, diffusers) as ")
+    key = pipeline.stdout.split()[-1]
+
+    lora = models_cli("install", write_lora(tmp_path / "ink.safetensors"), "--base", "sd-2", "--json")
+    assert lora.returncode == 0, lora.stderr
+    assert json.loads(lora.stdout)["base"] == "sd-2"
+
+    listing = models_cli("list")
+    assert listing.returncode == 0, listing.stderr
+    assert "Tiny" in listing.stdout and "ink" in listing.stdout and "2 models" in listing.stdout
+    assert {model["name"] for model in json.loads(models_cli("list", "--json").stdout)["models"]} == {"Tiny", "ink"}
+
+    removed = models_cli("remove", key)
+    assert (removed.returncode, removed.stdout.strip()) == (0, f"removed model {key}")
+    again = models_cli("remove", key)
+    assert again.returncode == 1 and f"404 Not Found: No model has the key '{key}'" in again.stderr
+
+
+def test_a_relative_path_is_sent_made_absolute(
+    models_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_lora(tmp_path / "ink.safetensors")
+    monkeypatch.chdir(tmp_path)
+    result = models_cli("install", "ink.safetensors", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["path"] == str(tmp_path / "ink.safetensors")
+
+
+def test_an_unreachable_server_is_reported() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nodeloom", "models", "list", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the nodeloom server at http://127.0.0.1:9" in result.stderr

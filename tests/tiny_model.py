@@ -1,0 +1,175 @@
+"""Model files made for tests, since nothing may be downloaded: a tiny Stable Diffusion 1.x-architecture pipeline
+built from configs with fixed seeds (about 6 MB), a LoRA, a single-file checkpoint, and a pickle that runs code.
+
+torch, diffusers and transformers are imported inside the functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# Read by huggingface_hub when it is first imported: nothing in the tests may reach the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+TINY_CROSS_ATTENTION_DIM = 32
+"""The text width of the tiny pipeline: no real base has it, so installing it needs a base override."""
+
+SD1_TEXT_WIDTH = 768
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def quiet_torch() -> None:
+    """One thread (two on a two-core machine can stall a tiny run for seconds), and no progress bars."""
+    import diffusers
+    import torch
+    import transformers
+
+    torch.set_num_threads(1)
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _write_tokenizer_files(folder: Path) -> None:
+    """A byte-pair vocabulary of the letters, each alone and word-final, with one merge."""
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in [*_LETTERS, "ab"]:
+        vocab[token] = len(vocab)
+        vocab[f"{token}</w>"] = len(vocab)
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\na b\n")
+
+
+def build_tiny_sd(folder: Path) -> Path:
+    """Saves a tiny StableDiffusionPipeline (UNet, VAE, CLIP text encoder and tokenizer, DDIM scheduler) in
+    `folder`, in diffusers layout with safetensors weights, and returns `folder`."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    quiet_torch()
+    _write_tokenizer_files(folder.parent / f"{folder.name}-tokenizer-source")
+    tokenizer = CLIPTokenizer.from_pretrained(folder.parent / f"{folder.name}-tokenizer-source", model_max_length=77)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TINY_CROSS_ATTENTION_DIM,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=16,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=TINY_CROSS_ATTENTION_DIM,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            projection_dim=TINY_CROSS_ATTENTION_DIM,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _save_safetensors(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(0)
+    save_file({name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}, path)
+    return path
+
+
+def write_lora(path: Path, text_width: int = SD1_TEXT_WIDTH, rank: int = 4) -> Path:
+    """A kohya-style LoRA of two UNet attention layers; `text_width` is the input width of their key projection."""
+    block = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0"
+    return _save_safetensors(
+        path,
+        {
+            f"{block}_attn2_to_k.lora_down.weight": (rank, text_width),
+            f"{block}_attn2_to_k.lora_up.weight": (320, rank),
+            f"{block}_attn1_to_q.lora_down.weight": (rank, 320),
+            f"{block}_attn1_to_q.lora_up.weight": (320, rank),
+        },
+    )
+
+
+def write_checkpoint(path: Path, text_width: int = SD1_TEXT_WIDTH) -> Path:
+    """A few tensors named as in an original Stable Diffusion single-file checkpoint."""
+    return _save_safetensors(
+        path,
+        {
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, text_width),
+            "model.diffusion_model.out.2.bias": (4,),
+            "first_stage_model.decoder.conv_in.bias": (8,),
+        },
+    )
+
+
+def write_random_safetensors(path: Path) -> Path:
+    """Tensors whose names match no model's."""
+    return _save_safetensors(path, {"weights": (4, 4), "bias": (4,)})
+
+
+class _RunsCode:
+    """Unpickles into a call of `exec`: what a malicious checkpoint does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (exec, (f"__import__('pathlib').Path({str(self.marker)!r}).write_text('the pickle ran code')",))
+
+
+def write_code_running_checkpoint(path: Path, marker: Path) -> Path:
+    """A torch checkpoint whose tensors look like a single-file model, and which writes `marker` when unpickled."""
+    import torch
+
+    torch.save(
+        {"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(4)}, "callbacks": _RunsCode(marker)}, path
+    )
+    return path
