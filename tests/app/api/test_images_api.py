@@ -27,11 +27,6 @@ WORKFLOW = {"name": "a workflow", "nodes": [], "edges": []}
 
 
 @pytest.fixture
-def server(live_server: StartServer) -> LiveServer:
-    return live_server()
-
-
-@pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as c:
         yield c

@@ -27,11 +27,6 @@ WAIT_GRAPH = graph_json([{"id": "wait", "type": "test_wait", "seconds": 30}])
 
 
 @pytest.fixture
-def server(live_server: StartServer) -> LiveServer:
-    return live_server()
-
-
-@pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{server.url}/api/v1/queue/default", timeout=30) as c:
         yield c

@@ -388,25 +388,26 @@ def adjust_channel(image: Image.Image, channel: str, value: Callable[[int], floa
     return Image.merge(mode, bands).convert("RGBA")
 
 
+CHANNEL_TAGS = [
+    "red",
+    "green",
+    "blue",
+    "alpha",
+    "cyan",
+    "magenta",
+    "yellow",
+    "black",
+    "hue",
+    "saturation",
+    "luminosity",
+    "value",
+]
+
+
 @invocation(
     "img_channel_offset",
     title="Offset Image Channel",
-    tags=[
-        "image",
-        "offset",
-        "red",
-        "green",
-        "blue",
-        "alpha",
-        "cyan",
-        "magenta",
-        "yellow",
-        "black",
-        "hue",
-        "saturation",
-        "luminosity",
-        "value",
-    ],
+    tags=["image", "offset", *CHANNEL_TAGS],
     category="image",
     version="1.2.1",
 )
@@ -426,24 +427,7 @@ class ImageChannelOffsetInvocation(BaseInvocation, WithMetadata, WithBoard):
 @invocation(
     "img_channel_multiply",
     title="Multiply Image Channel",
-    tags=[
-        "image",
-        "invert",
-        "scale",
-        "multiply",
-        "red",
-        "green",
-        "blue",
-        "alpha",
-        "cyan",
-        "magenta",
-        "yellow",
-        "black",
-        "hue",
-        "saturation",
-        "luminosity",
-        "value",
-    ],
+    tags=["image", "invert", "scale", "multiply", *CHANNEL_TAGS],
     category="image",
     version="1.2.1",
 )
