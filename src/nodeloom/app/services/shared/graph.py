@@ -359,10 +359,14 @@ class GraphExecutionState(BaseModel):
         return graph
 
     def _schedule(self) -> GraphScheduler:
-        # Made on first use, not on load: a session read only to be listed or shown never pays for it.
-        if self._scheduler is None:
-            self._scheduler = GraphScheduler(self)
-        return self._scheduler
+        # Made on first use, not on load: a session read only to be listed or shown never pays for it. Read
+        # from pydantic's private store directly: `self._scheduler` goes through a __getattr__ that costs more
+        # than the rest of a step.
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        scheduler: GraphScheduler | None = private["_scheduler"]
+        if scheduler is None:
+            scheduler = private["_scheduler"] = GraphScheduler(self)
+        return scheduler
 
     def next(self) -> BaseInvocation | None:
         """The next ready prepared node with its inputs filled, or None when nothing is ready.
