@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import importlib
 
-BUILTIN_MODULES = ("special", "primitives", "math", "strings", "collections", "image")
+BUILTIN_MODULES = (
+    "special",
+    "primitives",
+    "math",
+    "strings",
+    "collections",
+    "image",
+    "model",
+    "compel",
+    "noise",
+    "latents",
+    "denoise_latents",
+)
 
 
 def load_builtin_nodes() -> None:

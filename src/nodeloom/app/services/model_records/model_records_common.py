@@ -13,6 +13,7 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
+from nodeloom.backend.stable_diffusion.schedulers import SCHEDULER_NAME_VALUES
 from nodeloom.errors import NodeloomError
 
 
@@ -60,23 +61,6 @@ class SubModelType(StrEnum):
     Scheduler = "scheduler"
 
 
-SCHEDULER_NAME_VALUES = Literal[
-    "ddim",
-    "ddpm",
-    "deis",
-    "lms",
-    "pndm",
-    "heun",
-    "euler",
-    "euler_a",
-    "kdpm_2",
-    "kdpm_2_a",
-    "dpmpp_2s",
-    "dpmpp_2m",
-    "dpmpp_sde",
-    "unipc",
-    "lcm",
-]
 """The schedulers a model's default settings may name, with InvokeAI's names."""
 
 

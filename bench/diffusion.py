@@ -1,0 +1,171 @@
+"""Text-to-image on the tiny test model: one JSON object per measurement.
+
+(a) the text-to-image graph through the real queue and processor against `StableDiffusionPipeline` alone, in the
+same process with the same settings (a 64x64 image, 10 steps, euler_a, CFG 7.5), models loaded for both: the
+median of `RUNS` sessions, from enqueue to completion, against the median of `RUNS` pipeline calls, with each
+node type's time in the last session; (b) model loading: the five parts of the model loaded through the model
+manager into an empty cache, then again (cache hits), as the first and second session load them. The last line
+sums up with `graph_over_pipeline` (target under 1.10) and `cache_hit_over_cold` (target under 0.01).
+
+The tiny VAE maps 2x2 pixels to a latent where Stable Diffusion's maps 8x8: the graph's noise is made for 256x256
+pixels (32x32 latents, InvokeAI's 1/8) and decodes to 64x64, the size the pipeline is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# The tiny model is built by the tests' builder, from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.tiny_model import build_tiny_sd, quiet_torch
+
+from nodeloom.app.invocations import load_builtin_nodes
+from nodeloom.app.invocations.fields import ModelIdentifierField
+from nodeloom.app.services.config.config_default import load_config
+from nodeloom.app.services.events.events_common import EventBase, QueueItemStatusChangedEvent
+from nodeloom.app.services.invocation_services import InvocationServices, build_services
+from nodeloom.app.services.invoker import Invoker
+from nodeloom.app.services.model_records.model_records_common import (
+    AnyModelConfig,
+    BaseModelType,
+    ModelRecordChanges,
+    SubModelType,
+)
+from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
+from nodeloom.app.services.shared.default_graphs import text_to_image_graph
+
+RUNS = 5
+IMAGE_SIZE = 64
+NOISE_SIZE = IMAGE_SIZE * 4
+STEPS = 10
+SCHEDULER = "euler_a"
+PROMPT = "a cab"
+NEGATIVE_PROMPT = "bad"
+PARTS = (SubModelType.Tokenizer, SubModelType.TextEncoder, SubModelType.Scheduler, SubModelType.UNet, SubModelType.VAE)
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def install(services: InvocationServices, model: Path) -> AnyModelConfig:
+    return services.model_manager.install.install_path(model, ModelRecordChanges(base=BaseModelType.StableDiffusion1))
+
+
+def run_session(services: InvocationServices, model: ModelIdentifierField, seed: int) -> tuple[float, int]:
+    """Seconds from enqueue to completion, and the queue item's id. The end is awaited on the event bus, not by
+    polling, which would take the CPU and the GIL from the session it measures."""
+    graph = text_to_image_graph(model, PROMPT, NEGATIVE_PROMPT, NOISE_SIZE, NOISE_SIZE, STEPS, 7.5, SCHEDULER, seed)
+    finished = threading.Event()
+
+    def on_event(event: EventBase) -> None:
+        if isinstance(event, QueueItemStatusChangedEvent) and event.status in ("completed", "failed", "canceled"):
+            finished.set()
+
+    unsubscribe = services.events.subscribe(on_event)
+    started = time.perf_counter()
+    item_id = services.session_queue.enqueue_batch(DEFAULT_QUEUE_ID, Batch(graph=graph), prepend=False).item_ids[0]
+    finished.wait()
+    elapsed = time.perf_counter() - started
+    unsubscribe()
+    item = services.session_queue.get_queue_item(item_id)
+    if item.status != "completed":
+        raise RuntimeError(f"The session ended {item.status}: {item.error_message}")
+    return elapsed, item_id
+
+
+def bench_graph_against_pipeline(root: Path, model: Path) -> dict[str, Any]:
+    """Sessions and pipeline calls alternate, so that a busy machine slows both alike."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from nodeloom.backend.stable_diffusion.schedulers import make_scheduler
+
+    pipeline = StableDiffusionPipeline.from_pretrained(model, local_files_only=True)
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.scheduler = make_scheduler(SCHEDULER, pipeline.scheduler.config)  # type: ignore[assignment,arg-type]
+
+    def run_pipeline(seed: int) -> float:
+        started = time.perf_counter()
+        pipeline(
+            PROMPT,
+            negative_prompt=NEGATIVE_PROMPT,
+            num_inference_steps=STEPS,
+            guidance_scale=7.5,
+            width=IMAGE_SIZE,
+            height=IMAGE_SIZE,
+            generator=torch.Generator("cpu").manual_seed(seed),
+        )
+        return time.perf_counter() - started
+
+    services = build_services(load_config(root, processor_poll_interval_s=0.01))
+    invoker = Invoker(services)
+    invoker.start()
+    try:
+        identifier = ModelIdentifierField.from_config(install(services, model))
+        # The first of each loads the models and warms diffusers up.
+        run_session(services, identifier, seed=0)
+        run_pipeline(seed=0)
+        graph_runs, pipeline_runs = [], []
+        for seed in range(1, RUNS + 1):
+            graph_runs.append(run_session(services, identifier, seed))
+            pipeline_runs.append(run_pipeline(seed))
+        stats = services.session_queue.get_queue_item_stats(graph_runs[-1][1])
+    finally:
+        invoker.stop()
+    assert stats is not None, "the processor keeps each finished session's stats on its item"
+    node_stats: list[dict[str, Any]] = stats["node_stats"]  # type: ignore[assignment]
+    nodes = {node["node_type"]: round(node["time_used_seconds"] * 1000, 2) for node in node_stats}
+    return {
+        "graph_ms": statistics.median(elapsed for elapsed, _ in graph_runs) * 1000,
+        "pipeline_ms": statistics.median(pipeline_runs) * 1000,
+        "node_ms": nodes,
+    }
+
+
+def bench_model_loading(root: Path, model: Path) -> dict[str, float]:
+    services = build_services(load_config(root))
+    try:
+        config = install(services, model)
+
+        def load_all() -> float:
+            started = time.perf_counter()
+            for part in PARTS:
+                with services.model_manager.load.load_model(config, part, session_id="bench"):
+                    pass
+            return time.perf_counter() - started
+
+        cold, cached = load_all(), load_all()
+    finally:
+        services.database.close()
+    return {"cold_load_ms": cold * 1000, "cached_load_ms": cached * 1000}
+
+
+def main() -> None:
+    quiet_torch()
+    load_builtin_nodes()
+    with tempfile.TemporaryDirectory() as folder:
+        model = build_tiny_sd(Path(folder) / "tiny-sd")
+        graph = bench_graph_against_pipeline(Path(folder) / "graph-root", model)
+        emit({"measurement": "text_to_image", "image": IMAGE_SIZE, "steps": STEPS, "runs": RUNS, **graph})
+        loading = bench_model_loading(Path(folder) / "load-root", model)
+        emit({"measurement": "model_loading", "parts": [part.value for part in PARTS], **loading})
+    emit(
+        {
+            "measurement": "summary",
+            "graph_over_pipeline": graph["graph_ms"] / graph["pipeline_ms"],
+            "cache_hit_over_cold": loading["cached_load_ms"] / loading["cold_load_ms"],
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Model nodes: a main model's parts, LoRAs, a VAE, and seamless tiling, with InvokeAI's type and field names.
+
+These nodes load nothing: they pass model identifiers (and the LoRAs and seamless axes to apply) to the nodes
+that run the models, which load them through `context.models` and patch them only while they hold them.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, Field
+
+from nodeloom.app.invocations.baseinvocation import (
+    BaseInvocation,
+    BaseInvocationOutput,
+    invocation,
+    invocation_output,
+)
+from nodeloom.app.invocations.fields import Input, InputField, ModelIdentifierField, OutputField
+from nodeloom.app.services.model_records.model_records_common import ModelType, SubModelType, UnknownModelError
+from nodeloom.errors import NodeloomError
+
+if TYPE_CHECKING:
+    from nodeloom.app.services.shared.invocation_context import InvocationContext
+    from nodeloom.backend.stable_diffusion.lora import LoRA
+
+SeamlessAxis = Literal["x", "y"]
+
+
+class ModelFieldDescriptions:
+    """Descriptions the model and diffusion nodes share, InvokeAI's wording."""
+
+    unet = "UNet (scheduler, LoRAs)"
+    clip = "CLIP (tokenizer, text encoder, LoRAs) and skipped layer count"
+    vae = "VAE"
+    main_model = "Main model (UNet, VAE, CLIP) to load"
+    vae_model = "VAE model to load"
+    lora_model = "LoRA model to load"
+    lora_weight = "The weight at which the LoRA is applied to each model"
+
+
+class WrongModelTypeError(NodeloomError):
+    """The model chosen for a node is of another type than the node loads."""
+
+
+class LoRAField(BaseModel):
+    lora: ModelIdentifierField = Field(description="Info to load lora model")
+    weight: float = Field(description="Weight to apply to lora model")
+
+
+class UNetField(BaseModel):
+    unet: ModelIdentifierField = Field(description="Info to load unet submodel")
+    scheduler: ModelIdentifierField = Field(description="Info to load scheduler submodel")
+    loras: list[LoRAField] = Field(description="LoRAs to apply on model loading")
+    seamless_axes: list[SeamlessAxis] = Field(
+        default_factory=list, description='Axes("x" and "y") to which apply seamless'
+    )
+
+
+class CLIPField(BaseModel):
+    tokenizer: ModelIdentifierField = Field(description="Info to load tokenizer submodel")
+    text_encoder: ModelIdentifierField = Field(description="Info to load text_encoder submodel")
+    skipped_layers: int = Field(description="Number of skipped layers in text_encoder")
+    loras: list[LoRAField] = Field(description="LoRAs to apply on model loading")
+
+
+class VAEField(BaseModel):
+    vae: ModelIdentifierField = Field(description="Info to load vae submodel")
+    seamless_axes: list[SeamlessAxis] = Field(
+        default_factory=list, description='Axes("x" and "y") to which apply seamless'
+    )
+
+
+def check_model(context: InvocationContext, model: ModelIdentifierField, model_type: ModelType) -> None:
+    """Raises `UnknownModelError` unless the model is installed, `WrongModelTypeError` unless it is a `model_type`."""
+    if not context.models.exists(model.key):
+        raise UnknownModelError(model.key)
+    if model.type != model_type:
+        raise WrongModelTypeError(
+            f"'{model.name}' is a {model.type.value} model, where a {model_type.value} model is needed"
+        )
+
+
+def lock_loras(context: InvocationContext, stack: ExitStack, loras: list[LoRAField]) -> list[LoRA]:
+    """Each LoRA's tensors, locked in the model cache until `stack` closes, with its weight."""
+    return [(stack.enter_context(context.models.load(lora.lora)), lora.weight) for lora in loras]
+
+
+@invocation_output("unet_output")
+class UNetOutput(BaseInvocationOutput):
+    """Base class for invocations that output a UNet field."""
+
+    unet: UNetField = OutputField(description=ModelFieldDescriptions.unet, title="UNet")
+
+
+@invocation_output("vae_output")
+class VAEOutput(BaseInvocationOutput):
+    """Base class for invocations that output a VAE field"""
+
+    vae: VAEField = OutputField(description=ModelFieldDescriptions.vae, title="VAE")
+
+
+@invocation_output("clip_output")
+class CLIPOutput(BaseInvocationOutput):
+    """Base class for invocations that output a CLIP field"""
+
+    clip: CLIPField = OutputField(description=ModelFieldDescriptions.clip, title="CLIP")
+
+
+@invocation_output("model_loader_output")
+class ModelLoaderOutput(UNetOutput, CLIPOutput, VAEOutput):
+    """Model loader output"""
+
+
+@invocation("main_model_loader", title="Main Model", tags=["model"], category="model", version="1.0.3")
+class MainModelLoaderInvocation(BaseInvocation):
+    """Loads a main model, outputting its submodels."""
+
+    model: ModelIdentifierField = InputField(description=ModelFieldDescriptions.main_model)
+
+    def invoke(self, context: InvocationContext) -> ModelLoaderOutput:
+        check_model(context, self.model, ModelType.Main)
+
+        def part(submodel_type: SubModelType) -> ModelIdentifierField:
+            return self.model.model_copy(update={"submodel_type": submodel_type})
+
+        return ModelLoaderOutput(
+            unet=UNetField(unet=part(SubModelType.UNet), scheduler=part(SubModelType.Scheduler), loras=[]),
+            clip=CLIPField(
+                tokenizer=part(SubModelType.Tokenizer),
+                text_encoder=part(SubModelType.TextEncoder),
+                skipped_layers=0,
+                loras=[],
+            ),
+            vae=VAEField(vae=part(SubModelType.VAE)),
+        )
+
+
+@invocation_output("lora_loader_output")
+class LoRALoaderOutput(BaseInvocationOutput):
+    """Model loader output"""
+
+    unet: UNetField | None = OutputField(default=None, description=ModelFieldDescriptions.unet, title="UNet")
+    clip: CLIPField | None = OutputField(default=None, description=ModelFieldDescriptions.clip, title="CLIP")
+
+
+@invocation("lora_loader", title="LoRA", tags=["model"], category="model", version="1.0.3")
+class LoRALoaderInvocation(BaseInvocation):
+    """Apply selected lora to unet and text_encoder.
+
+    The LoRA is recorded on the fields; the nodes that run the UNet (denoise_latents) and the text encoder
+    (compel) add its weights while they hold the model and take them off after, so the cached model stays clean.
+    """
+
+    lora: ModelIdentifierField = InputField(description=ModelFieldDescriptions.lora_model, title="LoRA")
+    weight: float = InputField(default=0.75, description=ModelFieldDescriptions.lora_weight)
+    unet: UNetField | None = InputField(
+        default=None, description=ModelFieldDescriptions.unet, input=Input.Connection, title="UNet"
+    )
+    clip: CLIPField | None = InputField(
+        default=None, description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP"
+    )
+
+    def invoke(self, context: InvocationContext) -> LoRALoaderOutput:
+        check_model(context, self.lora, ModelType.LoRA)
+        applied = LoRAField(lora=self.lora, weight=self.weight)
+        for name, field in (("unet", self.unet), ("clip", self.clip)):
+            if field is not None and any(lora.lora.key == self.lora.key for lora in field.loras):
+                raise ValueError(f'LoRA "{self.lora.name}" already applied to {name}')
+        unet = None if self.unet is None else self.unet.model_copy(update={"loras": [*self.unet.loras, applied]})
+        clip = None if self.clip is None else self.clip.model_copy(update={"loras": [*self.clip.loras, applied]})
+        return LoRALoaderOutput(unet=unet, clip=clip)
+
+
+@invocation("vae_loader", title="VAE", tags=["vae", "model"], category="model", version="1.0.3")
+class VAELoaderInvocation(BaseInvocation):
+    """Loads a VAE model, outputting a VaeLoaderOutput"""
+
+    vae_model: ModelIdentifierField = InputField(description=ModelFieldDescriptions.vae_model, title="VAE")
+
+    def invoke(self, context: InvocationContext) -> VAEOutput:
+        check_model(context, self.vae_model, ModelType.VAE)
+        return VAEOutput(vae=VAEField(vae=self.vae_model))
+
+
+@invocation_output("seamless_output")
+class SeamlessModeOutput(BaseInvocationOutput):
+    """Modified Seamless Model output"""
+
+    unet: UNetField | None = OutputField(default=None, description=ModelFieldDescriptions.unet, title="UNet")
+    vae: VAEField | None = OutputField(default=None, description=ModelFieldDescriptions.vae, title="VAE")
+
+
+@invocation("seamless", title="Seamless", tags=["seamless", "model"], category="model", version="1.0.1")
+class SeamlessModeInvocation(BaseInvocation):
+    """Applies the seamless transformation to the Model UNet and VAE.
+
+    The axes are recorded on the fields; denoise_latents and l2i make the convolutions wrap while they run.
+    """
+
+    unet: UNetField | None = InputField(
+        default=None, description=ModelFieldDescriptions.unet, input=Input.Connection, title="UNet"
+    )
+    vae: VAEField | None = InputField(
+        default=None, description=ModelFieldDescriptions.vae_model, input=Input.Connection, title="VAE"
+    )
+    seamless_y: bool = InputField(default=True, input=Input.Any, description="Specify whether Y axis is seamless")
+    seamless_x: bool = InputField(default=True, input=Input.Any, description="Specify whether X axis is seamless")
+
+    def invoke(self, context: InvocationContext) -> SeamlessModeOutput:
+        axes: list[SeamlessAxis] = []
+        if self.seamless_x:
+            axes.append("x")
+        if self.seamless_y:
+            axes.append("y")
+        unet = None if self.unet is None else self.unet.model_copy(update={"seamless_axes": axes})
+        vae = None if self.vae is None else self.vae.model_copy(update={"seamless_axes": axes})
+        return SeamlessModeOutput(unet=unet, vae=vae)

@@ -1,0 +1,121 @@
+"""Helpers for the diffusion tests: the reference diffusers pipelines on the tiny model, and running the diffusion
+nodes against real services with the tiny model installed.
+
+The tiny VAE maps 2x2 pixels to a latent where Stable Diffusion's maps 8x8: noise for `w` x `h` pixels (InvokeAI's
+1/8 latents) decodes to a `w/4` x `h/4` image here, and the pipelines are asked for that size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from tests.tiny_model import quiet_torch
+
+from nodeloom.app.invocations.baseinvocation import BaseInvocation, BaseInvocationOutput
+from nodeloom.app.invocations.fields import ModelIdentifierField
+from nodeloom.app.services.config.config_default import load_config
+from nodeloom.app.services.events.events_common import ProgressImage
+from nodeloom.app.services.invocation_services import InvocationServices, build_services
+from nodeloom.app.services.model_records.model_records_common import BaseModelType, ModelRecordChanges
+from nodeloom.app.services.shared.invocation_context import (
+    InvocationContext,
+    InvocationContextData,
+    UtilInterface,
+)
+from nodeloom.app.services.shared.invocation_context_images import (
+    BoardsInterface,
+    ConditioningInterface,
+    ContextStores,
+    ImagesInterface,
+    TensorsInterface,
+)
+from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+DIFFUSERS_NUMPY_WARNINGS = (
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning",
+    "ignore:__array_wrap__ must accept context and return_scalar arguments:DeprecationWarning",
+)
+"""Diffusers' sigma-based schedulers (Euler, KDPM2, ...) run numpy on tensors, which numpy 2 warns about with
+torch's `Tensor.__array__` and `__array_wrap__`; harmless, and not ours to fix. Apply with `filter_diffusers_numpy`."""
+
+filter_diffusers_numpy = [pytest.mark.filterwarnings(warning) for warning in DIFFUSERS_NUMPY_WARNINGS]
+
+PROMPT = "a cab"
+NEGATIVE_PROMPT = "bad"
+SEED = 1234
+NOISE_SIZE = 64
+"""The noise nodes' width and height: 8x8 latents, a 16x16 image from the tiny VAE."""
+
+
+def image_size(pipeline: StableDiffusionPipeline | StableDiffusionImg2ImgPipeline, noise_size: int) -> int:
+    """The pixel size the tiny pipeline gives for latents of noise made for `noise_size` pixels."""
+    return noise_size // 8 * pipeline.vae_scale_factor
+
+
+def load_pipeline(folder: Path) -> StableDiffusionPipeline:
+    from diffusers import StableDiffusionPipeline
+
+    quiet_torch()
+    pipeline = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@dataclass
+class Progress:
+    """What a node reported through `signal_progress`."""
+
+    message: str
+    percentage: float | None
+    image: ProgressImage | None
+
+
+@dataclass
+class NodeRunner:
+    """Runs nodes against the real services (images, stored objects, models) with the tiny model installed."""
+
+    services: InvocationServices
+    model: ModelIdentifierField
+    progress: list[Progress] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, root: Path, tiny_model: Path) -> NodeRunner:
+        quiet_torch()
+        services = build_services(load_config(root))
+        config = services.model_manager.install.install_path(
+            tiny_model, ModelRecordChanges(base=BaseModelType.StableDiffusion1)
+        )
+        return cls(services=services, model=ModelIdentifierField.from_config(config))
+
+    def context(self, node: BaseInvocation, is_canceled: Callable[[], bool] = lambda: False) -> InvocationContext:
+        data = InvocationContextData(invocation=node, source_invocation_id=node.id, session_id="diffusion-tests")
+
+        def on_progress(message: str, percentage: float | None, image: ProgressImage | None) -> None:
+            self.progress.append(Progress(message, percentage, image))
+
+        return InvocationContext(
+            data=data,
+            util=UtilInterface(is_canceled, on_progress),
+            config=self.services.config,
+            stores=ContextStores(
+                images=ImagesInterface(self.services.images, data),
+                boards=BoardsInterface(self.services.boards),
+                tensors=TensorsInterface(self.services.tensors),
+                conditioning=ConditioningInterface(self.services.conditioning),
+                models=ModelsInterface(self.services.model_manager, data),
+            ),
+        )
+
+    def run(self, node: BaseInvocation, is_canceled: Callable[[], bool] = lambda: False) -> Any:
+        output: BaseInvocationOutput = node.invoke_internal(self.context(node, is_canceled))
+        return output
+
+    def close(self) -> None:
+        self.services.database.close()
