@@ -34,6 +34,8 @@ bench: install
 	$(BIN)/python bench/graph_engine.py
 	$(BIN)/python bench/session_queue.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/images.py
+	$(BIN)/python bench/diffusion.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
