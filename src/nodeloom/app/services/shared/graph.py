@@ -92,10 +92,13 @@ class Graph(BaseModel):
     _index: _EdgeIndex | None = PrivateAttr(default=None)
 
     def _edges(self) -> _EdgeIndex:
-        # Built lazily and kept up to date by the mutators below; change a graph through them.
-        if self._index is None:
-            self._index = _EdgeIndex(self.edges)
-        return self._index
+        # Built lazily and kept up to date by the mutators below; change a graph through them. Read from
+        # pydantic's private store directly, as `_private` attribute access is slow (see `_schedule`).
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        index: _EdgeIndex | None = private["_index"]
+        if index is None:
+            index = private["_index"] = _EdgeIndex(self.edges)
+        return index
 
     def get_node(self, node_id: str) -> BaseInvocation:
         try:
