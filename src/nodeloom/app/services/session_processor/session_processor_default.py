@@ -61,6 +61,8 @@ class _Run:
     cancel: threading.Event = field(default_factory=threading.Event)
     stop_reason: str | None = None
     """'canceled', 'timeout' or 'shutdown' once the session has been asked to stop."""
+    stats_kept: bool = False
+    """Whether the stats were stored with the item when it completed."""
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -195,7 +197,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
             if timer is not None:
                 timer.cancel()
             self._run = None
-        self._finish_stats(run.item, profiler, status)
+        self._finish_stats(run, profiler, status)
 
     def _run_session(self, run: _Run) -> str:
         """Runs the session until it ends or is stopped; returns the item's final status."""
@@ -222,9 +224,11 @@ class DefaultSessionProcessor(SessionProcessorBase):
             self._events.dispatch(InvocationCompleteEvent.build(item, node, output))
             if time.perf_counter() - started >= save_after:
                 self._queue.set_queue_item_session(item.item_id, session)
-        self._queue.set_queue_item_session(item.item_id, session)
         if run.stop_reason is None:
-            return self._queue.complete_queue_item(item.item_id)
+            # One write for the session, its stats and its completion: this is the path every session takes.
+            run.stats_kept = True
+            return self._queue.complete_queue_item(item.item_id, session, self._summary(session.id))
+        self._queue.set_queue_item_session(item.item_id, session)
         if run.stop_reason == "timeout":
             message = f"The session ran longer than its timeout of {item.timeout} s and was stopped"
             self._fail(item, "Timeout", message, "")
@@ -247,20 +251,25 @@ class DefaultSessionProcessor(SessionProcessorBase):
         except Exception:
             logger.exception("Could not mark item %s failed", item.item_id)
 
-    def _finish_stats(self, item: SessionQueueItem, profiler: cProfile.Profile | None, status: str) -> None:
-        session_id = item.session.id
+    def _summary(self, session_id: str) -> InvocationStatsSummary | None:
         try:
-            summary: InvocationStatsSummary | None = self._stats.get_stats(session_id)
+            return self._stats.get_stats(session_id)
         except GESStatsNotFoundError:
-            summary = None  # no node ran
+            return None  # no node ran
+
+    def _finish_stats(self, run: _Run, profiler: cProfile.Profile | None, status: str) -> None:
+        item = run.item
+        session_id = item.session.id
+        summary = self._summary(session_id)
         self._metrics.record_session(status, summary)
         if summary is None:
             return
         settings = self._settings
         try:
             self._stats.log_stats(session_id)
-            with contextlib.suppress(SessionQueueItemNotFoundError):  # deleted while it ran
-                self._queue.set_queue_item_stats(item.item_id, summary)
+            if not run.stats_kept:
+                with contextlib.suppress(SessionQueueItemNotFoundError):  # deleted while it ran
+                    self._queue.set_queue_item_stats(item.item_id, summary)
             if settings.stats_dir is not None:
                 settings.stats_dir.mkdir(parents=True, exist_ok=True)
                 self._stats.dump_stats(session_id, settings.stats_dir / f"{session_id}.json")

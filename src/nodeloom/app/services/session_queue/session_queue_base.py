@@ -118,8 +118,14 @@ class SessionQueueBase(ABC):
         """Where the item's outcome is POSTed when it finishes, if its batch named a place."""
 
     @abstractmethod
-    def complete_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
-        """Marks an in-progress item completed; its status after (canceled, if it was canceled meanwhile)."""
+    def complete_queue_item(
+        self,
+        item_id: int,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
+    ) -> QUEUE_ITEM_STATUS:
+        """Stores the finished session and its stats, if given, and marks the in-progress item completed, all in
+        one transaction; the item's status after (canceled, if it was canceled meanwhile)."""
 
     @abstractmethod
     def fail_queue_item(

@@ -431,8 +431,21 @@ class SqlSessionQueue(SessionQueueBase):
         value: str | None = next(iter(dict(row).values()))
         return value
 
-    def complete_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
-        status: QUEUE_ITEM_STATUS = self._finish(item_id, "completed", frozenset({"in_progress"}))["status"]
+    def complete_queue_item(
+        self,
+        item_id: int,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
+    ) -> QUEUE_ITEM_STATUS:
+        with self._write() as write:
+            if session is not None:
+                write.cursor.execute(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id))
+            if stats is not None:
+                write.cursor.execute(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id))
+            row = _fetch_item_row(write.cursor, item_id)
+            if row["status"] == "in_progress":
+                row = self._change_status(write, [(item_id, "in_progress")], "completed")[0]
+        status: QUEUE_ITEM_STATUS = row["status"]
         return status
 
     def fail_queue_item(
