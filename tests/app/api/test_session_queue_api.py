@@ -364,3 +364,26 @@ def test_custom_node_packs_are_loaded_and_broken_ones_skipped(live_server: Start
         result = enqueue(c, graph_json([{"id": "g", "type": "test_pack_greet", "name": "loom"}]))
         assert wait(c, result["batch"]["batch_id"])["items"][0]["outputs"]["g"][0]["value"] == "hello loom"
     assert "test_pack_greet" in httpx.get(f"{server.url}/openapi.json").text
+
+
+def test_webhook_survives_a_restart_of_the_server(live_server: StartServer) -> None:
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    _Hook.received = []
+    _Hook.failures_left = 0
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    first = live_server()
+    try:
+        with httpx.Client(base_url=f"{first.url}/api/v1/queue/default") as c:
+            c.put("/processor/pause")
+            url = f"http://127.0.0.1:{hook.server_address[1]}/done"
+            (item_id,) = enqueue(c, ADD_GRAPH, callback_url=url)["item_ids"]
+        first.stop()
+        second = LiveServer(first.config.root).start()
+        try:
+            wait_for(lambda: _Hook.received, timeout=20, what="the webhook call after the restart")
+            assert _Hook.received[0]["item_id"] == item_id and _Hook.received[0]["status"] == "completed"
+        finally:
+            second.stop()
+    finally:
+        hook.shutdown()
+        hook.server_close()

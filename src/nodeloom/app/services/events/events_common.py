@@ -182,6 +182,7 @@ class BatchEnqueuedEvent(QueueEventBase):
     requested: int = Field(description="How many items the batch asked for")
     priority: int = Field(description="The priority of the items")
     origin: str | None = Field(default=None, description="Where the batch came from")
+    has_webhook: bool = Field(default=False, description="Whether each item's outcome is POSTed to a callback URL")
 
     @classmethod
     def build(cls, result: EnqueueBatchResult) -> BatchEnqueuedEvent:
@@ -192,6 +193,7 @@ class BatchEnqueuedEvent(QueueEventBase):
             requested=result.requested,
             priority=result.priority,
             origin=result.batch.origin,
+            has_webhook=result.batch.callback_url is not None,
         )
 
 

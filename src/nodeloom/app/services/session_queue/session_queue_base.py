@@ -118,6 +118,10 @@ class SessionQueueBase(ABC):
         """Where the item's outcome is POSTed when it finishes, if its batch named a place."""
 
     @abstractmethod
+    def get_unfinished_webhook_batch_ids(self) -> list[str]:
+        """The batches with a callback URL that still have items to finish."""
+
+    @abstractmethod
     def complete_queue_item(
         self,
         item_id: int,

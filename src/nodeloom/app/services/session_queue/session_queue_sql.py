@@ -421,6 +421,11 @@ class SqlSessionQueue(SessionQueueBase):
     def get_callback_url(self, item_id: int) -> str | None:
         return self._read_column(sql.SELECT_CALLBACK_URL, item_id)
 
+    def get_unfinished_webhook_batch_ids(self) -> list[str]:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_UNFINISHED_WEBHOOK_BATCHES)
+            return [row["batch_id"] for row in cursor.fetchall()]
+
     def _read_column(self, select: str, item_id: int) -> str | None:
         """The one column `select` reads from the item's row; raises if there is no such item."""
         with self._db.read() as cursor:

@@ -128,6 +128,10 @@ SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
 SELECT_STATUS = "SELECT status FROM session_queue WHERE item_id = ?"
 SELECT_STATS = "SELECT stats FROM session_queue WHERE item_id = ?"
 SELECT_CALLBACK_URL = "SELECT callback_url FROM session_queue WHERE item_id = ?"
+SELECT_UNFINISHED_WEBHOOK_BATCHES = (
+    "SELECT DISTINCT batch_id FROM session_queue "
+    "WHERE callback_url IS NOT NULL AND status IN ('pending', 'in_progress')"
+)
 SELECT_CURRENT = (
     f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND status = 'in_progress' "
     "ORDER BY priority DESC, item_id LIMIT 1"

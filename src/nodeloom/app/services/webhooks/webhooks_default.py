@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 import httpx
 
 from nodeloom.app.services.events.events_base import EventServiceBase
-from nodeloom.app.services.events.events_common import EventBase, QueueItemStatusChangedEvent
+from nodeloom.app.services.events.events_common import BatchEnqueuedEvent, EventBase, QueueItemStatusChangedEvent
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
 from nodeloom.app.services.session_queue.session_queue_common import FINISHED_STATUSES, QueueItemOutcome
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
 
 logger = logging.getLogger(__name__)
+
+MAX_REMEMBERED_BATCHES = 100_000
+"""Batches with a webhook remembered, oldest forgotten first: an item of a batch forgotten gets no call."""
 
 
 class HttpWebhookService(WebhookServiceBase):
@@ -33,12 +37,15 @@ class HttpWebhookService(WebhookServiceBase):
         self._first_backoff_s = first_backoff_s
         self._timeout_s = timeout_s
         self._pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._batches_with_webhooks: OrderedDict[str, None] = OrderedDict()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._stopping.clear()
+        # Items enqueued before this process started are announced by no event.
+        self._batches_with_webhooks.update(dict.fromkeys(self._queue.get_unfinished_webhook_batch_ids()))
         self._unsubscribe = self._events.subscribe(self._on_event)
         self._thread = threading.Thread(target=self._deliver_forever, name="nodeloom-webhooks", daemon=True)
         self._thread.start()
@@ -53,8 +60,18 @@ class HttpWebhookService(WebhookServiceBase):
             self._thread = None
 
     def _on_event(self, event: EventBase) -> None:
-        # Only the item id travels: the item is read when the call is made, so the bus thread does no I/O.
-        if isinstance(event, QueueItemStatusChangedEvent) and event.status in FINISHED_STATUSES:
+        # Batches are enqueued (and announced) before any of their items change, so the set is complete when
+        # an item finishes; only the item id travels, and the item is read when the call is made.
+        if isinstance(event, BatchEnqueuedEvent):
+            if event.has_webhook:
+                self._batches_with_webhooks[event.batch_id] = None
+                while len(self._batches_with_webhooks) > MAX_REMEMBERED_BATCHES:
+                    self._batches_with_webhooks.popitem(last=False)
+        elif (
+            isinstance(event, QueueItemStatusChangedEvent)
+            and event.status in FINISHED_STATUSES
+            and event.batch_id in self._batches_with_webhooks
+        ):
             self._pending.put(event.item_id)
 
     def _deliver_forever(self) -> None:
@@ -66,7 +83,6 @@ class HttpWebhookService(WebhookServiceBase):
                     logger.exception("Webhook for item %s failed", item_id)
 
     def _deliver(self, client: httpx.Client, item_id: int) -> None:
-        # Most items have no webhook: the cheap read spares parsing their sessions.
         url = self._queue.get_callback_url(item_id)
         if url is None:
             return
