@@ -25,35 +25,26 @@ logger = logging.getLogger(__name__)
 SOCKET_PATH = "/ws/socket.io"
 
 
-class RawJson(str):
-    """An event payload this bridge has already encoded as JSON (with pydantic, far faster than the json module)."""
+def _event_packet(name: str, payload_json: str) -> str:
+    """A socket.io EVENT packet for the default namespace, made once per event from JSON pydantic encoded.
 
-
-class _PacketJson:
-    """socket.io's JSON codec: payloads already encoded go into the packet as they are, anything else through the
-    json module. Per event this halves the event loop's work, which competes with the processor for the GIL."""
-
-    @staticmethod
-    def dumps(obj: Any, **kwargs: Any) -> str:
-        if isinstance(obj, list) and len(obj) == 2 and isinstance(obj[1], RawJson):
-            return f"[{json.dumps(obj[0])},{obj[1]}]"
-        return json.dumps(obj, **kwargs)
-
-    @staticmethod
-    def loads(text: str | bytes, **kwargs: Any) -> Any:
-        return json.loads(text, **kwargs)
+    Queue events are sent through engine.io with it, not `sio.emit`, which encodes the payload again and walks it
+    for binary parts for every event: that tripled the event loop's work per event, and the event loop competes
+    with the processor for the GIL.
+    """
+    return f"2[{json.dumps(name)},{payload_json}]"
 
 
 class SocketBridge:
     """Owns the socket.io server and the thread-to-loop bridge; notifies in-process waiters of status changes."""
 
     def __init__(self, events: EventServiceBase, buffer_size: int = 1000) -> None:
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[], json=_PacketJson)
+        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
         self.asgi = socketio.ASGIApp(self.sio, socketio_path=SOCKET_PATH)
         self._events = events
         self._buffer_size = buffer_size
         self._sequence: defaultdict[str, int] = defaultdict(int)
-        self._buffers: dict[str, deque[tuple[int, str, RawJson]]] = {}
+        self._buffers: dict[str, deque[tuple[int, str]]] = {}
         self._status_listeners: set[Callable[[QueueItemStatusChangedEvent], None]] = set()
         self._lock = asyncio.Lock()
         self._close: Callable[[], None] | None = None
@@ -109,21 +100,22 @@ class SocketBridge:
         return lambda: self._status_listeners.discard(listener)
 
     async def _emit(self, event: EventBase) -> None:
-        payload = event.model_dump_json()
         if not isinstance(event, QueueEventBase):
-            await self.sio.emit(event.event_name, RawJson(payload))
+            await self.sio.emit(event.event_name, event.model_dump(mode="json"))
             return
         if isinstance(event, QueueItemStatusChangedEvent):
             for listener in list(self._status_listeners):
                 listener(event)
+        payload = event.model_dump_json()
         async with self._lock:
             queue_id = event.queue_id
             self._sequence[queue_id] += 1
             seq = self._sequence[queue_id]
-            numbered = RawJson(f'{payload[:-1]},"seq":{seq}}}')
+            packet = _event_packet(event.event_name, f'{payload[:-1]},"seq":{seq}}}')
             buffer = self._buffers.setdefault(queue_id, deque(maxlen=self._buffer_size))
-            buffer.append((seq, event.event_name, numbered))
-            await self.sio.emit(event.event_name, numbered, room=queue_id)
+            buffer.append((seq, packet))
+            for _, eio_sid in list(self.sio.manager.get_participants("/", queue_id)):
+                await self.sio.eio.send(eio_sid, packet)
 
     async def _subscribe_queue(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("queue_id"), str):
@@ -141,9 +133,10 @@ class SocketBridge:
                         "events_missed", {"queue_id": queue_id, "after": after, "oldest": oldest, "last": last}, to=sid
                     )
                 else:
-                    for seq, name, payload in buffer:
+                    eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+                    for seq, packet in buffer:
                         if seq > after:
-                            await self.sio.emit(name, payload, to=sid)
+                            await self.sio.eio.send(eio_sid, packet)
         return {"queue_id": queue_id, "last_seq": last}
 
     async def _unsubscribe_queue(self, sid: str, data: Any) -> None:
