@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -8,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from tests.helpers import free_port
 from tests.tiny_model import build_tiny_sd
 
-from nodeloom.app.api.app import create_app
+from nodeloom.app.api.app import create_server
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import EventBase
@@ -64,13 +63,11 @@ class LiveServer:
 
     def __init__(self, root: Path, **settings: Any) -> None:
         settings.setdefault("processor_poll_interval_s", 0.05)
-        self.config = load_config(root, **settings)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
+        self.config = load_config(root, host="127.0.0.1", port=self.port, log_level="warning", **settings)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(self.config)
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._server = create_server(self.config)
+        self.app = self._server.config.app
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> LiveServer:

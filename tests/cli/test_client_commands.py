@@ -6,23 +6,19 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from rich.console import Console
 from rich.progress import Progress
-from tests.helpers import edge, graph_json, wait_for
+from tests.conftest import LiveServer
+from tests.helpers import edge, free_port, graph_json
 
-from nodeloom.app.api.app import create_app
-from nodeloom.app.services.config.config_default import load_config
 from nodeloom.cli.enqueue import BatchWatcher
 
 ADD_GRAPH = graph_json(
@@ -70,29 +66,11 @@ def nodeloom(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    app = create_app(load_config(tmp_path / "root", processor_poll_interval_s=0.05))
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, name="uvicorn")
-    thread.start()
-    try:
-        wait_for(lambda: uv.started or not thread.is_alive(), what="the server to start")
-        assert uv.started, "the server did not start"
-        url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=url, timeout=10) as api:
-            yield Server(url, api)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
+def server(live_server: Callable[..., LiveServer]) -> Iterator[Server]:
+    url = live_server().url
+    with httpx.Client(base_url=url, timeout=10) as api:
+        yield Server(url, api)
 
 
 def write(tmp_path: Path, name: str, content: object) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.helpers import graph_json, wait_for
+from tests.helpers import free_port, graph_json, wait_for
 
 # A node pack in the root's nodes/ folder: the server process knows no test node types otherwise.
 SLOW_PACK = """
@@ -29,13 +28,6 @@ class SlowInvocation(BaseInvocation):
             time.sleep(0.01)
         return IntegerOutput(value=0)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_nothing_in_progress(tmp_path: Path) -> None:

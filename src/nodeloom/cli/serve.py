@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: every subcommand module is imported to build the parser, and `nodeloom run` stays light.
-    import uvicorn
-
-    from nodeloom.app.api.app import create_app
+    from nodeloom.app.api.app import create_server
     from nodeloom.app.services.config.config_default import load_config
 
     overrides: dict[str, Any] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     config = load_config(args.root, **overrides)
     config.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=config.log_level)
+    # `Server.run` shuts down cleanly on Ctrl-C, then raises it again for its caller; `uvicorn.run` swallows it too.
+    with contextlib.suppress(KeyboardInterrupt):
+        create_server(config).run()
     return 0

@@ -329,6 +329,46 @@ def test_socket_sees_cancel_of_running_item_and_replays_after_reconnect(
         sio2.disconnect()
 
 
+def test_a_subscriber_gets_every_event_of_many_sessions_in_order(client: httpx.Client, server: LiveServer) -> None:
+    received: list[tuple[str, dict[str, Any]]] = []
+    sio = socketio.Client()
+    sio.on("*", lambda name, data: received.append((name, data)))
+    sio.connect(server.url, socketio_path="/ws/socket.io", transports=["websocket"])
+    try:
+        sio.call("subscribe_queue", {"queue_id": "default"}, timeout=10)
+        result = enqueue(client, ADD_GRAPH, runs=200)
+        assert wait(client, result["batch"]["batch_id"])["finished"]
+        # batch_enqueued, then per item: two status changes and two nodes started and completed.
+        wait_for(lambda: len(received) >= 1 + 200 * 6, what="every event")
+    finally:
+        sio.disconnect()
+    seqs = [data["seq"] for _, data in received]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    completed = [d["item_id"] for n, d in received if n == "queue_item_status_changed" and d["status"] == "completed"]
+    assert completed == result["item_ids"]
+
+
+def test_a_lone_event_goes_out_at_once_and_a_burst_is_gathered(client: httpx.Client, server: LiveServer) -> None:
+    server.app.state.sockets._flush_interval_s = 1.0
+    arrivals: list[float] = []
+    sio = socketio.Client()
+    sio.on("batch_enqueued", lambda data: arrivals.append(time.monotonic()))
+    sio.connect(server.url, socketio_path="/ws/socket.io", transports=["websocket"])
+    try:
+        sio.call("subscribe_queue", {"queue_id": "default"}, timeout=10)
+        client.put("/processor/pause")
+        time.sleep(1.0)  # a quiet spell
+        sent = time.monotonic()
+        enqueue(client, ADD_GRAPH)
+        wait_for(lambda: arrivals, what="the first batch_enqueued")
+        enqueue(client, ADD_GRAPH)
+        wait_for(lambda: len(arrivals) == 2, what="the second batch_enqueued")
+    finally:
+        sio.disconnect()
+    assert arrivals[0] - sent < 0.5
+    assert arrivals[1] - arrivals[0] > 0.7
+
+
 def test_replay_beyond_the_buffer_says_events_were_missed(server: LiveServer) -> None:
     server.app.state.sockets._buffers.clear()  # as if the buffer had rolled over
     server.app.state.sockets._sequence["default"] = 50

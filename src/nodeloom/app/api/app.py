@@ -1,4 +1,4 @@
-"""The FastAPI app: its lifespan builds and starts the services for a root folder, and stops them."""
+"""The FastAPI app (its lifespan builds and starts the services for a root folder, and stops them) and its server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -19,7 +20,7 @@ from nodeloom.app.api.routers.images import images_router
 from nodeloom.app.api.routers.model_manager import model_manager_router
 from nodeloom.app.api.routers.monitoring import monitoring_router
 from nodeloom.app.api.routers.session_queue import session_queue_router
-from nodeloom.app.api.sockets import SocketBridge
+from nodeloom.app.api.sockets import SOCKET_PATH, SocketBridge
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.services.board_records.board_records_common import BoardRecordNotFoundError, InvalidBoardNameError
@@ -85,8 +86,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": exc.errors(include_url=False, include_context=False)})
 
 
-def create_app(config: NodeloomConfig) -> FastAPI:
+class NodeloomApp(FastAPI):
+    """The API, with socket.io served ahead of the middleware.
+
+    Under FastAPI's middleware every frame socket.io sends would pass through each middleware's `send` wrapper.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" and scope["path"].startswith(SOCKET_PATH):
+            sockets: SocketBridge = self.state.sockets
+            await sockets.asgi(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(config: NodeloomConfig) -> NodeloomApp:
     """The app for `config`; nothing is opened or started until its lifespan begins."""
+    sockets = SocketBridge()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,11 +111,9 @@ def create_app(config: NodeloomConfig) -> FastAPI:
         for name, error in report.failed.items():
             logger.error("The node pack %s was skipped: %s", name, error)
         services = build_services(config)
-        sockets = SocketBridge(services.events)
         app.state.services = services
-        app.state.sockets = sockets
         invoker = Invoker(services)
-        await sockets.start()
+        await sockets.start(services.events)
         invoker.start()
         logger.info("nodeloom %s serving root %s", nodeloom.__version__, config.root)
         try:
@@ -108,7 +122,8 @@ def create_app(config: NodeloomConfig) -> FastAPI:
             invoker.stop()
             await sockets.stop()
 
-    app = FastAPI(title="nodeloom", version=nodeloom.__version__, lifespan=lifespan)
+    app = NodeloomApp(title="nodeloom", version=nodeloom.__version__, lifespan=lifespan)
+    app.state.sockets = sockets
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, _nodeloom_error)
     app.add_exception_handler(ValidationError, _validation_error)
@@ -124,13 +139,18 @@ def create_app(config: NodeloomConfig) -> FastAPI:
     def unknown_api_path(path: str) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": f"No API route /api/{path}"})
 
-    app.mount("/ws", _SocketMount())
     return app
 
 
-class _SocketMount:
-    """Forwards to the socket.io app of the running lifespan, which does not exist until the app starts."""
+def create_server(config: NodeloomConfig) -> uvicorn.Server:
+    """A uvicorn server for the app of `config`, on its host and port.
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sockets: SocketBridge = scope["app"].state.sockets
-        await sockets.asgi(scope, receive, send)
+    Websocket compression is off: compressing each small event frame cost more CPU, on the loop that competes with
+    the processor for the GIL, than the rest of sending it.
+    """
+    app = create_app(config)
+    return uvicorn.Server(
+        uvicorn.Config(
+            app, host=config.host, port=config.port, log_level=config.log_level, ws_per_message_deflate=False
+        )
+    )

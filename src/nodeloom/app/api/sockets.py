@@ -1,7 +1,8 @@
 """socket.io at /ws/socket.io: every event of a queue goes to that queue's room, numbered, with replay.
 
 Events leave the bus thread through one bridge (a deque, and `loop.call_soon_threadsafe` to wake the loop); one
-task numbers them per queue, keeps the last ones in a bounded buffer and emits them. A client that reconnects with
+task numbers them per queue, keeps the last ones in a bounded buffer and emits them. Under load that task drains at
+most once per `flush_interval_s`, so each wake of the loop carries many events. A client that reconnects with
 `subscribe_queue {queue_id, after: N}` first gets the events numbered above N, or `events_missed` when they are
 no longer kept, so it knows to refetch the state.
 """
@@ -38,11 +39,11 @@ def _event_packet(name: str, payload_json: str) -> str:
 class SocketBridge:
     """Owns the socket.io server and the thread-to-loop bridge; notifies in-process waiters of status changes."""
 
-    def __init__(self, events: EventServiceBase, buffer_size: int = 1000) -> None:
+    def __init__(self, buffer_size: int = 1000, flush_interval_s: float = 0.01) -> None:
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
         self.asgi = socketio.ASGIApp(self.sio, socketio_path=SOCKET_PATH)
-        self._events = events
         self._buffer_size = buffer_size
+        self._flush_interval_s = flush_interval_s
         self._sequence: defaultdict[str, int] = defaultdict(int)
         self._buffers: dict[str, deque[tuple[int, str]]] = {}
         self._status_listeners: set[Callable[[QueueItemStatusChangedEvent], None]] = set()
@@ -53,7 +54,8 @@ class SocketBridge:
         self.sio.on("subscribe_queue", self._subscribe_queue)
         self.sio.on("unsubscribe_queue", self._unsubscribe_queue)
 
-    async def start(self) -> None:
+    async def start(self, events: EventServiceBase) -> None:
+        """Bridges every event of `events` to socket.io until `stop`."""
         loop = asyncio.get_running_loop()
         inbox: deque[EventBase | None] = deque()
         wakeup = asyncio.Event()
@@ -70,8 +72,16 @@ class SocketBridge:
 
         async def drain() -> None:
             nonlocal wakeup_scheduled
+            last_drain = -self._flush_interval_s
             while True:
                 await wakeup.wait()
+                # Each wake of the loop takes the GIL from the processor thread, waiting on it at its next database
+                # call: while events keep coming, gather them for a short while and send them in one go. An event
+                # after a quiet spell still goes out at once.
+                pause = last_drain + self._flush_interval_s - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                last_drain = loop.time()
                 wakeup.clear()
                 wakeup_scheduled = False
                 while inbox:
@@ -83,7 +93,7 @@ class SocketBridge:
                     except Exception:
                         logger.exception("Could not emit %s", event.event_name)
 
-        self._unsubscribe = self._events.subscribe(bridge)
+        self._unsubscribe = events.subscribe(bridge)
         self._close = lambda: bridge(None)
         self._task = asyncio.create_task(drain())
 
