@@ -84,6 +84,7 @@ def test_queue_routes(client: httpx.Client) -> None:
     page2 = client.get("/list", params={"limit": 10, "cursor": last["item_id"], "priority": last["priority"]}).json()
     assert [i["item_id"] for i in page2["items"]] == first["item_ids"][1:] + second["item_ids"]
     assert page2["has_more"] is False
+    assert client.get("/list", params={"destination": "elsewhere"}).json()["items"] == []
 
     assert len(client.get("/list_all").json()) == 6
     ids = client.get("/item_ids").json()
@@ -102,8 +103,9 @@ def test_queue_routes(client: httpx.Client) -> None:
     assert canceled["status"] == "canceled"
     assert client.put("/cancel_by_batch_ids", json={"batch_ids": [second["batch"]["batch_id"]]}).json()["canceled"] == 2
     retried = client.put("/retry_items_by_id", json=[first["item_ids"][0]]).json()
-    assert len(retried["retried_item_ids"]) == 1
-    retry_item = client.get(f"/i/{retried['retried_item_ids'][0]}").json()
+    assert retried["retried_item_ids"] == [first["item_ids"][0]]
+    [retry_item] = [item for item in client.get("/list_all").json() if item["retried_from_item_id"] is not None]
+    assert retry_item["retried_from_item_id"] == first["item_ids"][0]
     assert retry_item["status"] == "pending" and retry_item["batch_id"] == first["batch"]["batch_id"]
 
     assert client.delete(f"/i/{first['item_ids'][1]}").status_code == 200

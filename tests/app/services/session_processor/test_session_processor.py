@@ -92,6 +92,16 @@ def test_node_error_fails_the_session_and_the_next_still_runs(start_services: St
     assert error_event.invocation_source_id == "boom" and error_event.error_type == "RuntimeError"
 
 
+def test_a_retried_item_runs_without_waiting_for_the_poll(start_services: StartServices) -> None:
+    services, recorder = start_services(processor_poll_interval_s=60)
+    (failed,) = enqueue(services, graph_json([{"id": "boom", "type": "test_fail", "message": "once"}]))
+    assert wait_finished(services, failed).status == "failed"
+    services.session_queue.retry_items_by_id(Q, [failed])
+    [copy] = [item for item in services.session_queue.list_all_queue_items(Q) if item.retried_from_item_id == failed]
+    assert wait_finished(services, copy.item_id, timeout=5).status == "failed"
+    assert [e.retried_item_ids for e in recorder.of("queue_items_retried")] == [[failed]]
+
+
 def test_cancel_pending_item_never_runs(start_services: StartServices) -> None:
     services, _ = start_services()
     (first,) = enqueue(services, wait_graph(0.3))

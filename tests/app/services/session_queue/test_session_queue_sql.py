@@ -12,11 +12,13 @@ import pytest
 from pydantic import ValidationError
 from tests.helpers import edge, graph_json
 
+from nodeloom.app.invocations.fields import ImageField
 from nodeloom.app.invocations.primitives import IntegerInvocation
 from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
     EventBase,
     QueueClearedEvent,
+    QueueItemsRetriedEvent,
     QueueItemStatusChangedEvent,
 )
 from nodeloom.app.services.events.events_default import InProcessEventService
@@ -246,6 +248,20 @@ def test_a_stored_session_is_a_fresh_session_of_the_graph_that_runs(env: Env, qu
         if item.session.prepared_source_mapping[prepared] == "sum"
     ]
     assert sums == [42]
+
+
+def test_images_in_batch_data_reach_their_node_and_the_field_values(queue: SqlSessionQueue) -> None:
+    graph = graph_json([{"id": "blur", "type": "img_blur"}])
+    images = [{"image_name": "a.png"}, {"image_name": "b.png"}, {"image_name": "a.png"}]
+    batch = Batch.model_validate({"graph": graph, "data": [[datum("blur", "image", images)]]})
+
+    queue.enqueue_batch(Q, batch, prepend=False)
+
+    items = queue.list_all_queue_items(Q)
+    assert [item.session.graph.nodes["blur"].image for item in items] == [ImageField(**image) for image in images]
+    assert [[v.value for v in item.field_values or []] for item in items] == [[ImageField(**i)] for i in images]
+    with pytest.raises(ValidationError, match="mixes item types"):
+        make_batch([[datum("a", "value", [{"image_name": "a.png"}, "a.png"])]])
 
 
 def test_each_distinct_value_is_validated_once(queue: SqlSessionQueue, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -652,8 +668,8 @@ def test_retry_enqueues_a_fresh_copy_of_each_failed_or_canceled_item(env: Env, q
 
     result = queue.retry_items_by_id(Q, [completed, failed, pending, canceled, failed, 999])
 
-    assert len(result.retried_item_ids) == 2
-    copies = queue.get_queue_items_by_item_ids(result.retried_item_ids)
+    assert result.retried_item_ids == [failed, canceled]
+    copies = [item for item in queue.list_all_queue_items(Q) if item.retried_from_item_id is not None]
     originals = queue.get_queue_items_by_item_ids([failed, canceled])
     for copy, original in zip(copies, originals, strict=True):
         assert copy.retried_from_item_id == original.item_id
@@ -664,11 +680,12 @@ def test_retry_enqueues_a_fresh_copy_of_each_failed_or_canceled_item(env: Env, q
         assert copy.session_id != original.session_id and copy.session.executed == set()
         assert copy.error_type is None and copy.attempts == 0
     assert [values(copy)[0] for copy in copies] == [5, 6]
-    events = env.events.status_changes()
-    assert [(e.item_id, e.old_status, e.status) for e in events] == [
-        (copy_id, None, "pending") for copy_id in result.retried_item_ids
-    ]
-    assert events[-1].batch_status.pending == 3
+    events = env.events.take()
+    changes = [e for e in events if isinstance(e, QueueItemStatusChangedEvent)]
+    assert [(e.item_id, e.old_status, e.status) for e in changes] == [(c.item_id, None, "pending") for c in copies]
+    assert changes[-1].batch_status.pending == 3
+    [retried_event] = [e for e in events if isinstance(e, QueueItemsRetriedEvent)]
+    assert retried_event.retried_item_ids == [failed, canceled]
     assert queue.retry_items_by_id("other", [failed]).retried_item_ids == []
     assert_counts_right(env, queue)
 
@@ -801,6 +818,14 @@ def test_pages_follow_run_order_with_a_cursor(env: Env, queue: SqlSessionQueue) 
     assert [item.item_id for item in by_status.items] == higher[4:] + high + low and not by_status.has_more
     exact = queue.list_queue_items(Q, limit=21)
     assert len(exact.items) == 21 and not exact.has_more
+
+    there = queue.enqueue_batch(Q, make_batch(runs=6, destination="there"), prepend=False).item_ids
+    first = queue.list_queue_items(Q, limit=4, destination="there")
+    rest = queue.list_queue_items(Q, limit=4, destination="there", priority=0, cursor=first.items[-1].item_id)
+    assert [item.item_id for item in first.items + rest.items] == there and first.has_more and not rest.has_more
+    pending_there = queue.list_queue_items(Q, limit=100, status="pending", destination="there")
+    assert [item.item_id for item in pending_there.items] == there
+    assert queue.list_queue_items(Q, limit=100, status="completed", destination="there").items == []
     with pytest.raises(SessionQueueError, match="both"):
         queue.list_queue_items(Q, limit=4, cursor=cursor)
     with pytest.raises(SessionQueueError, match="at least one"):
@@ -840,10 +865,10 @@ HOT_QUERIES = {
     "prepend priority": (sql.SELECT_MAX_PENDING_PRIORITY, (Q,)),
     "batch items": (sql.SELECT_BATCH_ITEMS, (Q, "b")),
     "unfinished in batch": (sql.SELECT_UNFINISHED_IN_BATCH, (Q, "b")),
-    "first page": (sql.LIST_PAGE[False, False], (Q, 11)),
-    "next page": (sql.LIST_PAGE[False, True], (Q, 0, 5, 11, Q, 0, 11, 11)),
-    "first page by status": (sql.LIST_PAGE[True, False], (Q, "pending", 11)),
-    "next page by status": (sql.LIST_PAGE[True, True], (Q, "pending", 0, 5, 11, Q, "pending", 0, 11, 11)),
+    "first page": (sql.LIST_PAGE[False, False, False], (Q, 11)),
+    "next page": (sql.LIST_PAGE[False, False, True], (Q, 0, 5, 11, Q, 0, 11, 11)),
+    "first page by status": (sql.LIST_PAGE[True, False, False], (Q, "pending", 11)),
+    "next page by status": (sql.LIST_PAGE[True, False, True], (Q, "pending", 0, 5, 11, Q, "pending", 0, 11, 11)),
 }
 
 

@@ -83,10 +83,11 @@ def list_queue_items(
     priority: int = Query(
         default=0, ge=-INT64_MAX, le=INT64_MAX, description="The last item priority of the previous page"
     ),
+    destination: str | None = Query(default=None, description="Only items with this destination"),
 ) -> CursorPaginatedResults[SessionQueueItem]:
     """A page of items in run order."""
     return services.session_queue.list_queue_items(
-        queue_id, limit, priority if cursor is not None else None, cursor, status
+        queue_id, limit, priority if cursor is not None else None, cursor, status, destination
     )
 
 

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from nodeloom.app.services.session_queue.session_queue_common import EnqueueBatchResult, SessionQueueItem
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def _now_s() -> int:
+    return int(time.time())
 
 
 class EventBase(BaseModel):
@@ -28,7 +28,7 @@ class EventBase(BaseModel):
 
     event_name: ClassVar[str] = ""
 
-    timestamp: int = Field(default_factory=_now_ms, description="When the event happened, in ms since the epoch")
+    timestamp: int = Field(default_factory=_now_s, description="When the event happened, in seconds since the epoch")
 
 
 class QueueEventBase(EventBase):
@@ -199,6 +199,12 @@ class BatchEnqueuedEvent(QueueEventBase):
 
 class QueueClearedEvent(QueueEventBase):
     event_name = "queue_cleared"
+
+
+class QueueItemsRetriedEvent(QueueEventBase):
+    event_name = "queue_items_retried"
+
+    retried_item_ids: list[int] = Field(description="The items retried; each has a new pending copy")
 
 
 class ModelEventBase(EventBase):

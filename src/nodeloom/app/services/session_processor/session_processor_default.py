@@ -20,6 +20,7 @@ from nodeloom.app.services.events.events_common import (
     InvocationErrorEvent,
     InvocationStartedEvent,
     QueueClearedEvent,
+    QueueItemsRetriedEvent,
     QueueItemStatusChangedEvent,
 )
 from nodeloom.app.services.invocation_stats.invocation_stats_common import GESStatsNotFoundError
@@ -143,7 +144,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         )
 
     def _on_event(self, event: EventBase) -> None:
-        if isinstance(event, BatchEnqueuedEvent):
+        if isinstance(event, BatchEnqueuedEvent | QueueItemsRetriedEvent):
             self._wake.set()
             return
         run = self._run

@@ -74,6 +74,7 @@ class SessionQueueBase(ABC):
         priority: int | None = None,
         cursor: int | None = None,
         status: QUEUE_ITEM_STATUS | None = None,
+        destination: str | None = None,
     ) -> CursorPaginatedResults[SessionQueueItem]:
         """A page in run order (priority, then item id); pass the last item's priority and id to get the next."""
 

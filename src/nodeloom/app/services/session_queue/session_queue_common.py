@@ -13,10 +13,12 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from nodeloom.app.invocations.fields import ImageField
 from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.errors import NodeloomError
@@ -49,7 +51,7 @@ class BatchValidationError(SessionQueueError):
 
 
 # Batch values are strict so that "1" stays a string and 1 stays an int when a batch is read from JSON.
-BatchDataType = StrictStr | StrictBool | StrictInt | StrictFloat
+BatchDataType = StrictStr | StrictBool | StrictInt | StrictFloat | ImageField
 
 
 class NodeFieldValue(BaseModel):
@@ -90,8 +92,10 @@ class Batch(BaseModel):
 
     @field_validator("graph")
     @classmethod
-    def _graph_is_valid(cls, graph: Graph) -> Graph:
-        graph.validate_self()
+    def _graph_is_valid(cls, graph: Graph, info: ValidationInfo) -> Graph:
+        # `data` is declared first, so it has been read (unless it was invalid): the inputs it sets need no value.
+        data: BatchDataCollection = info.data.get("data") or []
+        graph.validate_self(filled={(datum.node_path, datum.field_name) for group in data for datum in group})
         return graph
 
     @field_validator("data")
@@ -222,7 +226,9 @@ class CancelAllExceptCurrentResult(CancelByBatchIDsResult):
 
 class RetryItemsResult(BaseModel):
     queue_id: str = Field(description="The id of the queue")
-    retried_item_ids: list[int] = Field(description="The ids of the new items, one per retried item")
+    retried_item_ids: list[int] = Field(
+        description="The items retried (failed or canceled ones); each new copy names its own in `retried_from_item_id`"
+    )
 
 
 class IsEmptyResult(BaseModel):

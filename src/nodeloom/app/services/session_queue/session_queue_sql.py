@@ -23,6 +23,7 @@ from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
     EventBase,
     QueueClearedEvent,
+    QueueItemsRetriedEvent,
     QueueItemStatusChangedEvent,
 )
 from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
@@ -341,19 +342,20 @@ class SqlSessionQueue(SessionQueueBase):
         priority: int | None = None,
         cursor: int | None = None,
         status: QUEUE_ITEM_STATUS | None = None,
+        destination: str | None = None,
     ) -> CursorPaginatedResults[SessionQueueItem]:
         if (priority is None) != (cursor is None):
             raise SessionQueueError("A page after a cursor needs both the last item's priority and its id")
         if limit < 1:
             raise SessionQueueError(f"A page holds at least one item, not {limit}")
-        where: tuple[object, ...] = (queue_id,) if status is None else (queue_id, status)
+        where = (queue_id, *(value for value in (status, destination) if value is not None))
         # One row more than the page tells whether another page follows.
         if cursor is None:
             params = (*where, limit + 1)
         else:
             params = (*where, priority, cursor, limit + 1, *where, priority, limit + 1, limit + 1)
         with self._db.read() as db_cursor:
-            db_cursor.execute(sql.LIST_PAGE[status is not None, cursor is not None], params)
+            db_cursor.execute(sql.LIST_PAGE[status is not None, destination is not None, cursor is not None], params)
             rows = db_cursor.fetchall()
         items = [_item_from_row(row) for row in rows[:limit]]
         return CursorPaginatedResults(limit=limit, has_more=len(rows) > limit, items=items)
@@ -522,7 +524,10 @@ class SqlSessionQueue(SessionQueueBase):
                 )
                 inserted += [(None, new_row) for new_row in cursor.fetchall()]
             self._record(write, inserted)
-        return RetryItemsResult(queue_id=queue_id, retried_item_ids=[row["item_id"] for _, row in inserted])
+            retried = [row["item_id"] for row in originals]
+            if retried:
+                write.events.append(QueueItemsRetriedEvent(queue_id=queue_id, retried_item_ids=retried))
+        return RetryItemsResult(queue_id=queue_id, retried_item_ids=retried)
 
     def delete_queue_item(self, item_id: int) -> None:
         with self._write() as write:

@@ -7,12 +7,11 @@ import json
 import re
 from collections.abc import Iterator
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nodeloom.app.invocations.baseinvocation import BaseInvocation
 from nodeloom.app.services.session_queue.session_queue_common import (
     Batch,
-    BatchDataType,
     BatchDatum,
     BatchValidationError,
 )
@@ -84,11 +83,11 @@ def _values(node: BaseInvocation, datum: BatchDatum) -> list[_Value]:
     fields = node.model_dump()
     name = datum.field_name
     field_value = json.dumps({"node_path": datum.node_path, "field_name": name})[:-1] + ', "value": '
-    # The type is part of the key: 1, 1.0 and True are equal as dict keys but not as field values.
-    seen: dict[tuple[type, BatchDataType], _Value] = {}
+    # Keyed by the JSON: 1, 1.0 and True are equal as dict keys but not as field values.
+    seen: dict[str, _Value] = {}
     values: list[_Value] = []
     for item in datum.items:
-        key = (type(item), item)
+        key = item.model_dump_json() if isinstance(item, BaseModel) else json.dumps(item)
         if key not in seen:
             try:
                 valid = type(node).model_validate({**fields, name: item})
@@ -99,6 +98,6 @@ def _values(node: BaseInvocation, datum: BatchDatum) -> list[_Value]:
                     f"({node.invocation_type}): {problems}"
                 ) from error
             in_graph = json.dumps(valid.model_dump(mode="json", include={name})[name])
-            seen[key] = (in_graph, f"{field_value}{json.dumps(item)}}}")
+            seen[key] = (in_graph, f"{field_value}{key}}}")
         values.append(seen[key])
     return values

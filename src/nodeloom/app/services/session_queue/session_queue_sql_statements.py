@@ -166,8 +166,12 @@ SELECT_ALL_FOR_DESTINATION = (
 )
 
 
-def _page(by_status: bool, after_cursor: bool) -> str:
-    where = "queue_id = ? AND status = ?" if by_status else "queue_id = ?"
+def _page(by_status: bool, by_destination: bool, after_cursor: bool) -> str:
+    where = "queue_id = ?"
+    if by_status:
+        where += " AND status = ?"
+    if by_destination:
+        where += " AND destination = ?"
     if not after_cursor:
         return f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} ORDER BY priority DESC, item_id LIMIT ?"
     # Two index seeks (the rest of the cursor's priority, then the lower priorities) rather than one
@@ -183,12 +187,13 @@ def _page(by_status: bool, after_cursor: bool) -> str:
     )
 
 
-LIST_PAGE: dict[tuple[bool, bool], str] = {
-    (by_status, after_cursor): _page(by_status, after_cursor)
+LIST_PAGE: dict[tuple[bool, bool, bool], str] = {
+    (by_status, by_destination, after_cursor): _page(by_status, by_destination, after_cursor)
     for by_status in (False, True)
+    for by_destination in (False, True)
     for after_cursor in (False, True)
 }
-"""Keyed by (filtered by a status, after a cursor)."""
+"""Keyed by (filtered by a status, filtered by a destination, after a cursor)."""
 
 DELETE_ITEM = "DELETE FROM session_queue WHERE item_id = ? RETURNING queue_id, batch_id, status"
 DELETE_QUEUE = "DELETE FROM session_queue WHERE queue_id = ? RETURNING queue_id, batch_id, status"

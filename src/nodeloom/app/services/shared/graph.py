@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_validator
@@ -173,8 +173,11 @@ class Graph(BaseModel):
             raise CyclicalGraphError(f"The graph has a cycle through node '{stuck}'", node_id=stuck)
         return order
 
-    def validate_self(self) -> None:
-        """Raises the first `GraphError` found, naming the node and field it concerns."""
+    def validate_self(self, filled: Collection[tuple[str, str]] = ()) -> None:
+        """Raises the first `GraphError` found, naming the node and field it concerns.
+
+        `filled` names the (node id, field) inputs that are set later, as batch data sets them for each session.
+        """
         self._index = None
         for node_id, node in self.nodes.items():
             if node_id != node.id:
@@ -185,7 +188,7 @@ class Graph(BaseModel):
             self._check_edge(edge, resolver, seen_inputs)
         self.topological_order()
         for node in self.nodes.values():
-            self._check_node(node, resolver)
+            self._check_node(node, resolver, filled)
 
     def _check_edge(self, edge: Edge, resolver: _TypeResolver, seen: set[tuple[str, str]] | None = None) -> None:
         source, destination = edge.source, edge.destination
@@ -248,7 +251,7 @@ class Graph(BaseModel):
                 field=destination.field,
             )
 
-    def _check_node(self, node: BaseInvocation, resolver: _TypeResolver) -> None:
+    def _check_node(self, node: BaseInvocation, resolver: _TypeResolver, filled: Collection[tuple[str, str]]) -> None:
         connected = {edge.destination.field for edge in self.input_edges(node.id)}
         if isinstance(node, IterateInvocation) and COLLECTION_FIELD not in connected:
             raise IterateCollectError(
@@ -260,7 +263,8 @@ class Graph(BaseModel):
             resolver.collect_item_type(node.id)
             return
         for info in node.inputs().values():
-            if info.required and info.name not in connected and getattr(node, info.name) is None:
+            given = info.name in connected or (node.id, info.name) in filled or getattr(node, info.name) is not None
+            if info.required and not given:
                 how = "an edge" if info.input is Input.Connection else "a value or an edge"
                 raise MissingGraphInputError(
                     f"Input '{info.name}' of node {_describe(node)} is required and has neither {how}",
