@@ -3,6 +3,7 @@ from __future__ import annotations
 import ast
 import http.server
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import socketio
+import websockets.sync.client
 from tests.conftest import LiveServer
 from tests.helpers import edge, graph_json, wait_for
 
@@ -369,6 +371,22 @@ def test_a_lone_event_goes_out_at_once_and_a_burst_is_gathered(client: httpx.Cli
         sio.disconnect()
     assert arrivals[0] - sent < 0.5
     assert arrivals[1] - arrivals[0] > 0.7
+
+
+def test_a_client_that_stops_reading_does_not_hold_up_the_processor(client: httpx.Client, server: LiveServer) -> None:
+    stalled = socket.create_connection(("127.0.0.1", server.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    url = f"ws://127.0.0.1:{server.port}/ws/socket.io/?EIO=4&transport=websocket"
+    # max_queue=1: once one frame waits unread, the client stops reading its socket.
+    with websockets.sync.client.connect(url, sock=stalled, max_queue=1, compression=None, close_timeout=1) as ws:
+        assert str(ws.recv(timeout=10)).startswith("0")
+        ws.send("40")
+        assert str(ws.recv(timeout=10)).startswith("40")
+        ws.send('420["subscribe_queue",{"queue_id":"default"}]')
+        assert str(ws.recv(timeout=10)).startswith("430")
+        result = enqueue(client, ADD_GRAPH, runs=1000)
+        waited = wait(client, result["batch"]["batch_id"], timeout=60)
+    assert waited["finished"] and {item["status"] for item in waited["items"]} == {"completed"}
 
 
 def test_replay_beyond_the_buffer_says_events_were_missed(server: LiveServer) -> None:
