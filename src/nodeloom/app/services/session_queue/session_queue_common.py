@@ -93,8 +93,10 @@ class Batch(BaseModel):
     @field_validator("graph")
     @classmethod
     def _graph_is_valid(cls, graph: Graph, info: ValidationInfo) -> Graph:
-        # `data` is declared first, so it has been read (unless it was invalid): the inputs it sets need no value.
-        data: BatchDataCollection = info.data.get("data") or []
+        # `data` is declared first, so it has been read: the inputs it sets need no value in the graph.
+        if "data" not in info.data:
+            return graph  # the data was invalid: that is the error to report, not the inputs it would have set
+        data: BatchDataCollection = info.data["data"] or []
         graph.validate_self(filled={(datum.node_path, datum.field_name) for group in data for datum in group})
         return graph
 
