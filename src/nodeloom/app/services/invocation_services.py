@@ -13,7 +13,11 @@ from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_default import InProcessEventService
 from nodeloom.app.services.image_files.image_files_disk import DiskImageFileStorage
-from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage, migrate_images
+from nodeloom.app.services.image_records.image_records_sql import (
+    SqlImageRecordStorage,
+    migrate_image_boards,
+    migrate_images,
+)
 from nodeloom.app.services.images.images_base import ImageServiceABC
 from nodeloom.app.services.images.images_default import ImageService
 from nodeloom.app.services.invocation_cache.invocation_cache_base import InvocationCacheBase
@@ -54,6 +58,7 @@ MIGRATIONS: list[Migration] = [
     Migration(version=1, description="session queue", up=migrate_session_queue),
     Migration(version=2, description="images and boards", up=migrate_images),
     Migration(version=3, description="models", up=migrate_models),
+    Migration(version=4, description="each image's board on its row", up=migrate_image_boards),
 ]
 """The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
 

@@ -11,7 +11,7 @@ from nodeloom.app.services.image_records.image_records_common import (
     ImageRecordNotFoundError,
     ResourceOrigin,
 )
-from nodeloom.app.services.image_records.image_records_sql import listing_source
+from nodeloom.app.services.image_records.image_records_sql import LIST_COUNT, LIST_PAGE, listing_source
 from nodeloom.app.services.names.names_default import SimpleNameService
 from nodeloom.app.services.shared.database.database_common import DatabaseIntegrityError
 
@@ -168,15 +168,80 @@ def test_listing_by_board(stack: ImageStack) -> None:
     assert stack.image_records.get_many(board_id=board, categories=[ImageCategory.MASK]).total == 0
 
 
-def test_board_listing_walks_the_indexes(stack: ImageStack) -> None:
-    """The listing of a board reads the board's links by index and the images by key: no table scan."""
-    source, params = listing_source(None, None, False, "a-board")
-    with stack.db.read() as cursor:
-        cursor.execute(f"EXPLAIN QUERY PLAN SELECT images.image_name {source}", params)
-        plan = " | ".join(str(row["detail"]) for row in cursor.fetchall())
-    assert "ix_board_images_board" in plan
-    assert "SCAN images" not in plan
-    assert "SCAN board_images" not in plan
+BOARD_LISTINGS = {
+    "board": (None, False, "a-board"),
+    "no board": (None, False, BOARD_ID_NONE),
+    "board by category": ([ImageCategory.GENERAL, ImageCategory.USER], False, "a-board"),
+}
+
+
+@pytest.mark.parametrize("name", BOARD_LISTINGS)
+def test_board_listing_walks_its_index_in_gallery_order(stack: ImageStack, name: str) -> None:
+    """A board's page walks `ix_images_board_order` in order and stops: the board is never sorted, only the page's
+    rows are read (by key) and put back in order, and the count reads the same index."""
+    board = stack.board_records.save("Board").board_id
+    for i in range(20):
+        stack.board_image_records.add_image_to_board(board, save(stack, starred=i % 5 == 0))
+        save(stack)
+    categories, is_intermediate, board_id = BOARD_LISTINGS[name]
+    source, params = listing_source(None, categories, is_intermediate, board_id)
+
+    def plan(statement: str, params: list[object]) -> list[tuple[int, int, str]]:
+        with stack.db.read() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {statement}", params)
+            return [(int(row["id"]), int(row["parent"]), str(row["detail"])) for row in cursor.fetchall()]
+
+    page = plan(LIST_PAGE.format(source=source), [*params, 10, 30])
+    subqueries = {step for step, _, detail in page if detail.startswith("LIST SUBQUERY")}
+    walk = [detail for _, parent, detail in page if parent in subqueries]
+    outer = [detail for _, parent, detail in page if parent == 0]
+    index = "INDEX ix_images_board_order (board_id=? AND is_intermediate=?)"
+    assert len(walk) == 1 and walk[0].startswith("SEARCH images USING") and walk[0].endswith(index), page
+    assert outer[0] == "SEARCH images USING PRIMARY KEY (image_name=?)", page
+    # The one sort is the outer query's, of the page's rows only.
+    assert [detail for detail in outer if "TEMP B-TREE" in detail] == ["USE TEMP B-TREE FOR ORDER BY"], page
+    count = [detail for _, _, detail in plan(LIST_COUNT.format(source=source), params)]
+    assert len(count) == 1 and count[0].startswith("SEARCH images USING") and count[0].endswith(index), count
+
+
+def test_board_pages_follow_the_gallery_order(stack: ImageStack) -> None:
+    board = stack.board_records.save("Board").board_id
+    names = []
+    for i in range(10):
+        names.append(save(stack, starred=i % 4 == 0))
+        stack.board_image_records.add_image_to_board(board, names[-1])
+        save(stack, starred=True)
+    expected = [name for i, name in reversed(list(enumerate(names))) if i % 4 == 0]
+    expected += [name for i, name in reversed(list(enumerate(names))) if i % 4 != 0]
+
+    pages = [
+        stack.image_records.get_many(offset, 3, is_intermediate=False, board_id=board) for offset in range(0, 12, 3)
+    ]
+
+    assert [record.image_name for page in pages for record in page.items] == expected
+    assert {page.total for page in pages} == {10}
+
+
+def test_listing_on_no_board_and_by_category(stack: ImageStack) -> None:
+    board = stack.board_records.save("Board").board_id
+    on_board = save(stack)
+    loose = save(stack)
+    loose_mask = save(stack, category=ImageCategory.MASK)
+    starred_loose = save(stack, starred=True)
+    save(stack, is_intermediate=True)
+    stack.board_image_records.add_image_to_board(board, on_board)
+
+    def names(board_id: str, categories: list[ImageCategory] | None = None) -> list[str]:
+        page = stack.image_records.get_many(board_id=board_id, is_intermediate=False, categories=categories)
+        return [record.image_name for record in page.items]
+
+    assert names(BOARD_ID_NONE) == [starred_loose, loose_mask, loose]
+    assert names(BOARD_ID_NONE, [ImageCategory.MASK]) == [loose_mask]
+    assert names(board, [ImageCategory.MASK]) == []
+    assert names(board, [ImageCategory.GENERAL]) == [on_board]
+    stack.board_image_records.remove_image_from_board(on_board)
+    assert stack.image_records.get_many(board_id=BOARD_ID_NONE, is_intermediate=False).total == 4
+    assert stack.image_records.get_many(board_id=board).total == 0
 
 
 def test_deleting_a_record_removes_its_board_link(stack: ImageStack) -> None:

@@ -1,4 +1,4 @@
-"""Board-image links on the database port (the schema is created by `image_records_sql.migrate_images`)."""
+"""Which board each image is on, on the database port: `images.board_id` (see `image_records_sql`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from nodeloom.app.services.image_records.image_records_common import (
     IMAGE_ORDER,
     ImageCategory,
     ImageRecordNotFoundError,
-    utc_now,
 )
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
 
@@ -20,24 +19,19 @@ from nodeloom.app.services.shared.database.database_base import DatabaseBase
 _CHUNK = 500
 
 _BOARD_EXISTS = "SELECT board_id FROM boards WHERE board_id = ?"
-_IMAGE_EXISTS = "SELECT image_name FROM images WHERE image_name = ?"
-# An image already on a board moves: the image name is the key.
-_UPSERT = """
-INSERT INTO board_images (board_id, image_name, created_at, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (image_name) DO UPDATE SET board_id = excluded.board_id, updated_at = excluded.updated_at
-"""
-_DELETE = "DELETE FROM board_images WHERE image_name = ?"
-_SELECT_BOARD = "SELECT board_id FROM board_images WHERE image_name = ?"
+# An image already on a board moves: an image row holds one board.
+_SET_BOARD = "UPDATE images SET board_id = ? WHERE image_name = ?"
+_CLEAR_BOARD = "UPDATE images SET board_id = NULL WHERE image_name = ? AND board_id IS NOT NULL"
+_SELECT_BOARD = "SELECT board_id FROM images WHERE image_name = ?"
+_SELECT_BOARDS = "SELECT image_name, board_id FROM images WHERE board_id IS NOT NULL AND image_name IN ({placeholders})"
 # The count and the newest image of each board in one pass; window functions exist on both engines.
 _SUMMARIES = """
 SELECT board_id, image_name AS cover_image_name, image_count FROM (
-    SELECT board_images.board_id, board_images.image_name,
-        COUNT(*) OVER (PARTITION BY board_images.board_id) AS image_count,
-        ROW_NUMBER() OVER (
-            PARTITION BY board_images.board_id ORDER BY images.created_at DESC, images.image_name DESC
-        ) AS rank_in_board
-    FROM board_images JOIN images ON images.image_name = board_images.image_name
-    WHERE images.is_intermediate = ? AND board_images.board_id IN ({placeholders})
+    SELECT board_id, image_name,
+        COUNT(*) OVER (PARTITION BY board_id) AS image_count,
+        ROW_NUMBER() OVER (PARTITION BY board_id ORDER BY created_at DESC, image_name DESC) AS rank_in_board
+    FROM images
+    WHERE is_intermediate = ? AND board_id IN ({placeholders})
 ) AS ranked
 WHERE rank_in_board = 1
 """
@@ -53,26 +47,24 @@ def _placeholders(values: list[Any]) -> str:
 
 
 class SqlBoardImageRecordStorage(BoardImageRecordStorageBase):
-    """Links in the `board_images` table, on any engine the database port speaks."""
+    """Links in the `board_id` column of the `images` table, on any engine the database port speaks."""
 
     def __init__(self, db: DatabaseBase) -> None:
         self._db = db
 
     def add_image_to_board(self, board_id: str, image_name: str) -> None:
-        now = utc_now()
         with self._db.transaction() as cursor:
             # Checked first so that an unknown id is a "not found", not a foreign-key error.
             cursor.execute(_BOARD_EXISTS, (board_id,))
             if cursor.fetchone() is None:
                 raise BoardRecordNotFoundError(board_id)
-            cursor.execute(_IMAGE_EXISTS, (image_name,))
-            if cursor.fetchone() is None:
+            cursor.execute(_SET_BOARD, (board_id, image_name))
+            if cursor.rowcount == 0:
                 raise ImageRecordNotFoundError(image_name)
-            cursor.execute(_UPSERT, (board_id, image_name, now, now))
 
     def remove_image_from_board(self, image_name: str) -> bool:
         with self._db.transaction() as cursor:
-            cursor.execute(_DELETE, (image_name,))
+            cursor.execute(_CLEAR_BOARD, (image_name,))
             return cursor.rowcount > 0
 
     def get_all_board_image_names_for_board(
@@ -80,19 +72,17 @@ class SqlBoardImageRecordStorage(BoardImageRecordStorageBase):
     ) -> list[str]:
         if categories is not None and not categories:
             return []
-        conditions = ["board_images.board_id = ?"]
+        conditions = ["board_id = ?"]
         params: list[Any] = [board_id]
         if categories is not None:
-            conditions.append(f"images.image_category IN ({_placeholders(categories)})")
+            conditions.append(f"image_category IN ({_placeholders(categories)})")
             params.extend(ImageCategory(category).value for category in categories)
         if is_intermediate is not None:
-            conditions.append("images.is_intermediate = ?")
+            conditions.append("is_intermediate = ?")
             params.append(is_intermediate)
         with self._db.read() as cursor:
             cursor.execute(
-                "SELECT images.image_name FROM board_images JOIN images ON images.image_name = board_images.image_name "
-                f"WHERE {' AND '.join(conditions)} ORDER BY {IMAGE_ORDER}",
-                params,
+                f"SELECT image_name FROM images WHERE {' AND '.join(conditions)} ORDER BY {IMAGE_ORDER}", params
             )
             return [row["image_name"] for row in cursor.fetchall()]
 
@@ -100,16 +90,14 @@ class SqlBoardImageRecordStorage(BoardImageRecordStorageBase):
         with self._db.read() as cursor:
             cursor.execute(_SELECT_BOARD, (image_name,))
             row = cursor.fetchone()
-        return None if row is None else str(row["board_id"])
+        # No row (no such image) and a null board both mean "on no board".
+        return None if row is None or row["board_id"] is None else str(row["board_id"])
 
     def get_boards_for_images(self, image_names: list[str]) -> dict[str, str]:
         boards: dict[str, str] = {}
         with self._db.read() as cursor:
             for chunk in _chunks(image_names):
-                cursor.execute(
-                    f"SELECT image_name, board_id FROM board_images WHERE image_name IN ({_placeholders(chunk)})",
-                    chunk,
-                )
+                cursor.execute(_SELECT_BOARDS.format(placeholders=_placeholders(chunk)), chunk)
                 boards.update((row["image_name"], row["board_id"]) for row in cursor.fetchall())
         return boards
 

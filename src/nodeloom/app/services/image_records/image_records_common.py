@@ -14,7 +14,7 @@ BOARD_ID_NONE = "none"
 
 IMAGE_ORDER = "images.starred DESC, images.created_at DESC, images.image_name DESC"
 """The gallery's order, as SQL: starred first, then newest first; the name breaks ties so offset pages never
-overlap. `ix_images_order` serves it."""
+overlap. `ix_images_order` serves it, and `ix_images_board_order` within one board (or none) and intermediate flag."""
 
 
 def utc_now() -> str:

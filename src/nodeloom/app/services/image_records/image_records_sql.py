@@ -1,4 +1,4 @@
-"""Image records on the database port, and the schema of images, boards and their links."""
+"""Image records on the database port, and the schema of images and boards (each image's board on its row)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,32 @@ def migrate_images(cursor: DbCursor) -> None:
         cursor.execute(statement)
 
 
+# Migration 4: an image is on one board at most, so its board lives on its row. A board's listing then walks one
+# index in the gallery's order and stops after the page, where joining the links sorted the whole board. Deleting
+# a board sets its images' board to null (they stay, on no board); deleting an image takes its board with it.
+_MOVE_BOARDS_TO_IMAGES = (
+    # SQLite adds a column with a REFERENCES clause only if its default is null, which this one's is.
+    "ALTER TABLE images ADD COLUMN board_id TEXT REFERENCES boards (board_id) ON DELETE SET NULL",
+    """
+    UPDATE images SET board_id = (
+        SELECT board_images.board_id FROM board_images WHERE board_images.image_name = images.image_name
+    )
+    WHERE image_name IN (SELECT image_name FROM board_images)
+    """,
+    "DROP TABLE board_images",
+    # A board's listing (board, intermediate flag, then the gallery's order: see `IMAGE_ORDER`), its count and
+    # cover, the images on no board (board_id IS NULL), and the foreign key's lookup when a board is deleted.
+    "CREATE INDEX ix_images_board_order ON images (board_id, is_intermediate, starred DESC, created_at DESC, "
+    "image_name DESC)",
+)
+
+
+def migrate_image_boards(cursor: DbCursor) -> None:
+    """Moves each image's board from the board_images table onto its row (`images.board_id`), and indexes it."""
+    for statement in _MOVE_BOARDS_TO_IMAGES:
+        cursor.execute(statement)
+
+
 # --- Queries ------------------------------------------------------------------------------------------------
 
 _COLUMNS = (
@@ -110,6 +136,17 @@ _DELETE = "DELETE FROM images WHERE image_name = ?"
 _SELECT_INTERMEDIATES = "SELECT image_name FROM images WHERE is_intermediate = ?"
 _SELECT_ALL_NAMES = "SELECT image_name FROM images"
 _UPDATABLE = ("image_category", "is_intermediate", "starred")
+# The page's names are found first, walking an index (covering, for a board's gallery: `ix_images_board_order`)
+# past the offset without reading a row, and only the page's rows are then read and put back in order. Reading
+# every skipped row made a deep page cost ten times as much.
+LIST_PAGE = (
+    f"SELECT {_RECORD_COLUMNS} FROM images WHERE images.image_name IN "
+    f"(SELECT images.image_name {{source}} ORDER BY {IMAGE_ORDER} LIMIT ? OFFSET ?) "
+    f"ORDER BY {IMAGE_ORDER}"
+)
+"""A page of a listing: `source` is `listing_source`'s clauses, bound to its parameters, then limit and offset."""
+LIST_COUNT = "SELECT COUNT(*) AS total {source}"
+"""The number of images in a listing: `source` is `listing_source`'s clauses, bound to its parameters."""
 
 
 def listing_source(
@@ -119,16 +156,14 @@ def listing_source(
     board_id: str | None,
 ) -> tuple[str, list[Any]]:
     """The FROM and WHERE clauses selecting the images that match the filters, with their parameters."""
+    # With the board and the intermediate flag fixed, `ix_images_board_order` yields the rows in the gallery's order.
     if board_id == BOARD_ID_NONE:
-        source = "images LEFT JOIN board_images ON board_images.image_name = images.image_name"
-        conditions = ["board_images.board_id IS NULL"]
+        conditions = ["images.board_id IS NULL"]
         params: list[Any] = []
     elif board_id is not None:
-        source = "board_images JOIN images ON images.image_name = board_images.image_name"
-        conditions = ["board_images.board_id = ?"]
-        params = [board_id]
+        conditions, params = ["images.board_id = ?"], [board_id]
     else:
-        source, conditions, params = "images", [], []
+        conditions, params = [], []
     if image_origin is not None:
         conditions.append("images.image_origin = ?")
         params.append(image_origin.value)
@@ -139,7 +174,7 @@ def listing_source(
         conditions.append("images.is_intermediate = ?")
         params.append(is_intermediate)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"FROM {source}{where}", params
+    return f"FROM images{where}", params
 
 
 class SqlImageRecordStorage(ImageRecordStorageBase):
@@ -236,12 +271,9 @@ class SqlImageRecordStorage(ImageRecordStorageBase):
             return OffsetPaginatedResults(limit=limit, offset=offset, total=0, items=[])
         source, params = listing_source(image_origin, categories, is_intermediate, board_id)
         with self._db.read() as cursor:
-            cursor.execute(
-                f"SELECT {_RECORD_COLUMNS} {source} ORDER BY {IMAGE_ORDER} LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
+            cursor.execute(LIST_PAGE.format(source=source), [*params, limit, offset])
             items = [ImageRecord.model_validate(dict(row)) for row in cursor.fetchall()]
-            cursor.execute(f"SELECT COUNT(*) AS total {source}", params)
+            cursor.execute(LIST_COUNT.format(source=source), params)
             total_row = cursor.fetchone()
         assert total_row is not None, "an aggregate query always returns one row"
         return OffsetPaginatedResults(limit=limit, offset=offset, total=int(total_row["total"]), items=items)

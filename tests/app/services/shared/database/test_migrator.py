@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
+from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
+from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage, migrate_image_boards
 from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, Dialect
 from nodeloom.app.services.shared.database.database_common import (
@@ -211,3 +214,47 @@ def test_the_application_migrations_apply_to_an_empty_file(db: SqliteDatabase) -
     Migrator(db, MIGRATIONS).run()
 
     assert [version for version, _ in recorded(db)] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_the_image_boards_migration_carries_each_images_board_over(db: SqliteDatabase) -> None:
+    """A database made before the boards moved onto the image rows keeps every image on its board."""
+    version = next(migration.version for migration in MIGRATIONS if migration.up is migrate_image_boards)
+    Migrator(db, [migration for migration in MIGRATIONS if migration.version < version]).run()
+    now = "2024-01-01T00:00:00.000000+00:00"
+    boards = {"board-a": ["a1.png", "a2.png"], "board-b": ["b1.png"]}
+    loose = ["loose.png"]
+    with db.transaction() as cursor:
+        for board_id in boards:
+            cursor.execute(
+                "INSERT INTO boards (board_id, board_name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (board_id, board_id, now, now),
+            )
+        for image_name in [*loose, *(name for names in boards.values() for name in names)]:
+            cursor.execute(
+                "INSERT INTO images (image_name, image_origin, image_category, width, height, created_at, updated_at) "
+                "VALUES (?, 'internal', 'general', 8, 8, ?, ?)",
+                (image_name, now, now),
+            )
+        for board_id, names in boards.items():
+            for image_name in names:
+                cursor.execute(
+                    "INSERT INTO board_images (image_name, board_id, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                    (image_name, board_id, now, now),
+                )
+
+    Migrator(db, MIGRATIONS).run()
+
+    assert [number for number, _ in recorded(db)] == list(range(1, len(MIGRATIONS) + 1))
+    assert "board_images" not in tables(db)
+    links = SqlBoardImageRecordStorage(db)
+    assert {name: links.get_board_for_image(name) for name in ["loose.png", "a1.png", "a2.png", "b1.png"]} == {
+        "loose.png": None,
+        "a1.png": "board-a",
+        "a2.png": "board-a",
+        "b1.png": "board-b",
+    }
+    assert sorted(links.get_all_board_image_names_for_board("board-a")) == ["a1.png", "a2.png"]
+    # The column's foreign key works on a migrated database: deleting a board leaves its images on no board.
+    SqlBoardRecordStorage(db).delete("board-b")
+    assert links.get_board_for_image("b1.png") is None
+    assert SqlImageRecordStorage(db).get("b1.png").image_name == "b1.png"
