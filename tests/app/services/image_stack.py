@@ -17,15 +17,11 @@ from nodeloom.app.services.events.events_common import EventBase
 from nodeloom.app.services.events.events_default import InProcessEventService
 from nodeloom.app.services.image_files.image_files_disk import DiskImageFileStorage
 from nodeloom.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
-from nodeloom.app.services.image_records.image_records_sql import (
-    SqlImageRecordStorage,
-    migrate_image_boards,
-    migrate_images,
-)
+from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage
 from nodeloom.app.services.images.images_common import ImageDTO
 from nodeloom.app.services.images.images_default import ImageService
+from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.names.names_default import SimpleNameService
-from nodeloom.app.services.shared.database.database_common import Migration
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.urls.urls_default import LocalUrlService
@@ -81,7 +77,7 @@ def open_image_stack(root: Path) -> Iterator[ImageStack]:
     events.subscribe(delivered.append)
     events.start()
     try:
-        Migrator(db, [Migration(1, "images", migrate_images), Migration(2, "boards", migrate_image_boards)]).run()
+        Migrator(db, MIGRATIONS).run()
         image_files = DiskImageFileStorage(root / "outputs" / "images")
         image_records = SqlImageRecordStorage(db)
         board_records = SqlBoardRecordStorage(db)
