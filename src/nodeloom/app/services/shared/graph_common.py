@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 
 from nodeloom.errors import NodeloomError
 
+_ids = random.Random()
+"""Private, so that a node or library calling `random.seed()` cannot make ids repeat; seeded from the OS."""
+os.register_at_fork(after_in_child=_ids.seed)  # a forked child must not repeat its parent's ids
+
 
 def uuid_string() -> str:
     """A random version-4 UUID string, made without a system call: prepared node ids are made by the thousand."""
-    x = f"{random.getrandbits(128):032x}"
+    x = f"{_ids.getrandbits(128):032x}"
     return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{'89ab'[int(x[16], 16) & 3]}{x[17:20]}-{x[20:]}"
 
 
