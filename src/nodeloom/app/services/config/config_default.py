@@ -65,6 +65,11 @@ class NodeloomConfig(BaseSettings):
     profiles_dir: Path = Field(default=Path("profiles"), description="Where session profiles are written")
     profile_prefix: str = Field(default="", description="Prepended to each profile's file name")
 
+    # Robustness: the processor's supervisor, time budgets for node code, a bounded shutdown
+    regex_timeout_s: float = Field(
+        default=1.0, gt=0, description="The most seconds a string node's regular expression may run before it fails"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
