@@ -88,7 +88,8 @@ def test_node_error_fails_the_session_and_the_next_still_runs(start_services: St
     assert item.error_traceback and "RuntimeError: the node broke" in item.error_traceback
     assert item.session.errors and "the node broke" in next(iter(item.session.errors.values()))
     assert wait_finished(services, good).status == "completed"
-    (error_event,) = recorder.of("invocation_error")
+    # The bus delivers on its own thread: the event may come after the item's change is in the database.
+    (error_event,) = wait_for(lambda: recorder.of("invocation_error"), what="the error event")
     assert error_event.invocation_source_id == "boom" and error_event.error_type == "RuntimeError"
 
 
