@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from tests.helpers import free_port
 from tests.tiny_model import build_tiny_sd
 
@@ -78,6 +79,11 @@ class LiveServer:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.01)
         return self
+
+    @property
+    def server_state(self) -> uvicorn.server.ServerState:
+        """uvicorn's connections and request tasks."""
+        return self._server.server_state
 
     @property
     def services(self) -> InvocationServices:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,29 @@ class FailInvocation(BaseInvocation):
 
     def invoke(self, context: InvocationContext) -> IntOutput:
         raise RuntimeError(self.message)
+
+
+@invocation("test_exit", use_cache=False)
+class ExitInvocation(BaseInvocation):
+    """Calls `sys.exit` with its message, as a node that thinks it is a script does."""
+
+    message: str = InputField(default="bye")
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        sys.exit(self.message)
+
+
+@invocation("test_stubborn", use_cache=False)
+class StubbornInvocation(BaseInvocation):
+    """Runs for `seconds` without ever checking for cancellation, as a badly written node does."""
+
+    seconds: float = InputField(default=60.0)
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return IntOutput(value=0)
 
 
 @invocation_output("test_int_collection_output")

@@ -226,7 +226,7 @@ def test_openapi_lists_every_node_type(server: LiveServer) -> None:
 
 
 def test_health_and_metrics(client: httpx.Client, server: LiveServer) -> None:
-    assert httpx.get(f"{server.url}/health").json() == {"status": "ok", "processor_started": True}
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok", "processor_started": True, "detail": None}
     result = enqueue(client, ADD_GRAPH, runs=2)
     wait(client, result["batch"]["batch_id"])
     failing = enqueue(client, graph_json([{"id": "f", "type": "test_fail"}]))
@@ -242,6 +242,7 @@ def test_health_and_metrics(client: httpx.Client, server: LiveServer) -> None:
     assert 'nodeloom_nodes_total{node_type="add"} 2.0' in text
     assert 'nodeloom_node_seconds_total{node_type="add"}' in text
     assert "nodeloom_cache_hits_total" in text and "nodeloom_processor_started 1.0" in text
+    assert "nodeloom_processor_alive 1.0" in text and "nodeloom_processor_restarts_total 0.0" in text
 
 
 def test_app_routes(server: LiveServer) -> None:

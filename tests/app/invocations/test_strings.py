@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,6 +14,7 @@ from nodeloom.app.invocations.strings import (
     StringSplitInvocation,
     StringSplitNegInvocation,
 )
+from nodeloom.app.services.config.config_default import load_config
 
 if TYPE_CHECKING:
     from tests.app.invocations.conftest import CheckInvokeAINode, MakeContext
@@ -134,3 +138,15 @@ def test_string_replace_refuses_a_bad_regular_expression(
     node = StringReplaceInvocation(string="abc", search_string=search, replace_string=replace, use_regex=True)
     with pytest.raises(ValueError, match=message):
         node.invoke(make_context(node))
+
+
+def test_a_regular_expression_that_backtracks_without_end_fails_within_its_time_budget(
+    make_context: MakeContext, tmp_path: Path
+) -> None:
+    # Some 2**40 steps to fail to match: hours, without the budget.
+    node = StringReplaceInvocation(string="a" * 40 + "b", search_string="(a|a)+$", replace_string="", use_regex=True)
+    context = dataclasses.replace(make_context(node), config=load_config(tmp_path, regex_timeout_s=0.2))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"regex_timeout_s \(0.2 s\)"):
+        node.invoke(context)
+    assert time.monotonic() - started < 5

@@ -20,6 +20,7 @@ from nodeloom.app.api.routers.images import images_router
 from nodeloom.app.api.routers.model_manager import model_manager_router
 from nodeloom.app.api.routers.monitoring import monitoring_router
 from nodeloom.app.api.routers.session_queue import session_queue_router
+from nodeloom.app.api.shutdown import NodeloomServer, Shutdown
 from nodeloom.app.api.sockets import SOCKET_PATH, SocketBridge
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
@@ -103,6 +104,7 @@ class NodeloomApp(FastAPI):
 def create_app(config: NodeloomConfig) -> NodeloomApp:
     """The app for `config`; nothing is opened or started until its lifespan begins."""
     sockets = SocketBridge()
+    shutdown = Shutdown(config.shutdown_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,11 +121,12 @@ def create_app(config: NodeloomConfig) -> NodeloomApp:
         try:
             yield
         finally:
-            invoker.stop()
+            invoker.stop(timeout_s=shutdown.remaining_s())
             await sockets.stop()
 
     app = NodeloomApp(title="nodeloom", version=nodeloom.__version__, lifespan=lifespan)
     app.state.sockets = sockets
+    app.state.shutdown = shutdown
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, _nodeloom_error)
     app.add_exception_handler(ValidationError, _validation_error)
@@ -149,8 +152,9 @@ def create_server(config: NodeloomConfig) -> uvicorn.Server:
     the processor for the GIL, than the rest of sending it.
     """
     app = create_app(config)
-    return uvicorn.Server(
+    return NodeloomServer(
         uvicorn.Config(
             app, host=config.host, port=config.port, log_level=config.log_level, ws_per_message_deflate=False
-        )
+        ),
+        app.state.shutdown,
     )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from nodeloom.app.api.shutdown import Shutdown
 from nodeloom.app.api.sockets import SocketBridge
 from nodeloom.app.services.invocation_services import InvocationServices
 
@@ -20,5 +21,11 @@ def get_sockets(request: Request) -> SocketBridge:
     return sockets
 
 
+def get_shutdown(request: Request) -> Shutdown:
+    shutdown: Shutdown = request.app.state.shutdown
+    return shutdown
+
+
 Services = Annotated[InvocationServices, Depends(get_services)]
 Sockets = Annotated[SocketBridge, Depends(get_sockets)]
+ServerShutdown = Annotated[Shutdown, Depends(get_shutdown)]

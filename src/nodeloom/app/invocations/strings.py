@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
+
+import regex
 
 from nodeloom.app.invocations.baseinvocation import (
     BaseInvocation,
@@ -13,6 +14,7 @@ from nodeloom.app.invocations.baseinvocation import (
 )
 from nodeloom.app.invocations.fields import InputField, OutputField
 from nodeloom.app.invocations.primitives import StringOutput
+from nodeloom.app.services.config.config_default import NodeloomConfig
 
 if TYPE_CHECKING:
     from nodeloom.app.services.shared.invocation_context import InvocationContext
@@ -120,6 +122,14 @@ class StringSplitNegInvocation(BaseInvocation):
         return StringPosNegOutput(positive_string=positive, negative_string=negative)
 
 
+def regex_timeout_s(context: InvocationContext) -> float:
+    """The `regex_timeout_s` setting, or its default for a graph run without services (`nodeloom run`)."""
+    if context.config is not None:
+        return context.config.regex_timeout_s
+    default: float = NodeloomConfig.model_fields["regex_timeout_s"].default
+    return default
+
+
 @invocation(
     "string_replace",
     title="String Replace",
@@ -143,14 +153,22 @@ class StringReplaceInvocation(BaseInvocation):
         if not self.search_string:
             return StringOutput(value=self.string)
         if not self.use_regex:
-            pattern = re.compile(re.escape(self.search_string), re.IGNORECASE)
+            pattern = regex.compile(regex.escape(self.search_string), regex.IGNORECASE)
             # A function replacement is inserted as is, so a backslash in plain text stays a backslash.
             return StringOutput(value=pattern.sub(lambda _match: self.replace_string, self.string))
         try:
-            pattern = re.compile(self.search_string)
-        except re.error as e:
+            pattern = regex.compile(self.search_string)
+        except regex.error as e:
             raise ValueError(f"search_string is not a valid regular expression: {e}") from e
+        # `regex`, not `re`: it takes a time budget and lets go of the GIL while it matches a str. Under `re` a
+        # pattern that backtracks without end, such as `(a|a)+$` on "aaaa…b", held the GIL, and so the server.
+        timeout = regex_timeout_s(context)
         try:
-            return StringOutput(value=pattern.sub(self.replace_string, self.string))
-        except re.error as e:
+            return StringOutput(value=pattern.sub(self.replace_string, self.string, timeout=timeout))
+        except regex.error as e:
             raise ValueError(f"replace_string is not a valid replacement for this regular expression: {e}") from e
+        except TimeoutError as e:
+            raise TimeoutError(
+                f"search_string ran longer than regex_timeout_s ({timeout} s) on this string: it backtracks too "
+                "much; make its repeated parts unambiguous"
+            ) from e

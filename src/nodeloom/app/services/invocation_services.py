@@ -148,6 +148,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
             stats_dir=config.stats_path,
             profiles_dir=config.profiles_path if config.profile_graphs else None,
             profile_prefix=config.profile_prefix,
+            restart_interval_s=config.processor_restart_interval_s,
         ),
     )
     return InvocationServices(

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from nodeloom.app.services.invocation_services import InvocationServices
 
 logger = logging.getLogger(__name__)
+
+PROCESSOR_SHARE = 0.8
+"""The share of `stop`'s time the processor may wait for its node; the rest is kept for the last events, the
+webhooks' stop (about a second) and closing the database, which come after it."""
 
 
 class Invoker:
@@ -28,10 +33,17 @@ class Invoker:
         services.webhooks.start()
         services.session_processor.start()
 
-    def stop(self) -> None:
-        """Stops the processor (nothing stays in progress), delivers the last events, closes the database."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stops the processor, delivers the last events, stops the webhooks and closes the database, within
+        `timeout_s` (default: the `shutdown_timeout_s` setting).
+
+        In this order, because each step feeds the next: the processor's last status change is an event, which the
+        webhooks act on, and all of them write to the database. A node that ignores its cancel is left running and
+        its item in progress, for start-up recovery.
+        """
         services = self.services
-        services.session_processor.stop()
-        services.events.stop()
+        deadline = time.monotonic() + (services.config.shutdown_timeout_s if timeout_s is None else timeout_s)
+        services.session_processor.stop(timeout_s=PROCESSOR_SHARE * max(0.0, deadline - time.monotonic()))
+        services.events.stop(timeout_s=max(0.0, deadline - time.monotonic()))
         services.webhooks.stop()
         services.database.close()

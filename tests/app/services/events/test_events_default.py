@@ -59,3 +59,22 @@ def test_events_dispatched_before_start_are_delivered() -> None:
     bus.start()
     bus.stop()
     assert [e.queue_id for e in seen] == ["early"]  # type: ignore[attr-defined]
+
+
+def test_stop_gives_up_on_a_handler_that_holds_the_bus() -> None:
+    bus = InProcessEventService()
+    release = threading.Event()
+    handled: list[EventBase] = []
+
+    def stuck(event: EventBase) -> None:
+        release.wait(10)
+        handled.append(event)
+
+    bus.subscribe(stuck)
+    bus.start()
+    bus.dispatch(QueueClearedEvent(queue_id="a"))
+    try:
+        bus.stop(timeout_s=0.2)
+        assert handled == []  # stop returned while the handler still held the bus
+    finally:
+        release.set()

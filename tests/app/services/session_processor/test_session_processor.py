@@ -88,8 +88,22 @@ def test_node_error_fails_the_session_and_the_next_still_runs(start_services: St
     assert item.error_traceback and "RuntimeError: the node broke" in item.error_traceback
     assert item.session.errors and "the node broke" in next(iter(item.session.errors.values()))
     assert wait_finished(services, good).status == "completed"
-    (error_event,) = recorder.of("invocation_error")
+    # The bus delivers on its own thread: the event may come after the item's change is in the database.
+    (error_event,) = wait_for(lambda: recorder.of("invocation_error"), what="the error event")
     assert error_event.invocation_source_id == "boom" and error_event.error_type == "RuntimeError"
+
+
+def test_a_node_that_calls_sys_exit_fails_its_item_and_the_next_still_runs(start_services: StartServices) -> None:
+    services, _ = start_services()
+    (quitting,) = enqueue(services, graph_json([{"id": "quit", "type": "test_exit", "message": "the node quit"}]))
+    (good,) = enqueue(services, ADD_GRAPH)
+    item = wait_finished(services, quitting)
+    assert item.status == "failed"
+    assert item.error_type == "SystemExit" and item.error_message == "the node quit"
+    assert item.error_traceback and "sys.exit(self.message)" in item.error_traceback
+    assert wait_finished(services, good).status == "completed"
+    status = services.session_processor.get_status()
+    assert status.is_alive and status.restarts == 0
 
 
 def test_a_retried_item_runs_without_waiting_for_the_poll(start_services: StartServices) -> None:
@@ -244,6 +258,19 @@ def test_stop_leaves_nothing_in_progress(start_services: StartServices, tmp_path
     services.session_processor.stop()
     assert time.monotonic() - started < 2
     item = services.session_queue.get_queue_item(item_id)
+    assert item.status == "failed" and item.error_type == "Interrupted"
+
+
+def test_stop_gives_up_on_a_node_that_ignores_its_cancel(start_services: StartServices) -> None:
+    services, recorder = start_services()
+    (item_id,) = enqueue(services, graph_json([{"id": "stubborn", "type": "test_stubborn", "seconds": 3}]))
+    wait_for(lambda: recorder.of("invocation_started"), what="the node to start")
+    services.session_processor.stop(timeout_s=0.2)
+    # Returned while the node still runs: its item stays in progress, for start-up recovery if the process ends.
+    assert services.session_queue.get_queue_item(item_id).status == "in_progress"
+    assert not services.session_processor.get_status().is_started
+    # While the process lives on, the thread left behind ends the session as the stop asked, once its node returns.
+    item = wait_finished(services, item_id)
     assert item.status == "failed" and item.error_type == "Interrupted"
 
 

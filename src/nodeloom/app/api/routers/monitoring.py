@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from nodeloom.app.api.dependencies import Services
 from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUSES
@@ -13,14 +15,26 @@ monitoring_router = APIRouter(tags=["monitoring"])
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "processor_down"]
     processor_started: bool
+    detail: str | None = Field(default=None, description="What is wrong, when the status is not ok")
 
 
-@monitoring_router.get("/health", operation_id="health")
-def health(services: Services) -> Health:
-    """200 while the server answers; says whether the processor runs."""
-    return Health(status="ok", processor_started=services.session_processor.get_status().is_started)
+@monitoring_router.get(
+    "/health", operation_id="health", responses={503: {"model": Health, "description": "The processor is down"}}
+)
+def health(services: Services, response: Response) -> Health:
+    """200 while the server answers and its processor's thread runs (paused or not); 503 while that thread is down."""
+    processor = services.session_processor.get_status()
+    if processor.is_alive:
+        return Health(status="ok", processor_started=processor.is_started)
+    response.status_code = 503
+    reason = processor.error or "it is not running"
+    return Health(
+        status="processor_down",
+        processor_started=processor.is_started,
+        detail=f"The session processor's thread is down: {reason}",
+    )
 
 
 def _label(value: str) -> str:
@@ -79,5 +93,14 @@ def metrics(services: Services) -> PlainTextResponse:
         "gauge",
         "1 unless the processor is paused",
         [({}, float(processor.is_processing))],
+    )
+    out.metric(
+        "nodeloom_processor_alive", "gauge", "1 while the processor's thread runs", [({}, float(processor.is_alive))]
+    )
+    out.metric(
+        "nodeloom_processor_restarts_total",
+        "counter",
+        "Restarts of the processor's thread after it died",
+        [({}, float(processor.restarts))],
     )
     return PlainTextResponse("\n".join(out.lines) + "\n", media_type="text/plain; version=0.0.4")

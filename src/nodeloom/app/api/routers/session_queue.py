@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from nodeloom.app.api.dependencies import Services, Sockets
+from nodeloom.app.api.dependencies import ServerShutdown, Services, Sockets
 from nodeloom.app.services.events.events_common import QueueItemStatusChangedEvent
 from nodeloom.app.services.session_processor.session_processor_common import SessionProcessorStatus
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
@@ -201,15 +200,24 @@ def get_batch_status(
     return services.session_queue.get_batch_status(queue_id, batch_id)
 
 
-@session_queue_router.get("/{queue_id}/b/{batch_id}/wait", operation_id="wait_for_batch")
+@session_queue_router.get(
+    "/{queue_id}/b/{batch_id}/wait",
+    operation_id="wait_for_batch",
+    responses={503: {"description": "The server began to shut down before the batch finished"}},
+)
 async def wait_for_batch(
     services: Services,
     sockets: Sockets,
+    shutdown: ServerShutdown,
     queue_id: str = QueueId,
     batch_id: str = Path(description="The batch"),
     timeout: float = Query(default=60, gt=0, le=3600, description="The most seconds to wait"),
 ) -> WaitBatchResult:
-    """Returns when every item of the batch has finished, or when `timeout` passes, saying which."""
+    """Returns when every item of the batch has finished, or when `timeout` passes, saying which.
+
+    When the server begins to shut down first, answers 503 at once: its items may yet be interrupted, so the state
+    now is not the outcome; wait again once the server is back.
+    """
     queue = services.session_queue
     changed = asyncio.Event()
 
@@ -227,9 +235,13 @@ async def wait_for_batch(
             remaining = deadline - time.monotonic()
             if finished or remaining <= 0:
                 break
+            if shutdown.began:
+                raise HTTPException(
+                    status_code=503,
+                    detail=f"The server is shutting down before batch {batch_id} finished: wait again once it is back",
+                )
             # Wake at least each second: a change may have come before the listener was in place.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 1.0))
+            await shutdown.wait(changed, timeout_s=min(remaining, 1.0))
     finally:
         remove()
     items = await asyncio.to_thread(queue.get_batch_items, queue_id, batch_id)

@@ -65,6 +65,20 @@ class NodeloomConfig(BaseSettings):
     profiles_dir: Path = Field(default=Path("profiles"), description="Where session profiles are written")
     profile_prefix: str = Field(default="", description="Prepended to each profile's file name")
 
+    # Robustness: the processor's supervisor, time budgets for node code, a bounded shutdown
+    processor_restart_interval_s: float = Field(
+        default=1.0, ge=0, description="How long the processor stays down after its thread died, before it restarts"
+    )
+    regex_timeout_s: float = Field(
+        default=1.0, gt=0, description="The most seconds a string node's regular expression may run before it fails"
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="The most seconds the server takes to stop on Ctrl-C or SIGTERM; a node that has not stopped "
+        "by then is left running and its item to start-up recovery",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -28,5 +28,5 @@ class EventServiceBase(ABC):
         """Starts delivering events."""
 
     @abstractmethod
-    def stop(self) -> None:
-        """Delivers the events already dispatched, then stops."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Delivers the events already dispatched, then stops; gives up on those left after `timeout_s`."""

@@ -49,10 +49,12 @@ class InProcessEventService(EventServiceBase):
             self._thread = threading.Thread(target=self._deliver, name="nodeloom-events", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
         if self._thread is not None:
             self._queue.put(_STOP)
-            self._thread.join()
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("A handler held the event bus for over %.1f s: the events left are dropped", timeout_s)
             self._thread = None
 
     def _deliver(self) -> None:

@@ -17,8 +17,12 @@ class SessionProcessorBase(ABC):
         """Starts the thread; it processes at once unless paused."""
 
     @abstractmethod
-    def stop(self) -> None:
-        """Stops the current session (its node finishes or is canceled) and the thread; nothing stays in progress."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Cancels the current session and waits for the thread, at most `timeout_s` (None: until it stops).
+
+        A node that ignores its cancel past the timeout is left running on its (daemon) thread, and its item in
+        progress for start-up recovery.
+        """
 
     @abstractmethod
     def pause(self) -> SessionProcessorStatus:
@@ -30,4 +34,4 @@ class SessionProcessorBase(ABC):
 
     @abstractmethod
     def get_status(self) -> SessionProcessorStatus:
-        """Started, processing, and the current item."""
+        """Started, processing, alive, and the current item."""

@@ -6,6 +6,11 @@ from pydantic import BaseModel, Field
 
 
 class SessionProcessorStatus(BaseModel):
-    is_started: bool = Field(description="Whether the processor's thread is running")
+    is_started: bool = Field(description="Whether the processor has been started and not stopped")
     is_processing: bool = Field(description="Whether the processor takes new items (it is not paused)")
     current_item_id: int | None = Field(default=None, description="The item being processed, if any")
+    is_alive: bool = Field(
+        default=True, description="Whether the processor's thread runs: false from its death until its restart"
+    )
+    error: str | None = Field(default=None, description="What killed the processor's thread, while it is down")
+    restarts: int = Field(default=0, description="How many times the thread was restarted after it died")

@@ -52,6 +52,8 @@ class ProcessorSettings:
     profiles_dir: Path | None = None
     """Profile every session with cProfile and write the profiles here; None turns profiling off."""
     profile_prefix: str = ""
+    restart_interval_s: float = 1.0
+    """How long the processor stays down after its thread died, before the supervisor starts another."""
 
 
 @dataclass
@@ -71,11 +73,25 @@ class _Run:
         self.cancel.set()
 
 
+@dataclass(frozen=True)
+class _Death:
+    """What ended the processor's thread."""
+
+    error: str
+    trace: str
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 class DefaultSessionProcessor(SessionProcessorBase):
     """Wakes on `BatchEnqueued`, else polls; stops the running node on a cancel, a clear, a timeout or `stop()`.
 
-    A node that raises fails its session (with the traceback kept on the queue item), never the processor; an
-    error in the processor itself is logged, fails the item, and the loop goes on.
+    Whatever a node raises (any `BaseException`: `sys.exit()` too) fails its session, with the traceback kept on the
+    queue item, never the processor; an `Exception` in the processor itself is logged, fails the item, and the loop
+    goes on. Anything else ends the thread: a supervisor thread fails the item it was running as interrupted, reports
+    the processor down (`get_status().is_alive`) for `restart_interval_s`, then starts a new thread.
     """
 
     def __init__(
@@ -99,29 +115,53 @@ class DefaultSessionProcessor(SessionProcessorBase):
         self._resumed = threading.Event()
         self._resumed.set()
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Held while the worker thread is swapped, so `stop` never misses one the supervisor is starting.
+        self._lifecycle = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
+        self._death: _Death | None = None
+        self._restarts = 0
         self._run: _Run | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._supervisor is not None:
             return
         self._stopping.clear()
         self._unsubscribe = self._events.subscribe(self._on_event)
-        self._thread = threading.Thread(target=self._loop, name="nodeloom-session-processor", daemon=True)
-        self._thread.start()
+        self._start_worker()
+        self._supervisor = threading.Thread(target=self._supervise, name="nodeloom-processor-supervisor", daemon=True)
+        self._supervisor.start()
 
-    def stop(self) -> None:
-        if self._thread is None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        supervisor = self._supervisor
+        if supervisor is None:
             return
-        self._stopping.set()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._lifecycle:
+            self._stopping.set()
+            worker = self._worker
         self._resumed.set()
         self._wake.set()
         run = self._run
         if run is not None:
+            limit = "" if timeout_s is None else f" (at most {timeout_s:.1f} s)"
+            logger.info("Waiting for the node running item %s to stop%s", run.item.item_id, limit)
             run.request_stop("shutdown")
-        self._thread.join()
-        self._thread = None
+        if worker is not None:
+            worker.join(_left(deadline))
+        if worker is not None and worker.is_alive():
+            item_id = run.item.item_id if run is not None else None
+            logger.error(
+                "The node running item %s did not stop within %.1f s: it is left running and the item in progress, "
+                "to be recovered at the next start",
+                item_id,
+                timeout_s,
+            )
+        else:
+            supervisor.join(_left(deadline))
+        self._supervisor = None
+        self._worker = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -136,11 +176,14 @@ class DefaultSessionProcessor(SessionProcessorBase):
         return self.get_status()
 
     def get_status(self) -> SessionProcessorStatus:
-        run = self._run
+        run, worker, death = self._run, self._worker, self._death
         return SessionProcessorStatus(
-            is_started=self._thread is not None,
+            is_started=self._supervisor is not None,
             is_processing=self._resumed.is_set(),
             current_item_id=run.item.item_id if run else None,
+            is_alive=worker is not None and worker.is_alive(),
+            error=death.error if death else None,
+            restarts=self._restarts,
         )
 
     def _on_event(self, event: EventBase) -> None:
@@ -155,6 +198,47 @@ class DefaultSessionProcessor(SessionProcessorBase):
                 run.request_stop("canceled")
         elif isinstance(event, QueueClearedEvent) and event.queue_id == run.item.queue_id:
             run.request_stop("canceled")
+
+    def _start_worker(self) -> None:
+        self._death = None
+        self._worker = threading.Thread(target=self._work, name="nodeloom-session-processor", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:
+            # What the loop lets through ends this thread: recorded for the supervisor, which starts another.
+            self._death = _Death(f"{type(e).__name__}: {e}", traceback.format_exc())
+            logger.critical("The session processor's thread died", exc_info=True)
+
+    def _supervise(self) -> None:
+        while True:
+            worker = self._worker
+            if worker is not None:
+                worker.join()
+            try:
+                self._fail_abandoned_run()
+            except Exception:
+                logger.exception("Could not fail the item the processor's thread was running when it died")
+            if self._stopping.wait(self._settings.restart_interval_s):
+                return
+            with self._lifecycle:
+                if self._stopping.is_set():
+                    return
+                self._start_worker()
+                self._restarts += 1
+            logger.warning("Restarted the session processor's thread (restart %d)", self._restarts)
+
+    def _fail_abandoned_run(self) -> None:
+        """Fails, as interrupted, the item the dead thread was running: `_process` leaves its run behind then."""
+        run, death = self._run, self._death
+        if run is None or death is None:
+            return
+        self._run = None
+        message = f"The session processor's thread died while this item ran: {death.error}"
+        self._fail(run.item, "Interrupted", message, death.trace)
+        self._finish_stats(run, None, "failed")
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -175,6 +259,8 @@ class DefaultSessionProcessor(SessionProcessorBase):
 
     def _process(self, run: _Run) -> None:
         self._run = run
+        if self._stopping.is_set():  # `stop` came between the dequeue and now, and saw no run to stop
+            run.request_stop("shutdown")
         timer = None
         if run.item.timeout is not None:
             timer = threading.Timer(run.item.timeout, run.request_stop, args=("timeout",))
@@ -197,7 +283,8 @@ class DefaultSessionProcessor(SessionProcessorBase):
                 profiler.disable()
             if timer is not None:
                 timer.cancel()
-            self._run = None
+        # Not reached when something else ends the thread: the run stays for the supervisor to fail its item.
+        self._run = None
         self._finish_stats(run, profiler, status)
 
     def _run_session(self, run: _Run) -> str:
@@ -216,7 +303,8 @@ class DefaultSessionProcessor(SessionProcessorBase):
                     output = node.invoke_internal(context, self._cache)
             except CanceledException:
                 break
-            except Exception as e:
+            except BaseException as e:
+                # Node code is the user's: whatever it raises, `SystemExit` included, fails its session only.
                 self._node_failed(run, node, e)
                 return "failed"
             if run.cancel.is_set():
@@ -238,7 +326,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
             return self._queue.interrupt_queue_item(item.item_id)
         return "canceled"
 
-    def _node_failed(self, run: _Run, node: BaseInvocation, error: Exception) -> None:
+    def _node_failed(self, run: _Run, node: BaseInvocation, error: BaseException) -> None:
         item = run.item
         error_type, message, trace = type(error).__name__, str(error), traceback.format_exc()
         item.session.set_node_error(node.id, f"{error_type}: {message}")
