@@ -33,6 +33,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/graph_engine.py
 	$(BIN)/python bench/session_queue.py
+	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/diffusion.py

@@ -116,6 +116,24 @@ def test_enqueue_data_and_runs_expand(server: Server, tmp_path: Path) -> None:
     assert sorted(item["outputs"]["a"][0]["value"] for item in waited["items"]) == [5, 5, 6, 6, 7, 7]
 
 
+def test_enqueue_says_how_many_of_the_sessions_fit(live_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    live = live_server(max_queue_size=2)
+    with httpx.Client(base_url=live.url, timeout=10) as api:
+        server = Server(live.url, api)
+        api.put("/api/v1/queue/default/processor/pause")
+        graph = write(tmp_path, "g.json", ADD_GRAPH)
+
+        refused = server.cli("enqueue", graph, "--runs", "3", "--all-or-nothing")
+        assert refused.returncode == 1
+        assert "room for 2 of the batch's 3 sessions" in refused.stderr
+        part = server.cli("enqueue", graph, "--runs", "3")
+        assert part.returncode == 0, part.stderr
+        assert "enqueued 2 items of 3 requested" in part.stdout
+        assert len(enqueued_ids(part.stdout)[1]) == 2
+        full = server.cli("enqueue", graph)
+        assert full.returncode == 1 and "is full" in full.stderr
+
+
 def test_failing_graph_exits_1_and_shows_the_error(server: Server, tmp_path: Path) -> None:
     result = server.cli("enqueue", write(tmp_path, "g.json", DIV_BY_ZERO_GRAPH), "--wait")
     assert result.returncode == 1

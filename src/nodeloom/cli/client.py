@@ -127,8 +127,9 @@ class ServerClient:
             raise ClientError(f"{self.base_url} did not answer {path} with a JSON object: is it a nodeloom server?")
         return result
 
-    def enqueue_batch(self, queue_id: str, batch: JSONObject, prepend: bool) -> JSONObject:
-        return self._request("POST", f"/{queue_id}/enqueue_batch", json={"batch": batch, "prepend": prepend})
+    def enqueue_batch(self, queue_id: str, batch: JSONObject, prepend: bool, all_or_nothing: bool) -> JSONObject:
+        body = {"batch": batch, "prepend": prepend, "all_or_nothing": all_or_nothing}
+        return self._request("POST", f"/{queue_id}/enqueue_batch", json=body)
 
     def wait_for_batch(self, queue_id: str, batch_id: str, timeout: float) -> JSONObject:
         """Returns when the batch has finished or after `timeout` seconds; `finished` says which."""

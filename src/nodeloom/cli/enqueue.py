@@ -65,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prepend", action="store_true", help="run the batch before everything pending")
     parser.add_argument(
+        "--all-or-nothing",
+        action="store_true",
+        help="enqueue nothing if the queue has no room for every session (else its first sessions that fit)",
+    )
+    parser.add_argument(
         "--timeout", type=_positive(float), metavar="S", help="fail a session that runs longer than S seconds"
     )
     parser.add_argument("--wait", action="store_true", help="show each item's progress, then print its outputs")
@@ -109,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _enqueue(client: ServerClient, args: argparse.Namespace, batch: JSONObject) -> int:
-    result = client.enqueue_batch(args.queue, batch, args.prepend)
+    result = client.enqueue_batch(args.queue, batch, args.prepend, args.all_or_nothing)
     if args.json:
         print_json(result)
     else:
@@ -143,7 +148,7 @@ def _enqueue_and_wait(client: ServerClient, args: argparse.Namespace, batch: JSO
     watcher = BatchWatcher(progress, batch_id, node_count=len(batch["graph"]["nodes"]))
     try:
         with _live_events(args.url, args.queue, watcher.on_event, console):
-            result = client.enqueue_batch(args.queue, batch, args.prepend)
+            result = client.enqueue_batch(args.queue, batch, args.prepend, args.all_or_nothing)
             if not args.json:
                 _print_enqueued(result)
             watcher.add_items(result["item_ids"])

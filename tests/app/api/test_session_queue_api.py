@@ -185,14 +185,40 @@ class TestErrors:
         assert client.delete("/i/123456").status_code == 404
         assert client.get("/b/nope/status").status_code == 404
 
-    def test_full_queue_is_409(self, live_server: StartServer) -> None:
+    def test_a_batch_that_does_not_fit_enqueues_its_first_sessions_or_is_409(self, live_server: StartServer) -> None:
         server = live_server(max_queue_size=3)
         with httpx.Client(base_url=f"{server.url}/api/v1/queue/default") as c:
             c.put("/processor/pause")
-            response = c.post("/enqueue_batch", json={"batch": {"graph": ADD_GRAPH, "runs": 4}})
-            assert response.status_code == 409
-            assert "3" in response.json()["detail"]
-            assert c.get("/status").json()["queue"]["total"] == 0
+            whole = {"batch": {"graph": ADD_GRAPH, "runs": 2}, "all_or_nothing": True}
+            assert c.post("/enqueue_batch", json=whole).json()["enqueued"] == 2
+
+            refused = c.post("/enqueue_batch", json=whole)
+            assert refused.status_code == 409
+            assert "room for 1 of the batch's 2 sessions" in refused.json()["detail"]
+            part = c.post("/enqueue_batch", json={"batch": {"graph": ADD_GRAPH, "runs": 2}}).json()
+            assert (part["requested"], part["enqueued"], len(part["item_ids"])) == (2, 1, 1)
+            full = c.post("/enqueue_batch", json={"batch": {"graph": ADD_GRAPH}})
+            assert full.status_code == 409 and "is full" in full.json()["detail"]
+            assert c.get("/status").json()["queue"]["total"] == 3
+
+    def test_a_batch_id_the_queue_holds_is_409(self, client: httpx.Client) -> None:
+        client.put("/processor/pause")
+        batch = {"batch": {"graph": ADD_GRAPH, "batch_id": "mine"}}
+        assert client.post("/enqueue_batch", json=batch).status_code == 200
+        again = client.post("/enqueue_batch", json=batch)
+        assert again.status_code == 409 and "'mine'" in again.json()["detail"]
+
+    @pytest.mark.parametrize(
+        ("url", "problem"),
+        [("http://user:secret@example.com/hook", "credentials"), ("ftp://example.com/hook", "scheme")],
+    )
+    def test_a_callback_url_with_credentials_or_another_scheme_is_422(
+        self, client: httpx.Client, url: str, problem: str
+    ) -> None:
+        response = client.post("/enqueue_batch", json={"batch": {"graph": ADD_GRAPH, "callback_url": url}})
+        assert response.status_code == 422
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["body", "batch", "callback_url"] and problem in error["msg"]
 
     def test_unknown_api_path_is_a_json_404(self, server: LiveServer) -> None:
         response = httpx.get(f"{server.url}/api/v1/nothing/here")
@@ -274,15 +300,17 @@ class _Hook(http.server.BaseHTTPRequestHandler):
         return
 
 
-def test_webhook_is_posted_for_each_item_with_retries(client: httpx.Client) -> None:
+def test_webhook_is_posted_for_each_item_with_retries(live_server: StartServer) -> None:
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     _Hook.received = []
     _Hook.failures_left = 1
     thread = threading.Thread(target=hook.serve_forever, daemon=True)
     thread.start()
+    server = live_server(webhook_allow_private=True)  # the receiver is on loopback
     try:
         url = f"http://127.0.0.1:{hook.server_address[1]}/done"
-        result = enqueue(client, ADD_GRAPH, runs=2, callback_url=url)
+        with httpx.Client(base_url=f"{server.url}/api/v1/queue/default") as client:
+            result = enqueue(client, ADD_GRAPH, runs=2, callback_url=url)
         wait_for(lambda: len(_Hook.received) == 2, timeout=20, what="two webhook calls")
         assert sorted(r["item_id"] for r in _Hook.received) == result["item_ids"]
         assert all(r["status"] == "completed" and r["outputs"]["sum"][0]["value"] == 101 for r in _Hook.received)
@@ -432,14 +460,14 @@ def test_webhook_survives_a_restart_of_the_server(live_server: StartServer) -> N
     _Hook.received = []
     _Hook.failures_left = 0
     threading.Thread(target=hook.serve_forever, daemon=True).start()
-    first = live_server()
+    first = live_server(webhook_allow_private=True)  # the receiver is on loopback
     try:
         with httpx.Client(base_url=f"{first.url}/api/v1/queue/default") as c:
             c.put("/processor/pause")
             url = f"http://127.0.0.1:{hook.server_address[1]}/done"
             (item_id,) = enqueue(c, ADD_GRAPH, callback_url=url)["item_ids"]
         first.stop()
-        second = LiveServer(first.config.root).start()
+        second = LiveServer(first.config.root, webhook_allow_private=True).start()
         try:
             wait_for(lambda: _Hook.received, timeout=20, what="the webhook call after the restart")
             assert _Hook.received[0]["item_id"] == item_id and _Hook.received[0]["status"] == "completed"

@@ -43,6 +43,7 @@ from nodeloom.app.services.model_records.model_records_common import (
 )
 from nodeloom.app.services.names.names_common import InvalidImageNameError
 from nodeloom.app.services.session_queue.session_queue_common import (
+    BatchExistsError,
     BatchNotFoundError,
     BatchValidationError,
     QueueFullError,
@@ -61,6 +62,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (ImageFileNotFoundError, 404),
     (BoardRecordNotFoundError, 404),
     (QueueFullError, 409),
+    (BatchExistsError, 409),
     (BatchValidationError, 422),
     (GraphError, 422),
     (InvalidImageNameError, 422),

@@ -42,7 +42,10 @@ from nodeloom.app.services.session_processor.session_processor_default import (
 )
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
-from nodeloom.app.services.session_queue.session_queue_sql_statements import migrate_session_queue
+from nodeloom.app.services.session_queue.session_queue_sql_statements import (
+    migrate_queue_history,
+    migrate_session_queue,
+)
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
 from nodeloom.app.services.shared.database.database_common import Migration
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
@@ -50,7 +53,7 @@ from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
 from nodeloom.app.services.urls.urls_default import LocalUrlService
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
-from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService
+from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService, WebhookSettings
 from nodeloom.backend.model_manager.load.model_cache import ModelCache
 from nodeloom.backend.model_manager.load.model_loaders import loader_registry
 
@@ -59,6 +62,7 @@ MIGRATIONS: list[Migration] = [
     Migration(version=2, description="images and boards", up=migrate_images),
     Migration(version=3, description="models", up=migrate_models),
     Migration(version=4, description="each image's board on its row", up=migrate_image_boards),
+    Migration(version=5, description="queue history: workflows per batch, webhook state", up=migrate_queue_history),
 ]
 """The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
 
@@ -114,6 +118,8 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         max_queue_size=config.max_queue_size,
         requeue_interrupted=config.requeue_interrupted,
         max_attempts=config.max_attempts,
+        max_history=config.max_queue_history,
+        max_history_days=config.max_queue_history_days,
     )
     models_path = config.resolve(config.models_dir)
     model_records = SqlModelRecordService(database)
@@ -160,7 +166,17 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         invocation_stats=stats,
         invocation_cache=cache,
         metrics=metrics,
-        webhooks=HttpWebhookService(events, queue),
+        webhooks=HttpWebhookService(
+            events,
+            queue,
+            WebhookSettings(
+                senders=config.webhook_senders,
+                timeout_s=config.webhook_timeout_s,
+                tries=config.webhook_tries,
+                allow_private=config.webhook_allow_private,
+                secret=None if config.webhook_secret is None else config.webhook_secret.get_secret_value().encode(),
+            ),
+        ),
         images=images,
         boards=boards,
         tensors=tensors,

@@ -5,6 +5,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,12 @@ from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
 )
+from nodeloom.app.services.session_queue import session_queue_sql
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import (
     QUEUE_ITEM_STATUSES,
     Batch,
+    BatchExistsError,
     BatchNotFoundError,
     BatchValidationError,
     QueueFullError,
@@ -41,9 +44,11 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItemNotFoundError,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
+from nodeloom.app.services.session_queue.session_queue_sql_batch import new_session_json
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.graph import GraphExecutionState
+from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
 
 Q = "default"
@@ -320,18 +325,114 @@ def test_an_empty_batch_id_is_refused(queue: SqlSessionQueue) -> None:
         queue.enqueue_batch(Q, make_batch(batch_id=""), prepend=False)
 
 
-def test_a_batch_over_the_queue_size_enqueues_nothing(env: Env) -> None:
+def finish_all(queue: SqlSessionQueue) -> None:
+    while (item := queue.dequeue()) is not None:
+        queue.complete_queue_item(item.item_id)
+
+
+def test_only_unfinished_items_count_toward_the_queue_size(env: Env) -> None:
+    queue = env.open(max_queue_size=5)
+    queue.enqueue_batch(Q, make_batch(runs=5), prepend=False)
+    assert queue.is_full(Q).is_full
+    finish_all(queue)
+    assert not queue.is_full(Q).is_full
+
+    for _ in range(3):  # the history of 5, 10 and 15 finished items takes no room
+        assert queue.enqueue_batch(Q, make_batch(runs=5), prepend=False).enqueued == 5
+        assert queue.is_full(Q).is_full
+        with pytest.raises(QueueFullError, match=r"Queue 'default' is full.*5 unfinished.*none of the batch's 1"):
+            queue.enqueue_batch(Q, make_batch(), prepend=False)
+        finish_all(queue)
+
+    assert queue.get_queue_status(Q).completed == 20
+    queue.enqueue_batch("other", make_batch(runs=5), prepend=False)  # another queue has its own room
+    assert_counts_right(env, queue)
+
+
+def test_a_batch_that_does_not_fit_whole_enqueues_its_first_sessions(env: Env) -> None:
     queue = env.open(max_queue_size=5)
     queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+    env.events.take()
+    batch = make_batch([[datum("a", "value", [1, 2, 3])], [datum("c", "value", [7, 8])]], workflow={"w": 1})
 
-    with pytest.raises(QueueFullError, match=r"holds 3 items and 3 more.*maximum of 5"):
-        queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+    result = queue.enqueue_batch(Q, batch, prepend=False)
+
+    assert (result.requested, result.enqueued, len(result.item_ids)) == (6, 2, 2)
+    items = queue.get_batch_items(Q, batch.batch_id)
+    assert [(values(item)[0], values(item)[1]) for item in items] == [(1, 7), (1, 8)]  # the expansion's first two
+    assert [item.item_id for item in items] == result.item_ids
+    assert all(item.workflow == {"w": 1} for item in items)
+    [enqueued] = [e for e in env.events.take() if isinstance(e, BatchEnqueuedEvent)]
+    assert (enqueued.enqueued, enqueued.requested) == (2, 6)
+    assert queue.get_batch_status(Q, batch.batch_id).pending == 2
+    assert_counts_right(env, queue)
+
+
+def test_all_or_nothing_enqueues_nothing_when_the_batch_does_not_fit_whole(env: Env) -> None:
+    queue = env.open(max_queue_size=5)
+    queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+    batch = make_batch(runs=3)
+
+    with pytest.raises(QueueFullError, match=r"room for 2 of the batch's 3 sessions.*all_or_nothing"):
+        queue.enqueue_batch(Q, batch, prepend=False, all_or_nothing=True)
 
     assert queue.get_queue_status(Q).total == 3
-    assert not queue.is_full(Q).is_full
-    queue.enqueue_batch("other", make_batch(runs=5), prepend=False)  # another queue has its own room
-    queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
-    assert queue.is_full(Q).is_full
+    assert not env.rows("SELECT batch_id FROM session_queue_batches WHERE batch_id = ?", (batch.batch_id,))
+    assert queue.enqueue_batch(Q, make_batch(runs=2), prepend=False, all_or_nothing=True).enqueued == 2
+    assert_counts_right(env, queue)
+
+
+def test_a_batch_id_the_queue_holds_is_refused_until_its_items_are_gone(env: Env, queue: SqlSessionQueue) -> None:
+    first = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
+    again = make_batch(batch_id=first.batch.batch_id)
+
+    with pytest.raises(BatchExistsError, match=rf"already holds batch '{first.batch.batch_id}'"):
+        queue.enqueue_batch(Q, again, prepend=False)
+
+    assert queue.get_batch_status(Q, first.batch.batch_id).total == 2
+    for item_id in first.item_ids:
+        queue.delete_queue_item(item_id)
+    assert queue.enqueue_batch(Q, again, prepend=False).enqueued == 1
+    assert_counts_right(env, queue)
+
+
+def test_a_workflow_is_stored_once_per_batch(env: Env, queue: SqlSessionQueue) -> None:
+    workflow = {"name": "wf", "nodes": ["x"] * 100}
+    with_workflow = queue.enqueue_batch(Q, make_batch(runs=4, workflow=workflow), prepend=False)
+    without = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
+
+    assert "workflow" not in {row["name"] for row in env.rows("PRAGMA table_info(session_queue)")}
+    stored = env.rows("SELECT batch_id, workflow FROM session_queue_batches ORDER BY workflow")
+    assert stored == [
+        {"batch_id": without.batch.batch_id, "workflow": None},
+        {"batch_id": with_workflow.batch.batch_id, "workflow": json.dumps(workflow)},
+    ]
+    assert [item.workflow for item in queue.list_all_queue_items(Q)] == [workflow] * 4 + [None] * 2
+    item = queue.dequeue()
+    assert item is not None and item.workflow == workflow
+    assert queue.cancel_queue_item(item.item_id).workflow == workflow
+    page = queue.list_queue_items(Q, limit=2, priority=0, cursor=item.item_id)
+    assert [i.workflow for i in page.items] == [workflow] * 2
+
+
+def test_batch_rows_go_with_the_last_item_of_their_batch(env: Env, queue: SqlSessionQueue) -> None:
+    def batch_ids() -> set[str]:
+        return {row["batch_id"] for row in env.rows("SELECT batch_id FROM session_queue_batches")}
+
+    deleted = queue.enqueue_batch(Q, make_batch(runs=2, workflow={"w": 1}), prepend=False)
+    pruned = queue.enqueue_batch(Q, make_batch(workflow={"w": 2}), prepend=False)
+    cleared = queue.enqueue_batch("other", make_batch(workflow={"w": 3}), prepend=False)
+    queue.cancel_by_batch_ids(Q, [pruned.batch.batch_id])
+
+    queue.delete_queue_item(deleted.item_ids[0])
+    assert batch_ids() == {deleted.batch.batch_id, pruned.batch.batch_id, cleared.batch.batch_id}
+    queue.delete_queue_item(deleted.item_ids[1])
+    assert batch_ids() == {pruned.batch.batch_id, cleared.batch.batch_id}
+    queue.prune(Q)
+    assert batch_ids() == {cleared.batch.batch_id}
+    queue.clear("other")
+    assert batch_ids() == set()
+    assert not env.rows("SELECT * FROM session_queue_counts")
     assert_counts_right(env, queue)
 
 
@@ -795,6 +896,163 @@ def test_interrupt_fails_or_requeues_the_item_in_progress(env: Env, queue: SqlSe
     assert_counts_right(env, requeuing)
 
 
+# --- history ----------------------------------------------------------------------------------------------------
+
+
+def run_one_item_batches(queue: SqlSessionQueue, count: int, **fields: Any) -> list[int]:
+    """Enqueues and completes `count` one-item batches, one after the other; their item ids."""
+    item_ids = []
+    for _ in range(count):
+        [item_id] = queue.enqueue_batch(Q, make_batch(**fields), prepend=False).item_ids
+        finish_all(queue)
+        item_ids.append(item_id)
+    return item_ids
+
+
+def history(env: Env) -> list[int]:
+    return [row["item_id"] for row in env.rows("SELECT item_id FROM session_queue ORDER BY item_id")]
+
+
+def test_the_oldest_finished_items_past_the_history_limit_are_pruned(env: Env) -> None:
+    queue = env.open(max_history=3)
+
+    item_ids = run_one_item_batches(queue, 10, workflow={"w": 1})
+
+    assert history(env) == item_ids[-3:]
+    assert len(env.rows("SELECT batch_id FROM session_queue_batches")) == 3
+    assert len(env.rows("SELECT batch_id FROM session_queue_counts")) <= 3 * 3 + 3  # batches' and the queue's
+    last = env.events.status_changes()[-1]
+    assert (last.item_id, last.status, last.queue_status.completed) == (item_ids[-1], "completed", 3)
+    assert_counts_right(env, queue)
+
+
+def test_a_large_history_is_pruned_in_steps_and_stays_near_its_limit(env: Env) -> None:
+    queue = env.open(max_history=200)  # pruned each 2 finishes, down to 200
+
+    run_one_item_batches(queue, 300)
+
+    assert 200 <= len(history(env)) <= 202
+    assert_counts_right(env, queue)
+
+
+def test_pruning_keeps_every_item_of_a_batch_that_still_has_items_to_run(env: Env) -> None:
+    queue = env.open(max_history=2)
+    running = queue.enqueue_batch(Q, make_batch(runs=5), prepend=False).item_ids
+    for _ in range(4):
+        item = queue.dequeue()
+        assert item is not None
+        queue.complete_queue_item(item.item_id)
+    assert history(env) == running  # four finished, one pending: none pruned
+
+    [alone] = queue.enqueue_batch(Q, make_batch(), prepend=True).item_ids
+    item = queue.dequeue()
+    assert item is not None and item.item_id == alone
+    queue.complete_queue_item(alone)
+    assert history(env) == running  # the newest went, as the older ones have to stay
+
+    finish_all(queue)
+    assert history(env) == running[-2:]
+    assert_counts_right(env, queue)
+
+
+def test_pruning_keeps_an_item_until_its_webhook_is_done(env: Env) -> None:
+    queue = env.open(max_history=1)
+    url = "http://example.com/hook"
+
+    hooked = run_one_item_batches(queue, 3, callback_url=url)
+
+    assert history(env) == hooked
+    assert queue.get_webhooks_due() == hooked
+    queue.set_webhook_done(hooked[0], delivered=True)
+    queue.set_webhook_done(hooked[1], delivered=False)
+    assert queue.get_webhooks_due() == [hooked[2]]
+    states = env.rows("SELECT webhook_state FROM session_queue ORDER BY item_id")
+    assert [row["webhook_state"] for row in states] == ["delivered", "given_up", "pending"]
+    run_one_item_batches(queue, 1)
+    assert history(env) == [hooked[2]]  # the limit of 1 is taken by the item that has to stay
+
+    assert queue.prune(Q).deleted == 0  # the manual prune keeps it too
+    queue.set_webhook_done(hooked[2], delivered=True)
+    queue.set_webhook_done(hooked[2], delivered=False)  # done already: left as it is
+    assert env.rows("SELECT webhook_state FROM session_queue") == [{"webhook_state": "delivered"}]
+    assert queue.prune(Q).deleted == 1
+    assert_counts_right(env, queue)
+
+
+def test_an_item_of_a_webhook_batch_is_due_however_it_finishes(env: Env, queue: SqlSessionQueue) -> None:
+    completed, failed, canceled, waiting = queue.enqueue_batch(
+        Q, make_batch(runs=4, callback_url="https://example.com/h"), prepend=False
+    ).item_ids
+    queue.dequeue()
+    queue.complete_queue_item(completed)
+    queue.dequeue()
+    queue.fail_queue_item(failed, "E", "m", "t")
+    queue.cancel_queue_item(canceled)
+
+    assert queue.get_webhooks_due() == [completed, failed, canceled]
+    assert env.rows("SELECT webhook_state FROM session_queue WHERE item_id = ?", (waiting,)) == [
+        {"webhook_state": None}
+    ]
+
+
+def test_items_older_than_the_history_age_are_pruned(env: Env) -> None:
+    queue = env.open(max_history=None, max_history_days=1)
+    queue.enqueue_batch(Q, make_batch(runs=50), prepend=False)
+    finish_all(queue)
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    with env.db.transaction() as cursor:
+        cursor.execute("UPDATE session_queue SET completed_at = ?", (two_days_ago,))
+
+    recent = queue.enqueue_batch(Q, make_batch(runs=60), prepend=False).item_ids
+    finish_all(queue)  # the 100th finished item is the next step of pruning
+
+    assert history(env) == recent
+    assert_counts_right(env, queue)
+
+
+def test_one_write_prunes_a_bounded_chunk(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_queue_sql, "PRUNE_CHUNK", 3)
+    queue = env.open(max_history=0)
+    queue.enqueue_batch(Q, make_batch(runs=10), prepend=False)
+
+    assert queue.cancel_by_queue_id(Q).canceled == 10
+
+    assert len(history(env)) == 7
+    run_one_item_batches(queue, 1)
+    assert len(history(env)) == 5  # 7 and 1 more finished, less another chunk
+    assert_counts_right(env, queue)
+
+
+def test_migration_5_moves_each_batch_workflow_to_the_batches_table(env: Env) -> None:
+    db = SqliteDatabase(env.path)
+    Migrator(db, MIGRATIONS[:4]).run()
+    old_rows = [("b1", '{"w": 1}'), ("b1", '{"w": 1}'), ("b2", None)]
+    with db.transaction() as cursor:
+        for batch_id, workflow in old_rows:
+            session_id = uuid_string()
+            cursor.execute(
+                "INSERT INTO session_queue (queue_id, batch_id, session_id, session, workflow, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, '2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00')",
+                (Q, batch_id, session_id, new_session_json(session_id, json.dumps(three_nodes())), workflow),
+            )
+            cursor.execute(sql.ADD_COUNT, (Q, batch_id, "pending", 1))
+            cursor.execute(sql.ADD_COUNT, (Q, sql.QUEUE_TOTAL, "pending", 1))
+    db.close()
+
+    queue = env.open()
+
+    assert [item.workflow for item in queue.list_all_queue_items(Q)] == [{"w": 1}, {"w": 1}, None]
+    assert env.rows("SELECT batch_id, workflow FROM session_queue_batches ORDER BY batch_id") == [
+        {"batch_id": "b1", "workflow": '{"w": 1}'},
+        {"batch_id": "b2", "workflow": None},
+    ]
+    columns = {row["name"] for row in env.rows("PRAGMA table_info(session_queue)")}
+    assert "workflow" not in columns and "webhook_state" in columns
+    with pytest.raises(BatchExistsError):
+        queue.enqueue_batch(Q, make_batch(batch_id="b1"), prepend=False)
+    assert_counts_right(env, queue)
+
+
 # --- reading ----------------------------------------------------------------------------------------------------
 
 
@@ -859,7 +1117,7 @@ def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
 HOT_QUERIES = {
     "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t")),
     "select item": (sql.SELECT_ITEM, (1,)),
-    "set status": (sql.SET_STATUS, ("completed", "t", "t", None, None, None, 1, "in_progress")),
+    "set status": (sql.SET_STATUS, ("completed", "t", "t", None, None, None, True, 1, "in_progress")),
     "requeue": (sql.REQUEUE_INTERRUPTED, ("t", 1)),
     "counts": (sql.SELECT_COUNTS, (Q, sql.QUEUE_TOTAL)),
     "current ids": (sql.SELECT_CURRENT_IDS, (Q,)),
@@ -873,6 +1131,25 @@ HOT_QUERIES = {
     "first page by status": (sql.LIST_PAGE[True, False, False], (Q, "pending", 11)),
     "next page by status": (sql.LIST_PAGE[True, False, True], (Q, "pending", 0, 5, 11, Q, "pending", 0, 11, 11)),
 }
+
+
+HISTORY_QUERIES = {
+    "prune oldest": (sql.PRUNE_OLDEST, (Q, 10), "ix_session_queue_history"),
+    "prune older than": (sql.PRUNE_OLDER_THAN, (Q, "t", 10), "ix_session_queue_history"),
+    "webhooks due": (sql.SELECT_WEBHOOKS_DUE, (), "ix_session_queue_webhooks_due"),
+    "empty batch": (sql.DELETE_EMPTY_BATCH, (Q, "b"), "ix_session_queue_batch"),
+}
+
+
+@pytest.mark.parametrize("name", HISTORY_QUERIES)
+def test_history_queries_walk_their_index(env: Env, queue: SqlSessionQueue, name: str) -> None:
+    queue.enqueue_batch(Q, make_batch(runs=50), prepend=False)
+    statement, params, index = HISTORY_QUERIES[name]
+
+    plan = [row["detail"] for row in env.rows(f"EXPLAIN QUERY PLAN {statement}", params)]
+
+    assert [step for step in plan if index in step], plan
+    assert not [step for step in plan if step.startswith("SCAN") and "USING" not in step], plan
 
 
 @pytest.mark.parametrize("name", HOT_QUERIES)

@@ -67,9 +67,12 @@ def enqueue_batch(
     queue_id: str = QueueId,
     batch: Batch = Body(description="The batch to enqueue"),
     prepend: bool = Body(default=False, description="Run the batch before everything pending"),
+    all_or_nothing: bool = Body(
+        default=False, description="Enqueue nothing (409) rather than the first sessions that fit, if not all fit"
+    ),
 ) -> EnqueueBatchResult:
-    """Expands the batch into sessions and enqueues them."""
-    return services.session_queue.enqueue_batch(queue_id, batch, prepend)
+    """Expands the batch into sessions and enqueues them, or as many of the first as the queue has room for."""
+    return services.session_queue.enqueue_batch(queue_id, batch, prepend, all_or_nothing)
 
 
 @session_queue_router.get("/{queue_id}/list", operation_id="list_queue_items")
@@ -168,7 +171,7 @@ def clear(services: Services, queue_id: str = QueueId) -> ClearResult:
 
 @session_queue_router.put("/{queue_id}/prune", operation_id="prune")
 def prune(services: Services, queue_id: str = QueueId) -> PruneResult:
-    """Deletes the finished items."""
+    """Deletes the finished items, but those whose webhook is still due."""
     return services.session_queue.prune(queue_id)
 
 

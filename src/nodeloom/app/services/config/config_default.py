@@ -7,7 +7,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -77,6 +77,28 @@ class NodeloomConfig(BaseSettings):
         gt=0,
         description="The most seconds the server takes to stop on Ctrl-C or SIGTERM; a node that has not stopped "
         "by then is left running and its item to start-up recovery",
+    )
+
+    # Queue history and webhooks
+    max_queue_history: int | None = Field(
+        default=10_000,
+        ge=0,
+        description="The most finished items a queue keeps; older ones are deleted as others finish (None: all)",
+    )
+    max_queue_history_days: float | None = Field(
+        default=None, gt=0, description="Delete finished items older than this many days (None: no age limit)"
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private, link-local and other non-public addresses",
+    )
+    webhook_senders: int = Field(default=4, ge=1, description="How many webhook calls may be under way at once")
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="The most seconds one webhook call may take, connecting included"
+    )
+    webhook_tries: int = Field(default=3, ge=1, description="How many times a webhook call is tried before giving up")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs each webhook call (HMAC SHA-256 in X-Nodeloom-Signature) when set"
     )
 
     @classmethod

@@ -43,8 +43,15 @@ class SessionQueueBase(ABC):
         """Fails (or requeues, as configured) an in-progress item whose run was cut short; its new status."""
 
     @abstractmethod
-    def enqueue_batch(self, queue_id: str, batch: Batch, prepend: bool) -> EnqueueBatchResult:
-        """Expands the batch into sessions and stores them in one transaction; `prepend` runs them first."""
+    def enqueue_batch(
+        self, queue_id: str, batch: Batch, prepend: bool, all_or_nothing: bool = False
+    ) -> EnqueueBatchResult:
+        """Expands the batch into sessions and stores them in one transaction; `prepend` runs them first.
+
+        Only unfinished items count toward the queue's size. When the batch does not fit whole, its first sessions
+        that fit are enqueued, or with `all_or_nothing` none; `QueueFullError` when none are. `BatchExistsError`
+        when the queue already holds the batch's id.
+        """
 
     @abstractmethod
     def dequeue(self) -> SessionQueueItem | None:
@@ -115,12 +122,23 @@ class SessionQueueBase(ABC):
         """The item's invocation stats as JSON, if any were kept; raises `SessionQueueItemNotFoundError`."""
 
     @abstractmethod
-    def get_callback_url(self, item_id: int) -> str | None:
-        """Where the item's outcome is POSTed when it finishes, if its batch named a place."""
+    def get_webhook_due_url(self, item_id: int) -> str | None:
+        """Where the item's outcome is to be POSTed, if its webhook is due (neither made nor given up on yet)."""
 
     @abstractmethod
     def get_unfinished_webhook_batch_ids(self) -> list[str]:
         """The batches with a callback URL that still have items to finish."""
+
+    @abstractmethod
+    def get_webhooks_due(self) -> list[int]:
+        """The finished items whose webhook has been neither delivered nor given up on, oldest first.
+
+        An item's webhook falls due in the write that finishes it; until it is done the item is never pruned.
+        """
+
+    @abstractmethod
+    def set_webhook_done(self, item_id: int, delivered: bool) -> None:
+        """Records that the item's due webhook was delivered (or given up on); nothing if none was due."""
 
     @abstractmethod
     def complete_queue_item(
@@ -168,7 +186,7 @@ class SessionQueueBase(ABC):
 
     @abstractmethod
     def prune(self, queue_id: str) -> PruneResult:
-        """Deletes the finished items of the queue."""
+        """Deletes the finished items of the queue, but those whose webhook is still due."""
 
     @abstractmethod
     def is_empty(self, queue_id: str) -> IsEmptyResult:
@@ -176,4 +194,4 @@ class SessionQueueBase(ABC):
 
     @abstractmethod
     def is_full(self, queue_id: str) -> IsFullResult:
-        """Whether the queue holds as many items as it may."""
+        """Whether the queue holds as many unfinished items as it may."""

@@ -46,6 +46,10 @@ class QueueFullError(SessionQueueError):
     """The queue cannot take that many more sessions."""
 
 
+class BatchExistsError(SessionQueueError):
+    """The queue already holds a batch with that id."""
+
+
 class BatchValidationError(SessionQueueError):
     """The batch's data does not fit its graph."""
 
@@ -89,6 +93,14 @@ class Batch(BaseModel):
     callback_url: HttpUrl | None = Field(
         default=None, description="POSTed each item's status and outputs when it finishes"
     )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url_has_no_credentials(cls, url: HttpUrl | None) -> HttpUrl | None:
+        # Credentials would be stored with every item and sent in clear over plain http; sign calls instead.
+        if url is not None and (url.username or url.password):
+            raise ValueError("a callback URL must not hold credentials (user:password@); use webhook_secret")
+        return url
 
     @field_validator("graph")
     @classmethod
@@ -199,7 +211,9 @@ class BatchStatus(StatusCounts):
 
 class EnqueueBatchResult(BaseModel):
     queue_id: str = Field(description="The id of the queue")
-    enqueued: int = Field(description="How many items were enqueued")
+    enqueued: int = Field(
+        description="How many items were enqueued: fewer than requested when only the batch's first sessions fit"
+    )
     requested: int = Field(description="How many items the batch asked for")
     batch: Batch = Field(description="The batch")
     priority: int = Field(description="The priority of the enqueued items")
@@ -238,7 +252,7 @@ class IsEmptyResult(BaseModel):
 
 
 class IsFullResult(BaseModel):
-    is_full: bool = Field(description="Whether the queue holds as many items as it may")
+    is_full: bool = Field(description="Whether the queue holds as many unfinished items as it may")
 
 
 class ItemIdsResult(BaseModel):

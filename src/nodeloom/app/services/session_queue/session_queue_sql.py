@@ -3,17 +3,23 @@
 Counts by status are kept per queue and per batch, changed in the same transaction as the items, so that a
 status change and its event cost a few indexed rows however long the queue is. The SQL is in
 `session_queue_sql_statements`.
+
+Only unfinished items count toward `max_queue_size`. Finished items are the queue's history: past
+`max_history` of them (or past `max_history_days` old), the oldest are deleted as items finish, a bounded chunk
+every `_prune_step` finishes (see `_prune_history`), so the queue's table and file stay bounded however many
+sessions run.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import ValidationError
@@ -34,6 +40,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     QUEUE_ITEM_STATUS,
     QUEUE_ITEM_STATUSES,
     Batch,
+    BatchExistsError,
     BatchNotFoundError,
     BatchStatus,
     BatchValidationError,
@@ -59,6 +66,11 @@ from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.pagination import CursorPaginatedResults
 
 _UNFINISHED = frozenset({"pending", "in_progress"})
+
+PRUNE_CHUNK = 1000
+"""The most items one write deletes from a queue's history: pruning never stalls the write it rides on."""
+PRUNE_STEP_MAX = 100
+"""History is pruned each time this many more items of a queue have finished (fewer for a small history)."""
 
 
 def _now() -> str:
@@ -104,12 +116,19 @@ class SqlSessionQueue(SessionQueueBase):
         max_queue_size: int = 10_000,
         requeue_interrupted: bool = False,
         max_attempts: int = 3,
+        max_history: int | None = 10_000,
+        max_history_days: float | None = None,
     ) -> None:
         self._db = db
         self._events = events
         self._max_queue_size = max_queue_size
         self._requeue_interrupted = requeue_interrupted
         self._max_attempts = max_attempts
+        self._max_history = max_history
+        self._max_history_age = None if max_history_days is None else timedelta(days=max_history_days)
+        # A history of N items grows by up to N/100 (at most PRUNE_STEP_MAX) before it is cut back: each pruning
+        # deletes enough rows to be worth its statements, and a small history stays at its limit.
+        self._prune_step = PRUNE_STEP_MAX if max_history is None else min(PRUNE_STEP_MAX, max(1, max_history // 100))
         # Held from a write's start until its events are dispatched, so that events go out in the order their
         # changes were committed: a client never sees an item's older status last.
         self._in_order = threading.Lock()
@@ -127,18 +146,25 @@ class SqlSessionQueue(SessionQueueBase):
     # --- status changes, counts and their events
 
     def _record(self, write: _Write, changes: list[tuple[QUEUE_ITEM_STATUS | None, DbRow]]) -> None:
-        """Counts the changed rows (old status None: a new item) and queues one status event for each.
+        """Counts the changed rows (old status None: a new item), prunes the history of the queues where items
+        finished, and queues one status event for each row.
 
         The events of one operation all carry the counts as they are after the whole operation.
         """
         deltas: Counter[tuple[str, str, str]] = Counter()
+        finished: Counter[str] = Counter()
         for old_status, row in changes:
             if old_status is not None:
                 deltas[row["queue_id"], row["batch_id"], old_status] -= 1
             deltas[row["queue_id"], row["batch_id"], row["status"]] += 1
+            if row["status"] in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
+                finished[row["queue_id"]] += 1
         _add_counts(write.cursor, deltas)
         queue_ids = {row["queue_id"] for _, row in changes}
         queues = {queue_id: _queue_status(write.cursor, queue_id) for queue_id in queue_ids}
+        for queue_id, newly_finished in finished.items():
+            if self._prune_history(write, queues[queue_id], newly_finished):
+                queues[queue_id] = _queue_status(write.cursor, queue_id)
         batch_rows = {(row["queue_id"], row["batch_id"]): row for _, row in changes}
         batches = {
             key: _batch_status(write.cursor, *key, row["origin"], row["destination"]) for key, row in batch_rows.items()
@@ -159,10 +185,11 @@ class SqlSessionQueue(SessionQueueBase):
         now = _now()
         completed_at = now if status in FINISHED_STATUSES else None
         changes: list[tuple[QUEUE_ITEM_STATUS | None, DbRow]] = []
+        finishing = status in FINISHED_STATUSES
         for item_id, old_status in targets:
             write.cursor.execute(
                 sql.SET_STATUS,
-                (status, now, completed_at, error.type, error.message, error.traceback, item_id, old_status),
+                (status, now, completed_at, error.type, error.message, error.traceback, finishing, item_id, old_status),
             )
             row = write.cursor.fetchone()
             if row is not None:
@@ -171,13 +198,40 @@ class SqlSessionQueue(SessionQueueBase):
         return [row for _, row in changes]
 
     def _forget(self, write: _Write, deleted: list[DbRow]) -> None:
-        """Takes deleted rows out of the counts, dropping the rows of batches left with no items."""
+        """Takes deleted rows out of the counts, dropping the count and batch rows of batches left with no items."""
         deltas: Counter[tuple[str, str, str]] = Counter()
         for row in deleted:
             deltas[row["queue_id"], row["batch_id"], row["status"]] -= 1
         _add_counts(write.cursor, deltas)
-        for queue_id in {row["queue_id"] for row in deleted}:
-            write.cursor.execute(sql.DELETE_EMPTY_COUNTS, (queue_id,))
+        batches = {(row["queue_id"], row["batch_id"]) for row in deleted}
+        queues = {(queue_id, sql.QUEUE_TOTAL) for queue_id, _ in batches}
+        write.cursor.executemany(sql.DELETE_EMPTY_COUNTS, [*batches, *queues])
+        write.cursor.executemany(sql.DELETE_EMPTY_BATCH, batches)
+
+    def _prune_history(self, write: _Write, counts: SessionQueueStatus, newly_finished: int) -> bool:
+        """Deletes a chunk of the queue's oldest finished items past the history's limits; whether any went.
+
+        Runs only when the queue's finished count crosses a multiple of `_prune_step`, so that most finishes cost
+        nothing more, and one that finds only items it must keep (of batches still running, or whose webhook is
+        due) is not repeated by the very next finish.
+        """
+        finished = counts.completed + counts.failed + counts.canceled
+        step = self._prune_step
+        if finished // step == (finished - newly_finished) // step:
+            return False
+        deleted: list[DbRow] = []
+        if self._max_history is not None and finished > self._max_history:
+            excess = min(finished - self._max_history, PRUNE_CHUNK)
+            write.cursor.execute(sql.PRUNE_OLDEST, (counts.queue_id, excess))
+            deleted += write.cursor.fetchall()
+        if self._max_history_age is not None and len(deleted) < PRUNE_CHUNK:
+            cutoff = (datetime.now(UTC) - self._max_history_age).isoformat()
+            write.cursor.execute(sql.PRUNE_OLDER_THAN, (counts.queue_id, cutoff, PRUNE_CHUNK - len(deleted)))
+            deleted += write.cursor.fetchall()
+        if not deleted:
+            return False
+        self._forget(write, deleted)
+        return True
 
     def _change_one(
         self, item_id: int, from_statuses: frozenset[str], change: Callable[[_Write, DbRow], list[DbRow]]
@@ -214,12 +268,16 @@ class SqlSessionQueue(SessionQueueBase):
             return requeued
         return self._change_status(write, [(item_id, "in_progress")], "failed", _Error("Interrupted", message))
 
+    def _room(self, cursor: DbCursor, queue_id: str) -> int:
+        """How many more unfinished items the queue may take."""
+        return max(0, self._max_queue_size - _queue_unfinished(cursor, queue_id))
+
     def _check_room(self, cursor: DbCursor, queue_id: str, requested: int) -> None:
-        current = _queue_total(cursor, queue_id)
-        if current + requested > self._max_queue_size:
+        room = self._room(cursor, queue_id)
+        if requested > room:
             raise QueueFullError(
-                f"Queue '{queue_id}' holds {current} items and {requested} more were asked for, "
-                f"over its maximum of {self._max_queue_size}"
+                f"Queue '{queue_id}' has room for {room} more unfinished items (at most {self._max_queue_size}) "
+                f"and {requested} were asked for"
             )
 
     # --- SessionQueueBase
@@ -239,14 +297,31 @@ class SqlSessionQueue(SessionQueueBase):
         status: QUEUE_ITEM_STATUS = row["status"]
         return status
 
-    def enqueue_batch(self, queue_id: str, batch: Batch, prepend: bool) -> EnqueueBatchResult:
+    def enqueue_batch(
+        self, queue_id: str, batch: Batch, prepend: bool, all_or_nothing: bool = False
+    ) -> EnqueueBatchResult:
         if batch.batch_id == sql.QUEUE_TOTAL:
             raise BatchValidationError("A batch id must not be empty")
         sessions = BatchSessions(batch)
         requested = batch.session_count()
         with self._write() as write:
             cursor = write.cursor
-            self._check_room(cursor, queue_id, requested)
+            room = self._room(cursor, queue_id)
+            if room == 0:
+                raise QueueFullError(
+                    f"Queue '{queue_id}' is full: it holds {self._max_queue_size} unfinished items, its maximum, "
+                    f"so none of the batch's {requested} sessions fit"
+                )
+            if all_or_nothing and requested > room:
+                raise QueueFullError(
+                    f"Queue '{queue_id}' has room for {room} of the batch's {requested} sessions (it holds at most "
+                    f"{self._max_queue_size} unfinished items) and all_or_nothing was asked"
+                )
+            cursor.execute(sql.SELECT_BATCH_EXISTS, (queue_id, batch.batch_id))
+            if cursor.fetchone() is not None:
+                raise BatchExistsError(
+                    f"Queue '{queue_id}' already holds batch '{batch.batch_id}': enqueue it under a new batch id"
+                )
             priority = 0
             if prepend:
                 cursor.execute(sql.SELECT_MAX_PENDING_PRIORITY, (queue_id,))
@@ -254,10 +329,12 @@ class SqlSessionQueue(SessionQueueBase):
                 priority = 0 if row is None or row["priority"] is None else row["priority"] + 1
             now = _now()
             workflow = None if batch.workflow is None else json.dumps(batch.workflow)
+            cursor.execute(sql.INSERT_BATCH, (queue_id, batch.batch_id, workflow))
             callback_url = None if batch.callback_url is None else str(batch.callback_url)
             session_ids: list[str] = []
             rows = []
-            for session_id, session, field_values in sessions:
+            # What does not fit is left out from the end: the first sessions of the expansion, in order.
+            for session_id, session, field_values in itertools.islice(sessions, room):
                 session_ids.append(session_id)
                 rows.append(
                     (
@@ -269,7 +346,6 @@ class SqlSessionQueue(SessionQueueBase):
                         batch.destination,
                         field_values,
                         session,
-                        workflow,
                         batch.timeout,
                         callback_url,
                         None,
@@ -278,7 +354,7 @@ class SqlSessionQueue(SessionQueueBase):
                     )
                 )
             cursor.executemany(sql.INSERT_ITEM, rows)
-            _add_counts(cursor, Counter({(queue_id, batch.batch_id, "pending"): requested}))
+            _add_counts(cursor, Counter({(queue_id, batch.batch_id, "pending"): len(rows)}))
             # executemany returns no rows, RETURNING included; the session ids tell the new items apart.
             cursor.execute(sql.SELECT_BATCH_SESSION_IDS, (queue_id, batch.batch_id))
             item_ids = {row["session_id"]: row["item_id"] for row in cursor.fetchall()}
@@ -420,13 +496,22 @@ class SqlSessionQueue(SessionQueueBase):
         stats: dict[str, object] | None = None if stored is None else json.loads(stored)
         return stats
 
-    def get_callback_url(self, item_id: int) -> str | None:
-        return self._read_column(sql.SELECT_CALLBACK_URL, item_id)
+    def get_webhook_due_url(self, item_id: int) -> str | None:
+        return self._read_column(sql.SELECT_WEBHOOK_DUE_URL, item_id)
 
     def get_unfinished_webhook_batch_ids(self) -> list[str]:
         with self._db.read() as cursor:
             cursor.execute(sql.SELECT_UNFINISHED_WEBHOOK_BATCHES)
             return [row["batch_id"] for row in cursor.fetchall()]
+
+    def get_webhooks_due(self) -> list[int]:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_WEBHOOKS_DUE)
+            return [row["item_id"] for row in cursor.fetchall()]
+
+    def set_webhook_done(self, item_id: int, delivered: bool) -> None:
+        with self._db.transaction() as cursor:
+            cursor.execute(sql.SET_WEBHOOK_STATE, ("delivered" if delivered else "given_up", item_id))
 
     def _read_column(self, select: str, item_id: int) -> str | None:
         """The one column `select` reads from the item's row; raises if there is no such item."""
@@ -514,7 +599,6 @@ class SqlSessionQueue(SessionQueueBase):
                         row["destination"],
                         row["field_values"],
                         new_session_json(session_id, graph_json),
-                        row["workflow"],
                         row["timeout"],
                         row["callback_url"],
                         row["item_id"],
@@ -564,7 +648,7 @@ class SqlSessionQueue(SessionQueueBase):
 
     def is_full(self, queue_id: str) -> IsFullResult:
         with self._db.read() as cursor:
-            return IsFullResult(is_full=_queue_total(cursor, queue_id) >= self._max_queue_size)
+            return IsFullResult(is_full=self._room(cursor, queue_id) == 0)
 
 
 def _fetch_item_row(cursor: DbCursor, item_id: int) -> DbRow:
@@ -616,6 +700,11 @@ def _by_status(rows: Iterable[DbRow]) -> dict[str, int]:
 
 def _queue_total(cursor: DbCursor, queue_id: str) -> int:
     return sum(_counts(cursor, queue_id, sql.QUEUE_TOTAL).values())
+
+
+def _queue_unfinished(cursor: DbCursor, queue_id: str) -> int:
+    counts = _counts(cursor, queue_id, sql.QUEUE_TOTAL)
+    return counts["pending"] + counts["in_progress"]
 
 
 def _queue_status(cursor: DbCursor, queue_id: str) -> SessionQueueStatus:

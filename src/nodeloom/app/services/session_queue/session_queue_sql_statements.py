@@ -77,18 +77,62 @@ def migrate_session_queue(cursor: DbCursor) -> None:
         cursor.execute(statement)
 
 
+# One row per batch of a queue, for what all its items share; deleted with the batch's last item.
+_CREATE_BATCHES = """
+CREATE TABLE session_queue_batches (
+    queue_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    workflow TEXT,
+    PRIMARY KEY (queue_id, batch_id)
+)
+"""
+_MOVE_WORKFLOWS = (
+    # The items of one batch hold one workflow; MAX picks it without a second pass.
+    "INSERT INTO session_queue_batches (queue_id, batch_id, workflow) "
+    "SELECT queue_id, batch_id, MAX(workflow) FROM session_queue GROUP BY queue_id, batch_id",
+    "ALTER TABLE session_queue DROP COLUMN workflow",
+)
+# NULL: the item has no webhook to call (yet); 'pending' from the moment it finishes until the call is made.
+_ADD_WEBHOOK_STATE = (
+    "ALTER TABLE session_queue ADD COLUMN webhook_state TEXT "
+    "CHECK (webhook_state IN ('pending', 'delivered', 'given_up'))"
+)
+_CREATE_HISTORY_INDEXES = (
+    # the finished items of a queue, oldest first: what pruning the history walks.
+    "CREATE INDEX ix_session_queue_history ON session_queue (queue_id, completed_at, item_id) "
+    "WHERE completed_at IS NOT NULL",
+    # the webhooks still to call, read at start-up: only those rows are in the index.
+    "CREATE INDEX ix_session_queue_webhooks_due ON session_queue (item_id) WHERE webhook_state = 'pending'",
+)
+
+
+def migrate_queue_history(cursor: DbCursor) -> None:
+    """Moves each batch's workflow from its items to a batches table; adds the webhook state and history indexes."""
+    for statement in (_CREATE_BATCHES, *_MOVE_WORKFLOWS, _ADD_WEBHOOK_STATE, *_CREATE_HISTORY_INDEXES):
+        cursor.execute(statement)
+
+
 # --- Items --------------------------------------------------------------------------------------------------
 
-ITEM_COLUMNS = (
+ITEM_COLUMN_NAMES = (
     "item_id, queue_id, batch_id, session_id, status, priority, origin, destination, field_values, session, "
     "workflow, error_type, error_message, error_traceback, timeout, callback_url, attempts, retried_from_item_id, "
     "created_at, updated_at, started_at, completed_at"
 )
+"""An item's fields as `ITEM_COLUMNS` names them, for a query over a sub-select of them."""
+# The workflow is stored once per batch; a correlated sub-select (valid in RETURNING too) reads it back by key.
+_WORKFLOW = (
+    "(SELECT workflow FROM session_queue_batches b "
+    "WHERE b.queue_id = session_queue.queue_id AND b.batch_id = session_queue.batch_id) AS workflow"
+)
+ITEM_COLUMNS = ITEM_COLUMN_NAMES.replace("workflow", _WORKFLOW)
 INSERT_ITEM = (
     "INSERT INTO session_queue (queue_id, batch_id, session_id, priority, origin, destination, field_values, "
-    "session, workflow, timeout, callback_url, retried_from_item_id, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "session, timeout, callback_url, retried_from_item_id, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+SELECT_BATCH_EXISTS = "SELECT batch_id FROM session_queue_batches WHERE queue_id = ? AND batch_id = ?"
+INSERT_BATCH = "INSERT INTO session_queue_batches (queue_id, batch_id, workflow) VALUES (?, ?, ?)"
 INSERT_ITEM_RETURNING = f"{INSERT_ITEM} RETURNING {ITEM_COLUMNS}"
 SELECT_BATCH_SESSION_IDS = "SELECT item_id, session_id FROM session_queue WHERE queue_id = ? AND batch_id = ?"
 SELECT_MAX_PENDING_PRIORITY = (
@@ -110,9 +154,11 @@ DEQUEUE: dict[Dialect, str] = {
     "postgres": _DEQUEUE.format(lock=" FOR UPDATE SKIP LOCKED"),
 }
 # Guarded by the status the caller read, so that a change made meanwhile by another process is never undone.
+# An item with a webhook that finishes has its call due in the same write, so a crash cannot lose the call.
 SET_STATUS = f"""
 UPDATE session_queue
-SET status = ?, updated_at = ?, completed_at = ?, error_type = ?, error_message = ?, error_traceback = ?
+SET status = ?, updated_at = ?, completed_at = ?, error_type = ?, error_message = ?, error_traceback = ?,
+    webhook_state = CASE WHEN ? AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END
 WHERE item_id = ? AND status = ?
 RETURNING {ITEM_COLUMNS}
 """
@@ -127,7 +173,12 @@ SET_STATS = "UPDATE session_queue SET stats = ? WHERE item_id = ?"
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
 SELECT_STATUS = "SELECT status FROM session_queue WHERE item_id = ?"
 SELECT_STATS = "SELECT stats FROM session_queue WHERE item_id = ?"
-SELECT_CALLBACK_URL = "SELECT callback_url FROM session_queue WHERE item_id = ?"
+SELECT_WEBHOOK_DUE_URL = (
+    "SELECT CASE WHEN webhook_state = 'pending' THEN callback_url END AS callback_url FROM session_queue "
+    "WHERE item_id = ?"
+)
+SELECT_WEBHOOKS_DUE = "SELECT item_id FROM session_queue WHERE webhook_state = 'pending' ORDER BY item_id"
+SET_WEBHOOK_STATE = "UPDATE session_queue SET webhook_state = ? WHERE item_id = ? AND webhook_state = 'pending'"
 SELECT_UNFINISHED_WEBHOOK_BATCHES = (
     "SELECT DISTINCT batch_id FROM session_queue "
     "WHERE callback_url IS NOT NULL AND status IN ('pending', 'in_progress')"
@@ -177,7 +228,7 @@ def _page(by_status: bool, by_destination: bool, after_cursor: bool) -> str:
     # Two index seeks (the rest of the cursor's priority, then the lower priorities) rather than one
     # `priority < ? OR (priority = ? AND item_id > ?)`, which would step over every item before the cursor.
     return (
-        f"SELECT {ITEM_COLUMNS} FROM ("
+        f"SELECT {ITEM_COLUMN_NAMES} FROM ("
         f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority = ? AND item_id > ? "
         "ORDER BY item_id LIMIT ?) AS same_priority "
         "UNION ALL "
@@ -197,9 +248,37 @@ LIST_PAGE: dict[tuple[bool, bool, bool], str] = {
 
 DELETE_ITEM = "DELETE FROM session_queue WHERE item_id = ? RETURNING queue_id, batch_id, status"
 DELETE_QUEUE = "DELETE FROM session_queue WHERE queue_id = ? RETURNING queue_id, batch_id, status"
+# An item whose webhook is still to be called stays until the call is made or given up on: the call reads it.
+_NO_WEBHOOK_DUE = "(webhook_state IS NULL OR webhook_state <> 'pending')"
 DELETE_FINISHED = (
     "DELETE FROM session_queue WHERE queue_id = ? AND status IN ('completed', 'failed', 'canceled') "
-    "RETURNING queue_id, batch_id, status"
+    f"AND {_NO_WEBHOOK_DUE} RETURNING queue_id, batch_id, status"
+)
+
+
+def _history(older_than: bool) -> str:
+    """The oldest finished items of a queue (finished before a time, if `older_than`) that pruning may delete.
+
+    Never an item of a batch that still has items to run: a client following the batch reads all of them.
+    """
+    before = " AND completed_at < ?" if older_than else ""
+    return (
+        "DELETE FROM session_queue WHERE item_id IN ("
+        "SELECT item_id FROM session_queue q WHERE queue_id = ? AND completed_at IS NOT NULL"
+        f"{before} AND {_NO_WEBHOOK_DUE} AND NOT EXISTS ("
+        "SELECT 1 FROM session_queue_counts c WHERE c.queue_id = q.queue_id AND c.batch_id = q.batch_id "
+        "AND c.status IN ('pending', 'in_progress') AND c.n > 0"
+        ") ORDER BY completed_at, item_id LIMIT ?"
+        ") RETURNING queue_id, batch_id, status"
+    )
+
+
+PRUNE_OLDEST = _history(older_than=False)
+PRUNE_OLDER_THAN = _history(older_than=True)
+DELETE_EMPTY_BATCH = (
+    "DELETE FROM session_queue_batches WHERE queue_id = ? AND batch_id = ? AND NOT EXISTS ("
+    "SELECT 1 FROM session_queue q "
+    "WHERE q.queue_id = session_queue_batches.queue_id AND q.batch_id = session_queue_batches.batch_id)"
 )
 
 # --- Counts -------------------------------------------------------------------------------------------------
@@ -213,4 +292,4 @@ ADD_COUNT = (
     "INSERT INTO session_queue_counts (queue_id, batch_id, status, n) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (queue_id, batch_id, status) DO UPDATE SET n = session_queue_counts.n + excluded.n"
 )
-DELETE_EMPTY_COUNTS = "DELETE FROM session_queue_counts WHERE queue_id = ? AND n = 0"
+DELETE_EMPTY_COUNTS = "DELETE FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND n = 0"

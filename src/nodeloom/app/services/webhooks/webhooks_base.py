@@ -6,12 +6,16 @@ from abc import ABC, abstractmethod
 
 
 class WebhookServiceBase(ABC):
-    """Delivery happens on the service's own thread, so a slow or dead endpoint never blocks the processor."""
+    """Calls are made on the service's own threads, so a slow or dead endpoint never blocks the processor.
+
+    An item's call falls due in the queue's write that finishes the item and stays due until it is answered with a
+    2xx or given up on, so a call that a stop or a crash cut short is made after the next start.
+    """
 
     @abstractmethod
     def start(self) -> None:
-        """Starts delivering."""
+        """Starts making calls, first those left due by an earlier run."""
 
     @abstractmethod
     def stop(self) -> None:
-        """Stops after the delivery in progress; undelivered calls are logged and dropped."""
+        """Stops within about a second, cutting the calls under way; they stay due for the next start."""

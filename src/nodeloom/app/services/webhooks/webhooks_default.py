@@ -1,110 +1,256 @@
-"""Webhook delivery with httpx on one thread, a few tries with backoff."""
+"""Webhook delivery from a small pool of sender threads, a few tries with backoff, durable across restarts."""
 
 from __future__ import annotations
 
+import http.client
 import logging
 import queue
 import threading
-from collections import OrderedDict
+import time
+import urllib.parse
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-import httpx
-
+import nodeloom
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import BatchEnqueuedEvent, EventBase, QueueItemStatusChangedEvent
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
-from nodeloom.app.services.session_queue.session_queue_common import FINISHED_STATUSES, QueueItemOutcome
+from nodeloom.app.services.session_queue.session_queue_common import (
+    FINISHED_STATUSES,
+    QueueItemOutcome,
+    SessionQueueItemNotFoundError,
+)
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
+from nodeloom.app.services.webhooks.webhooks_common import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookAddressError,
+    signature,
+)
+from nodeloom.app.services.webhooks.webhooks_default_http import WebhookCaller
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MAX_REMEMBERED_BATCHES = 100_000
-"""Batches with a webhook remembered, oldest forgotten first: an item of a batch forgotten gets no call."""
+"""Batches with a webhook remembered, oldest forgotten first: the calls of a batch forgotten are made at the next
+start, when the calls still due are read from the queue."""
+STOP_WAIT_S = 1.0
+"""How long `stop()` waits for the senders once it has cut their calls; one still busy (resolving a name, which
+cannot be cut) is left behind and touches nothing more."""
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    senders: int = 4
+    """Calls under way at once; one target takes at most half of them, so a target that hangs leaves the rest."""
+    timeout_s: float = 10.0
+    """The most one call may take, from connecting to the answer's status."""
+    tries: int = 3
+    first_backoff_s: float = 0.5
+    """The wait after the first failed try; each later wait doubles."""
+    allow_private: bool = False
+    secret: bytes | None = None
+    """Signs every call when set."""
+
+
+class _Stopped(Exception):
+    """The run stopped: the call is left due, for the next start."""
+
+
+@dataclass
+class _Run:
+    """One start-to-stop of the service; a sender left behind by `stop()` holds its own run, never the next one."""
+
+    caller: WebhookCaller
+    stopping: threading.Event = field(default_factory=threading.Event)
+    pending: queue.SimpleQueue[int | None] = field(default_factory=queue.SimpleQueue)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    scheduled: set[int] = field(default_factory=set)
+    """Items queued or being called, so that an item read as due at start-up and announced by an event is
+    called once."""
+    busy: dict[str, int] = field(default_factory=dict)
+    """Calls under way per target (scheme, host and port)."""
+    waiting: dict[str, deque[tuple[int, str]]] = field(default_factory=dict)
+    """Per target at its limit: the (item id, URL) of calls waiting for one of its calls to end."""
+    threads: list[threading.Thread] = field(default_factory=list)
 
 
 class HttpWebhookService(WebhookServiceBase):
     def __init__(
-        self,
-        events: EventServiceBase,
-        session_queue: SessionQueueBase,
-        tries: int = 3,
-        first_backoff_s: float = 0.5,
-        timeout_s: float = 10.0,
+        self, events: EventServiceBase, session_queue: SessionQueueBase, settings: WebhookSettings | None = None
     ) -> None:
         self._events = events
         self._queue = session_queue
-        self._tries = tries
-        self._first_backoff_s = first_backoff_s
-        self._timeout_s = timeout_s
-        self._pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._settings = settings or WebhookSettings()
+        self._per_target = max(1, self._settings.senders // 2)
         self._batches_with_webhooks: OrderedDict[str, None] = OrderedDict()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._batches_lock = threading.Lock()
+        # Held around every database access of a sender and by `stop()` as it stops the run, so that no sender
+        # touches the database once `stop()` has returned (the database is closed next).
+        self._database_guard = threading.Lock()
+        self._run: _Run | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
-        self._stopping.clear()
-        # Items enqueued before this process started are announced by no event.
-        self._batches_with_webhooks.update(dict.fromkeys(self._queue.get_unfinished_webhook_batch_ids()))
+        run = _Run(caller=WebhookCaller(self._settings.timeout_s, self._settings.allow_private))
+        self._run = run
+        # Subscribed before reading what is due, so that nothing finishing meanwhile is missed; `scheduled`
+        # keeps an item both read and announced from being called twice.
         self._unsubscribe = self._events.subscribe(self._on_event)
-        self._thread = threading.Thread(target=self._deliver_forever, name="nodeloom-webhooks", daemon=True)
-        self._thread.start()
+        with self._batches_lock:
+            self._batches_with_webhooks.update(dict.fromkeys(self._queue.get_unfinished_webhook_batch_ids()))
+        for item_id in self._queue.get_webhooks_due():
+            self._schedule(run, item_id)
+        for index in range(self._settings.senders):
+            thread = threading.Thread(target=self._send_forever, args=(run,), name=f"nodeloom-webhooks-{index}")
+            thread.daemon = True
+            thread.start()
+            run.threads.append(thread)
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._thread is not None:
-            self._stopping.set()
-            self._pending.put(None)
-            self._thread.join()
-            self._thread = None
+            self._unsubscribe = None
+        run, self._run = self._run, None
+        if run is None:
+            return
+        with self._database_guard:
+            run.stopping.set()
+        run.caller.close()
+        for _ in run.threads:
+            run.pending.put(None)
+        deadline = time.monotonic() + STOP_WAIT_S
+        for thread in run.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _on_event(self, event: EventBase) -> None:
         # Batches are enqueued (and announced) before any of their items change, so the set is complete when
         # an item finishes; only the item id travels, and the item is read when the call is made.
         if isinstance(event, BatchEnqueuedEvent):
             if event.has_webhook:
-                self._batches_with_webhooks[event.batch_id] = None
-                while len(self._batches_with_webhooks) > MAX_REMEMBERED_BATCHES:
-                    self._batches_with_webhooks.popitem(last=False)
-        elif (
-            isinstance(event, QueueItemStatusChangedEvent)
-            and event.status in FINISHED_STATUSES
-            and event.batch_id in self._batches_with_webhooks
-        ):
-            self._pending.put(event.item_id)
+                with self._batches_lock:
+                    self._batches_with_webhooks[event.batch_id] = None
+                    while len(self._batches_with_webhooks) > MAX_REMEMBERED_BATCHES:
+                        self._batches_with_webhooks.popitem(last=False)
+        elif isinstance(event, QueueItemStatusChangedEvent) and event.status in FINISHED_STATUSES:
+            run = self._run
+            with self._batches_lock:
+                has_webhook = event.batch_id in self._batches_with_webhooks
+            if has_webhook and run is not None:
+                self._schedule(run, event.item_id)
 
-    def _deliver_forever(self) -> None:
-        with httpx.Client(timeout=self._timeout_s) as client:
-            while (item_id := self._pending.get()) is not None:
-                try:
-                    self._deliver(client, item_id)
-                except Exception:
-                    logger.exception("Webhook for item %s failed", item_id)
-
-    def _deliver(self, client: httpx.Client, item_id: int) -> None:
-        url = self._queue.get_callback_url(item_id)
-        if url is None:
-            return
-        body = QueueItemOutcome.from_item(self._queue.get_queue_item(item_id)).model_dump(mode="json")
-        backoff = self._first_backoff_s
-        for attempt in range(1, self._tries + 1):
-            try:
-                response = client.post(url, json=body)
-                if response.status_code < 300:
-                    return
-                problem = f"HTTP {response.status_code}"
-            except httpx.HTTPError as e:
-                problem = f"{type(e).__name__}: {e}"
-            logger.warning(
-                "Webhook %s for item %s failed (try %d of %d): %s",
-                url,
-                item_id,
-                attempt,
-                self._tries,
-                problem,
-            )
-            if attempt < self._tries and self._stopping.wait(backoff):
+    def _schedule(self, run: _Run, item_id: int) -> None:
+        with run.lock:
+            if item_id in run.scheduled:
                 return
+            run.scheduled.add(item_id)
+        run.pending.put(item_id)
+
+    def _unschedule(self, run: _Run, item_id: int) -> None:
+        with run.lock:
+            run.scheduled.discard(item_id)
+
+    def _send_forever(self, run: _Run) -> None:
+        while (item_id := run.pending.get()) is not None:
+            try:
+                url = self._while_running(run, lambda: self._queue.get_webhook_due_url(item_id))
+            except _Stopped:
+                return
+            except SessionQueueItemNotFoundError:
+                url = None  # deleted before its call was made
+            except Exception:
+                logger.exception("Could not read the webhook of item %s; it is called at the next start", item_id)
+                url = None
+            if url is None:  # no webhook, or its call was made already: an item can be read due and announced
+                self._unschedule(run, item_id)
+                continue
+            try:
+                self._call_target(run, item_id, url)
+            except _Stopped:
+                return
+
+    def _call_target(self, run: _Run, item_id: int, url: str) -> None:
+        """Makes the call, then those waiting for the same target, unless the target has its share of calls."""
+        parts = urllib.parse.urlsplit(url)
+        target = f"{parts.scheme}://{parts.netloc}"
+        with run.lock:
+            if run.busy.get(target, 0) >= self._per_target:
+                run.waiting.setdefault(target, deque()).append((item_id, url))
+                return
+            run.busy[target] = run.busy.get(target, 0) + 1
+        call: tuple[int, str] | None = (item_id, url)
+        try:
+            while call is not None:
+                self._call(run, *call)
+                with run.lock:
+                    waiting = run.waiting.get(target)
+                    call = waiting.popleft() if waiting else None
+                    if waiting is not None and not waiting:
+                        del run.waiting[target]
+        finally:
+            with run.lock:
+                run.busy[target] -= 1
+                if not run.busy[target]:
+                    del run.busy[target]
+
+    def _call(self, run: _Run, item_id: int, url: str) -> None:
+        try:
+            self._try_call(run, item_id, url)
+        except _Stopped:
+            raise
+        except SessionQueueItemNotFoundError:
+            pass  # deleted before its call was made
+        except Exception:
+            logger.exception("Webhook for item %s failed; it is called at the next start", item_id)
+        finally:
+            self._unschedule(run, item_id)
+
+    def _try_call(self, run: _Run, item_id: int, url: str) -> None:
+        """Tries the call until it is answered with a 2xx or given up on; raises `_Stopped` when the run stops
+        first, leaving the call due."""
+        item = self._while_running(run, lambda: self._queue.get_queue_item(item_id))
+        body = QueueItemOutcome.from_item(item).model_dump_json().encode()
+        settings = self._settings
+        backoff = settings.first_backoff_s
+        for attempt in range(1, settings.tries + 1):
+            try:
+                status = run.caller.post(url, body, self._headers(body))
+                if 200 <= status < 300:
+                    self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=True))
+                    return
+                problem = f"HTTP {status}"
+            except WebhookAddressError as e:
+                problem = str(e)
+                break  # the next try would be refused as well
+            except (OSError, http.client.HTTPException) as e:
+                problem = f"{type(e).__name__}: {e}"
+            if run.stopping.is_set():
+                raise _Stopped  # cut by stop(), not failed
+            logger.warning(
+                "Webhook %s for item %s failed (try %d of %d): %s", url, item_id, attempt, settings.tries, problem
+            )
+            if attempt < settings.tries and run.stopping.wait(backoff):
+                raise _Stopped
             backoff *= 2
-        logger.error("Gave up on the webhook %s for item %s", url, item_id)
+        logger.error("Gave up on the webhook %s for item %s: %s", url, item_id, problem)
+        self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=False))
+
+    def _headers(self, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": f"nodeloom/{nodeloom.__version__}"}
+        secret = self._settings.secret
+        if secret is not None:
+            timestamp = int(time.time())
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
+        return headers
+
+    def _while_running(self, run: _Run, access: Callable[[], T]) -> T:
+        """The database access's result; raises `_Stopped` instead once the run has been stopped."""
+        with self._database_guard:
+            if run.stopping.is_set():
+                raise _Stopped
+            return access()
