@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
 import nodeloom
@@ -78,6 +80,22 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 
+class ErrorResponse(BaseModel):
+    """The body of every refused request."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="What is wrong: a message, or one entry per problem where the request does not fit the schema"
+    )
+    error_type: str | None = Field(default=None, description="The kind of nodeloom error, where one was raised")
+
+
+# In the OpenAPI schema of every route: the statuses of ERROR_STATUS, and 422 for a request that does not fit.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": HTTPStatus(status).phrase}
+    for status in sorted({status for _, status in ERROR_STATUS} | {422})
+}
+
+
 async def _nodeloom_error(request: Request, exc: Exception) -> JSONResponse:
     status = next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
     return JSONResponse(status_code=status, content={"detail": str(exc), "error_type": type(exc).__name__})
@@ -126,7 +144,7 @@ def create_app(config: NodeloomConfig) -> NodeloomApp:
             invoker.stop(timeout_s=shutdown.remaining_s())
             await sockets.stop()
 
-    app = NodeloomApp(title="nodeloom", version=nodeloom.__version__, lifespan=lifespan)
+    app = NodeloomApp(title="nodeloom", version=nodeloom.__version__, lifespan=lifespan, responses=ERROR_RESPONSES)
     app.state.sockets = sockets
     app.state.shutdown = shutdown
     for kind, _ in ERROR_STATUS:

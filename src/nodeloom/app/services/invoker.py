@@ -19,16 +19,15 @@ class Invoker:
         self.services = services
 
     def start(self) -> None:
-        """Recovers items a dead process left running, then starts delivering events and processing."""
+        """Recovers items a dead process left running and clears what it left on disk, then starts delivering
+        events and processing."""
         services = self.services
         recovered = services.session_queue.recover_interrupted()
         if recovered:
             logger.warning("Found %d queue item(s) left in progress by a stopped server: %s", len(recovered), recovered)
-        report = services.images.check_consistency()
-        if report.records_without_files:
-            logger.error("Image records without files: %s", report.records_without_files)
-        if report.files_without_records:
-            logger.warning("Image files without records: %s", report.files_without_records)
+        services.images.remove_leftovers(services.session_queue.get_queue_items_by_item_ids(recovered))
+        for objects in (services.tensors, services.conditioning):
+            objects.remove_temporary_files()
         services.events.start()
         services.webhooks.start()
         services.session_processor.start()

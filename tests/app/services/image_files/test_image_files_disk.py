@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import BinaryIO
 
@@ -183,6 +185,69 @@ def test_list_names_holds_only_stored_images(files: DiskImageFileStorage, folder
     (folder / f".{next(iter(names))}.abc.tmp").write_bytes(b"a write that died")
     (folder / "subfolder.png").mkdir()
     assert files.list_names() == names
+
+
+def test_list_thumbnail_names_holds_every_stored_thumbnail(files: DiskImageFileStorage, folder: Path) -> None:
+    names = {NAMES.create_image_name() for _ in range(2)}
+    for name in names:
+        files.save(gradient(), name)
+    alone = next(iter(names))
+    files.get_path(alone).unlink()
+    (folder / "thumbnails" / "notes.webp").write_text("not a thumbnail")
+    (folder / "thumbnails" / alone.removesuffix(".png")).write_text("no suffix")
+    assert files.list_thumbnail_names() == names
+    assert files.list_names() == names - {alone}
+
+
+# A child process that dies inside a write, as a process killed with SIGKILL would: no cleanup code runs.
+_DIE_WHILE_WRITING = """
+import os, sys
+from pathlib import Path
+from nodeloom.app.services.shared.atomic_files import write_atomically
+
+def die(file):
+    file.write(b"half an image")
+    file.flush()
+    os._exit(0)
+
+write_atomically(Path(sys.argv[1]), die)
+"""
+
+
+def test_temporary_files_of_writes_that_died_are_removed(files: DiskImageFileStorage, folder: Path) -> None:
+    name = NAMES.create_image_name()
+    files.save(gradient(), name)
+    for path in (folder / NAMES.create_image_name(), folder / "thumbnails" / "x.webp"):
+        subprocess.run([sys.executable, "-c", _DIE_WHILE_WRITING, str(path)], check=True)
+    leftovers = [path.name for path in folder.rglob("*.tmp")]
+    assert len(leftovers) == 2
+    (folder / ".hidden").write_text("not ours to remove")
+
+    assert files.remove_temporary_files() == 2
+    assert sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()) == sorted(
+        [".hidden", name, f"thumbnails/{name.removesuffix('.png')}.webp"]
+    )
+    assert files.remove_temporary_files() == 0
+
+
+def test_quarantine_moves_the_image_and_its_thumbnail_aside(files: DiskImageFileStorage, folder: Path) -> None:
+    whole, thumbnail_only, kept = (NAMES.create_image_name() for _ in range(3))
+    for name in (whole, thumbnail_only, kept):
+        files.save(gradient(), name)
+    files.get_path(thumbnail_only).unlink()
+
+    files.quarantine(whole)
+    files.quarantine(thumbnail_only)
+    files.quarantine(NAMES.create_image_name())  # nothing stored: nothing to move
+
+    assert files.list_names() == {kept}
+    assert files.list_thumbnail_names() == {kept}
+    stem = whole.removesuffix(".png")
+    assert sorted(os.listdir(folder / "quarantine")) == sorted(
+        [whole, f"{stem}.webp", f"{thumbnail_only.removesuffix('.png')}.webp"]
+    )
+    with Image.open(folder / "quarantine" / whole) as moved:
+        assert same_pixels(moved.convert("RGB"), gradient())
 
 
 BAD_NAMES = [

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image, ImageChops
@@ -18,6 +19,8 @@ from nodeloom.app.services.image_records.image_records_common import (
 )
 from nodeloom.app.services.names.names_common import InvalidImageNameError
 from nodeloom.app.services.names.names_default import SimpleNameService
+from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS, SessionQueueItem
+from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 
 
 def thumbnail_of(name: str) -> str:
@@ -195,6 +198,89 @@ def test_consistency_report_finds_both_kinds_of_orphan(stack: ImageStack) -> Non
     stack.images.delete(lost_record.image_name)
     assert stack.images.check_consistency().is_consistent
     assert stack.image_records.get_all_names() == {fine.image_name}
+
+
+def test_consistency_report_counts_a_lone_thumbnail(stack: ImageStack) -> None:
+    dto = stack.create()
+    stack.image_records.delete(dto.image_name)
+    (stack.images_folder / dto.image_name).unlink()
+    assert stack.images.check_consistency().files_without_records == [dto.image_name]
+
+
+def interrupted_item(status: QUEUE_ITEM_STATUS, session_id: str, executed: set[str]) -> SessionQueueItem:
+    """A queue item as start-up recovery leaves it: requeued (pending) or failed, with its saved session."""
+    now = datetime.now(UTC)
+    session = GraphExecutionState(id=session_id, graph=Graph(), executed=executed)
+    return SessionQueueItem(
+        item_id=1,
+        queue_id="default",
+        batch_id="b",
+        session_id=session_id,
+        status=status,
+        session=session,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def session_image(stack: ImageStack, session_id: str, node_id: str, board_id: str | None = None) -> str:
+    return stack.images.create(
+        Image.new("RGB", (4, 4)), ResourceOrigin.INTERNAL, ImageCategory.GENERAL, session_id, node_id, board_id
+    ).image_name
+
+
+def test_leftovers_of_a_failed_item_are_all_its_images(stack: ImageStack) -> None:
+    board = stack.boards.create("Board").board_id
+    made = [session_image(stack, "crashed", "a"), session_image(stack, "crashed", "b", board)]
+    other = session_image(stack, "other", "a")
+
+    report = stack.images.remove_leftovers([interrupted_item("failed", "crashed", {"a", "b"})])
+    assert report.interrupted_images == made
+    assert stack.image_records.get_all_names() == {other}
+    assert stack.files_on_disk() == {f"images/{other}", thumbnail_of(other)}
+    assert stack.boards.get_dto(board).image_count == 0
+
+
+def test_a_requeued_item_keeps_the_images_of_the_nodes_its_saved_session_recorded(stack: ImageStack) -> None:
+    recorded = session_image(stack, "resumed", "done")
+    runs_again = session_image(stack, "resumed", "not-saved")
+    other = session_image(stack, "other", "not-saved")
+
+    report = stack.images.remove_leftovers([interrupted_item("pending", "resumed", {"done", "done-source"})])
+    assert report.interrupted_images == [runs_again]
+    assert stack.image_records.get_all_names() == {recorded, other}
+    assert stack.images.check_consistency().is_consistent
+
+
+def test_leftover_files_are_quarantined_and_records_without_files_kept(stack: ImageStack) -> None:
+    fine = stack.create()
+    lost_file = stack.create()
+    no_record = stack.create()
+    thumbnail_only = stack.create()
+    (stack.images_folder / lost_file.image_name).unlink()
+    for dto in (no_record, thumbnail_only):
+        stack.image_records.delete(dto.image_name)
+    (stack.images_folder / thumbnail_only.image_name).unlink()
+    temporary = {f"images/.{fine.image_name}.abc.tmp", f"images/thumbnails/.{fine.image_name}.def.tmp"}
+    for name in temporary:
+        (stack.root / "outputs" / name).write_bytes(b"a write that died")
+
+    report = stack.images.remove_leftovers([])
+    assert report.temporary_files == 2
+    assert report.interrupted_images == []
+    assert report.quarantined == sorted([no_record.image_name, thumbnail_only.image_name])
+    assert report.records_without_files == [lost_file.image_name]
+    assert stack.image_records.get_all_names() == {fine.image_name, lost_file.image_name}
+    assert stack.files_on_disk() == {
+        f"images/{fine.image_name}",
+        thumbnail_of(fine.image_name),
+        thumbnail_of(lost_file.image_name),
+        f"images/quarantine/{no_record.image_name}",
+        thumbnail_of(no_record.image_name).replace("thumbnails", "quarantine"),
+        thumbnail_of(thumbnail_only.image_name).replace("thumbnails", "quarantine"),
+    }
+    again = stack.images.remove_leftovers([])
+    assert (again.temporary_files, again.quarantined, again.records_without_files) == (0, [], [lost_file.image_name])
 
 
 def test_listing_returns_dtos_with_their_boards(stack: ImageStack) -> None:

@@ -159,6 +159,20 @@ def test_delete_all_prunes_only_this_stores_objects(folder: Path) -> None:
     assert tensors.delete_all() == 0
 
 
+def test_remove_temporary_files_removes_only_this_stores(folder: Path) -> None:
+    tensors: ObjectSerializerDisk[Any] = ObjectSerializerDisk(folder, "tensor")
+    cache: ObjectSerializerForwardCache[Any] = ObjectSerializerForwardCache(tensors)
+    kept = cache.save([1, 2])
+    for suffix in ("pt", "json"):
+        (folder / f".tensor_{uuid.uuid4()}.{suffix}.x1y2.tmp").write_bytes(b"a write that died")
+    others = f".conditioning_{uuid.uuid4()}.pt.x1y2.tmp"
+    (folder / others).write_bytes(b"another store's")
+
+    assert cache.remove_temporary_files() == 2
+    assert sorted(os.listdir(folder)) == sorted([f"{kept}.json", others])
+    assert tensors.load(kept) == [1, 2]
+
+
 def test_a_bad_prefix_is_refused(folder: Path) -> None:
     for prefix in ("", "Tensor", "../x", "a_b", "x" * 33):
         with pytest.raises(ValueError):

@@ -46,3 +46,15 @@ class ImageFileStorageBase(ABC):
     @abstractmethod
     def list_names(self) -> set[str]:
         """The names of every full image stored."""
+
+    @abstractmethod
+    def list_thumbnail_names(self) -> set[str]:
+        """The names of every image whose thumbnail is stored, whether or not the image itself is."""
+
+    @abstractmethod
+    def remove_temporary_files(self) -> int:
+        """Deletes what writes cut short by a crash left behind; how many. At start-up, before anything runs."""
+
+    @abstractmethod
+    def quarantine(self, image_name: str) -> None:
+        """Moves the image and its thumbnail, those of them that exist, out of the store into its quarantine."""

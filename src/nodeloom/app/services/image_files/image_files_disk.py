@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,11 +17,18 @@ from nodeloom.app.services.image_files.image_files_common import (
     ImageFileNotFoundError,
     ImageFileSaveError,
 )
-from nodeloom.app.services.names.names_common import InvalidImageNameError, is_image_name, validate_image_name
-from nodeloom.app.services.shared.atomic_files import write_atomically
+from nodeloom.app.services.names.names_common import (
+    IMAGE_EXTENSION,
+    InvalidImageNameError,
+    is_image_name,
+    validate_image_name,
+)
+from nodeloom.app.services.shared.atomic_files import remove_temporary_files, write_atomically
 
 THUMBNAIL_SIZE = 256
 """The longest side of a thumbnail, in pixels."""
+
+_THUMBNAIL_SUFFIX = ".webp"
 
 # The modes a PNG holds as they are. Pillow deprecates writing 32-bit "I" to PNG, and refuses "F", "CMYK" and
 # the other colour spaces, so those are stored in the nearest mode a PNG can hold (see `_png_storable`).
@@ -63,7 +71,8 @@ def encode_thumbnail(image: Image.Image, file: BinaryIO, size: int = THUMBNAIL_S
 
 
 class DiskImageFileStorage(ImageFileStorageBase):
-    """Images as `{folder}/{name}` and thumbnails as `{folder}/thumbnails/{stem}.webp`.
+    """Images as `{folder}/{name}` and thumbnails as `{folder}/thumbnails/{stem}.webp`; quarantined files, both
+    kinds, in `{folder}/quarantine/`, which nothing reads.
 
     Every path comes from a validated name and is checked to resolve inside `folder`, so no name can make this
     class read or write anywhere else. `png_compress_level` trades file size for speed (0-9; InvokeAI's
@@ -74,6 +83,7 @@ class DiskImageFileStorage(ImageFileStorageBase):
         self._folder = folder.resolve()
         self._thumbnails = self._folder / "thumbnails"
         self._thumbnails.mkdir(parents=True, exist_ok=True)
+        self._quarantine = self._folder / "quarantine"
         self._png_compress_level = png_compress_level
         self._thumbnail_size = thumbnail_size
 
@@ -127,7 +137,8 @@ class DiskImageFileStorage(ImageFileStorageBase):
 
     def get_path(self, image_name: str, thumbnail: bool = False) -> Path:
         validate_image_name(image_name)
-        path = self._thumbnails / f"{Path(image_name).stem}.webp" if thumbnail else self._folder / image_name
+        stem = Path(image_name).stem
+        path = self._thumbnails / f"{stem}{_THUMBNAIL_SUFFIX}" if thumbnail else self._folder / image_name
         # A symbolic link placed in the folder must not lead a valid name out of it.
         if not path.resolve().is_relative_to(self._folder):
             raise InvalidImageNameError(image_name)
@@ -146,3 +157,21 @@ class DiskImageFileStorage(ImageFileStorageBase):
     def list_names(self) -> set[str]:
         with os.scandir(self._folder) as entries:
             return {entry.name for entry in entries if is_image_name(entry.name) and entry.is_file()}
+
+    def list_thumbnail_names(self) -> set[str]:
+        with os.scandir(self._thumbnails) as entries:
+            names = {
+                f"{entry.name.removesuffix(_THUMBNAIL_SUFFIX)}{IMAGE_EXTENSION}"
+                for entry in entries
+                if entry.name.endswith(_THUMBNAIL_SUFFIX) and entry.is_file()
+            }
+        return {name for name in names if is_image_name(name)}
+
+    def remove_temporary_files(self) -> int:
+        return remove_temporary_files(self._folder) + remove_temporary_files(self._thumbnails)
+
+    def quarantine(self, image_name: str) -> None:
+        self._quarantine.mkdir(exist_ok=True)
+        for path in (self.get_path(image_name), self.get_path(image_name, thumbnail=True)):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, self._quarantine / path.name)

@@ -59,6 +59,10 @@ class ImageRecordStorageBase(ABC):
         """The names of every image with a record."""
 
     @abstractmethod
+    def get_by_session(self, session_id: str) -> list[ImageRecord]:
+        """The records of the images the session made."""
+
+    @abstractmethod
     def get_many(
         self,
         offset: int = 0,

@@ -135,6 +135,8 @@ _SELECT = f"SELECT {_RECORD_COLUMNS} FROM images WHERE image_name = ?"
 _DELETE = "DELETE FROM images WHERE image_name = ?"
 _SELECT_INTERMEDIATES = "SELECT image_name FROM images WHERE is_intermediate = ?"
 _SELECT_ALL_NAMES = "SELECT image_name FROM images"
+# No index: it runs at start-up only, once for each item a crash interrupted.
+_SELECT_BY_SESSION = f"SELECT {_RECORD_COLUMNS} FROM images WHERE session_id = ?"
 _UPDATABLE = ("image_category", "is_intermediate", "starred")
 # The page's names are found first, walking an index (covering, for a board's gallery: `ix_images_board_order`)
 # past the offset without reading a row, and only the page's rows are then read and put back in order. Reading
@@ -257,6 +259,11 @@ class SqlImageRecordStorage(ImageRecordStorageBase):
         with self._db.read() as cursor:
             cursor.execute(_SELECT_ALL_NAMES)
             return {row["image_name"] for row in cursor.fetchall()}
+
+    def get_by_session(self, session_id: str) -> list[ImageRecord]:
+        with self._db.read() as cursor:
+            cursor.execute(_SELECT_BY_SESSION, (session_id,))
+            return [ImageRecord.model_validate(dict(row)) for row in cursor.fetchall()]
 
     def get_many(
         self,

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from PIL.Image import Image
@@ -16,7 +17,13 @@ if TYPE_CHECKING:
         ImageRecordChanges,
         ResourceOrigin,
     )
-    from nodeloom.app.services.images.images_common import ImageConsistencyReport, ImageDTO, MetadataField
+    from nodeloom.app.services.images.images_common import (
+        ImageConsistencyReport,
+        ImageDTO,
+        ImageLeftoversReport,
+        MetadataField,
+    )
+    from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
     from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
 
 
@@ -110,3 +117,12 @@ class ImageServiceABC(ABC):
     @abstractmethod
     def check_consistency(self) -> ImageConsistencyReport:
         """Compares the records with the files on disk."""
+
+    @abstractmethod
+    def remove_leftovers(self, interrupted: Sequence[SessionQueueItem]) -> ImageLeftoversReport:
+        """Clears what a crash left, at start-up before anything runs; `interrupted`: the items it recovered.
+
+        Deletes temporary files, the images of the interrupted items that nothing will use (a failed item's, and
+        a requeued item's made by nodes its saved session has not recorded, which run again), and moves files
+        without a record into the quarantine. Keeps records without files. Logs what it did.
+        """

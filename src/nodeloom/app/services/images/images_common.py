@@ -21,11 +21,27 @@ class ImageDTO(ImageRecord):
 
 
 class ImageConsistencyReport(BaseModel):
-    """Records whose file is missing, and image files that no record knows."""
+    """Records whose file is missing, and image files (or thumbnails) that no record knows."""
 
     records_without_files: list[str] = Field(description="Names of records whose image file is missing")
-    files_without_records: list[str] = Field(description="Names of image files without a record")
+    files_without_records: list[str] = Field(
+        description="Names of images without a record whose image file or thumbnail is stored"
+    )
 
     @property
     def is_consistent(self) -> bool:
         return not (self.records_without_files or self.files_without_records)
+
+
+class ImageLeftoversReport(BaseModel):
+    """What the start-up cleanup found after a crash, and what it did with it."""
+
+    temporary_files: int = Field(description="Temporary files of writes that never finished: deleted")
+    interrupted_images: list[str] = Field(
+        description="Images of interrupted items that nothing will use, deleted: every image of a failed item, and "
+        "those a requeued item's nodes made that run again"
+    )
+    quarantined: list[str] = Field(
+        description="Names whose image file or thumbnail had no record: both files moved into the quarantine folder"
+    )
+    records_without_files: list[str] = Field(description="Records whose image file is missing: kept, and logged")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL.Image import Image
@@ -23,12 +24,20 @@ from nodeloom.app.services.image_records.image_records_common import (
     ResourceOrigin,
 )
 from nodeloom.app.services.images.images_base import ImageServiceABC
-from nodeloom.app.services.images.images_common import ImageConsistencyReport, ImageDTO, MetadataField
+from nodeloom.app.services.images.images_common import (
+    ImageConsistencyReport,
+    ImageDTO,
+    ImageLeftoversReport,
+    MetadataField,
+)
 from nodeloom.app.services.names.names_base import NameServiceBase
 from nodeloom.app.services.names.names_common import validate_image_name
+from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
 from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
 from nodeloom.app.services.urls.urls_base import UrlServiceBase
+
+logger = logging.getLogger(__name__)
 
 # The event carries the DTO's fields of the same names; its timestamp is its own.
 _CREATED_EVENT_FIELDS = set(ImageCreatedEvent.model_fields) - {"timestamp"}
@@ -38,8 +47,8 @@ class ImageService(ImageServiceABC):
     """Writes files before records and removes records before files.
 
     So a record never points at a file that was not written whole, and a crash between the two steps leaves at
-    worst a file without a record, which `check_consistency` reports. `db` is the database the record services
-    use: a record and its board link are written in one transaction.
+    worst a file without a record, which `remove_leftovers` moves aside at the next start. `db` is the database
+    the record services use: a record and its board link are written in one transaction.
     """
 
     def __init__(
@@ -192,9 +201,51 @@ class ImageService(ImageServiceABC):
     def check_consistency(self) -> ImageConsistencyReport:
         records = self._records.get_all_names()
         files = self._files.list_names()
+        thumbnails = self._files.list_thumbnail_names()
         return ImageConsistencyReport(
-            records_without_files=sorted(records - files), files_without_records=sorted(files - records)
+            records_without_files=sorted(records - files),
+            files_without_records=sorted((files | thumbnails) - records),
         )
+
+    def remove_leftovers(self, interrupted: Sequence[SessionQueueItem]) -> ImageLeftoversReport:
+        temporary_files = self._files.remove_temporary_files()
+        unused: list[str] = []
+        for item in interrupted:
+            # A requeued item resumes from its saved session: the images of the nodes recorded there are part of
+            # its results, and any other node runs again and saves its image again. A failed item's images
+            # belong to a run that produced nothing.
+            kept = item.session.executed if item.status == "pending" else set()
+            records = self._records.get_by_session(item.session_id)
+            unused += [record.image_name for record in records if record.node_id not in kept]
+        self.delete_many(unused)
+        consistency = self.check_consistency()
+        for image_name in consistency.files_without_records:
+            self._files.quarantine(image_name)
+        report = ImageLeftoversReport(
+            temporary_files=temporary_files,
+            interrupted_images=unused,
+            quarantined=consistency.files_without_records,
+            records_without_files=consistency.records_without_files,
+        )
+        if temporary_files or unused or report.quarantined:
+            logger.warning(
+                "Cleared what a crash left: %d temporary file(s) deleted, %d image(s) of %d interrupted item(s) "
+                "deleted, %d image(s) without a record moved into the quarantine folder",
+                temporary_files,
+                len(unused),
+                len(interrupted),
+                len(report.quarantined),
+            )
+            logger.debug("Deleted %s; quarantined %s", unused, report.quarantined)
+        if report.records_without_files:
+            # Kept: a missing file is far more often an outputs folder not mounted or moved than a lost image,
+            # and deleting the records would lose the gallery (boards, stars, metadata) for good.
+            logger.error(
+                "%d image record(s) without their file, kept (is the outputs folder complete?): %s",
+                len(report.records_without_files),
+                report.records_without_files,
+            )
+        return report
 
     def _to_dto(self, record: ImageRecord, board_id: str | None) -> ImageDTO:
         return ImageDTO(

@@ -26,3 +26,7 @@ class ObjectSerializerBase(ABC, Generic[T]):
     @abstractmethod
     def delete_all(self) -> int:
         """Removes every object of this store (they are intermediates, pruned with intermediate images)."""
+
+    @abstractmethod
+    def remove_temporary_files(self) -> int:
+        """Deletes what writes cut short by a crash left behind; how many. At start-up, before anything runs."""

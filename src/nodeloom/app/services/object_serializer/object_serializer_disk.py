@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 import uuid
@@ -26,9 +27,11 @@ from nodeloom.app.services.object_serializer.object_serializer_common import (
     UnsupportedObjectError,
     object_name_pattern,
 )
-from nodeloom.app.services.shared.atomic_files import TEMP_PREFIX, write_atomically
+from nodeloom.app.services.shared.atomic_files import remove_temporary_files, write_atomically
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _JSON = ".json"
 _TORCH = ".pt"
@@ -113,10 +116,14 @@ class ObjectSerializerDisk(ObjectSerializerBase[T]):
                 if suffix in (_JSON, _TORCH) and self._name_pattern.fullmatch(stem):
                     os.unlink(entry.path)
                     deleted += 1
-                elif entry.name.startswith(f"{TEMP_PREFIX}{self._prefix}_"):
-                    # Left by a process that died while writing: never an object, always garbage.
-                    os.unlink(entry.path)
+        self.remove_temporary_files()
         return deleted
+
+    def remove_temporary_files(self) -> int:
+        removed = remove_temporary_files(self._folder, f"{self._prefix}_")
+        if removed:
+            logger.warning("Removed %d temporary file(s) of interrupted writes from %s", removed, self._folder)
+        return removed
 
     def _load_tensors(self, file: IO[bytes]) -> T:
         torch: Any = importlib.import_module("torch")

@@ -53,6 +53,9 @@ class ObjectSerializerForwardCache(ObjectSerializerBase[T]):
             self._cache.clear()
             return self._underlying.delete_all()
 
+    def remove_temporary_files(self) -> int:
+        return self._underlying.remove_temporary_files()
+
     def _remember(self, name: str, obj: T) -> None:
         self._cache[name] = obj
         self._cache.move_to_end(name)
