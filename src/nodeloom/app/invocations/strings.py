@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nodeloom.app.invocations.baseinvocation import (
     BaseInvocation,
     BaseInvocationOutput,
+    describe_node,
     invocation,
     invocation_output,
 )
 from nodeloom.app.invocations.fields import InputField, OutputField
+from nodeloom.app.invocations.limits import check_limit
 from nodeloom.app.invocations.primitives import StringOutput
 
 if TYPE_CHECKING:
@@ -142,15 +145,37 @@ class StringReplaceInvocation(BaseInvocation):
     def invoke(self, context: InvocationContext) -> StringOutput:
         if not self.search_string:
             return StringOutput(value=self.string)
+        replacement: Callable[[re.Match[str]], str]
         if not self.use_regex:
             pattern = re.compile(re.escape(self.search_string), re.IGNORECASE)
             # A function replacement is inserted as is, so a backslash in plain text stays a backslash.
-            return StringOutput(value=pattern.sub(lambda _match: self.replace_string, self.string))
-        try:
-            pattern = re.compile(self.search_string)
-        except re.error as e:
-            raise ValueError(f"search_string is not a valid regular expression: {e}") from e
-        try:
-            return StringOutput(value=pattern.sub(self.replace_string, self.string))
-        except re.error as e:
-            raise ValueError(f"replace_string is not a valid replacement for this regular expression: {e}") from e
+            replacement = lambda _match: self.replace_string  # noqa: E731
+        else:
+            try:
+                pattern = re.compile(self.search_string)
+            except re.error as e:
+                raise ValueError(f"search_string is not a valid regular expression: {e}") from e
+            try:
+                # sub() parses the template before it searches, so an empty string checks it, matches or not.
+                pattern.sub(self.replace_string, "")
+            except re.error as e:
+                raise ValueError(f"replace_string is not a valid replacement for this regular expression: {e}") from e
+            replacement = lambda match: match.expand(self.replace_string)  # noqa: E731
+        if context.config is not None:
+            replacement = self._bounded(replacement, context.config.max_string_length)
+        return StringOutput(value=pattern.sub(replacement, self.string))
+
+    def _bounded(self, replacement: Callable[[re.Match[str]], str], limit: int) -> Callable[[re.Match[str]], str]:
+        """`replacement`, refusing to go on once the text made so far is longer than `limit`: each match may
+        grow the text by a whole `replace_string`, so 100,000 matches of a 100,000-character one would make 10
+        billion characters."""
+        length = len(self.string)
+
+        def bounded(match: re.Match[str]) -> str:
+            nonlocal length
+            text = replacement(match)
+            length += len(text) - (match.end() - match.start())
+            check_limit(f"The length of the text node {describe_node(self)} makes", length, limit, "max_string_length")
+            return text
+
+        return bounded
