@@ -41,6 +41,7 @@ from nodeloom.app.services.session_processor.session_processor_default import (
     ProcessorSettings,
 )
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
+from nodeloom.app.services.session_queue.session_queue_common import BatchLimits
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.session_queue.session_queue_sql_statements import migrate_session_queue
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
@@ -114,6 +115,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         max_queue_size=config.max_queue_size,
         requeue_interrupted=config.requeue_interrupted,
         max_attempts=config.max_attempts,
+        limits=BatchLimits.from_config(config),
     )
     models_path = config.resolve(config.models_dir)
     model_records = SqlModelRecordService(database)
