@@ -158,3 +158,13 @@ class CountInvocation(BaseInvocation):
     def invoke(self, context: InvocationContext) -> IntOutput:
         INVOKED.append(self.label)
         return IntOutput(value=self.value)
+
+
+@invocation("test_huge_int", use_cache=False)
+class HugeIntInvocation(BaseInvocation):
+    """Outputs 10 ** `digits`, unchecked: past about 4,300 digits no JSON parser reads the number back."""
+
+    digits: int = InputField(default=5000)
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        return IntOutput(value=10**self.digits)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -10,11 +11,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
 import nodeloom
+from nodeloom.app.api.limits import MB, RequestBodyLimit
 from nodeloom.app.api.routers.app_info import app_router
 from nodeloom.app.api.routers.board_images import board_images_router
 from nodeloom.app.api.routers.boards import boards_router
@@ -26,6 +30,7 @@ from nodeloom.app.api.shutdown import NodeloomServer, Shutdown
 from nodeloom.app.api.sockets import SOCKET_PATH, SocketBridge
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
+from nodeloom.app.invocations.limits import LimitExceededError
 from nodeloom.app.services.board_records.board_records_common import BoardRecordNotFoundError, InvalidBoardNameError
 from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.image_files.image_files_common import ImageFileNotFoundError
@@ -50,6 +55,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     BatchValidationError,
     QueueFullError,
     SessionQueueItemNotFoundError,
+    SessionQueueItemUnreadableError,
 )
 from nodeloom.app.services.shared.graph_common import GraphError
 from nodeloom.errors import NodeloomError
@@ -65,6 +71,8 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (BoardRecordNotFoundError, 404),
     (QueueFullError, 409),
     (BatchExistsError, 409),
+    (SessionQueueItemUnreadableError, 409),
+    (LimitExceededError, 422),
     (BatchValidationError, 422),
     (GraphError, 422),
     (InvalidImageNameError, 422),
@@ -104,7 +112,26 @@ async def _nodeloom_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # A model validated inside a route (not by FastAPI) failed: the client sent it, so it is a 422.
     assert isinstance(exc, ValidationError)
-    return JSONResponse(status_code=422, content={"detail": exc.errors(include_url=False, include_context=False)})
+    errors = exc.errors(include_url=False, include_context=False)
+    return JSONResponse(status_code=422, content={"detail": _json_safe(errors)})
+
+
+async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler, but for the input's floats that JSON cannot hold.
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with each float JSON cannot hold as its text: an error repeats the input, and Python's JSON reads
+    `Infinity`, which no node takes, so a refused input may be one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 class NodeloomApp(FastAPI):
@@ -123,7 +150,7 @@ class NodeloomApp(FastAPI):
 
 def create_app(config: NodeloomConfig) -> NodeloomApp:
     """The app for `config`; nothing is opened or started until its lifespan begins."""
-    sockets = SocketBridge()
+    sockets = SocketBridge(replay_bytes=config.socket_replay_mb * MB)
     shutdown = Shutdown(config.shutdown_timeout_s)
 
     @asynccontextmanager
@@ -150,6 +177,8 @@ def create_app(config: NodeloomConfig) -> NodeloomApp:
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, _nodeloom_error)
     app.add_exception_handler(ValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_middleware(RequestBodyLimit, config=config)
     app.include_router(session_queue_router, prefix="/api")
     app.include_router(app_router, prefix="/api")
     app.include_router(images_router, prefix="/api")

@@ -1,10 +1,10 @@
 """socket.io at /ws/socket.io: every event of a queue goes to that queue's room, numbered, with replay.
 
 Events leave the bus thread through one bridge (a deque, and `loop.call_soon_threadsafe` to wake the loop); one
-task numbers them per queue, keeps the last ones in a bounded buffer and emits them. Under load that task drains at
-most once per `flush_interval_s`, so each wake of the loop carries many events. A client that reconnects with
-`subscribe_queue {queue_id, after: N}` first gets the events numbered above N, or `events_missed` when they are
-no longer kept, so it knows to refetch the state.
+task numbers them per queue, keeps the last ones (`ReplayBuffer`, bounded in count and bytes) and emits them. Under
+load that task drains at most once per `flush_interval_s`, so each wake of the loop carries many events. A client
+that reconnects with `subscribe_queue {queue_id, after: N}` first gets the events numbered above N, or
+`events_missed` when they are no longer kept, so it knows to refetch the state.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import socketio
 
+from nodeloom.app.api.socket_replay import ReplayBuffer
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import EventBase, QueueEventBase, QueueItemStatusChangedEvent
 
@@ -39,13 +40,12 @@ def _event_packet(name: str, payload_json: str) -> str:
 class SocketBridge:
     """Owns the socket.io server and the thread-to-loop bridge; notifies in-process waiters of status changes."""
 
-    def __init__(self, buffer_size: int = 1000, flush_interval_s: float = 0.01) -> None:
+    def __init__(self, replay_bytes: int, buffer_size: int = 1000, flush_interval_s: float = 0.01) -> None:
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
         self.asgi = socketio.ASGIApp(self.sio, socketio_path=SOCKET_PATH)
-        self._buffer_size = buffer_size
         self._flush_interval_s = flush_interval_s
         self._sequence: defaultdict[str, int] = defaultdict(int)
-        self._buffers: dict[str, deque[tuple[int, str]]] = {}
+        self.replay = ReplayBuffer(max_events=buffer_size, max_bytes=replay_bytes)
         self._status_listeners: set[Callable[[QueueItemStatusChangedEvent], None]] = set()
         self._lock = asyncio.Lock()
         self._close: Callable[[], None] | None = None
@@ -122,8 +122,7 @@ class SocketBridge:
             self._sequence[queue_id] += 1
             seq = self._sequence[queue_id]
             packet = _event_packet(event.event_name, f'{payload[:-1]},"seq":{seq}}}')
-            buffer = self._buffers.setdefault(queue_id, deque(maxlen=self._buffer_size))
-            buffer.append((seq, packet))
+            self.replay.add(queue_id, seq, packet)
             for _, eio_sid in list(self.sio.manager.get_participants("/", queue_id)):
                 await self.sio.eio.send(eio_sid, packet)
 
@@ -136,17 +135,16 @@ class SocketBridge:
             await self.sio.enter_room(sid, queue_id)
             last = self._sequence[queue_id]
             if isinstance(after, int) and not isinstance(after, bool) and after < last:
-                buffer = self._buffers.get(queue_id, deque())
-                oldest = buffer[0][0] if buffer else last + 1
+                oldest = self.replay.oldest(queue_id)
+                oldest = last + 1 if oldest is None else oldest
                 if after + 1 < oldest:
                     await self.sio.emit(
                         "events_missed", {"queue_id": queue_id, "after": after, "oldest": oldest, "last": last}, to=sid
                     )
                 else:
                     eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-                    for seq, packet in buffer:
-                        if seq > after:
-                            await self.sio.eio.send(eio_sid, packet)
+                    for packet in self.replay.after(queue_id, after):
+                        await self.sio.eio.send(eio_sid, packet)
         return {"queue_id": queue_id, "last_seq": last}
 
     async def _unsubscribe_queue(self, sid: str, data: Any) -> None:

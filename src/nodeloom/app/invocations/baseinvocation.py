@@ -14,12 +14,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import PydanticCustomError, PydanticSerializationError, core_schema
 
 from nodeloom.app.invocations.fields import FieldKind, Input
+from nodeloom.app.invocations.limits import NodeLimits, check_limit
 from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:
@@ -51,6 +60,10 @@ class CanceledException(NodeloomError):
     """The session was canceled while this node ran."""
 
 
+class UnstorableOutputError(NodeloomError):
+    """A node's output does not survive the trip to JSON and back, so its session could not be stored."""
+
+
 @dataclass(frozen=True)
 class InputInfo:
     """What the engine needs to know about one input of a node type."""
@@ -62,9 +75,13 @@ class InputInfo:
 
 
 class BaseInvocationOutput(BaseModel):
-    """The output of an invocation. Subclasses are registered with `@invocation_output`."""
+    """The output of an invocation. Subclasses are registered with `@invocation_output`.
 
-    model_config = ConfigDict(extra="forbid")
+    Floats must be finite, in outputs as in nodes: JSON has no infinity, so pydantic would store one as null, and
+    the session holding it could not be read back.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: str = ""
 
@@ -79,7 +96,7 @@ class BaseInvocationOutput(BaseModel):
 class BaseInvocation(ABC, BaseModel):
     """A node type. Subclasses are registered with `@invocation` and implement `invoke`."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=False)
+    model_config = ConfigDict(extra="forbid", validate_default=False, allow_inf_nan=False)
 
     id: str = Field(
         default_factory=lambda: str(uuid.uuid4()),
@@ -123,20 +140,75 @@ class BaseInvocation(ABC, BaseModel):
             if info.required and getattr(self, info.name) is None:
                 raise MissingInputError(self.id, info.name, info.input is Input.Connection)
 
+    def check_limits(self, limits: NodeLimits) -> None:
+        """Raises `LimitExceededError` when an input asks for more work than `limits` allow.
+
+        Checks every text input's length and every collection input's size; a node whose work grows with another
+        input extends this. An input left None (an edge fills it when the node runs) is not checked.
+        """
+        for name in self.inputs():
+            value = getattr(self, name)
+            if isinstance(value, str):
+                self._check_text(name, value, limits)
+            elif isinstance(value, list):
+                what = f"The size of input '{name}' of node {describe_node(self)}"
+                check_limit(what, len(value), limits.max_collection_size, "max_collection_size")
+                for item in value:
+                    if isinstance(item, str):
+                        self._check_text(name, item, limits)
+
+    def _check_text(self, name: str, text: str, limits: NodeLimits) -> None:
+        what = f"The length of text input '{name}' of node {describe_node(self)}"
+        check_limit(what, len(text), limits.max_string_length, "max_string_length")
+
     def invoke_internal(
         self, context: InvocationContext, cache: InvocationCacheBase | None = None
     ) -> BaseInvocationOutput:
-        """Runs the node the way the engine does: inputs checked, then the cache, then `invoke`."""
+        """Runs the node the way the engine does: inputs checked (against the limits of the server's settings,
+        where there is a server), then the cache, then `invoke`, whose output must be storable."""
         self.check_required_inputs()
+        if context.config is not None:
+            self.check_limits(context.config)
         if cache is None or not self.use_cache:
-            return self.invoke(context)
+            return self._invoke_storable(context)
         key = cache.create_key(self)
         cached = cache.get(key)
         if cached is not None:
             return cached
-        output = self.invoke(context)
+        output = self._invoke_storable(context)
         cache.save(key, output)
         return output
+
+    def _invoke_storable(self, context: InvocationContext) -> BaseInvocationOutput:
+        """`invoke`'s output, once it has survived the trip to JSON and back that storing its session takes.
+
+        An output that would not (an integer of more digits than JSON parsers read, say) fails its node here:
+        stored, it would make its session, and every listing holding it, unreadable.
+        """
+        output = self.invoke(context)
+        try:
+            type(output).model_validate_json(output.model_dump_json())
+        except (ValidationError, PydanticSerializationError) as error:
+            raise UnstorableOutputError(
+                f"Node {describe_node(self)}: its output cannot be stored, as it does not read back from JSON: "
+                f"{describe_error(error)}"
+            ) from error
+        return output
+
+
+def describe_node(node: BaseInvocation) -> str:
+    """The node's id and type, as messages name a node."""
+    return f"'{node.id}' ({node.invocation_type})"
+
+
+def describe_error(error: ValueError) -> str:
+    """A validation error's problems on one line, each with where it is; any other error's message."""
+    if not isinstance(error, ValidationError):
+        return str(error)
+    return "; ".join(
+        f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" if problem["loc"] else problem["msg"]
+        for problem in error.errors(include_url=False)
+    )
 
 
 @functools.cache

@@ -17,10 +17,12 @@ from PIL import Image, ImageChops, ImageFilter, ImageOps
 from nodeloom.app.invocations.baseinvocation import (
     BaseInvocation,
     BaseInvocationOutput,
+    describe_node,
     invocation,
     invocation_output,
 )
 from nodeloom.app.invocations.fields import ColorField, ImageField, InputField, OutputField
+from nodeloom.app.invocations.limits import NodeLimits, check_limit
 from nodeloom.app.invocations.mixins import WithBoard, WithMetadata
 from nodeloom.app.services.image_records.image_records_common import ImageCategory
 
@@ -30,6 +32,18 @@ if TYPE_CHECKING:
 
 SEED_MAX = 2**32 - 1
 """The largest seed, as in InvokeAI (numpy seeds are 32-bit)."""
+
+
+def check_image_size(node: BaseInvocation, width: int, height: int, limits: NodeLimits) -> None:
+    """Refuses an image of more than `max_image_pixels` that `node` would make, before it is made."""
+    what = f"The pixel count of the image node {describe_node(node)} makes ({width} x {height})"
+    check_limit(what, width * height, limits.max_image_pixels, "max_image_pixels")
+
+
+def _check_made_image(node: BaseInvocation, context: InvocationContext, width: int, height: int) -> None:
+    """`check_image_size` for a size known only once the node runs, against the server's limits."""
+    if context.config is not None:
+        check_image_size(node, width, height, context.config)
 
 
 @invocation_output("image_output")
@@ -104,6 +118,10 @@ class BlankImageInvocation(BaseInvocation, WithMetadata, WithBoard):
     mode: Literal["RGB", "RGBA"] = InputField(default="RGB", description="The mode of the image")
     color: ColorField = InputField(default=ColorField(r=0, g=0, b=0, a=255), description="The color of the image")
 
+    def check_limits(self, limits: NodeLimits) -> None:
+        super().check_limits(limits)
+        check_image_size(self, self.width, self.height, limits)
+
     def invoke(self, context: InvocationContext) -> ImageOutput:
         image = Image.new(mode=self.mode, size=(self.width, self.height), color=self.color.tuple())
         return ImageOutput.build(context.images.save(image=image))
@@ -118,6 +136,10 @@ class ImageCropInvocation(BaseInvocation, WithMetadata, WithBoard):
     y: int = InputField(default=0, description="The top y coordinate of the crop rectangle")
     width: int = InputField(default=512, gt=0, description="The width of the crop rectangle")
     height: int = InputField(default=512, gt=0, description="The height of the crop rectangle")
+
+    def check_limits(self, limits: NodeLimits) -> None:
+        super().check_limits(limits)
+        check_image_size(self, self.width, self.height, limits)
 
     def invoke(self, context: InvocationContext) -> ImageOutput:
         image = context.images.get_pil(self.image.image_name)
@@ -150,6 +172,7 @@ class ImagePasteInvocation(BaseInvocation, WithMetadata, WithBoard):
         min_x, min_y = min(0, self.x), min(0, self.y)
         max_x = max(base_image.width, image.width + self.x)
         max_y = max(base_image.height, image.height + self.y)
+        _check_made_image(self, context, max_x - min_x, max_y - min_y)
         pasted = Image.new(mode="RGBA", size=(max_x - min_x, max_y - min_y), color=(0, 0, 0, 0))
         pasted.paste(base_image, (-min_x, -min_y))
         pasted.paste(image, (self.x - min_x, self.y - min_y), mask=mask)
@@ -263,6 +286,10 @@ class ImageResizeInvocation(BaseInvocation, WithMetadata, WithBoard):
     height: int = InputField(default=512, gt=0, description="The height to resize to (px)")
     resample_mode: PIL_RESAMPLING_MODES = InputField(default="bicubic", description="The resampling mode")
 
+    def check_limits(self, limits: NodeLimits) -> None:
+        super().check_limits(limits)
+        check_image_size(self, self.width, self.height, limits)
+
     def invoke(self, context: InvocationContext) -> ImageOutput:
         image = context.images.get_pil(self.image.image_name)
         resized = image.resize((self.width, self.height), resample=PIL_RESAMPLING_MAP[self.resample_mode])
@@ -280,6 +307,7 @@ class ImageScaleInvocation(BaseInvocation, WithMetadata, WithBoard):
     def invoke(self, context: InvocationContext) -> ImageOutput:
         image = context.images.get_pil(self.image.image_name)
         size = (max(1, int(image.width * self.scale_factor)), max(1, int(image.height * self.scale_factor)))
+        _check_made_image(self, context, *size)
         resized = image.resize(size, resample=PIL_RESAMPLING_MAP[self.resample_mode])
         return ImageOutput.build(context.images.save(image=resized))
 

@@ -2,7 +2,8 @@
 
 Operands that have no result (a division by zero, a complex power, ...) are refused when the node runs, not
 when the graph is validated: an operand may arrive over an edge, and a graph InvokeAI accepts must be
-accepted here too.
+accepted here too. So is an integer result beyond signed 64 bits: past about 4,300 digits no JSON parser reads
+it back, and long before that it is no number a graph means.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from nodeloom.app.invocations.baseinvocation import BaseInvocation, invocation
 from nodeloom.app.invocations.fields import FieldDescriptions, InputField
+from nodeloom.app.invocations.limits import check_int64
 from nodeloom.app.invocations.primitives import FloatOutput, IntegerOutput
 
 if TYPE_CHECKING:
@@ -35,6 +37,11 @@ def truncating_div(a: int, b: int) -> int:
     return quotient if (a < 0) == (b < 0) else -quotient
 
 
+def _integer_output(value: int) -> IntegerOutput:
+    """The output of an integer result, refused beyond signed 64 bits."""
+    return IntegerOutput(value=check_int64("The result", value))
+
+
 def random_integers(rng: random.Random, low: int, high: int, size: int) -> list[int]:
     """`size` integers drawn uniformly from `low` (included) up to `high` (excluded)."""
     if high <= low:
@@ -52,7 +59,7 @@ class AddInvocation(BaseInvocation):
     b: int = InputField(default=0, description=FieldDescriptions.num_2)
 
     def invoke(self, context: InvocationContext) -> IntegerOutput:
-        return IntegerOutput(value=self.a + self.b)
+        return _integer_output(self.a + self.b)
 
 
 @invocation("sub", title="Subtract Integers", tags=["math", "subtract"], category="math", version="1.0.0")
@@ -63,7 +70,7 @@ class SubtractInvocation(BaseInvocation):
     b: int = InputField(default=0, description=FieldDescriptions.num_2)
 
     def invoke(self, context: InvocationContext) -> IntegerOutput:
-        return IntegerOutput(value=self.a - self.b)
+        return _integer_output(self.a - self.b)
 
 
 @invocation("mul", title="Multiply Integers", tags=["math", "multiply"], category="math", version="1.0.0")
@@ -74,7 +81,7 @@ class MultiplyInvocation(BaseInvocation):
     b: int = InputField(default=0, description=FieldDescriptions.num_2)
 
     def invoke(self, context: InvocationContext) -> IntegerOutput:
-        return IntegerOutput(value=self.a * self.b)
+        return _integer_output(self.a * self.b)
 
 
 @invocation("div", title="Divide Integers", tags=["math", "divide"], category="math", version="1.0.0")
@@ -85,7 +92,7 @@ class DivideInvocation(BaseInvocation):
     b: int = InputField(default=0, description=FieldDescriptions.num_2)
 
     def invoke(self, context: InvocationContext) -> IntegerOutput:
-        return IntegerOutput(value=truncating_div(self.a, self.b))
+        return _integer_output(truncating_div(self.a, self.b))
 
 
 @invocation(
@@ -104,7 +111,7 @@ class RandomIntInvocation(BaseInvocation):
 
     def invoke(self, context: InvocationContext) -> IntegerOutput:
         (value,) = random_integers(_UNSEEDED, self.low, self.high, 1)
-        return IntegerOutput(value=value)
+        return _integer_output(value)
 
 
 @invocation(
@@ -152,9 +159,7 @@ class FloatToIntegerInvocation(BaseInvocation):
     method: RoundingMethod = InputField(default="Nearest", description="How to round")
 
     def invoke(self, context: InvocationContext) -> IntegerOutput:
-        if not math.isfinite(self.value):
-            raise ValueError(f"value ({self.value}) must be a finite number to become an integer")
-        return IntegerOutput(value=_ROUNDINGS[self.method](self.value / self.multiple) * self.multiple)
+        return _integer_output(_ROUNDINGS[self.method](self.value / self.multiple) * self.multiple)
 
 
 @invocation("round_float", title="Round Float", tags=["math", "round"], category="math", version="1.0.0")
@@ -177,6 +182,11 @@ def _integer_modulus(a: int, b: int) -> int:
 def _integer_power(a: int, b: int) -> int:
     if b < 0:
         raise ValueError(f"b ({b}) must not be negative: the power would not be an integer")
+    # Refused before it is computed: 10 ^ 10**9 would take minutes and gigabytes to be refused afterwards.
+    if abs(a) > 1 and b >= 64:
+        raise ValueError(
+            f"a ^ b with b = {b} and a other than -1, 0 or 1 is beyond signed 64 bits, the limit of integer results"
+        )
     return int(a**b)
 
 
@@ -236,7 +246,7 @@ class IntegerMathInvocation(BaseInvocation):
     b: int = InputField(default=1, description=FieldDescriptions.num_2)
 
     def invoke(self, context: InvocationContext) -> IntegerOutput:
-        return IntegerOutput(value=_INTEGER_OPERATIONS[self.operation](self.a, self.b))
+        return _integer_output(_INTEGER_OPERATIONS[self.operation](self.a, self.b))
 
 
 def _float_division(a: float, b: float) -> float:

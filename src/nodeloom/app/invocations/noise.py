@@ -13,8 +13,9 @@ from nodeloom.app.invocations.baseinvocation import (
     invocation_output,
 )
 from nodeloom.app.invocations.fields import InputField, OutputField
-from nodeloom.app.invocations.image import SEED_MAX
+from nodeloom.app.invocations.image import SEED_MAX, check_image_size
 from nodeloom.app.invocations.latents import LATENT_SCALE_FACTOR, LatentsField, multiple_of_latent_scale
+from nodeloom.app.invocations.limits import NodeLimits
 
 if TYPE_CHECKING:
     from nodeloom.app.services.shared.invocation_context import InvocationContext
@@ -54,6 +55,10 @@ class NoiseInvocation(BaseInvocation):
     @classmethod
     def _whole_latents(cls, value: int) -> int:
         return multiple_of_latent_scale(value)
+
+    def check_limits(self, limits: NodeLimits) -> None:
+        super().check_limits(limits)
+        check_image_size(self, self.width, self.height, limits)
 
     def invoke(self, context: InvocationContext) -> NoiseOutput:
         from nodeloom.backend.stable_diffusion.noise import make_noise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import regex
@@ -9,10 +10,12 @@ import regex
 from nodeloom.app.invocations.baseinvocation import (
     BaseInvocation,
     BaseInvocationOutput,
+    describe_node,
     invocation,
     invocation_output,
 )
 from nodeloom.app.invocations.fields import InputField, OutputField
+from nodeloom.app.invocations.limits import check_limit
 from nodeloom.app.invocations.primitives import StringOutput
 from nodeloom.app.services.config.config_default import NodeloomConfig
 
@@ -152,23 +155,43 @@ class StringReplaceInvocation(BaseInvocation):
     def invoke(self, context: InvocationContext) -> StringOutput:
         if not self.search_string:
             return StringOutput(value=self.string)
+        replacement: Callable[[regex.Match[str]], str]
         if not self.use_regex:
             pattern = regex.compile(regex.escape(self.search_string), regex.IGNORECASE)
             # A function replacement is inserted as is, so a backslash in plain text stays a backslash.
-            return StringOutput(value=pattern.sub(lambda _match: self.replace_string, self.string))
-        try:
-            pattern = regex.compile(self.search_string)
-        except regex.error as e:
-            raise ValueError(f"search_string is not a valid regular expression: {e}") from e
+            replacement = lambda _match: self.replace_string  # noqa: E731
+        else:
+            try:
+                pattern = regex.compile(self.search_string)
+            except regex.error as e:
+                raise ValueError(f"search_string is not a valid regular expression: {e}") from e
+            replacement = lambda match: match.expand(self.replace_string)  # noqa: E731
+        if context.config is not None:
+            replacement = self._bounded(replacement, context.config.max_string_length)
         # `regex`, not `re`: it takes a time budget and lets go of the GIL while it matches a str. Under `re` a
         # pattern that backtracks without end, such as `(a|a)+$` on "aaaa…b", held the GIL, and so the server.
         timeout = regex_timeout_s(context)
         try:
-            return StringOutput(value=pattern.sub(self.replace_string, self.string, timeout=timeout))
-        except regex.error as e:
+            return StringOutput(value=pattern.sub(replacement, self.string, timeout=timeout))
+        except (regex.error, IndexError) as e:
             raise ValueError(f"replace_string is not a valid replacement for this regular expression: {e}") from e
         except TimeoutError as e:
             raise TimeoutError(
                 f"search_string ran longer than regex_timeout_s ({timeout} s) on this string: it backtracks too "
                 "much; make its repeated parts unambiguous"
             ) from e
+
+    def _bounded(self, replacement: Callable[[regex.Match[str]], str], limit: int) -> Callable[[regex.Match[str]], str]:
+        """`replacement`, refusing to go on once the text made so far is longer than `limit`: each match may
+        grow the text by a whole `replace_string`, so 100,000 matches of a 100,000-character one would make 10
+        billion characters."""
+        length = len(self.string)
+
+        def bounded(match: regex.Match[str]) -> str:
+            nonlocal length
+            text = replacement(match)
+            length += len(text) - (match.end() - match.start())
+            check_limit(f"The length of the text node {describe_node(self)} makes", length, limit, "max_string_length")
+            return text
+
+        return bounded

@@ -41,6 +41,7 @@ from nodeloom.app.services.session_processor.session_processor_default import (
     ProcessorSettings,
 )
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
+from nodeloom.app.services.session_queue.session_queue_common import BatchLimits
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.session_queue.session_queue_sql_statements import (
     migrate_queue_history,
@@ -120,6 +121,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         max_attempts=config.max_attempts,
         max_history=config.max_queue_history,
         max_history_days=config.max_queue_history_days,
+        limits=BatchLimits.from_config(config),
     )
     models_path = config.resolve(config.models_dir)
     model_records = SqlModelRecordService(database)

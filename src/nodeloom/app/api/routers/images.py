@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, File, HTTPException, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, HTTPException, Path, Query, Response, UploadFile
 from fastapi.responses import FileResponse
-from fastapi.routing import APIRoute
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
-from starlette.types import Message
 
-from nodeloom.app.api.dependencies import Services, get_services
-from nodeloom.app.api.routers.session_queue import INT64_MAX
+from nodeloom.app.api.dependencies import Services
+from nodeloom.app.invocations.limits import INT64_MAX
 from nodeloom.app.services.image_files.image_files_common import EmbeddedText, ImageFileNotFoundError
 from nodeloom.app.services.image_records.image_records_common import (
     ImageCategory,
@@ -33,7 +30,6 @@ from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
 
 images_router = APIRouter(prefix="/v1/images", tags=["images"])
 
-MB = 1024 * 1024
 MAX_PAGE_SIZE = 10_000
 
 # A name is never given to other pixels, so a client may keep what it fetched for as long as it likes.
@@ -77,47 +73,35 @@ class ClearIntermediatesResult(BaseModel):
     deleted_conditioning: int = Field(description="How many stored conditioning objects were deleted")
 
 
-def _upload_too_large(max_mb: int) -> HTTPException:
-    return HTTPException(status_code=413, detail=f"The upload is larger than {max_mb} MB (max_upload_mb)")
-
-
-class _BoundedBodyRoute(APIRoute):
-    """Counts the body as it arrives and refuses it once it passes `max_upload_mb`, so an oversize upload is never
-    spooled to disk whole: a route's own code runs only after FastAPI has parsed all of it."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def bounded(request: Request) -> Response:
-            max_mb = get_services(request).config.max_upload_mb
-            received = 0
-
-            async def receive() -> Message:
-                nonlocal received
-                message = await request.receive()
-                received += len(message.get("body", b""))
-                if received > max_mb * MB:
-                    raise _upload_too_large(max_mb)
-                return message
-
-            return await handler(Request(request.scope, receive))
-
-        return bounded
-
-
-def _decode_upload(data: bytes) -> Image.Image:
+def _decode_upload(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=list(UPLOAD_FORMATS.values()))
-        image.load()
-    except Image.DecompressionBombError as error:
-        raise HTTPException(status_code=413, detail=f"The image has too many pixels: {error}") from None
     except UnidentifiedImageError:
         raise HTTPException(status_code=415, detail="The upload is not a PNG, JPEG or WEBP image") from None
+    except Image.DecompressionBombError as error:
+        raise HTTPException(status_code=413, detail=f"The image has too many pixels: {error}") from None
     except Exception as error:
-        # Pillow's decoders report damaged data as OSError, SyntaxError, ValueError, EOFError or struct.error,
-        # depending on the format and where the damage is: each means that this is no image it can read.
-        raise HTTPException(status_code=415, detail=f"The image could not be decoded: {error}") from None
+        raise _undecodable(error) from None
+    # Opening read the header alone: the size is checked before a single pixel is decoded, for a file of a few
+    # KB may say 13,000 x 13,000 and decode into a gigabyte.
+    width, height = image.size
+    if width * height > max_pixels:
+        raise HTTPException(
+            status_code=413,
+            detail=f"The image has too many pixels: {width} x {height} is {width * height:,}, over the limit of "
+            f"{max_pixels:,} (max_image_pixels)",
+        )
+    try:
+        image.load()
+    except Exception as error:
+        raise _undecodable(error) from None
     return image
+
+
+def _undecodable(error: Exception) -> HTTPException:
+    # Pillow's decoders report damaged data as OSError, SyntaxError, ValueError, EOFError or struct.error,
+    # depending on the format and where the damage is: each means that this is no image it can read.
+    return HTTPException(status_code=415, detail=f"The image could not be decoded: {error}")
 
 
 def _embedded_metadata(text: str | None) -> MetadataField | None:
@@ -143,7 +127,7 @@ def upload_image(
         raise HTTPException(
             status_code=415, detail=f"Uploads must be image/png, image/jpeg or image/webp, not {content_type!r}"
         )
-    image = _decode_upload(file.file.read())
+    image = _decode_upload(file.file.read(), services.config.max_image_pixels)
     texts = {key: text for key in EmbeddedText if isinstance(text := image.info.get(key.value), str)}
     image_dto = services.images.create(
         image=image,
@@ -166,7 +150,6 @@ images_router.add_api_route(
     operation_id="upload_image",
     status_code=201,
     responses={413: {"description": "The upload is too large"}, 415: {"description": "The upload is no image"}},
-    route_class_override=_BoundedBodyRoute,
 )
 
 

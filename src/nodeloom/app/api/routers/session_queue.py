@@ -6,16 +6,18 @@ import asyncio
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from nodeloom.app.api.dependencies import ServerShutdown, Services, Sockets
+from nodeloom.app.invocations.limits import INT64_MAX
 from nodeloom.app.services.events.events_common import QueueItemStatusChangedEvent
 from nodeloom.app.services.session_processor.session_processor_common import SessionProcessorStatus
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
 from nodeloom.app.services.session_queue.session_queue_common import (
     QUEUE_ITEM_STATUS,
     Batch,
+    BatchLimits,
     BatchStatus,
     CancelAllExceptCurrentResult,
     CancelByBatchIDsResult,
@@ -27,6 +29,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     RetryItemsResult,
     SessionQueueItem,
     SessionQueueItemNotFoundError,
+    SessionQueueItemUnreadableError,
     SessionQueueStatus,
 )
 from nodeloom.app.services.shared.pagination import CursorPaginatedResults
@@ -34,7 +37,6 @@ from nodeloom.app.services.shared.pagination import CursorPaginatedResults
 session_queue_router = APIRouter(prefix="/v1/queue", tags=["queue"])
 
 # Item ids and priorities are stored as 64-bit integers: a larger number is refused as a bad request.
-INT64_MAX = 2**63 - 1
 QueueId = Path(description="The queue to act on")
 ItemId = Path(ge=0, le=INT64_MAX, description="The queue item")
 StoredInt = Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX)]
@@ -57,11 +59,37 @@ class WaitBatchResult(BaseModel):
 def _in_queue(queue: SessionQueueBase, queue_id: str, item_id: int) -> SessionQueueItem:
     item = queue.get_queue_item(item_id)
     if item.queue_id != queue_id:
-        raise SessionQueueItemNotFoundError(f"Queue item {item_id} is not in queue '{queue_id}'")
+        raise _not_in_queue(queue_id, item_id)
     return item
 
 
-@session_queue_router.post("/{queue_id}/enqueue_batch", operation_id="enqueue_batch")
+def _check_in_queue(queue: SessionQueueBase, queue_id: str, item_id: int) -> None:
+    """Raises unless the item is in the queue; an item that cannot be read passes, as it may still be canceled
+    or deleted."""
+    try:
+        _in_queue(queue, queue_id, item_id)
+    except SessionQueueItemUnreadableError as error:
+        if error.queue_id != queue_id:
+            raise _not_in_queue(queue_id, item_id) from None
+
+
+def _not_in_queue(queue_id: str, item_id: int) -> SessionQueueItemNotFoundError:
+    return SessionQueueItemNotFoundError(f"Queue item {item_id} is not in queue '{queue_id}'")
+
+
+async def _counts_within_limits(request: Request, services: Services) -> None:
+    """Refuses a batch of too many nodes or data items from the counts of its JSON, before FastAPI validates each
+    of its values (a million items take seconds). FastAPI has parsed the JSON already and kept it."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return  # no JSON: validation says so
+    BatchLimits.from_config(services.config).check_json(body)
+
+
+@session_queue_router.post(
+    "/{queue_id}/enqueue_batch", operation_id="enqueue_batch", dependencies=[Depends(_counts_within_limits)]
+)
 def enqueue_batch(
     services: Services,
     queue_id: str = QueueId,
@@ -266,7 +294,7 @@ def get_queue_item(services: Services, queue_id: str = QueueId, item_id: int = I
 @session_queue_router.get("/{queue_id}/i/{item_id}/stats", operation_id="get_queue_item_stats")
 def get_queue_item_stats(services: Services, queue_id: str = QueueId, item_id: int = ItemId) -> dict[str, Any]:
     """The item's invocation stats (`InvocationStatsSummary` as JSON), kept when the item finished."""
-    _in_queue(services.session_queue, queue_id, item_id)
+    _check_in_queue(services.session_queue, queue_id, item_id)
     stats = services.session_queue.get_queue_item_stats(item_id)
     if stats is None:
         raise HTTPException(status_code=404, detail=f"Queue item {item_id} has no stats yet: no node of it has run")
@@ -276,12 +304,12 @@ def get_queue_item_stats(services: Services, queue_id: str = QueueId, item_id: i
 @session_queue_router.delete("/{queue_id}/i/{item_id}", operation_id="delete_queue_item")
 def delete_queue_item(services: Services, queue_id: str = QueueId, item_id: int = ItemId) -> None:
     """Deletes the item, stopping it first if it is running."""
-    _in_queue(services.session_queue, queue_id, item_id)
+    _check_in_queue(services.session_queue, queue_id, item_id)
     services.session_queue.delete_queue_item(item_id)
 
 
 @session_queue_router.put("/{queue_id}/i/{item_id}/cancel", operation_id="cancel_queue_item")
 def cancel_queue_item(services: Services, queue_id: str = QueueId, item_id: int = ItemId) -> SessionQueueItem:
     """Cancels the item, stopping it at its next step if it is running."""
-    _in_queue(services.session_queue, queue_id, item_id)
+    _check_in_queue(services.session_queue, queue_id, item_id)
     return services.session_queue.cancel_queue_item(item_id)

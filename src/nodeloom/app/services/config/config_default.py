@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -99,6 +100,33 @@ class NodeloomConfig(BaseSettings):
     webhook_tries: int = Field(default=3, ge=1, description="How many times a webhook call is tried before giving up")
     webhook_secret: SecretStr | None = Field(
         default=None, description="Signs each webhook call (HMAC SHA-256 in X-Nodeloom-Signature) when set"
+    )
+
+    # Limits: the most work one request may ask for; a request over one is refused naming the setting.
+    max_request_mb: int = Field(
+        default=16, ge=1, description="The largest API request body accepted, in MB (uploads: max_upload_mb)"
+    )
+    max_graph_nodes: int = Field(default=1_000, ge=1, description="The most nodes a graph may hold")
+    max_string_length: int = Field(default=100_000, ge=1, description="The most characters a node's text input holds")
+    max_collection_size: int = Field(
+        default=10_000, ge=1, description="The most items a node's collection input holds or a node may make"
+    )
+    max_image_pixels: int = Field(
+        default=8192 * 8192,
+        ge=1,
+        description="The most pixels an uploaded image or an image, noise or latents a node makes may have",
+    )
+    max_batch_items: int = Field(default=10_000, ge=1, description="The most data items a batch holds, in all")
+    max_batch_runs: int = Field(default=10_000, ge=1, description="The most runs a batch may ask for")
+    max_workflow_kb: int = Field(default=2_048, ge=1, description="The largest workflow a batch may carry, in KB")
+    max_batch_timeout_s: float = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        le=threading.TIMEOUT_MAX,
+        description="The longest timeout a batch may give its sessions, in seconds",
+    )
+    socket_replay_mb: int = Field(
+        default=32, ge=1, description="The most event data kept, over all queues, to replay to reconnecting clients"
     )
 
     @classmethod

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any, Literal
+import json
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,9 +21,13 @@ from pydantic import (
 )
 
 from nodeloom.app.invocations.fields import ImageField
+from nodeloom.app.invocations.limits import check_limit
 from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.errors import NodeloomError
+
+if TYPE_CHECKING:
+    from nodeloom.app.services.config.config_default import NodeloomConfig
 
 DEFAULT_QUEUE_ID = "default"
 
@@ -52,6 +58,18 @@ class BatchExistsError(SessionQueueError):
 
 class BatchValidationError(SessionQueueError):
     """The batch's data does not fit its graph."""
+
+
+class SessionQueueItemUnreadableError(SessionQueueError):
+    """A queue item is stored but cannot be read back (its session no longer loads)."""
+
+    def __init__(self, item_id: int, queue_id: str, reason: str) -> None:
+        super().__init__(
+            f"Queue item {item_id} is stored but cannot be read: {reason}. It can still be canceled or deleted"
+        )
+        self.item_id = item_id
+        self.queue_id = queue_id
+        self.reason = reason
 
 
 # Batch values are strict so that "1" stays a string and 1 stays an int when a batch is read from JSON.
@@ -291,3 +309,58 @@ class QueueItemOutcome(BaseModel):
             error_message=item.error_message,
             outputs=outputs,
         )
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """The most work one batch may ask for; each is the setting of the same name.
+
+    Every limit is checked when the batch is enqueued, each node's inputs against the node limits (see
+    `BaseInvocation.check_limits`); the counts are checked on the request's JSON too, before any value of it is
+    validated, so that a batch of a million items is refused at the cost of counting them.
+    """
+
+    max_graph_nodes: int
+    max_batch_items: int
+    max_batch_runs: int
+    max_workflow_kb: int
+    max_batch_timeout_s: float
+    max_string_length: int
+    max_collection_size: int
+    max_image_pixels: int
+
+    @classmethod
+    def from_config(cls, config: NodeloomConfig) -> BatchLimits:
+        return cls(**{field.name: getattr(config, field.name) for field in fields(cls)})
+
+    def _check_counts(self, nodes: int, items: int) -> None:
+        check_limit("The number of nodes in the graph", nodes, self.max_graph_nodes, "max_graph_nodes")
+        check_limit("The number of batch data items", items, self.max_batch_items, "max_batch_items")
+
+    def check_json(self, body: Any) -> None:
+        """Checks the counts of an `enqueue_batch` request's JSON (`{"batch": {...}}`); a body of another shape
+        is left for validation to refuse."""
+        batch = body.get("batch") if isinstance(body, dict) else None
+        if not isinstance(batch, dict):
+            return
+        graph = batch.get("graph")
+        nodes = graph.get("nodes") if isinstance(graph, dict) else None
+        data = batch.get("data")
+        items = 0
+        for group in data if isinstance(data, list) else ():
+            for datum in group if isinstance(group, list) else ():
+                values = datum.get("items") if isinstance(datum, dict) else None
+                items += len(values) if isinstance(values, list) else 0
+        self._check_counts(len(nodes) if isinstance(nodes, dict) else 0, items)
+
+    def check(self, batch: Batch) -> None:
+        """Checks the whole batch but the values batch data sets, which are checked as each is validated."""
+        self._check_counts(len(batch.graph.nodes), sum(len(d.items) for group in batch.data or [] for d in group))
+        check_limit("The number of runs", batch.runs, self.max_batch_runs, "max_batch_runs")
+        if batch.timeout is not None:
+            check_limit("The timeout in seconds", batch.timeout, self.max_batch_timeout_s, "max_batch_timeout_s")
+        if batch.workflow is not None:
+            size = len(json.dumps(batch.workflow)) / 1024
+            check_limit("The size of the workflow in KB", size, self.max_workflow_kb, "max_workflow_kb")
+        for node in batch.graph.nodes.values():
+            node.check_limits(self)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -22,8 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import ValidationError
-
+from nodeloom.app.invocations.baseinvocation import describe_error
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
@@ -41,6 +41,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     QUEUE_ITEM_STATUSES,
     Batch,
     BatchExistsError,
+    BatchLimits,
     BatchNotFoundError,
     BatchStatus,
     BatchValidationError,
@@ -57,6 +58,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueError,
     SessionQueueItem,
     SessionQueueItemNotFoundError,
+    SessionQueueItemUnreadableError,
     SessionQueueStatus,
 )
 from nodeloom.app.services.session_queue.session_queue_sql_batch import BatchSessions, new_session_json
@@ -66,6 +68,8 @@ from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.pagination import CursorPaginatedResults
 
 _UNFINISHED = frozenset({"pending", "in_progress"})
+
+logger = logging.getLogger(__name__)
 
 PRUNE_CHUNK = 1000
 """The most items one write deletes from a queue's history: pruning never stalls the write it rides on."""
@@ -78,12 +82,28 @@ def _now() -> str:
 
 
 def _item_from_row(row: DbRow) -> SessionQueueItem:
+    """The item of a row; raises `SessionQueueItemUnreadableError` when what is stored does not load."""
     data = dict(row)
-    data["session"] = GraphExecutionState.model_validate_json(data["session"], context=STORED_SESSION)
-    for key in ("field_values", "workflow"):
-        if data[key] is not None:
-            data[key] = json.loads(data[key])
-    return SessionQueueItem.model_validate(data)
+    try:
+        data["session"] = GraphExecutionState.model_validate_json(data["session"], context=STORED_SESSION)
+        for key in ("field_values", "workflow"):
+            if data[key] is not None:
+                data[key] = json.loads(data[key])
+        return SessionQueueItem.model_validate(data)
+    except ValueError as error:  # a ValidationError, or a JSONDecodeError
+        raise SessionQueueItemUnreadableError(row["item_id"], row["queue_id"], describe_error(error)) from error
+
+
+def _readable_items(rows: Iterable[DbRow]) -> list[SessionQueueItem]:
+    """The items of the rows, leaving out (and logging) those that cannot be read: one bad row must not make
+    every listing that holds it fail."""
+    items: list[SessionQueueItem] = []
+    for row in rows:
+        try:
+            items.append(_item_from_row(row))
+        except SessionQueueItemUnreadableError as error:
+            logger.warning("Left out of a listing: %s", error)
+    return items
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,8 @@ class SqlSessionQueue(SessionQueueBase):
     With `requeue_interrupted`, an item whose run was cut short (found in progress at start-up, or stopped by a
     shutdown) goes back to pending, keeping its place and its saved session, as long as it has run fewer than
     `max_attempts` times; then it is failed, so that an item that crashes the process cannot crash it forever.
+    A batch over `limits` is refused (None: no limits). An item whose stored data does not load is left out of
+    listings and fails when dequeued; read alone, it raises `SessionQueueItemUnreadableError`.
     """
 
     def __init__(
@@ -118,6 +140,7 @@ class SqlSessionQueue(SessionQueueBase):
         max_attempts: int = 3,
         max_history: int | None = 10_000,
         max_history_days: float | None = None,
+        limits: BatchLimits | None = None,
     ) -> None:
         self._db = db
         self._events = events
@@ -129,6 +152,7 @@ class SqlSessionQueue(SessionQueueBase):
         # A history of N items grows by up to N/100 (at most PRUNE_STEP_MAX) before it is cut back: each pruning
         # deletes enough rows to be worth its statements, and a small history stays at its limit.
         self._prune_step = PRUNE_STEP_MAX if max_history is None else min(PRUNE_STEP_MAX, max(1, max_history // 100))
+        self._limits = limits
         # Held from a write's start until its events are dispatched, so that events go out in the order their
         # changes were committed: a client never sees an item's older status last.
         self._in_order = threading.Lock()
@@ -302,7 +326,7 @@ class SqlSessionQueue(SessionQueueBase):
     ) -> EnqueueBatchResult:
         if batch.batch_id == sql.QUEUE_TOTAL:
             raise BatchValidationError("A batch id must not be empty")
-        sessions = BatchSessions(batch)
+        sessions = BatchSessions(batch, self._limits)
         requested = batch.session_count()
         with self._write() as write:
             cursor = write.cursor
@@ -380,10 +404,10 @@ class SqlSessionQueue(SessionQueueBase):
                 self._record(write, [("pending", row)])
             try:
                 return _item_from_row(row)
-            except ValidationError as e:
+            except SessionQueueItemUnreadableError as e:
                 # An item whose session no longer loads (stored by an older nodeloom, a node pack gone) must
                 # not block the queue: it fails, saying why, and the next item is taken.
-                error = _Error("InvalidSession", f"The stored session could not be loaded: {e}", "")
+                error = _Error("InvalidSession", f"The stored session could not be loaded: {e.reason}", "")
                 self._finish(row["item_id"], "failed", _UNFINISHED, error)
 
     def get_current(self, queue_id: str) -> SessionQueueItem | None:
@@ -409,7 +433,7 @@ class SqlSessionQueue(SessionQueueBase):
             for item_id in item_ids:
                 cursor.execute(sql.SELECT_ITEM, (item_id,))
                 rows += cursor.fetchall()
-        return [_item_from_row(row) for row in rows]
+        return _readable_items(rows)
 
     def list_queue_items(
         self,
@@ -425,16 +449,23 @@ class SqlSessionQueue(SessionQueueBase):
         if limit < 1:
             raise SessionQueueError(f"A page holds at least one item, not {limit}")
         where = (queue_id, *(value for value in (status, destination) if value is not None))
-        # One row more than the page tells whether another page follows.
-        if cursor is None:
-            params = (*where, limit + 1)
-        else:
-            params = (*where, priority, cursor, limit + 1, *where, priority, limit + 1, limit + 1)
-        with self._db.read() as db_cursor:
-            db_cursor.execute(sql.LIST_PAGE[status is not None, destination is not None, cursor is not None], params)
-            rows = db_cursor.fetchall()
-        items = [_item_from_row(row) for row in rows[:limit]]
-        return CursorPaginatedResults(limit=limit, has_more=len(rows) > limit, items=items)
+        items: list[SessionQueueItem] = []
+        while True:
+            wanted = limit - len(items)
+            # One row more than the page tells whether another page follows.
+            if cursor is None:
+                params = (*where, wanted + 1)
+            else:
+                params = (*where, priority, cursor, wanted + 1, *where, priority, wanted + 1, wanted + 1)
+            with self._db.read() as db_cursor:
+                query = sql.LIST_PAGE[status is not None, destination is not None, cursor is not None]
+                db_cursor.execute(query, params)
+                rows = db_cursor.fetchall()
+            items += _readable_items(rows[:wanted])
+            if len(rows) <= wanted or len(items) == limit:
+                return CursorPaginatedResults(limit=limit, has_more=len(rows) > wanted, items=items)
+            # Unreadable rows were left out: the page is filled from the rows after them.
+            priority, cursor = rows[wanted - 1]["priority"], rows[wanted - 1]["item_id"]
 
     def list_all_queue_items(self, queue_id: str, destination: str | None = None) -> list[SessionQueueItem]:
         with self._db.read() as cursor:
@@ -443,7 +474,7 @@ class SqlSessionQueue(SessionQueueBase):
             else:
                 cursor.execute(sql.SELECT_ALL_FOR_DESTINATION, (queue_id, destination))
             rows = cursor.fetchall()
-        return [_item_from_row(row) for row in rows]
+        return _readable_items(rows)
 
     def get_queue_item_ids(self, queue_id: str, order_dir: Literal["ASC", "DESC"] = "DESC") -> list[int]:
         with self._db.read() as cursor:
@@ -469,7 +500,7 @@ class SqlSessionQueue(SessionQueueBase):
             rows = cursor.fetchall()
         if not rows:
             raise BatchNotFoundError(f"Queue '{queue_id}' has no item of batch '{batch_id}'")
-        return [_item_from_row(row) for row in rows]
+        return _readable_items(rows)
 
     def get_batch_status(self, queue_id: str, batch_id: str) -> BatchStatus:
         with self._db.read() as cursor:

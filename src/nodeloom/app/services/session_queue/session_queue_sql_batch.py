@@ -13,6 +13,7 @@ from nodeloom.app.invocations.baseinvocation import BaseInvocation
 from nodeloom.app.services.session_queue.session_queue_common import (
     Batch,
     BatchDatum,
+    BatchLimits,
     BatchValidationError,
 )
 from nodeloom.app.services.shared.graph_common import uuid_string
@@ -43,11 +44,14 @@ class BatchSessions:
     """The batch's sessions as JSON text: the graph's JSON with each session's values put in place.
 
     Building a `GraphExecutionState` per session would cost more than enqueueing 10,000 sessions may take.
-    Each distinct value is validated once, against its node, when the batch is read; a value that does not
-    fit raises `BatchValidationError`.
+    The batch is checked against `limits` first (None: no limits); then each distinct value is validated once,
+    against its node and the limits, when the batch is read; a value that does not fit raises
+    `BatchValidationError`, one over a limit `LimitExceededError`.
     """
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Batch, limits: BatchLimits | None = None) -> None:
+        if limits is not None:
+            limits.check(batch)
         self._runs = batch.runs
         groups = batch.data or []
         data = [datum for group in groups for datum in group]
@@ -62,7 +66,7 @@ class BatchSessions:
         # For each zipped group, for each item index: the values of the group's data at that index.
         self._groups: list[list[tuple[_Value, ...]]] = []
         for group in groups:
-            columns = [_values(batch.graph.nodes[datum.node_path], datum) for datum in group]
+            columns = [_values(batch.graph.nodes[datum.node_path], datum, limits) for datum in group]
             self._groups.append(list(zip(*columns, strict=True)))
 
     def __iter__(self) -> Iterator[tuple[str, str, str | None]]:
@@ -79,7 +83,7 @@ class BatchSessions:
                 yield session_id, new_session_json(session_id, "".join(parts)), field_values
 
 
-def _values(node: BaseInvocation, datum: BatchDatum) -> list[_Value]:
+def _values(node: BaseInvocation, datum: BatchDatum, limits: BatchLimits | None) -> list[_Value]:
     fields = node.model_dump()
     name = datum.field_name
     field_value = json.dumps({"node_path": datum.node_path, "field_name": name})[:-1] + ', "value": '
@@ -97,6 +101,8 @@ def _values(node: BaseInvocation, datum: BatchDatum) -> list[_Value]:
                     f"Batch value {item!r} does not fit field '{name}' of node '{node.id}' "
                     f"({node.invocation_type}): {problems}"
                 ) from error
+            if limits is not None:
+                valid.check_limits(limits)
             in_graph = json.dumps(valid.model_dump(mode="json", include={name})[name])
             seen[key] = (in_graph, f"{field_value}{key}}}")
         values.append(seen[key])

@@ -14,6 +14,7 @@ from nodeloom.app.invocations.baseinvocation import (
     BaseInvocation,
     BaseInvocationOutput,
 )
+from nodeloom.app.invocations.baseinvocation import describe_node as _describe
 from nodeloom.app.invocations.fields import Input
 from nodeloom.app.invocations.special import (
     COLLECTION_FIELD,
@@ -58,10 +59,6 @@ __all__ = [
     "NodeInputError",
     "NodeNotFoundError",
 ]
-
-
-def _describe(node: BaseInvocation) -> str:
-    return f"'{node.id}' ({node.invocation_type})"
 
 
 class _EdgeIndex:
