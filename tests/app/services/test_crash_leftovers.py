@@ -13,6 +13,7 @@ from tests.helpers import graph_json, wait_for
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
 from nodeloom.app.services.invocation_services import build_services
+from nodeloom.app.services.invoker import Invoker
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
 from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
 
@@ -91,3 +92,35 @@ def test_start_up_clears_what_a_crash_left(start_services: StartServices, tmp_pa
         assert (item.status, item.error_type) == ("failed", "Interrupted")
         assert records == []
     assert services.images.check_consistency().is_consistent
+
+
+@pytest.mark.parametrize("requeue", [False, True])
+def test_a_clean_stop_clears_the_images_of_the_run_it_cut_short(
+    start_services: StartServices, tmp_path: Path, requeue: bool
+) -> None:
+    services, _ = start_services(tmp_path / "root", requeue_interrupted=requeue, save_state_after_s=0)
+    nodes = [
+        {"id": "image", "type": "blank_image", "width": 8, "height": 8, "use_cache": False},
+        {"id": "wait", "type": "test_wait", "seconds": 30},
+    ]
+    batch = Batch.model_validate({"graph": graph_json(nodes)})
+    (item_id,) = services.session_queue.enqueue_batch(DEFAULT_QUEUE_ID, batch, prepend=False).item_ids
+    wait_for(lambda: services.images.get_many(limit=10).items, what="the image to be saved")
+    wait_for(lambda: services.session_processor.get_status().current_item_id == item_id, what="the item to run")
+
+    Invoker(services).stop()
+
+    reopened = build_services(load_config(tmp_path / "root"))
+    try:
+        item = reopened.session_queue.get_queue_item(item_id)
+        names = [record.image_name for record in reopened.images.get_many(limit=10).items]
+        if requeue:
+            # The image node is recorded in the saved session, so the run that resumes keeps its image.
+            assert item.status == "pending"
+            assert len(names) == 1
+        else:
+            assert (item.status, item.error_type) == ("failed", "Interrupted")
+            assert names == []
+        assert reopened.images.check_consistency().is_consistent
+    finally:
+        reopened.database.close()

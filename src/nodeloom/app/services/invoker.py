@@ -42,7 +42,16 @@ class Invoker:
         """
         services = self.services
         deadline = time.monotonic() + (services.config.shutdown_timeout_s if timeout_s is None else timeout_s)
+        running = services.session_processor.get_status().current_item_id
         services.session_processor.stop(timeout_s=PROCESSOR_SHARE * max(0.0, deadline - time.monotonic()))
+        if running is not None:
+            self._remove_images_of_interrupted(running)
         services.events.stop(timeout_s=max(0.0, deadline - time.monotonic()))
         services.webhooks.stop()
         services.database.close()
+
+    def _remove_images_of_interrupted(self, item_id: int) -> None:
+        """The images an item's cut-short run made that nothing will use, as start-up recovery does after a crash."""
+        items = self.services.session_queue.get_queue_items_by_item_ids([item_id])
+        interrupted = [item for item in items if item.status == "pending" or item.error_type == "Interrupted"]
+        self.services.images.remove_interrupted_images(interrupted)

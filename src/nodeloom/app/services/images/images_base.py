@@ -119,10 +119,14 @@ class ImageServiceABC(ABC):
         """Compares the records with the files on disk."""
 
     @abstractmethod
+    def remove_interrupted_images(self, interrupted: Sequence[SessionQueueItem]) -> list[str]:
+        """Deletes the images of interrupted items that nothing will use (a failed item's, and a requeued item's
+        made by nodes its saved session has not recorded, which run again); their names."""
+
+    @abstractmethod
     def remove_leftovers(self, interrupted: Sequence[SessionQueueItem]) -> ImageLeftoversReport:
         """Clears what a crash left, at start-up before anything runs; `interrupted`: the items it recovered.
 
-        Deletes temporary files, the images of the interrupted items that nothing will use (a failed item's, and
-        a requeued item's made by nodes its saved session has not recorded, which run again), and moves files
-        without a record into the quarantine. Keeps records without files. Logs what it did.
+        Deletes temporary files and the images of the interrupted items that nothing will use
+        (`remove_interrupted_images`), and moves files without a record into the quarantine. Keeps records without files. Logs what it did.
         """

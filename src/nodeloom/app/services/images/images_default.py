@@ -207,8 +207,7 @@ class ImageService(ImageServiceABC):
             files_without_records=sorted((files | thumbnails) - records),
         )
 
-    def remove_leftovers(self, interrupted: Sequence[SessionQueueItem]) -> ImageLeftoversReport:
-        temporary_files = self._files.remove_temporary_files()
+    def remove_interrupted_images(self, interrupted: Sequence[SessionQueueItem]) -> list[str]:
         unused: list[str] = []
         for item in interrupted:
             # A requeued item resumes from its saved session: the images of the nodes recorded there are part of
@@ -218,6 +217,11 @@ class ImageService(ImageServiceABC):
             records = self._records.get_by_session(item.session_id)
             unused += [record.image_name for record in records if record.node_id not in kept]
         self.delete_many(unused)
+        return unused
+
+    def remove_leftovers(self, interrupted: Sequence[SessionQueueItem]) -> ImageLeftoversReport:
+        temporary_files = self._files.remove_temporary_files()
+        unused = self.remove_interrupted_images(interrupted)
         consistency = self.check_consistency()
         for image_name in consistency.files_without_records:
             self._files.quarantine(image_name)
