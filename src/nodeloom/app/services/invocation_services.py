@@ -59,6 +59,7 @@ MIGRATIONS: list[Migration] = [
     Migration(version=2, description="images and boards", up=migrate_images),
     Migration(version=3, description="models", up=migrate_models),
     Migration(version=4, description="each image's board on its row", up=migrate_image_boards),
+    Migration(version=5, description="reserved", up=lambda cursor: None),
 ]
 """The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
 
