@@ -32,6 +32,7 @@ from nodeloom.app.services.invoker import Invoker
 from nodeloom.app.services.model_install.model_install_common import (
     InvalidModelError,
     ModelBaseUnknownError,
+    ModelPathNotAllowedError,
     ModelPathNotFoundError,
 )
 from nodeloom.app.services.model_load.model_load_common import ModelFileError
@@ -66,6 +67,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (InvalidBoardNameError, 422),
     (UnknownModelError, 404),
     (ModelPathNotFoundError, 404),
+    (ModelPathNotAllowedError, 403),
     (DuplicateModelError, 409),
     (ModelBaseUnknownError, 422),
     (InvalidModelConfigError, 422),

@@ -120,7 +120,11 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
     model_records = SqlModelRecordService(database)
     model_manager = ModelManagerService(
         store=model_records,
-        install=ModelInstallService(store=model_records, models_path=models_path),
+        install=ModelInstallService(
+            store=model_records,
+            models_path=models_path,
+            install_roots=[config.resolve(root) for root in config.model_install_roots],
+        ),
         load=ModelLoadService(
             registry=loader_registry,
             cache=ModelCache(

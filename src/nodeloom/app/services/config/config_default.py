@@ -65,6 +65,11 @@ class NodeloomConfig(BaseSettings):
     profiles_dir: Path = Field(default=Path("profiles"), description="Where session profiles are written")
     profile_prefix: str = Field(default="", description="Prepended to each profile's file name")
 
+    # Safety at the edge: who may reach the server, and what model installs may read
+    model_install_roots: list[Path] = Field(
+        default=[], description="Folders besides models_dir that models may be installed from"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
