@@ -69,3 +69,42 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_in_progress(tmp_path: Path) -> 
         statuses = db.execute("SELECT status, error_type FROM session_queue").fetchall()
     db.close()
     assert statuses == [("failed", "Interrupted")]
+
+
+def serve_output(tmp_path: Path, host: str, env: dict[str, str]) -> str:
+    """What `nodeloom serve --host HOST` prints until it answers, and as it stops on Ctrl-C."""
+    port = free_port()
+    root = tmp_path / "root"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "nodeloom", "serve", "--root", str(root), "--host", host, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=30, what="the server to answer")
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return output
+
+
+def test_binding_beyond_this_machine_without_tokens_warns(tmp_path: Path) -> None:
+    output = serve_output(tmp_path, "0.0.0.0", {})
+    assert "nodeloom is bound to 0.0.0.0, reachable from other machines, without tokens" in output
+    assert "nodeloom tokens create NAME" in output
+    with_token = serve_output(tmp_path, "0.0.0.0", {"NODELOOM_AUTH_TOKENS": '["a-token-for-the-tests-0123456789"]'})
+    assert "without tokens" not in with_token and "serving root" in with_token
+    on_loopback = serve_output(tmp_path, "127.0.0.1", {})
+    assert "without tokens" not in on_loopback and "serving root" in on_loopback

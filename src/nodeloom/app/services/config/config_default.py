@@ -7,7 +7,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -66,6 +66,21 @@ class NodeloomConfig(BaseSettings):
     profile_prefix: str = Field(default="", description="Prepended to each profile's file name")
 
     # Safety at the edge: who may reach the server, and what model installs may read
+    auth_tokens: list[SecretStr] = Field(
+        default=[],
+        description="Tokens accepted as `Authorization: Bearer <token>`. With these or any made with `nodeloom "
+        "tokens create`, every route but /health and the API docs, and socket.io, need one",
+    )
+    allow_origins: list[str] = Field(
+        default=[],
+        description="Origins (scheme://host:port) of web pages besides the server's own that may use the API and "
+        "socket.io; answered with CORS headers",
+    )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description="Host header values answered besides the bound address and localhost, 127.0.0.1 and [::1] on "
+        "the server's port: a name without a port matches any port, '*' matches every host",
+    )
     model_install_roots: list[Path] = Field(
         default=[], description="Folders besides models_dir that models may be installed from"
     )
