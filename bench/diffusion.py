@@ -106,7 +106,7 @@ def bench_graph_against_pipeline(root: Path, model: Path) -> dict[str, Any]:
         )
         return time.perf_counter() - started
 
-    services = build_services(load_config(root, processor_poll_interval_s=0.01))
+    services = build_services(load_config(root, processor_poll_interval_s=0.01, model_install_roots=[model.parent]))
     invoker = Invoker(services)
     invoker.start()
     try:
@@ -132,7 +132,7 @@ def bench_graph_against_pipeline(root: Path, model: Path) -> dict[str, Any]:
 
 
 def bench_model_loading(root: Path, model: Path) -> dict[str, float]:
-    services = build_services(load_config(root))
+    services = build_services(load_config(root, model_install_roots=[model.parent]))
     try:
         config = install(services, model)
 

@@ -88,7 +88,7 @@ class NodeRunner:
     @classmethod
     def start(cls, root: Path, tiny_model: Path) -> NodeRunner:
         quiet_torch()
-        services = build_services(load_config(root))
+        services = build_services(load_config(root, model_install_roots=[tiny_model.parent]))
         config = services.model_manager.install.install_path(
             tiny_model, ModelRecordChanges(base=BaseModelType.StableDiffusion1)
         )

@@ -17,7 +17,7 @@ import sys
 import nodeloom.app.api.app
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.invocation_services import build_services
-services = build_services(load_config({str(tmp_path / "root")!r}))
+services = build_services(load_config({str(tmp_path / "root")!r}, model_install_roots=[{str(tmp_path)!r}]))
 config = services.model_manager.install.install_path({str(lora)!r})
 assert config.base == "sd-1", config
 services.database.close()

@@ -14,8 +14,10 @@ from tests.tiny_model import write_lora
 
 
 @pytest.fixture
-def models_cli(live_server: Callable[..., LiveServer]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    server = live_server()
+def models_cli(
+    live_server: Callable[..., LiveServer], tiny_sd_model: Path, tmp_path: Path
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    server = live_server(model_install_roots=[tiny_sd_model.parent, tmp_path])
 
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

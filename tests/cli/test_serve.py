@@ -179,3 +179,19 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - again < 5
         assert "A second SIGINT: exiting at once" in served.output()
     assert statuses(root) == [("in_progress", None)]
+
+
+def test_binding_beyond_this_machine_without_tokens_warns(tmp_path: Path) -> None:
+    def output_of(**settings: str) -> str:
+        with serving(tmp_path / "root", **settings) as served:
+            served.process.send_signal(signal.SIGINT)
+            served.wait_exit(timeout=30)
+            return served.output()
+
+    output = output_of(host="0.0.0.0")
+    assert "nodeloom is bound to 0.0.0.0, reachable from other machines, without tokens" in output
+    assert "nodeloom tokens create NAME" in output
+    with_token = output_of(host="0.0.0.0", auth_tokens='["a-token-for-the-tests-0123456789"]')
+    assert "without tokens" not in with_token and "serving root" in with_token
+    on_loopback = output_of(host="127.0.0.1")
+    assert "without tokens" not in on_loopback and "serving root" in on_loopback

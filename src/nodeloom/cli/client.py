@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import httpx
 
 DEFAULT_URL = "http://127.0.0.1:9090"
+TOKEN_VARIABLE = "NODELOOM_TOKEN"
 REQUEST_TIMEOUT_S = 10.0
 
 JSONObject = dict[str, Any]
@@ -29,11 +31,21 @@ class ClientError(NodeloomError):
         """The HTTP status of the refusal; None when no answer came."""
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every client subcommand takes: which server, which queue, and JSON output."""
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every client subcommand takes: which server, its token, and JSON output."""
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the nodeloom server (default {DEFAULT_URL})")
-    parser.add_argument("--queue", default=DEFAULT_QUEUE_ID, help=f"the queue (default {DEFAULT_QUEUE_ID!r})")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_VARIABLE) or None,
+        help=f"the server's API token, when it has tokens (default: ${TOKEN_VARIABLE})",
+    )
     parser.add_argument("--json", action="store_true", help="print the server's JSON instead of a readable summary")
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The connection options, and which queue."""
+    add_connection_arguments(parser)
+    parser.add_argument("--queue", default=DEFAULT_QUEUE_ID, help=f"the queue (default {DEFAULT_QUEUE_ID!r})")
 
 
 STATUS_STYLES = {"pending": "dim", "in_progress": "cyan", "completed": "green", "failed": "red", "canceled": "yellow"}
@@ -51,7 +63,7 @@ def print_json(data: object) -> None:
 def call_server(args: argparse.Namespace, action: Callable[[ServerClient], int]) -> int:
     """Runs `action` with a client for `args.url`; a refusal or an unreachable server is reported (exit status 1)."""
     try:
-        with ServerClient(args.url) as client:
+        with ServerClient(args.url, args.token) as client:
             return action(client)
     except ClientError as e:
         print(f"nodeloom {args.command}: {e}", file=sys.stderr)
@@ -83,12 +95,13 @@ def _validation_error_line(error: object) -> str:
 class ServerClient:
     """One nodeloom server's routes: `request` for any route, the methods below for the queue's."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
         # httpx is imported here, not at the top: `nodeloom --help` imports every subcommand module.
         import httpx
 
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url)
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self._http = httpx.Client(base_url=base_url, headers=headers)
 
     def __enter__(self) -> Self:
         return self
@@ -109,8 +122,9 @@ class ServerClient:
         except httpx.TransportError as e:
             raise ClientError(f"the request to {self.base_url} failed: {str(e) or type(e).__name__}") from e
         if response.is_error:
+            hint = f" (pass it with --token or ${TOKEN_VARIABLE})" if response.status_code == 401 else ""
             raise ClientError(
-                f"the server answered {response.status_code} {response.reason_phrase}: {_error_detail(response)}",
+                f"the server answered {response.status_code} {response.reason_phrase}: {_error_detail(response)}{hint}",
                 status=response.status_code,
             )
         if not response.content:

@@ -147,7 +147,7 @@ def _enqueue_and_wait(client: ServerClient, args: argparse.Namespace, batch: JSO
     )
     watcher = BatchWatcher(progress, batch_id, node_count=len(batch["graph"]["nodes"]))
     try:
-        with _live_events(args.url, args.queue, watcher.on_event, console):
+        with _live_events(args.url, args.token, args.queue, watcher.on_event, console):
             result = client.enqueue_batch(args.queue, batch, args.prepend, args.all_or_nothing)
             if not args.json:
                 _print_enqueued(result)
@@ -200,7 +200,9 @@ def _confirm_cancel(console: Console) -> bool:
 
 
 @contextmanager
-def _live_events(url: str, queue_id: str, on_event: Callable[[str, Any], None], console: Console) -> Iterator[None]:
+def _live_events(
+    url: str, token: str | None, queue_id: str, on_event: Callable[[str, Any], None], console: Console
+) -> Iterator[None]:
     """Feeds `on_event` the queue's socket.io events while open; if no socket can be had, the wait polls go on alone."""
     # socketio is imported here, not at the top: `nodeloom --help` imports every subcommand module.
     import socketio
@@ -212,7 +214,13 @@ def _live_events(url: str, queue_id: str, on_event: Callable[[str, Any], None], 
     sio.on("*", on_event)
     try:
         try:
-            sio.connect(url, socketio_path=SOCKET_PATH, transports=["websocket"], wait_timeout=SOCKET_TIMEOUT_S)
+            sio.connect(
+                url,
+                socketio_path=SOCKET_PATH,
+                transports=["websocket"],
+                auth=None if token is None else {"token": token},
+                wait_timeout=SOCKET_TIMEOUT_S,
+            )
             sio.call("subscribe_queue", {"queue_id": queue_id}, timeout=SOCKET_TIMEOUT_S)
         except socketio.exceptions.SocketIOError as e:
             reason = escape(str(e) or type(e).__name__)

@@ -14,6 +14,7 @@ COMMANDS = {
     "queue": ("queue", "Look at and steer a running server's session queue"),
     "stats": ("stats", "Print a queue item's invocation stats from a running server"),
     "models": ("models", "List, install and remove a running server's models"),
+    "tokens": ("tokens", "Create, list and revoke the API tokens of a root folder"),
 }
 
 

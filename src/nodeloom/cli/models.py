@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from nodeloom.app.services.model_records.model_records_common import BaseModelType, ModelType
-from nodeloom.cli.client import DEFAULT_URL, ClientError, JSONObject, ServerClient, count, print_json
+from nodeloom.cli.client import ClientError, JSONObject, ServerClient, add_connection_arguments, count, print_json
 
 INSTALL_TIMEOUT_S = 3600.0
 """Installing hashes every byte of the model, minutes for a large one, before the server answers."""
@@ -46,8 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--url", default=DEFAULT_URL, help=f"the nodeloom server (default {DEFAULT_URL})")
-        sub.add_argument("--json", action="store_true", help="print the server's JSON instead of a readable summary")
+        add_connection_arguments(sub)
         return sub
 
     add("list", "The installed models")
@@ -64,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with ServerClient(args.url) as server:
+        with ServerClient(args.url, args.token) as server:
             client = ModelsClient(server)
             if args.action == "list":
                 _show_list(client.list_models(), args.json)

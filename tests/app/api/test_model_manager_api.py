@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,12 @@ from tests.conftest import LiveServer
 from tests.tiny_model import write_checkpoint, write_lora
 
 StartServer = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def server(live_server: StartServer, tmp_path: Path, tiny_sd_model: Path) -> LiveServer:
+    """A server that installs models from the tests' temporary folders."""
+    return live_server(model_install_roots=[tmp_path, tiny_sd_model.parent])
 
 
 @pytest.fixture
@@ -92,6 +99,39 @@ def test_a_folder_scan_installs_what_it_can(client: httpx.Client, tiny_sd_model:
     assert sorted(config["name"] for config in result["installed"]) == ["dream", "ink"]
     assert [skipped["path"] for skipped in result["skipped"]] == [str(tmp_path / "tiny")]
     assert client.post("/scan_folder", params={"scan_path": "models"}).status_code == 400
+
+
+def test_installs_outside_the_install_roots_get_one_403_that_tells_nothing(
+    live_server: StartServer, tmp_path: Path
+) -> None:
+    server = live_server()
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "passwords.txt").write_text("hunter2")
+    models = server.config.resolve(server.config.models_dir)
+    (models / "photos").mkdir(parents=True)
+    (models / "photos" / "cat.png").write_bytes(b"png")
+    (models / "escape").symlink_to(tmp_path / "secret")
+    with httpx.Client(base_url=f"{server.url}/api/v2/models", timeout=60) as client:
+        answers = [
+            client.post("/install", params={"source": source})
+            for source in ("/root", "/", "/no/such/path", str(tmp_path / "secret"), str(models / "escape"))
+        ] + [
+            client.post("/scan_folder", params={"scan_path": scan_path})
+            for scan_path in ("/", "/no/such/path", str(tmp_path / "secret"))
+        ]
+        assert {(answer.status_code, answer.text) for answer in answers} == {
+            (
+                403,
+                '{"detail":"Models are installed only from the models folder and the folders in the '
+                'model_install_roots setting.","error_type":"ModelPathNotAllowedError"}',
+            )
+        }
+        # Inside the models folder a path is told apart from a missing one, but a folder's entries are never listed.
+        not_a_model = client.post("/install", params={"source": str(models / "photos")})
+        assert not_a_model.status_code == 415 and "cat.png" not in not_a_model.text
+        assert client.post("/install", params={"source": str(models / "missing")}).status_code == 404
+        scan = client.post("/scan_folder", params={"scan_path": str(models)}).json()
+        assert scan["installed"] == [] and "passwords" not in json.dumps(scan)
 
 
 def test_the_cache_stats_and_emptying_the_cache(client: httpx.Client, server: LiveServer, tiny_sd_model: Path) -> None:

@@ -255,11 +255,13 @@ def test_seamless_changes_the_image_and_leaves_the_models_unpatched(
     assert np.array_equal(pixels(again), pixels(plain))
 
 
-def test_a_lora_changes_the_image_only_while_it_is_applied(
-    runner: NodeRunner, loaded: ModelLoaderOutput, tmp_path: Path
-) -> None:
+def test_a_lora_changes_the_image_only_while_it_is_applied(runner: NodeRunner, loaded: ModelLoaderOutput) -> None:
     from safetensors.torch import save_file
 
+    # Under the models folder: installs read nowhere else unless model_install_roots says so.
+    settings = runner.services.config
+    lora_path = settings.resolve(settings.models_dir) / "tiny-lora.safetensors"
+    lora_path.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
     block = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
     text = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
@@ -270,10 +272,10 @@ def test_a_lora_changes_the_image_only_while_it_is_applied(
             f"{text}.lora_down.weight": torch.randn((2, 32), generator=generator),
             f"{text}.lora_up.weight": torch.randn((32, 2), generator=generator),
         },
-        tmp_path / "tiny-lora.safetensors",
+        lora_path,
     )
     config = runner.services.model_manager.install.install_path(
-        tmp_path / "tiny-lora.safetensors", ModelRecordChanges(base=BaseModelType.StableDiffusion1)
+        lora_path, ModelRecordChanges(base=BaseModelType.StableDiffusion1)
     )
     from nodeloom.app.invocations.fields import ModelIdentifierField
 

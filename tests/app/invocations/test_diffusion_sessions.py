@@ -35,7 +35,7 @@ def denoise_steps(recorder: Recorder) -> list[str]:
 
 
 def test_text_to_image_puts_an_image_on_the_board(start_services: StartServices, tiny_sd_model: Path) -> None:
-    services, recorder = start_services()
+    services, recorder = start_services(model_install_roots=[tiny_sd_model.parent])
     board = services.boards.create("renders")
     item_id = enqueue(services, install(services, tiny_sd_model), steps=3, board_id=board.board_id)
 
@@ -56,7 +56,7 @@ def test_text_to_image_puts_an_image_on_the_board(start_services: StartServices,
 
 
 def test_a_cancel_during_denoising_stops_at_the_next_step(start_services: StartServices, tiny_sd_model: Path) -> None:
-    services, recorder = start_services()
+    services, recorder = start_services(model_install_roots=[tiny_sd_model.parent])
     item_id = enqueue(services, install(services, tiny_sd_model), steps=500)
 
     wait_for(lambda: len(denoise_steps(recorder)) >= 2, timeout=60, what="denoising to start")
@@ -75,7 +75,7 @@ def test_a_cancel_during_denoising_stops_at_the_next_step(start_services: StartS
 
 
 def test_the_second_session_loads_the_models_from_the_cache(start_services: StartServices, tiny_sd_model: Path) -> None:
-    services, recorder = start_services()
+    services, recorder = start_services(model_install_roots=[tiny_sd_model.parent])
     model = install(services, tiny_sd_model)
     first, second = enqueue(services, model, steps=1), enqueue(services, model, steps=1)
     for item_id in (first, second):

@@ -26,6 +26,7 @@ from nodeloom.app.api.routers.images import images_router
 from nodeloom.app.api.routers.model_manager import model_manager_router
 from nodeloom.app.api.routers.monitoring import monitoring_router
 from nodeloom.app.api.routers.session_queue import session_queue_router
+from nodeloom.app.api.security import EdgeGuard, document_bearer_auth
 from nodeloom.app.api.shutdown import NodeloomServer, Shutdown
 from nodeloom.app.api.sockets import SOCKET_PATH, SocketBridge
 from nodeloom.app.invocations import load_builtin_nodes
@@ -40,6 +41,7 @@ from nodeloom.app.services.invoker import Invoker
 from nodeloom.app.services.model_install.model_install_common import (
     InvalidModelError,
     ModelBaseUnknownError,
+    ModelPathNotAllowedError,
     ModelPathNotFoundError,
 )
 from nodeloom.app.services.model_load.model_load_common import ModelFileError
@@ -79,6 +81,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (InvalidBoardNameError, 422),
     (UnknownModelError, 404),
     (ModelPathNotFoundError, 404),
+    (ModelPathNotAllowedError, 403),
     (DuplicateModelError, 409),
     (ModelBaseUnknownError, 422),
     (InvalidModelConfigError, 422),
@@ -135,17 +138,31 @@ def _json_safe(value: Any) -> Any:
 
 
 class NodeloomApp(FastAPI):
-    """The API, with socket.io served ahead of the middleware.
+    """The API behind the edge guard, with socket.io served ahead of the middleware.
 
-    Under FastAPI's middleware every frame socket.io sends would pass through each middleware's `send` wrapper.
+    Every request passes the guard (`security.py`, built by the lifespan), then `dispatch`. Under FastAPI's
+    middleware every frame socket.io sends would pass through each middleware's `send` wrapper.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan" and scope["path"].startswith(SOCKET_PATH):
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+        else:
+            guard: EdgeGuard = self.state.guard
+            await guard(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What the guard lets through: socket.io's requests to socket.io, the others to FastAPI."""
+        if scope["path"].startswith(SOCKET_PATH):
             sockets: SocketBridge = self.state.sockets
             await sockets.asgi(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_bearer_auth(super().openapi())
+        return self.openapi_schema
 
 
 def create_app(config: NodeloomConfig) -> NodeloomApp:
@@ -154,15 +171,18 @@ def create_app(config: NodeloomConfig) -> NodeloomApp:
     shutdown = Shutdown(config.shutdown_timeout_s)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: NodeloomApp) -> AsyncIterator[None]:
         load_builtin_nodes()
         report = load_custom_nodes(config.nodes_path)
         for name, error in report.failed.items():
             logger.error("The node pack %s was skipped: %s", name, error)
         services = build_services(config)
         app.state.services = services
+        guard = EdgeGuard(app.dispatch, config, services.auth_tokens)
+        app.state.guard = guard
+        await guard.warn_if_exposed()
         invoker = Invoker(services)
-        await sockets.start(services.events)
+        await sockets.start(services.events, guard.tokens.accepts_socket)
         invoker.start()
         logger.info("nodeloom %s serving root %s", nodeloom.__version__, config.root)
         try:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import socketio
@@ -25,6 +25,9 @@ from nodeloom.app.services.events.events_common import EventBase, QueueEventBase
 logger = logging.getLogger(__name__)
 
 SOCKET_PATH = "/ws/socket.io"
+
+SocketAuthorizer = Callable[[Mapping[str, Any], object], Awaitable[bool]]
+"""Whether a client may connect, from its handshake's environ and its auth payload."""
 
 
 def _event_packet(name: str, payload_json: str) -> str:
@@ -41,6 +44,7 @@ class SocketBridge:
     """Owns the socket.io server and the thread-to-loop bridge; notifies in-process waiters of status changes."""
 
     def __init__(self, replay_bytes: int, buffer_size: int = 1000, flush_interval_s: float = 0.01) -> None:
+        # CORS off: the edge guard (security.py) checks the origin of every request, socket.io's too, and answers CORS.
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
         self.asgi = socketio.ASGIApp(self.sio, socketio_path=SOCKET_PATH)
         self._flush_interval_s = flush_interval_s
@@ -51,11 +55,14 @@ class SocketBridge:
         self._close: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._authorize: SocketAuthorizer | None = None
+        self.sio.on("connect", self._connect)
         self.sio.on("subscribe_queue", self._subscribe_queue)
         self.sio.on("unsubscribe_queue", self._unsubscribe_queue)
 
-    async def start(self, events: EventServiceBase) -> None:
-        """Bridges every event of `events` to socket.io until `stop`."""
+    async def start(self, events: EventServiceBase, authorize: SocketAuthorizer) -> None:
+        """Bridges every event of `events` to socket.io until `stop`; lets in the clients `authorize` accepts."""
+        self._authorize = authorize
         loop = asyncio.get_running_loop()
         inbox: deque[EventBase | None] = deque()
         wakeup = asyncio.Event()
@@ -125,6 +132,13 @@ class SocketBridge:
             self.replay.add(queue_id, seq, packet)
             for _, eio_sid in list(self.sio.manager.get_participants("/", queue_id)):
                 await self.sio.eio.send(eio_sid, packet)
+
+    async def _connect(self, sid: str, environ: Mapping[str, Any], auth: object) -> None:
+        if self._authorize is None or not await self._authorize(environ, auth):
+            # One answer for a missing and a wrong token.
+            raise socketio.exceptions.ConnectionRefusedError(
+                "A valid token is needed: send it as 'Authorization: Bearer <token>' or as the auth payload {token}"
+            )
 
     async def _subscribe_queue(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("queue_id"), str):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nodeloom.app.services.auth_tokens.auth_tokens_base import AuthTokenStoreBase
+from nodeloom.app.services.auth_tokens.auth_tokens_sql import SqlAuthTokenStore, migrate_auth_tokens
 from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
 from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
 from nodeloom.app.services.boards.boards_base import BoardServiceABC
@@ -64,6 +66,7 @@ MIGRATIONS: list[Migration] = [
     Migration(version=3, description="models", up=migrate_models),
     Migration(version=4, description="each image's board on its row", up=migrate_image_boards),
     Migration(version=5, description="queue history: workflows per batch, webhook state", up=migrate_queue_history),
+    Migration(version=6, description="API tokens", up=migrate_auth_tokens),
 ]
 """The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
 
@@ -84,10 +87,11 @@ class InvocationServices:
     tensors: ObjectSerializerBase[Any]
     conditioning: ObjectSerializerBase[Any]
     model_manager: ModelManagerServiceBase
+    auth_tokens: AuthTokenStoreBase
 
 
-def build_services(config: NodeloomConfig) -> InvocationServices:
-    """Opens (and migrates) the database under the root and wires every service; nothing runs until started."""
+def open_database(config: NodeloomConfig) -> DatabaseBase:
+    """The root's database, created if need be and migrated to the newest schema."""
     config.db_path.parent.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(config.db_path)
     try:
@@ -95,6 +99,12 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
     except Exception:
         database.close()
         raise
+    return database
+
+
+def build_services(config: NodeloomConfig) -> InvocationServices:
+    """Opens (and migrates) the database under the root and wires every service; nothing runs until started."""
+    database = open_database(config)
     events = InProcessEventService()
     board_image_records = SqlBoardImageRecordStorage(database)
     images = ImageService(
@@ -127,7 +137,11 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
     model_records = SqlModelRecordService(database)
     model_manager = ModelManagerService(
         store=model_records,
-        install=ModelInstallService(store=model_records, models_path=models_path),
+        install=ModelInstallService(
+            store=model_records,
+            models_path=models_path,
+            install_roots=[config.resolve(root) for root in config.model_install_roots],
+        ),
         load=ModelLoadService(
             registry=loader_registry,
             cache=ModelCache(
@@ -184,4 +198,5 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         tensors=tensors,
         conditioning=conditioning,
         model_manager=model_manager,
+        auth_tokens=SqlAuthTokenStore(database),
     )

@@ -36,7 +36,6 @@ _CHECKPOINT_PREFIX = "model.diffusion_model."
 _LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 _LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.")
 _LORA_DOWN_MARKERS = ("lora_down", "lora_A")
-_SHOWN_NAMES = 5
 
 
 @dataclass(frozen=True)
@@ -99,13 +98,10 @@ def _probe_folder(path: Path) -> ProbedModel:
             f"{path} holds a config.json for {class_name or 'no diffusers class'}: from a folder with a config.json "
             "only VAEs (AutoencoderKL) are installed, and a whole pipeline's folder has a model_index.json"
         )
-    names = sorted(entry.name for entry in path.iterdir())
-    if not names:
-        raise InvalidModelError(f"{path} is an empty folder, not a model")
-    shown = ", ".join(names[:_SHOWN_NAMES]) + (", ..." if len(names) > _SHOWN_NAMES else "")
+    # What else the folder holds is left unsaid: an error message never lists a folder.
     raise InvalidModelError(
-        f"{path} is a folder of {len(names)} entries ({shown}) with neither a model_index.json (a diffusers "
-        "pipeline) nor a config.json (a diffusers VAE): not a model"
+        f"{path} is a folder with neither a model_index.json (a diffusers pipeline) nor a config.json (a diffusers "
+        "VAE): not a model"
     )
 
 

@@ -19,6 +19,7 @@ from nodeloom.app.services.model_install import model_install_default
 from nodeloom.app.services.model_install.model_install_common import (
     InvalidModelError,
     ModelBaseUnknownError,
+    ModelPathNotAllowedError,
     ModelPathNotFoundError,
     ScanTooLargeError,
 )
@@ -42,11 +43,19 @@ SD1 = ModelRecordChanges(base=BaseModelType.StableDiffusion1)
 
 
 @pytest.fixture
-def installer(tmp_path: Path) -> Iterator[ModelInstallService]:
+def store(tmp_path: Path) -> Iterator[SqlModelRecordService]:
     db = SqliteDatabase(tmp_path / "nodeloom.db")
     Migrator(db, MIGRATIONS).run()
-    yield ModelInstallService(store=SqlModelRecordService(db), models_path=tmp_path / "models")
+    yield SqlModelRecordService(db)
     db.close()
+
+
+@pytest.fixture
+def installer(store: SqlModelRecordService, tmp_path: Path, tiny_sd_model: Path) -> ModelInstallService:
+    # The models these tests install lie in temporary folders: those are install roots.
+    return ModelInstallService(
+        store=store, models_path=tmp_path / "models", install_roots=[tmp_path, tiny_sd_model.parent]
+    )
 
 
 def store_of(installer: ModelInstallService) -> SqlModelRecordService:
@@ -182,8 +191,8 @@ def test_what_is_not_a_model_is_refused_saying_what_is_there(
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "weights.bin").write_bytes(b"not a pickle")
     refusals: list[tuple[Path, type[Exception], str]] = [
-        (tmp_path / "empty", InvalidModelError, "is an empty folder, not a model"),
-        (tmp_path / "photos", InvalidModelError, r"is a folder of 1 entries \(cat.png\) with neither a model_index"),
+        (tmp_path / "empty", InvalidModelError, "is a folder with neither a model_index.json"),
+        (tmp_path / "photos", InvalidModelError, r"photos is a folder with neither a model_index.json \(a diffusers "),
         (tmp_path / "notes.txt", InvalidModelError, "is a .txt file, not a model: model files end in .bin, .ckpt"),
         (write_random_safetensors(tmp_path / "r.safetensors"), InvalidModelError, r"holds 2 tensors \(.*\) in no"),
         (tmp_path / "weights.bin", ModelFileError, "is not a torch weights file"),
@@ -192,8 +201,9 @@ def test_what_is_not_a_model_is_refused_saying_what_is_there(
         (Path("a\0b"), ModelPathNotFoundError, "holds a NUL character"),
     ]
     for path, error, message in refusals:
-        with pytest.raises(error, match=message):
+        with pytest.raises(error, match=message) as raised:
             installer.install_path(path)
+        assert "cat.png" not in str(raised.value)
     assert store_of(installer).all_models() == []
 
 
@@ -232,3 +242,61 @@ def test_a_scan_of_too_many_files_is_refused(
         (tmp_path / f"{name}.txt").write_text(name)
     with pytest.raises(ScanTooLargeError, match="holds more than 3 files and folders"):
         installer.scan_folder(tmp_path)
+
+
+def test_installs_read_only_the_models_folder_and_the_install_roots(
+    store: SqlModelRecordService, tmp_path: Path
+) -> None:
+    models, extra, outside = tmp_path / "models", tmp_path / "extra", tmp_path / "outside"
+    for folder in (models, extra, outside):
+        folder.mkdir()
+    installer = ModelInstallService(store=store, models_path=models, install_roots=[extra])
+    assert installer.install_path(write_lora(models / "in-models.safetensors")).name == "in-models"
+    assert installer.install_path(write_lora(extra / "in-extra.safetensors")).name == "in-extra"
+
+    secret = write_lora(outside / "secret.safetensors")
+    (extra / "file-link.safetensors").symlink_to(secret)
+    (extra / "folder-link").symlink_to(outside)
+    (extra / "loop").symlink_to(extra / "loop")
+    refused: list[Path | str] = [
+        secret,
+        outside / "missing.safetensors",
+        outside,
+        extra / "file-link.safetensors",
+        extra / "folder-link" / "secret.safetensors",
+        extra / ".." / "outside" / "secret.safetensors",
+        extra / "loop",
+        "/",
+        "relative.safetensors",
+    ]
+    messages = set()
+    for path in refused:
+        for attempt in (installer.install_path, installer.scan_folder):
+            with pytest.raises(ModelPathNotAllowedError) as raised:
+                attempt(path)
+            messages.add(str(raised.value))
+    # One answer, whatever is there: it names no file and tells nothing of what exists.
+    assert messages == {
+        "Models are installed only from the models folder and the folders in the model_install_roots setting."
+    }
+    assert [config.name for config in store.all_models()] == ["in-extra", "in-models"]
+
+
+def test_a_scan_does_not_follow_links_out_of_the_install_roots(store: SqlModelRecordService, tmp_path: Path) -> None:
+    models, outside = tmp_path / "models", tmp_path / "outside"
+    models.mkdir()
+    (outside / "deep").mkdir(parents=True)
+    write_lora(outside / "deep" / "secret.safetensors")
+    write_lora(outside / "other.safetensors")
+    write_lora(models / "ink.safetensors")
+    (models / "elsewhere").symlink_to(outside)
+    (models / "other.safetensors").symlink_to(outside / "other.safetensors")
+    installer = ModelInstallService(store=store, models_path=models)
+    result = installer.scan_folder(models)
+    assert [config.name for config in result.installed] == ["ink"]
+    assert sorted(skipped.path for skipped in result.skipped) == [
+        str(models / "elsewhere"),
+        str(models / "other.safetensors"),
+    ]
+    assert {skipped.reason for skipped in result.skipped} == {str(ModelPathNotAllowedError())}
+    assert "secret" not in result.model_dump_json()

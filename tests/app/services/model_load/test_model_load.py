@@ -79,7 +79,9 @@ def models(tmp_path: Path, tiny_sd_model: Path) -> Iterator[Models]:
     cache = ModelCache(ram_budget_gb=1, vram_budget_gb=0, device="cpu")
     manager = ModelManagerService(
         store=store,
-        install=ModelInstallService(store=store, models_path=tmp_path / "models"),
+        install=ModelInstallService(
+            store=store, models_path=tmp_path / "models", install_roots=[tmp_path, tiny_sd_model.parent]
+        ),
         load=ModelLoadService(registry=loader_registry, cache=cache, events=events, models_path=tmp_path / "models"),
     )
     yield Models(manager, events, cache)

@@ -129,6 +129,26 @@ class NodeloomConfig(BaseSettings):
         default=32, ge=1, description="The most event data kept, over all queues, to replay to reconnecting clients"
     )
 
+    # Safety at the edge: who may reach the server, and what model installs may read
+    auth_tokens: list[SecretStr] = Field(
+        default=[],
+        description="Tokens accepted as `Authorization: Bearer <token>`. With these or any made with `nodeloom "
+        "tokens create`, every route but /health and the API docs, and socket.io, need one",
+    )
+    allow_origins: list[str] = Field(
+        default=[],
+        description="Origins (scheme://host:port) of web pages besides the server's own that may use the API and "
+        "socket.io; answered with CORS headers",
+    )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description="Host header values answered besides the bound address and localhost, 127.0.0.1 and [::1] on "
+        "the server's port: a name without a port matches any port, '*' matches every host",
+    )
+    model_install_roots: list[Path] = Field(
+        default=[], description="Folders besides models_dir that models may be installed from"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

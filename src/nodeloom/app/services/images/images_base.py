@@ -128,5 +128,6 @@ class ImageServiceABC(ABC):
         """Clears what a crash left, at start-up before anything runs; `interrupted`: the items it recovered.
 
         Deletes temporary files and the images of the interrupted items that nothing will use
-        (`remove_interrupted_images`), and moves files without a record into the quarantine. Keeps records without files. Logs what it did.
+        (`remove_interrupted_images`), and moves files without a record into the quarantine. Keeps records
+        without files. Logs what it did.
         """

@@ -34,6 +34,12 @@ class ModelPathNotFoundError(NodeloomError):
     """Nothing exists at that path."""
 
 
+# Raised with no message but this one: naming the path, or saying whether it exists or where it leads, would tell
+# a client about the server's files.
+class ModelPathNotAllowedError(NodeloomError):
+    """Models are installed only from the models folder and the folders in the model_install_roots setting."""
+
+
 class RelativeModelPathError(NodeloomError):
     """The server was sent a relative path: it needs an absolute one, as it does not share the client's folder."""
 

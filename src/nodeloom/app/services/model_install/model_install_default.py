@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from nodeloom.app.services.model_install.model_install_base import ModelInstallS
 from nodeloom.app.services.model_install.model_install_common import (
     InvalidModelError,
     ModelBaseUnknownError,
+    ModelPathNotAllowedError,
     ModelPathNotFoundError,
     ScanFolderResult,
     ScanTooLargeError,
@@ -39,32 +41,47 @@ MAX_SCAN_ENTRIES = 10_000
 _SKIPPABLE = (InvalidModelError, ModelPathNotFoundError, ModelFileError, DuplicateModelError, InvalidModelConfigError)
 
 
-def _existing_path(path: Path | str) -> Path:
-    """`path` made absolute; `ModelPathNotFoundError` when nothing can be found there."""
-    if "\0" in str(path):
-        raise ModelPathNotFoundError(f"{str(path)!r} holds a NUL character, so it names no file")
-    try:
-        resolved = Path(path).expanduser().resolve()
-        if resolved.exists():
-            return resolved
-    except (OSError, RuntimeError) as error:
-        # RuntimeError: a symlink loop.
-        raise ModelPathNotFoundError(f"Cannot look at {path}: {error}") from error
-    raise ModelPathNotFoundError(f"Nothing exists at {resolved}")
-
-
 class ModelInstallService(ModelInstallServiceBase):
     """Records models in `store`; copies, when asked for, go to `models_path/{base}/{type}/{name}`, recorded by
-    their path relative to `models_path`."""
+    their path relative to `models_path`.
 
-    def __init__(self, *, store: ModelRecordServiceBase, models_path: Path) -> None:
+    Installs read only under `models_path` and `install_roots`, once every symlink is resolved: a path elsewhere
+    is refused with `ModelPathNotAllowedError` before anything looks at it, so a client learns nothing of the
+    server's other files, not even whether they exist.
+    """
+
+    def __init__(self, *, store: ModelRecordServiceBase, models_path: Path, install_roots: Sequence[Path] = ()) -> None:
         self._store = store
         self._models_path = models_path
+        self._roots = [root.resolve() for root in (models_path, *install_roots)]
+
+    def _allowed(self, path: Path | str) -> Path:
+        """`path` absolute with its symlinks resolved; `ModelPathNotAllowedError` when that is outside the roots."""
+        if "\0" in str(path):
+            raise ModelPathNotFoundError(f"{str(path)!r} holds a NUL character, so it names no file")
+        try:
+            resolved = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError) as error:
+            # RuntimeError: a symlink loop. Where it leads cannot be told, so it is not known to be inside.
+            raise ModelPathNotAllowedError() from error
+        if not any(resolved.is_relative_to(root) for root in self._roots):
+            raise ModelPathNotAllowedError()
+        return resolved
+
+    def _existing(self, path: Path | str) -> Path:
+        """`path` made absolute inside the roots; `ModelPathNotFoundError` when nothing can be found there."""
+        resolved = self._allowed(path)
+        try:
+            if resolved.exists():
+                return resolved
+        except OSError as error:
+            raise ModelPathNotFoundError(f"Cannot look at {resolved}: {error.strerror}") from error
+        raise ModelPathNotFoundError(f"Nothing exists at {resolved}")
 
     def install_path(
         self, path: Path | str, config_overrides: ModelRecordChanges | None = None, inplace: bool = True
     ) -> AnyModelConfig:
-        source = _existing_path(path)
+        source = self._existing(path)
         try:
             probed = probe_model(source)
         except OSError as error:
@@ -117,12 +134,12 @@ class ModelInstallService(ModelInstallServiceBase):
         return installed
 
     def scan_folder(self, path: Path | str) -> ScanFolderResult:
-        folder = _existing_path(path)
+        folder = self._existing(path)
         if not folder.is_dir():
             raise ModelPathNotFoundError(f"{folder} is not a folder")
         installed: list[AnyModelConfig] = []
         skipped: list[SkippedModel] = []
-        for candidate in _find_models(folder, skipped):
+        for candidate in self._find_models(folder, skipped):
             try:
                 installed.append(self.install_path(candidate))
             except _SKIPPABLE as error:
@@ -136,36 +153,42 @@ class ModelInstallService(ModelInstallServiceBase):
             _remove(self._models_path / config.path)
         logger.info("Deleted the model '%s' (%s)", config.name, key)
 
-
-def _find_models(folder: Path, unreadable: list[SkippedModel]) -> list[Path]:
-    """The model folders and weights files under `folder`, in path order; hidden entries and other files are left
-    out, nothing inside a model folder is looked at, and the folders that cannot be listed go to `unreadable`."""
-    found: list[Path] = []
-    pending = [folder]
-    seen = 0
-    while pending:
-        current = pending.pop()
-        try:
-            entries = list(current.iterdir())
-        except OSError as error:
-            unreadable.append(SkippedModel(path=str(current), reason=f"Cannot list the folder: {error.strerror}"))
-            continue
-        for entry in entries:
-            seen += 1
-            if seen > MAX_SCAN_ENTRIES:
-                raise ScanTooLargeError(
-                    f"{folder} holds more than {MAX_SCAN_ENTRIES} files and folders: scan a narrower folder"
-                )
-            if entry.name.startswith("."):
+    def _find_models(self, folder: Path, skipped: list[SkippedModel]) -> list[Path]:
+        """The model folders and weights files under `folder`, in path order; hidden entries and other files are
+        left out, nothing inside a model folder is looked at, and the folders that cannot be listed and the links
+        that lead outside the roots go to `skipped`."""
+        found: list[Path] = []
+        pending = [folder]
+        seen = 0
+        while pending:
+            current = pending.pop()
+            try:
+                entries = list(current.iterdir())
+            except OSError as error:
+                skipped.append(SkippedModel(path=str(current), reason=f"Cannot list the folder: {error.strerror}"))
                 continue
-            if entry.is_dir():
-                if is_model_folder(entry):
+            for entry in entries:
+                seen += 1
+                if seen > MAX_SCAN_ENTRIES:
+                    raise ScanTooLargeError(
+                        f"{folder} holds more than {MAX_SCAN_ENTRIES} files and folders: scan a narrower folder"
+                    )
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_symlink():
+                    try:
+                        self._allowed(entry)
+                    except ModelPathNotAllowedError as error:
+                        skipped.append(SkippedModel(path=str(entry), reason=str(error)))
+                        continue
+                if entry.is_dir():
+                    if is_model_folder(entry):
+                        found.append(entry)
+                    else:
+                        pending.append(entry)
+                elif entry.suffix.lower() in WEIGHTS_SUFFIXES:
                     found.append(entry)
-                else:
-                    pending.append(entry)
-            elif entry.suffix.lower() in WEIGHTS_SUFFIXES:
-                found.append(entry)
-    return sorted(found)
+        return sorted(found)
 
 
 def _remove(path: Path) -> None:
