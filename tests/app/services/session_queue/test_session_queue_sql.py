@@ -26,7 +26,6 @@ from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
     InvocationStatsSummary,
-    ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
 )
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
@@ -45,6 +44,7 @@ from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.graph import GraphExecutionState
 from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 Q = "default"
 

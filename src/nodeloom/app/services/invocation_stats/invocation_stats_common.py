@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 from nodeloom.errors import NodeloomError
 
 
@@ -26,21 +27,6 @@ class NodeExecutionStatsSummary:
     time_used_seconds: float
     peak_vram_gb: float
     """The most CUDA memory allocated while one of these invocations ran; 0 without CUDA."""
-
-
-@dataclass
-class ModelCacheStatsSummary:
-    """The model cache's figures for a session; all 0 when the stats service has no model cache to ask."""
-
-    cache_hits: int = 0
-    cache_misses: int = 0
-    high_water_mark_gb: float = 0.0
-    cache_size_gb: float = 0.0
-    """The cache's size budget."""
-    total_usage_gb: float = 0.0
-    """The RAM taken by the models the session loaded."""
-    models_cached: int = 0
-    models_cleared: int = 0
 
 
 ModelCacheStatsProvider = Callable[[str], ModelCacheStatsSummary]

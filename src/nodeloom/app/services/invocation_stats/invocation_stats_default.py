@@ -24,10 +24,10 @@ from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
     InvocationStatsSummary,
     ModelCacheStatsProvider,
-    ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
 )
 from nodeloom.app.services.shared.atomic_files import write_atomically
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 if TYPE_CHECKING:
     from pathlib import Path
