@@ -158,3 +158,11 @@ class CountInvocation(BaseInvocation):
     def invoke(self, context: InvocationContext) -> IntOutput:
         INVOKED.append(self.label)
         return IntOutput(value=self.value)
+
+
+@invocation("test_ctrl_c", use_cache=False)
+class CtrlCInvocation(BaseInvocation):
+    """Raises `KeyboardInterrupt`, as Ctrl-C does in whatever runs on the main thread."""
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        raise KeyboardInterrupt
