@@ -33,14 +33,11 @@ from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import EventBase, QueueItemStatusChangedEvent
 from nodeloom.app.services.invocation_services import InvocationServices, build_services
 from nodeloom.app.services.invoker import Invoker
-from nodeloom.app.services.model_records.model_records_common import (
-    AnyModelConfig,
-    BaseModelType,
-    ModelRecordChanges,
-    SubModelType,
-)
+from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
 from nodeloom.app.services.shared.default_graphs import text_to_image_graph
+from nodeloom.backend.model_manager.configs import AnyModelConfig
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, SubModelType
 
 RUNS = 5
 IMAGE_SIZE = 64

@@ -20,7 +20,7 @@ from nodeloom.app.invocations.fields import ModelIdentifierField
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import ProgressImage
 from nodeloom.app.services.invocation_services import InvocationServices, build_services
-from nodeloom.app.services.model_records.model_records_common import BaseModelType, ModelRecordChanges
+from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.shared.invocation_context import (
     InvocationContext,
     InvocationContextData,
@@ -34,6 +34,7 @@ from nodeloom.app.services.shared.invocation_context_images import (
     TensorsInterface,
 )
 from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
+from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline

@@ -168,3 +168,11 @@ class HugeIntInvocation(BaseInvocation):
 
     def invoke(self, context: InvocationContext) -> IntOutput:
         return IntOutput(value=10**self.digits)
+
+
+@invocation("test_ctrl_c", use_cache=False)
+class CtrlCInvocation(BaseInvocation):
+    """Raises `KeyboardInterrupt`, as Ctrl-C does in whatever runs on the main thread."""
+
+    def invoke(self, context: InvocationContext) -> IntOutput:
+        raise KeyboardInterrupt

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from nodeloom.cli.main import main
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "graphs"
 
 
@@ -124,3 +126,20 @@ def test_running_core_nodes_imports_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_input_that_does_not_fit_is_its_node_s_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graph = {
+        "nodes": {"x": {"id": "x", "type": "test_any", "value": "text"}, "a": {"id": "a", "type": "add"}},
+        "edges": [{"source": {"node_id": "x", "field": "value"}, "destination": {"node_id": "a", "field": "a"}}],
+    }
+    assert main(["run", str(write(tmp_path, graph)), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["outputs"] == {"x": [{"type": "test_any_output", "value": "text"}]}
+    assert set(data["errors"]) == {"a"} and data["errors"]["a"].startswith("NodeInputError: Input 'a' of node 'a'")
+
+
+def test_ctrl_c_in_a_node_stops_the_command(tmp_path: Path) -> None:
+    graph = {"nodes": {"c": {"id": "c", "type": "test_ctrl_c"}}, "edges": []}
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", str(write(tmp_path, graph))])

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nodeloom.app.services.model_records.model_records_common import BaseModelType, ModelType
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType
 from nodeloom.cli.client import ClientError, JSONObject, ServerClient, add_connection_arguments, count, print_json
 
 INSTALL_TIMEOUT_S = 3600.0

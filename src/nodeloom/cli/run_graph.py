@@ -9,14 +9,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
+from nodeloom.app.services.shared.session_runner import run_session
 from nodeloom.errors import NodeloomError
+
+if TYPE_CHECKING:
+    from nodeloom.app.invocations.baseinvocation import BaseInvocation
+    from nodeloom.app.services.shared.session_runner import SessionOutcome
 
 
 class UsageError(NodeloomError):
@@ -74,19 +79,16 @@ def print_outputs(outputs: dict[str, list[dict[str, Any]]], indent: str = "") ->
             print(f"{indent}{source_id}: {fields}")
 
 
-def execute(session: GraphExecutionState) -> None:
-    """Runs every node of the session in order; a failing node is recorded with `set_node_error`."""
-    while (node := session.next()) is not None:
+def execute(session: GraphExecutionState) -> SessionOutcome:
+    """Runs every node of the session in order; a failing node's error is recorded on the session."""
+
+    def make_context(node: BaseInvocation) -> InvocationContext:
         data = InvocationContextData(
             invocation=node, source_invocation_id=session.prepared_source_mapping[node.id], session_id=session.id
         )
-        try:
-            output = node.invoke_internal(InvocationContext(data=data))
-        except Exception as e:
-            # The node failed, not the engine: its error is the session's result.
-            session.set_node_error(node.id, f"{type(e).__name__}: {e}")
-            return
-        session.complete(node.id, output)
+        return InvocationContext(data=data)
+
+    return run_session(session, make_context)
 
 
 def outputs_by_source(session: GraphExecutionState) -> dict[str, list[dict[str, Any]]]:
@@ -105,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
     except (UsageError, ValidationError, NodeloomError) as e:
         print(f"nodeloom run: invalid graph: {e}", file=sys.stderr)
         return 2
-    try:
-        execute(session)
-    except NodeloomError as e:
-        print(f"nodeloom run: {e}", file=sys.stderr)
+    error = execute(session).error
+    if error is not None and isinstance(error.exception, KeyboardInterrupt):
+        raise error.exception  # Ctrl-C in a node stops the command, as it does anywhere else, not as a node error
+    if error is not None and error.node is None:
+        print(f"nodeloom run: {error.message}", file=sys.stderr)
         return 1
     outputs = outputs_by_source(session)
     errors = {session.prepared_source_mapping[p]: message for p, message in session.errors.items()}

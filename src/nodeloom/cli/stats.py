@@ -9,9 +9,9 @@ from typing import Any
 from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
     InvocationStatsSummary,
-    ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
 )
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 from nodeloom.cli.client import ServerClient, add_server_arguments, call_server, print_json
 
 

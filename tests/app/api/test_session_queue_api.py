@@ -269,6 +269,8 @@ def test_health_and_metrics(client: httpx.Client, server: LiveServer) -> None:
     assert 'nodeloom_node_seconds_total{node_type="add"}' in text
     assert "nodeloom_cache_hits_total" in text and "nodeloom_processor_started 1.0" in text
     assert "nodeloom_processor_alive 1.0" in text and "nodeloom_processor_restarts_total 0.0" in text
+    content_type = httpx.get(f"{server.url}/metrics").headers["content-type"]
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
 
 
 def test_app_routes(server: LiveServer) -> None:

@@ -53,8 +53,9 @@ from nodeloom.app.invocations.model import (
 )
 from nodeloom.app.invocations.noise import NoiseInvocation, NoiseOutput
 from nodeloom.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
-from nodeloom.app.services.model_records.model_records_common import BaseModelType, ModelRecordChanges
+from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.shared.default_graphs import DENOISE_ID, NOISE_ID, text_to_image_graph
+from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
 pytestmark = filter_diffusers_numpy
 

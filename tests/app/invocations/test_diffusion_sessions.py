@@ -10,9 +10,10 @@ from tests.helpers import wait_for
 
 from nodeloom.app.invocations.fields import ModelIdentifierField
 from nodeloom.app.services.invocation_services import InvocationServices
-from nodeloom.app.services.model_records.model_records_common import BaseModelType, ModelRecordChanges
+from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
 from nodeloom.app.services.shared.default_graphs import DECODE_ID, DENOISE_ID, text_to_image_graph
+from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
 pytestmark = filter_diffusers_numpy
 

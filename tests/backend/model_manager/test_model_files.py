@@ -9,7 +9,7 @@ import pytest
 import torch
 from tests.tiny_model import write_code_running_checkpoint, write_lora
 
-from nodeloom.app.services.model_load.model_load_common import ModelFileError, UnsafeModelFileError
+from nodeloom.backend.model_manager.errors import ModelFileError, UnsafeModelFileError
 from nodeloom.backend.model_manager.model_files import hash_model, load_state_dict, read_tensor_shapes, size_on_disk
 
 

@@ -38,18 +38,8 @@ from nodeloom.app.services.image_files.image_files_common import ImageFileNotFou
 from nodeloom.app.services.image_records.image_records_common import ImageRecordNotFoundError
 from nodeloom.app.services.invocation_services import build_services
 from nodeloom.app.services.invoker import Invoker
-from nodeloom.app.services.model_install.model_install_common import (
-    InvalidModelError,
-    ModelBaseUnknownError,
-    ModelPathNotAllowedError,
-    ModelPathNotFoundError,
-)
-from nodeloom.app.services.model_load.model_load_common import ModelFileError
-from nodeloom.app.services.model_records.model_records_common import (
-    DuplicateModelError,
-    InvalidModelConfigError,
-    UnknownModelError,
-)
+from nodeloom.app.services.model_install.model_install_common import ModelBaseUnknownError, ModelPathNotAllowedError
+from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, UnknownModelError
 from nodeloom.app.services.names.names_common import InvalidImageNameError
 from nodeloom.app.services.session_queue.session_queue_common import (
     BatchExistsError,
@@ -60,6 +50,8 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItemUnreadableError,
 )
 from nodeloom.app.services.shared.graph_common import GraphError
+from nodeloom.backend.model_manager.configs import InvalidModelConfigError
+from nodeloom.backend.model_manager.errors import InvalidModelError, ModelFileError, ModelPathNotFoundError
 from nodeloom.errors import NodeloomError
 
 logger = logging.getLogger(__name__)

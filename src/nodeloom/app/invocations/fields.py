@@ -8,12 +8,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_core import PydanticUndefined
 
-from nodeloom.app.services.model_records.model_records_common import (
-    AnyModelConfig,
-    BaseModelType,
-    ModelType,
-    SubModelType,
-)
+from nodeloom.backend.model_manager.configs import AnyModelConfig
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
 
 
 class Input(StrEnum):

@@ -18,7 +18,8 @@ from nodeloom.app.invocations.baseinvocation import (
     invocation_output,
 )
 from nodeloom.app.invocations.fields import Input, InputField, ModelIdentifierField, OutputField
-from nodeloom.app.services.model_records.model_records_common import ModelType, SubModelType, UnknownModelError
+from nodeloom.app.services.model_records.model_records_common import UnknownModelError
+from nodeloom.backend.model_manager.taxonomy import ModelType, SubModelType
 from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:

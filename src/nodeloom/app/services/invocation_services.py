@@ -27,7 +27,8 @@ from nodeloom.app.services.invocation_cache.invocation_cache_memory import Memor
 from nodeloom.app.services.invocation_stats.invocation_stats_base import InvocationStatsServiceBase
 from nodeloom.app.services.invocation_stats.invocation_stats_default import InvocationStatsService
 from nodeloom.app.services.metrics.metrics_base import MetricsServiceBase
-from nodeloom.app.services.metrics.metrics_memory import MemoryMetricsService
+from nodeloom.app.services.metrics.metrics_collectors import ServiceStateCollector
+from nodeloom.app.services.metrics.metrics_prometheus import PrometheusMetricsService
 from nodeloom.app.services.model_install.model_install_default import ModelInstallService
 from nodeloom.app.services.model_load.model_load_default import ModelLoadService
 from nodeloom.app.services.model_manager.model_manager_base import ModelManagerServiceBase
@@ -156,7 +157,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
     )
     stats = InvocationStatsService(model_cache_stats=model_manager.load.get_session_stats)
     cache = MemoryInvocationCache(max_size=config.node_cache_size)
-    metrics = MemoryMetricsService()
+    metrics = PrometheusMetricsService()
     processor = DefaultSessionProcessor(
         queue,
         events,
@@ -173,6 +174,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
             restart_interval_s=config.processor_restart_interval_s,
         ),
     )
+    metrics.add_collector(ServiceStateCollector(queue, cache, processor))
     return InvocationServices(
         config=config,
         database=database,

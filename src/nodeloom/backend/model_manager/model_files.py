@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nodeloom.app.services.model_load.model_load_common import ModelFileError, UnsafeModelFileError
+from nodeloom.backend.model_manager.errors import ModelFileError, UnsafeModelFileError
 
 if TYPE_CHECKING:
     import torch

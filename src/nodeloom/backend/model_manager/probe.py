@@ -12,14 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeloom.app.services.model_install.model_install_common import InvalidModelError, ModelPathNotFoundError
-from nodeloom.app.services.model_records.model_records_common import (
-    BaseModelType,
-    ModelFormat,
-    ModelType,
-    SubModelType,
-)
+from nodeloom.backend.model_manager.errors import InvalidModelError, ModelPathNotFoundError
 from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, TensorShapes, read_tensor_shapes
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
 
 _BASE_BY_TEXT_WIDTH = {
     768: BaseModelType.StableDiffusion1,

@@ -21,11 +21,11 @@ from nodeloom.app.invocations.fields import InputField, OutputField
 from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GESStatsNotFoundError,
     InvocationStatsSummary,
-    ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
 )
 from nodeloom.app.services.invocation_stats.invocation_stats_default import InvocationStatsService
 from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 # A registry of its own, so these node types never reach the one the application uses.
 _registry = InvocationRegistry()

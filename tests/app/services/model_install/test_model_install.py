@@ -17,27 +17,23 @@ from tests.tiny_model import (
 from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.model_install import model_install_default
 from nodeloom.app.services.model_install.model_install_common import (
-    InvalidModelError,
     ModelBaseUnknownError,
     ModelPathNotAllowedError,
-    ModelPathNotFoundError,
     ScanTooLargeError,
 )
 from nodeloom.app.services.model_install.model_install_default import ModelInstallService
-from nodeloom.app.services.model_load.model_load_common import ModelFileError, UnsafeModelFileError
-from nodeloom.app.services.model_records.model_records_common import (
-    BaseModelType,
-    DuplicateModelError,
-    InvalidModelConfigError,
-    MainDiffusersConfig,
-    ModelFormat,
-    ModelRecordChanges,
-    ModelType,
-    SubModelType,
-)
+from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, ModelRecordChanges
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrator import Migrator
+from nodeloom.backend.model_manager.configs import InvalidModelConfigError, MainDiffusersConfig
+from nodeloom.backend.model_manager.errors import (
+    InvalidModelError,
+    ModelFileError,
+    ModelPathNotFoundError,
+    UnsafeModelFileError,
+)
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
 
 SD1 = ModelRecordChanges(base=BaseModelType.StableDiffusion1)
 

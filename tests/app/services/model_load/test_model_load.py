@@ -20,26 +20,18 @@ from nodeloom.app.services.events.events_common import EventBase, ModelLoadCompl
 from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.invocation_stats.invocation_stats_default import InvocationStatsService
 from nodeloom.app.services.model_install.model_install_default import ModelInstallService
-from nodeloom.app.services.model_load.model_load_common import (
-    CheckpointNotSupportedError,
-    ModelLoadError,
-    SubmodelTypeError,
-)
 from nodeloom.app.services.model_load.model_load_default import ModelLoadService
 from nodeloom.app.services.model_manager.model_manager_default import ModelManagerService
-from nodeloom.app.services.model_records.model_records_common import (
-    BaseModelType,
-    ModelRecordChanges,
-    ModelType,
-    SubModelType,
-)
+from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.invocation_context import InvocationContextData
 from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
+from nodeloom.backend.model_manager.errors import CheckpointNotSupportedError, ModelLoadError, SubmodelTypeError
 from nodeloom.backend.model_manager.load.model_cache import ModelCache
 from nodeloom.backend.model_manager.load.model_loaders import loader_registry
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
 
 SD1 = ModelRecordChanges(base=BaseModelType.StableDiffusion1)
 

@@ -10,22 +10,21 @@ import pytest
 
 from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.model_records.model_records_common import (
-    BaseModelType,
     DuplicateModelError,
-    InvalidModelConfigError,
-    LoRALyCORISConfig,
-    MainDiffusersConfig,
-    MainModelDefaultSettings,
-    ModelFormat,
     ModelRecordChanges,
-    ModelType,
-    SubModelType,
     UnknownModelError,
-    VAEDiffusersConfig,
 )
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrator import Migrator
+from nodeloom.backend.model_manager.configs import (
+    InvalidModelConfigError,
+    LoRALyCORISConfig,
+    MainDiffusersConfig,
+    MainModelDefaultSettings,
+    VAEDiffusersConfig,
+)
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
 
 
 @pytest.fixture

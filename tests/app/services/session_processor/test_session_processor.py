@@ -1,24 +1,37 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests import nodes
-from tests.conftest import StartServices
+from tests.conftest import Recorder, StartServices
 from tests.helpers import edge, graph_json, wait_for
 
 from nodeloom.app.services.config.config_default import load_config
+from nodeloom.app.services.events.events_common import EventBase, QueueItemStatusChangedEvent
 from nodeloom.app.services.invocation_services import InvocationServices, build_services
 from nodeloom.app.services.invocation_stats.invocation_stats_common import GESStatsNotFoundError
+from nodeloom.app.services.invoker import Invoker
+from nodeloom.app.services.session_processor.session_processor_default import (
+    DefaultSessionProcessor,
+    ProcessorSettings,
+)
+from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import (
     DEFAULT_QUEUE_ID,
     Batch,
     SessionQueueItem,
 )
-from nodeloom.app.services.shared.graph import GraphExecutionState
+from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Dialect
+from nodeloom.app.services.shared.graph import STORED_SESSION, GraphExecutionState
+from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
 
 Q = DEFAULT_QUEUE_ID
 
@@ -237,8 +250,8 @@ def test_cache_hit_skips_invoke(start_services: StartServices) -> None:
     assert status.hits >= 1 and status.misses >= 1
 
 
-def test_an_engine_error_fails_the_item_and_the_loop_goes_on(start_services: StartServices) -> None:
-    services, _ = start_services()
+def test_an_input_that_does_not_fit_fails_its_node_as_an_error_in_invoke_does(start_services: StartServices) -> None:
+    services, recorder = start_services()
     graph = graph_json(
         [{"id": "x", "type": "test_any", "value": "text"}, {"id": "a", "type": "add"}], [edge("x", "value", "a", "a")]
     )
@@ -247,7 +260,46 @@ def test_an_engine_error_fails_the_item_and_the_loop_goes_on(start_services: Sta
     item = wait_finished(services, bad)
     assert item.status == "failed" and item.error_type == "NodeInputError"
     assert "Input 'a' of node 'a'" in (item.error_message or "")
+    assert item.error_traceback and "NodeInputError" in item.error_traceback
+    [(prepared_id, node_error)] = item.session.errors.items()
+    assert item.session.prepared_source_mapping[prepared_id] == "a" and node_error.startswith("NodeInputError: ")
     assert wait_finished(services, good).status == "completed"
+    (error_event,) = wait_for(lambda: recorder.of("invocation_error"), what="the error event")
+    assert (error_event.invocation_source_id, error_event.error_type) == ("a", "NodeInputError")
+    assert error_event.item_id == bad and error_event.invocation.id == prepared_id
+
+
+def stuck(session: GraphExecutionState) -> GraphExecutionState:
+    """The session of ADD_GRAPH saved with 'sum' waiting for a node that does not exist: 'a' ran, 'sum' never can."""
+    data = session.model_dump(mode="json")
+    nodes = data["graph"]["nodes"]
+    data["execution_graph"] = {
+        "nodes": {"p-a": {**nodes["a"], "id": "p-a"}, "p-sum": {**nodes["sum"], "id": "p-sum"}},
+        "edges": [edge("ghost", "value", "p-sum", "a")],
+    }
+    data |= {
+        "executed": ["a", "p-a"],
+        "executed_history": ["a"],
+        "results": {"p-a": {"type": "integer_output", "value": 1}},
+        "prepared_source_mapping": {"p-a": "a", "p-sum": "sum"},
+        "source_prepared_mapping": {"a": ["p-a"], "sum": ["p-sum"]},
+        "iteration_paths": {"p-a": [], "p-sum": []},
+    }
+    return GraphExecutionState.model_validate(data, context=STORED_SESSION)
+
+
+def test_a_session_left_with_nodes_pending_fails_naming_them(start_services: StartServices) -> None:
+    services, _ = start_services()
+    services.session_processor.pause()
+    (item_id,) = enqueue(services, ADD_GRAPH)
+    services.session_queue.set_queue_item_session(
+        item_id, stuck(services.session_queue.get_queue_item(item_id).session)
+    )
+    services.session_processor.resume()
+    item = wait_finished(services, item_id)
+    assert item.status == "failed" and item.error_type == "SessionInvariantError"
+    assert item.error_message == f"No node of session {item.session.id} is ready to run, yet 1 never ran: 'sum'"
+    assert item.session.executed_history == ["a"]  # stored with the failure
 
 
 def test_stop_leaves_nothing_in_progress(start_services: StartServices, tmp_path: Path) -> None:
@@ -336,3 +388,125 @@ def test_recovery_gives_up_after_max_attempts(tmp_path: Path) -> None:
             assert item.status == "failed" and item.error_type == "Interrupted"
             assert "3" in (item.error_message or "")
         services.database.close()
+
+
+class RecordingCursor:
+    def __init__(self, cursor: DbCursor, statements: list[str]) -> None:
+        self._cursor = cursor
+        self._statements = statements
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._cursor.dialect
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._statements.append(sql)
+        self._cursor.execute(sql, params)
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
+        self._statements.append(sql)
+        self._cursor.executemany(sql, seq_of_params)
+
+    def fetchone(self) -> DbRow | None:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[DbRow]:
+        return self._cursor.fetchall()
+
+
+class RecordingDatabase(DatabaseBase):
+    """The real database, keeping the statements of each committed write transaction."""
+
+    def __init__(self, db: DatabaseBase) -> None:
+        self._db = db
+        self.transactions: list[list[str]] = []
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._db.dialect
+
+    @contextmanager
+    def transaction(self) -> Iterator[DbCursor]:
+        statements: list[str] = []
+        with self._db.transaction() as cursor:
+            yield RecordingCursor(cursor, statements)
+        self.transactions.append(statements)
+
+    def read(self) -> AbstractContextManager[DbCursor]:
+        return self._db.read()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Iterator[tuple[InvocationServices, RecordingDatabase, Recorder]]:
+    """Started services whose queue writes through a `RecordingDatabase`."""
+    built = build_services(load_config(tmp_path / "root", processor_poll_interval_s=0.05))
+    db = RecordingDatabase(built.database)
+    queue = SqlSessionQueue(db, built.events)
+    contexts = InvocationContextBuilder(
+        built.events, built.config, built.images, built.boards, built.tensors, built.conditioning, built.model_manager
+    )
+    processor = DefaultSessionProcessor(
+        queue,
+        built.events,
+        built.invocation_stats,
+        built.invocation_cache,
+        contexts,
+        built.metrics,
+        ProcessorSettings(poll_interval_s=0.05),
+    )
+    services = dataclasses.replace(built, session_queue=queue, session_processor=processor)
+    recorder = Recorder()
+    services.events.subscribe(recorder)
+    invoker = Invoker(services)
+    invoker.start()
+    yield services, db, recorder
+    invoker.stop()
+
+
+def writes_with(db: RecordingDatabase, *statements: str) -> list[list[str]]:
+    return [t for t in db.transactions if any(statement in t for statement in statements)]
+
+
+def test_a_failed_session_is_one_write_its_stats_stored_before_its_status_event(
+    recorded: tuple[InvocationServices, RecordingDatabase, Recorder],
+) -> None:
+    services, db, _ = recorded
+    stats_seen: list[dict[str, object] | None] = []
+
+    def on_failed(event: EventBase) -> None:
+        if isinstance(event, QueueItemStatusChangedEvent) and event.status == "failed":
+            stats_seen.append(services.session_queue.get_queue_item_stats(event.item_id))
+
+    services.events.subscribe(on_failed)
+    graph = graph_json(
+        [{"id": "a", "type": "integer", "value": 1}, {"id": "boom", "type": "test_fail", "message": "broke"}]
+    )
+    (item_id,) = enqueue(services, graph)
+    item = wait_finished(services, item_id)
+    assert item.status == "failed" and item.session.errors
+    [write] = writes_with(db, sql.SET_STATUS, sql.SET_SESSION, sql.SET_STATS)
+    assert {sql.SET_STATUS, sql.SET_SESSION, sql.SET_STATS} <= set(write)
+    [stats] = wait_for(lambda: stats_seen, what="the failed status event")
+    assert stats is not None and {n["node_type"] for n in stats["node_stats"]} == {"integer", "test_fail"}  # type: ignore[union-attr]
+
+
+def test_a_canceled_session_is_one_write_after_its_cancel(
+    recorded: tuple[InvocationServices, RecordingDatabase, Recorder],
+) -> None:
+    services, db, recorder = recorded
+    (item_id,) = enqueue(services, wait_graph(30))
+    wait_for(lambda: recorder.of("invocation_started"), what="the node to start")
+    services.session_queue.cancel_queue_item(item_id)
+    wait_for(lambda: services.session_processor.get_status().current_item_id is None, what="the processor to stop")
+    [cancel] = writes_with(db, sql.SET_STATUS)
+    assert sql.SET_SESSION not in cancel  # the user's cancel; the processor's write follows
+    [write] = writes_with(db, sql.SET_SESSION, sql.SET_STATS)
+    assert {sql.SET_SESSION, sql.SET_STATS} <= set(write) and sql.SET_STATUS not in write
+    assert services.session_queue.get_queue_item_stats(item_id) is not None

@@ -27,7 +27,6 @@ from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
     InvocationStatsSummary,
-    ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
 )
 from nodeloom.app.services.session_queue import session_queue_sql
@@ -50,6 +49,7 @@ from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.graph import GraphExecutionState
 from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 Q = "default"
 
@@ -812,19 +812,70 @@ def test_a_saved_session_survives_a_restart(env: Env, queue: SqlSessionQueue) ->
     assert reopened.updated_at >= item.updated_at
 
 
-def test_stats_are_kept_with_the_item(queue: SqlSessionQueue) -> None:
-    [item_id] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
-    stats = InvocationStatsSummary(
+def a_summary() -> InvocationStatsSummary:
+    return InvocationStatsSummary(
         graph_stats=GraphExecutionStatsSummary("s", 0.5, 0.6, 1.0, 0.1),
         model_cache_stats=ModelCacheStatsSummary(cache_hits=2),
         node_stats=[NodeExecutionStatsSummary("add", 1, 0.5, 0.0)],
         vram_usage_gb=None,
     )
 
+
+def test_stats_are_kept_with_the_item(queue: SqlSessionQueue) -> None:
+    [item_id] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    stats = a_summary()
+
     assert queue.get_queue_item_stats(item_id) is None
     queue.set_queue_item_stats(item_id, stats)
 
     assert queue.get_queue_item_stats(item_id) == stats.as_dict()
+
+
+EndItem = Callable[[SqlSessionQueue, int, GraphExecutionState, InvocationStatsSummary], object]
+
+
+@pytest.mark.parametrize(
+    ("end", "status"),
+    [
+        (lambda q, i, session, stats: q.complete_queue_item(i, session, stats), "completed"),
+        (lambda q, i, session, stats: q.fail_queue_item(i, "RuntimeError", "broke", "", session, stats), "failed"),
+        (lambda q, i, session, stats: q.cancel_queue_item(i, session, stats), "canceled"),
+        (lambda q, i, session, stats: q.interrupt_queue_item(i, session, stats), "failed"),
+    ],
+    ids=["complete", "fail", "cancel", "interrupt"],
+)
+def test_an_item_ends_with_its_session_and_stats(env: Env, queue: SqlSessionQueue, end: EndItem, status: str) -> None:
+    queue.enqueue_batch(Q, make_batch(), prepend=False)
+    item = queue.dequeue()
+    assert item is not None
+    run_nodes(item.session, limit=1)
+    env.events.take()
+
+    end(queue, item.item_id, item.session, a_summary())
+
+    stored = queue.get_queue_item(item.item_id)
+    assert stored.status == status
+    assert stored.session.executed_history == item.session.executed_history
+    assert queue.get_queue_item_stats(item.item_id) == a_summary().as_dict()
+    [event] = env.events.status_changes()
+    assert (event.old_status, event.status) == ("in_progress", status)
+    assert_counts_right(env, queue)
+
+
+def test_a_canceled_item_still_takes_the_session_and_stats_of_its_run(env: Env, queue: SqlSessionQueue) -> None:
+    queue.enqueue_batch(Q, make_batch(), prepend=False)
+    item = queue.dequeue()
+    assert item is not None
+    queue.cancel_queue_item(item.item_id)  # the user's cancel, while the node runs
+    run_nodes(item.session, limit=1)
+    env.events.take()
+
+    queue.cancel_queue_item(item.item_id, item.session, a_summary())  # the processor's, once the node stopped
+
+    stored = queue.get_queue_item(item.item_id)
+    assert stored.status == "canceled" and stored.session.executed_history == item.session.executed_history
+    assert queue.get_queue_item_stats(item.item_id) == a_summary().as_dict()
+    assert env.events.status_changes() == []
 
 
 def interrupt_by_restart(env: Env, **options: Any) -> tuple[SqlSessionQueue, list[int]]:

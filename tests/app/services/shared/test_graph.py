@@ -459,6 +459,7 @@ class TestExecution:
         with pytest.raises(NodeInputError, match="'a'") as e:
             session.next()
         assert (e.value.node_id, e.value.field) == ("a", "a")
+        assert session.prepared_source_mapping[e.value.prepared_id] == "a"
 
     def test_inputs_are_copied_not_shared(self) -> None:
         g = graph(

@@ -7,19 +7,15 @@ from typing import Any
 
 import pytest
 
-from nodeloom.app.services.model_load.model_load_common import DuplicateModelLoaderError, ModelLoaderNotFoundError
-from nodeloom.app.services.model_records.model_records_common import (
+from nodeloom.backend.model_manager.configs import (
     AnyModelConfig,
-    BaseModelType,
     LoRALyCORISConfig,
     MainCheckpointConfig,
     MainDiffusersConfig,
-    ModelFormat,
-    ModelType,
-    SubModelType,
     TextualInversionFileConfig,
     VAEDiffusersConfig,
 )
+from nodeloom.backend.model_manager.errors import DuplicateModelLoaderError, ModelLoaderNotFoundError
 from nodeloom.backend.model_manager.load.load_base import ModelLoaderBase
 from nodeloom.backend.model_manager.load.model_loader_registry import ModelLoaderRegistry
 from nodeloom.backend.model_manager.load.model_loaders import (
@@ -29,6 +25,7 @@ from nodeloom.backend.model_manager.load.model_loaders import (
     VAEDiffusersLoader,
     loader_registry,
 )
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
 
 FIELDS: dict[str, Any] = {"hash": "blake2b:0", "path": "/m", "file_size": 0, "name": "m", "source": "/m"}
 

@@ -13,14 +13,10 @@ from pydantic import BaseModel, Field
 
 from nodeloom.app.api.dependencies import Services
 from nodeloom.app.services.model_install.model_install_common import RelativeModelPathError, ScanFolderResult
-from nodeloom.app.services.model_load.model_load_common import CacheStats, EmptyModelCacheResult
-from nodeloom.app.services.model_records.model_records_common import (
-    AnyModelConfig,
-    BaseModelType,
-    ModelFormat,
-    ModelRecordChanges,
-    ModelType,
-)
+from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
+from nodeloom.backend.model_manager.configs import AnyModelConfig
+from nodeloom.backend.model_manager.load.cache_stats import CacheStats, EmptyModelCacheResult
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType
 
 model_manager_router = APIRouter(prefix="/v2/models", tags=["model_manager"])
 

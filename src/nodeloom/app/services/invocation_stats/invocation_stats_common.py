@@ -1,4 +1,4 @@
-"""The summaries the invocation stats service reports, and its error.
+"""The summaries the invocation stats service reports, how they are logged and written, and its error.
 
 Field names follow InvokeAI's where the figure is the same, so one tool reads either project's JSON.
 Sizes are in GiB (2**30 bytes) under the name "gb", as InvokeAI reports them.
@@ -6,11 +6,20 @@ Sizes are in GiB (2**30 bytes) under the name "gb", as InvokeAI reports them.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from nodeloom.app.services.shared.atomic_files import write_atomically
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 from nodeloom.errors import NodeloomError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+logger = logging.getLogger("nodeloom.stats")
 
 
 class GESStatsNotFoundError(NodeloomError):
@@ -26,21 +35,6 @@ class NodeExecutionStatsSummary:
     time_used_seconds: float
     peak_vram_gb: float
     """The most CUDA memory allocated while one of these invocations ran; 0 without CUDA."""
-
-
-@dataclass
-class ModelCacheStatsSummary:
-    """The model cache's figures for a session; all 0 when the stats service has no model cache to ask."""
-
-    cache_hits: int = 0
-    cache_misses: int = 0
-    high_water_mark_gb: float = 0.0
-    cache_size_gb: float = 0.0
-    """The cache's size budget."""
-    total_usage_gb: float = 0.0
-    """The RAM taken by the models the session loaded."""
-    models_cached: int = 0
-    models_cleared: int = 0
 
 
 ModelCacheStatsProvider = Callable[[str], ModelCacheStatsSummary]
@@ -118,3 +112,14 @@ class InvocationStatsSummary:
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain dicts, lists, strings and numbers, ready for `json.dumps`."""
         return asdict(self)
+
+
+def log_summary(summary: InvocationStatsSummary) -> None:
+    """Logs the summary as a table, on the `nodeloom.stats` logger."""
+    logger.info("%s", summary)
+
+
+def dump_summary(summary: InvocationStatsSummary, output_path: Path) -> None:
+    """Writes the summary to `output_path` as JSON, whole or not at all."""
+    data = (json.dumps(summary.as_dict(), indent=2) + "\n").encode()
+    write_atomically(output_path, lambda file: file.write(data))

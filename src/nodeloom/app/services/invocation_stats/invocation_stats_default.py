@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -24,10 +23,11 @@ from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
     InvocationStatsSummary,
     ModelCacheStatsProvider,
-    ModelCacheStatsSummary,
     NodeExecutionStatsSummary,
+    dump_summary,
+    log_summary,
 )
-from nodeloom.app.services.shared.atomic_files import write_atomically
+from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -175,12 +175,10 @@ class InvocationStatsService(InvocationStatsServiceBase):
         )
 
     def log_stats(self, graph_execution_state_id: str) -> None:
-        logger.info("%s", self.get_stats(graph_execution_state_id))
+        log_summary(self.get_stats(graph_execution_state_id))
 
     def dump_stats(self, graph_execution_state_id: str, output_path: Path) -> None:
-        summary = self.get_stats(graph_execution_state_id)
-        data = (json.dumps(summary.as_dict(), indent=2) + "\n").encode()
-        write_atomically(output_path, lambda file: file.write(data))
+        dump_summary(self.get_stats(graph_execution_state_id), output_path)
 
     def _session_for_node(self, graph_execution_state_id: str) -> _SessionRecords:
         with self._lock:

@@ -9,7 +9,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nodeloom.app.services.model_install.model_install_common import ScanFolderResult
-    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig, ModelRecordChanges
+    from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
 
 
 class ModelInstallServiceBase(ABC):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from nodeloom.app.services.model_records.model_records_common import AnyModelConfig
+from nodeloom.backend.model_manager.configs import AnyModelConfig
+from nodeloom.backend.model_manager.errors import InvalidModelError
 from nodeloom.errors import NodeloomError
 
 
@@ -22,16 +23,8 @@ class ScanFolderResult(BaseModel):
     skipped: list[SkippedModel] = Field(description="The models found but not installed, in path order")
 
 
-class InvalidModelError(NodeloomError):
-    """The path holds no model that nodeloom recognises."""
-
-
 class ModelBaseUnknownError(InvalidModelError):
     """The model's base could not be determined: install it again with a base override."""
-
-
-class ModelPathNotFoundError(NodeloomError):
-    """Nothing exists at that path."""
 
 
 # Raised with no message but this one: naming the path, or saying whether it exists or where it leads, would tell

@@ -10,27 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 from nodeloom.app.services.model_install.model_install_base import ModelInstallServiceBase
 from nodeloom.app.services.model_install.model_install_common import (
-    InvalidModelError,
     ModelBaseUnknownError,
     ModelPathNotAllowedError,
-    ModelPathNotFoundError,
     ScanFolderResult,
     ScanTooLargeError,
     SkippedModel,
 )
-from nodeloom.app.services.model_load.model_load_common import ModelFileError
-from nodeloom.app.services.model_records.model_records_common import (
-    BaseModelType,
-    DuplicateModelError,
-    InvalidModelConfigError,
-    validate_model_config,
-)
+from nodeloom.app.services.model_records.model_records_common import DuplicateModelError
+from nodeloom.backend.model_manager.configs import InvalidModelConfigError, validate_model_config
+from nodeloom.backend.model_manager.errors import InvalidModelError, ModelFileError, ModelPathNotFoundError
 from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, hash_model, size_on_disk
 from nodeloom.backend.model_manager.probe import is_model_folder, probe_model
+from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
 if TYPE_CHECKING:
     from nodeloom.app.services.model_records.model_records_base import ModelRecordServiceBase
-    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig, ModelRecordChanges
+    from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,14 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nodeloom.app.services.invocation_stats.invocation_stats_common import ModelCacheStatsSummary
-    from nodeloom.app.services.model_load.model_load_common import CacheStats, EmptyModelCacheResult
-    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig, SubModelType
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
+    from nodeloom.backend.model_manager.load.cache_stats import (
+        CacheStats,
+        EmptyModelCacheResult,
+        ModelCacheStatsSummary,
+    )
     from nodeloom.backend.model_manager.load.load_base import LoadedModel
+    from nodeloom.backend.model_manager.taxonomy import SubModelType
 
 
 class ModelLoadServiceBase(ABC):

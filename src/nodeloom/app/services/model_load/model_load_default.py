@@ -6,18 +6,22 @@ from typing import TYPE_CHECKING, Any
 
 from nodeloom.app.services.events.events_common import ModelLoadCompleteEvent, ModelLoadStartedEvent
 from nodeloom.app.services.model_load.model_load_base import ModelLoadServiceBase
-from nodeloom.app.services.model_load.model_load_common import ModelLoadError
+from nodeloom.backend.model_manager.errors import ModelLoadError
 from nodeloom.backend.model_manager.load.load_base import LoadedModel
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from nodeloom.app.services.events.events_base import EventServiceBase
-    from nodeloom.app.services.invocation_stats.invocation_stats_common import ModelCacheStatsSummary
-    from nodeloom.app.services.model_load.model_load_common import CacheStats, EmptyModelCacheResult
-    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig, SubModelType
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
+    from nodeloom.backend.model_manager.load.cache_stats import (
+        CacheStats,
+        EmptyModelCacheResult,
+        ModelCacheStatsSummary,
+    )
     from nodeloom.backend.model_manager.load.model_cache import ModelCache
     from nodeloom.backend.model_manager.load.model_loader_registry import ModelLoaderRegistry
+    from nodeloom.backend.model_manager.taxonomy import SubModelType
 
 
 class ModelLoadService(ModelLoadServiceBase):

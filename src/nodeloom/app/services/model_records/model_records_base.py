@@ -6,13 +6,9 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nodeloom.app.services.model_records.model_records_common import (
-        AnyModelConfig,
-        BaseModelType,
-        ModelFormat,
-        ModelRecordChanges,
-        ModelType,
-    )
+    from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
+    from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType
 
 
 class ModelRecordServiceBase(ABC):

@@ -8,17 +8,13 @@ from typing import Any
 from nodeloom.app.services.image_records.image_records_common import utc_now
 from nodeloom.app.services.model_records.model_records_base import ModelRecordServiceBase
 from nodeloom.app.services.model_records.model_records_common import (
-    AnyModelConfig,
-    AnyModelConfigValidator,
-    BaseModelType,
     DuplicateModelError,
-    ModelFormat,
     ModelRecordChanges,
-    ModelType,
     UnknownModelError,
-    validate_model_config,
 )
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow
+from nodeloom.backend.model_manager.configs import AnyModelConfig, AnyModelConfigValidator, validate_model_config
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType
 
 # --- Schema -------------------------------------------------------------------------------------------------
 

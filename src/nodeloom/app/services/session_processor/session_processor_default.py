@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import cProfile
+import functools
 import logging
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from nodeloom.app.invocations.baseinvocation import CanceledException
 from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
     EventBase,
@@ -23,15 +22,23 @@ from nodeloom.app.services.events.events_common import (
     QueueItemsRetriedEvent,
     QueueItemStatusChangedEvent,
 )
-from nodeloom.app.services.invocation_stats.invocation_stats_common import GESStatsNotFoundError
+from nodeloom.app.services.invocation_stats.invocation_stats_common import dump_summary, log_summary
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
 from nodeloom.app.services.session_processor.session_processor_common import SessionProcessorStatus
-from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItemNotFoundError
+from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS, SessionQueueItemNotFoundError
+from nodeloom.app.services.shared.session_runner import (
+    NodeCompleted,
+    NodeFailed,
+    NodeStarted,
+    RunEvent,
+    SessionOutcome,
+    run_session,
+    summarise_stats,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from nodeloom.app.invocations.baseinvocation import BaseInvocation
     from nodeloom.app.services.events.events_base import EventServiceBase
     from nodeloom.app.services.invocation_cache.invocation_cache_base import InvocationCacheBase
     from nodeloom.app.services.invocation_stats.invocation_stats_base import InvocationStatsServiceBase
@@ -42,6 +49,13 @@ if TYPE_CHECKING:
     from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
 
 logger = logging.getLogger(__name__)
+
+StopReason = Literal["canceled", "timeout", "shutdown", "deleted"]
+"""Why a session was asked to stop: its item was canceled (or its queue cleared), it ran past its timeout, the
+processor is stopping, or its item was found deleted."""
+
+SessionEnd = QUEUE_ITEM_STATUS | Literal["deleted"]
+"""How a processed session ended, as the metrics count it: its item's status after, or deleted while it ran."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +76,10 @@ class _Run:
 
     item: SessionQueueItem
     cancel: threading.Event = field(default_factory=threading.Event)
-    stop_reason: str | None = None
-    """'canceled', 'timeout' or 'shutdown' once the session has been asked to stop."""
-    stats_kept: bool = False
-    """Whether the stats were stored with the item when it completed."""
+    stop_reason: StopReason | None = None
+    """The first reason given, once the session has been asked to stop."""
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.cancel.set()
@@ -237,8 +249,11 @@ class DefaultSessionProcessor(SessionProcessorBase):
             return
         self._run = None
         message = f"The session processor's thread died while this item ran: {death.error}"
-        self._fail(run.item, "Interrupted", message, death.trace)
-        self._finish_stats(run, None, "failed")
+        # The session is not stored: the thread may have died while changing it.
+        session_id = run.item.session.id
+        stats = summarise_stats(self._stats, session_id)
+        self._fail(run.item, "Interrupted", message, death.trace, stats)
+        self._keep_stats(session_id, stats, None, "failed")
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -267,107 +282,112 @@ class DefaultSessionProcessor(SessionProcessorBase):
             timer.daemon = True
             timer.start()
         profiler = cProfile.Profile() if self._settings.profiles_dir is not None else None
-        status = "failed"
         try:
             if profiler is not None:
                 profiler.enable()
-            status = self._run_session(run)
-        except SessionQueueItemNotFoundError:
-            logger.info("Item %s was deleted while it ran", run.item.item_id)
-            status = "deleted"
-        except Exception as e:
-            logger.exception("The session processor failed on item %s", run.item.item_id)
-            self._fail(run.item, type(e).__name__, str(e), traceback.format_exc())
+            outcome = run_session(
+                run.item.session,
+                lambda node: self._contexts.build(run.item, node, run.cancel.is_set),
+                cache=self._cache,
+                stats=self._stats,
+                emit=functools.partial(self._on_run_event, run),
+                should_stop=run.cancel.is_set,
+            )
         finally:
             if profiler is not None:
                 profiler.disable()
             if timer is not None:
                 timer.cancel()
+        status = self._end(run, outcome)
         # Not reached when something else ends the thread: the run stays for the supervisor to fail its item.
         self._run = None
-        self._finish_stats(run, profiler, status)
+        self._keep_stats(run.item.session.id, outcome.stats, profiler, status)
 
-    def _run_session(self, run: _Run) -> str:
-        """Runs the session until it ends or is stopped; returns the item's final status."""
-        item, session = run.item, run.item.session
-        save_after = self._settings.save_state_after_s
-        while not run.cancel.is_set():
-            node = session.next()
-            if node is None:
-                break
-            self._events.dispatch(InvocationStartedEvent.build(item, node))
-            started = time.perf_counter()
-            try:
-                with self._stats.collect_stats(node, session.id):
-                    context = self._contexts.build(item, node, run.cancel.is_set)
-                    output = node.invoke_internal(context, self._cache)
-            except CanceledException:
-                break
-            except BaseException as e:
-                # Node code is the user's: whatever it raises, `SystemExit` included, fails its session only.
-                self._node_failed(run, node, e)
-                return "failed"
-            if run.cancel.is_set():
-                break
-            session.complete(node.id, output)
-            self._events.dispatch(InvocationCompleteEvent.build(item, node, output))
-            if time.perf_counter() - started >= save_after:
-                self._queue.set_queue_item_session(item.item_id, session)
-        if run.stop_reason is None:
-            # One write for the session, its stats and its completion: this is the path every session takes.
-            run.stats_kept = True
-            return self._queue.complete_queue_item(item.item_id, session, self._summary(session.id))
-        self._queue.set_queue_item_session(item.item_id, session)
-        if run.stop_reason == "timeout":
-            message = f"The session ran longer than its timeout of {item.timeout} s and was stopped"
-            self._fail(item, "Timeout", message, "")
-            return "failed"
-        if run.stop_reason == "shutdown":
-            return self._queue.interrupt_queue_item(item.item_id)
-        return "canceled"
-
-    def _node_failed(self, run: _Run, node: BaseInvocation, error: BaseException) -> None:
+    def _on_run_event(self, run: _Run, event: RunEvent) -> None:
         item = run.item
-        error_type, message, trace = type(error).__name__, str(error), traceback.format_exc()
-        item.session.set_node_error(node.id, f"{error_type}: {message}")
-        self._events.dispatch(InvocationErrorEvent.build(item, node, error_type, message, trace))
-        self._queue.set_queue_item_session(item.item_id, item.session)
-        self._fail(item, error_type, message, trace)
+        match event:
+            case NodeStarted(node):
+                self._events.dispatch(InvocationStartedEvent.build(item, node))
+            case NodeCompleted(node, output, seconds):
+                self._events.dispatch(InvocationCompleteEvent.build(item, node, output))
+                if seconds >= self._settings.save_state_after_s:
+                    try:
+                        self._queue.set_queue_item_session(item.item_id, item.session)
+                    except SessionQueueItemNotFoundError:
+                        run.request_stop("deleted")
+            case NodeFailed(node, error):
+                self._events.dispatch(
+                    InvocationErrorEvent.build(item, node, error.error_type, error.message, error.traceback)
+                )
 
-    def _fail(self, item: SessionQueueItem, error_type: str, message: str, trace: str) -> None:
+    def _end(self, run: _Run, outcome: SessionOutcome) -> SessionEnd:
+        """Stores how the session ended with the session and its stats, in one write; how it ended."""
+        item, session, stats = run.item, run.item.session, outcome.stats
+        error = outcome.error
         try:
-            self._queue.fail_queue_item(item.item_id, error_type, message, trace)
+            if error is not None:
+                if error.node is None:
+                    logger.error("The session processor failed on item %s", item.item_id, exc_info=error.exception)
+                self._queue.fail_queue_item(
+                    item.item_id, error.error_type, error.message, error.traceback, session, stats
+                )
+                return "failed"
+            if outcome.status == "completed":
+                return self._queue.complete_queue_item(item.item_id, session, stats)
+            match run.stop_reason:
+                case "timeout":
+                    message = f"The session ran longer than its timeout of {item.timeout} s and was stopped"
+                    self._queue.fail_queue_item(item.item_id, "Timeout", message, "", session, stats)
+                    return "failed"
+                case "shutdown":
+                    return self._queue.interrupt_queue_item(item.item_id, session, stats)
+                case "deleted":
+                    return "deleted"
+                case _:  # canceled: the item's cancel is what stopped it
+                    self._queue.cancel_queue_item(item.item_id, session, stats)
+                    return "canceled"
+        except SessionQueueItemNotFoundError:
+            logger.info("Item %s was deleted while it ran", item.item_id)
+            return "deleted"
+        except Exception as e:
+            logger.exception("The session processor could not store the end of item %s", item.item_id)
+            self._fail(item, type(e).__name__, str(e), traceback.format_exc())
+            return "failed"
+
+    def _fail(
+        self,
+        item: SessionQueueItem,
+        error_type: str,
+        message: str,
+        trace: str,
+        stats: InvocationStatsSummary | None = None,
+    ) -> None:
+        try:
+            self._queue.fail_queue_item(item.item_id, error_type, message, trace, stats=stats)
         except Exception:
             logger.exception("Could not mark item %s failed", item.item_id)
 
-    def _summary(self, session_id: str) -> InvocationStatsSummary | None:
-        try:
-            return self._stats.get_stats(session_id)
-        except GESStatsNotFoundError:
-            return None  # no node ran
-
-    def _finish_stats(self, run: _Run, profiler: cProfile.Profile | None, status: str) -> None:
-        item = run.item
-        session_id = item.session.id
-        summary = self._summary(session_id)
+    def _keep_stats(
+        self,
+        session_id: str,
+        summary: InvocationStatsSummary | None,
+        profiler: cProfile.Profile | None,
+        status: SessionEnd,
+    ) -> None:
+        """Counts the session in the metrics; logs its stats and writes them where the settings ask."""
         self._metrics.record_session(status, summary)
         if summary is None:
             return
         settings = self._settings
         try:
-            self._stats.log_stats(session_id)
-            if not run.stats_kept:
-                with contextlib.suppress(SessionQueueItemNotFoundError):  # deleted while it ran
-                    self._queue.set_queue_item_stats(item.item_id, summary)
+            log_summary(summary)
             if settings.stats_dir is not None:
                 settings.stats_dir.mkdir(parents=True, exist_ok=True)
-                self._stats.dump_stats(session_id, settings.stats_dir / f"{session_id}.json")
+                dump_summary(summary, settings.stats_dir / f"{session_id}.json")
             if profiler is not None and settings.profiles_dir is not None:
                 settings.profiles_dir.mkdir(parents=True, exist_ok=True)
                 stem = settings.profiles_dir / f"{settings.profile_prefix}{session_id}"
                 profiler.dump_stats(stem.with_suffix(".prof"))
-                self._stats.dump_stats(session_id, stem.with_suffix(".json"))
+                dump_summary(summary, stem.with_suffix(".json"))
         except Exception:
-            logger.exception("Could not keep the stats of item %s", item.item_id)
-        finally:
-            self._stats.reset_stats(session_id)
+            logger.exception("Could not keep the stats of session %s", session_id)

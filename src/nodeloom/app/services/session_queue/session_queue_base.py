@@ -39,8 +39,14 @@ class SessionQueueBase(ABC):
         """Fails (or requeues, as configured) every item left in progress by a process that died; their ids."""
 
     @abstractmethod
-    def interrupt_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
-        """Fails (or requeues, as configured) an in-progress item whose run was cut short; its new status."""
+    def interrupt_queue_item(
+        self,
+        item_id: int,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
+    ) -> QUEUE_ITEM_STATUS:
+        """Fails (or requeues, as configured) an in-progress item whose run was cut short, storing the session as far
+        as it ran and its stats, if given, in the same transaction; its new status."""
 
     @abstractmethod
     def enqueue_batch(
@@ -152,13 +158,26 @@ class SessionQueueBase(ABC):
 
     @abstractmethod
     def fail_queue_item(
-        self, item_id: int, error_type: str, error_message: str, error_traceback: str
+        self,
+        item_id: int,
+        error_type: str,
+        error_message: str,
+        error_traceback: str,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
     ) -> SessionQueueItem:
-        """Marks an unfinished item failed, keeping the error."""
+        """Marks an unfinished item failed, keeping the error, and stores the session as far as it ran and its stats,
+        if given, all in one transaction."""
 
     @abstractmethod
-    def cancel_queue_item(self, item_id: int) -> SessionQueueItem:
-        """Marks an unfinished item canceled."""
+    def cancel_queue_item(
+        self,
+        item_id: int,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
+    ) -> SessionQueueItem:
+        """Marks an unfinished item canceled, and stores the session as far as it ran and its stats, if given, all in
+        one transaction (they are stored on an item canceled already, too)."""
 
     @abstractmethod
     def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:

@@ -258,21 +258,36 @@ class SqlSessionQueue(SessionQueueBase):
         return True
 
     def _change_one(
-        self, item_id: int, from_statuses: frozenset[str], change: Callable[[_Write, DbRow], list[DbRow]]
+        self,
+        item_id: int,
+        from_statuses: frozenset[str],
+        change: Callable[[_Write, DbRow], list[DbRow]],
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
     ) -> DbRow:
-        """Applies `change` to the item if it is in one of `from_statuses`; the item's row as it is then."""
+        """Stores the session and stats, if given, and applies `change` to the item if it is in one of
+        `from_statuses`, in one transaction; the item's row as it is then."""
         with self._write() as write:
+            _keep_run(write.cursor, item_id, session, stats)
             row = _fetch_item_row(write.cursor, item_id)
             changed = change(write, row) if row["status"] in from_statuses else []
         return changed[0] if changed else row
 
     def _finish(
-        self, item_id: int, status: QUEUE_ITEM_STATUS, from_statuses: frozenset[str], error: _Error = _Error()
+        self,
+        item_id: int,
+        status: QUEUE_ITEM_STATUS,
+        from_statuses: frozenset[str],
+        error: _Error = _Error(),
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
     ) -> DbRow:
         return self._change_one(
             item_id,
             from_statuses,
             lambda write, row: self._change_status(write, [(item_id, row["status"])], status, error),
+            session,
+            stats,
         )
 
     def _interrupt(self, write: _Write, item_id: int, attempts: int) -> list[DbRow]:
@@ -314,9 +329,18 @@ class SqlSessionQueue(SessionQueueBase):
                 self._interrupt(write, row["item_id"], row["attempts"])
         return [row["item_id"] for row in rows]
 
-    def interrupt_queue_item(self, item_id: int) -> QUEUE_ITEM_STATUS:
+    def interrupt_queue_item(
+        self,
+        item_id: int,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
+    ) -> QUEUE_ITEM_STATUS:
         row = self._change_one(
-            item_id, frozenset({"in_progress"}), lambda write, row: self._interrupt(write, item_id, row["attempts"])
+            item_id,
+            frozenset({"in_progress"}),
+            lambda write, row: self._interrupt(write, item_id, row["attempts"]),
+            session,
+            stats,
         )
         status: QUEUE_ITEM_STATUS = row["status"]
         return status
@@ -561,10 +585,7 @@ class SqlSessionQueue(SessionQueueBase):
         stats: InvocationStatsSummary | None = None,
     ) -> QUEUE_ITEM_STATUS:
         with self._write() as write:
-            if session is not None:
-                write.cursor.execute(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id))
-            if stats is not None:
-                write.cursor.execute(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id))
+            _keep_run(write.cursor, item_id, session, stats)
             row = _fetch_item_row(write.cursor, item_id)
             if row["status"] == "in_progress":
                 row = self._change_status(write, [(item_id, "in_progress")], "completed")[0]
@@ -572,13 +593,24 @@ class SqlSessionQueue(SessionQueueBase):
         return status
 
     def fail_queue_item(
-        self, item_id: int, error_type: str, error_message: str, error_traceback: str
+        self,
+        item_id: int,
+        error_type: str,
+        error_message: str,
+        error_traceback: str,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
     ) -> SessionQueueItem:
         error = _Error(error_type, error_message, error_traceback)
-        return _item_from_row(self._finish(item_id, "failed", _UNFINISHED, error))
+        return _item_from_row(self._finish(item_id, "failed", _UNFINISHED, error, session, stats))
 
-    def cancel_queue_item(self, item_id: int) -> SessionQueueItem:
-        return _item_from_row(self._finish(item_id, "canceled", _UNFINISHED))
+    def cancel_queue_item(
+        self,
+        item_id: int,
+        session: GraphExecutionState | None = None,
+        stats: InvocationStatsSummary | None = None,
+    ) -> SessionQueueItem:
+        return _item_from_row(self._finish(item_id, "canceled", _UNFINISHED, _Error(), session, stats))
 
     def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:
         with self._write() as write:
@@ -680,6 +712,16 @@ class SqlSessionQueue(SessionQueueBase):
     def is_full(self, queue_id: str) -> IsFullResult:
         with self._db.read() as cursor:
             return IsFullResult(is_full=self._room(cursor, queue_id) == 0)
+
+
+def _keep_run(
+    cursor: DbCursor, item_id: int, session: GraphExecutionState | None, stats: InvocationStatsSummary | None
+) -> None:
+    """Stores the session as far as it ran and its stats, those given, in the caller's transaction."""
+    if session is not None:
+        cursor.execute(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id))
+    if stats is not None:
+        cursor.execute(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id))
 
 
 def _fetch_item_row(cursor: DbCursor, item_id: int) -> DbRow:

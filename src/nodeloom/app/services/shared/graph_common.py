@@ -67,6 +67,10 @@ class MissingGraphInputError(GraphError):
 class NodeInputError(GraphError):
     """An upstream output did not fit a node's input when the node was about to run."""
 
+    def __init__(self, message: str, node_id: str, field: str, prepared_id: str) -> None:
+        super().__init__(message, node_id=node_id, field=field)
+        self.prepared_id = prepared_id  # the prepared copy whose input it was; `node_id` is its source node
+
 
 # Plain dataclasses rather than pydantic models: the engine makes one per prepared edge, and pydantic still
 # validates and serialises them wherever they sit inside a model.

@@ -326,4 +326,5 @@ class GraphScheduler:
                 f"Input '{field}' of node '{source_id}' ({node.invocation_type}) got an invalid value: {error['msg']}",
                 node_id=source_id,
                 field=field,
+                prepared_id=node.id,
             ) from e

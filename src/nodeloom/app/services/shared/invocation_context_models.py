@@ -10,14 +10,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nodeloom.app.invocations.fields import ModelIdentifierField
     from nodeloom.app.services.model_manager.model_manager_base import ModelManagerServiceBase
-    from nodeloom.app.services.model_records.model_records_common import (
-        AnyModelConfig,
-        BaseModelType,
-        ModelType,
-        SubModelType,
-    )
     from nodeloom.app.services.shared.invocation_context import InvocationContextData
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
     from nodeloom.backend.model_manager.load.load_base import LoadedModel
+    from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
 
 
 class ModelsInterface:

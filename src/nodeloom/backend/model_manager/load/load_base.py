@@ -11,8 +11,9 @@ if TYPE_CHECKING:
 
     import torch
 
-    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig, SubModelType
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
     from nodeloom.backend.model_manager.load.model_cache import CacheRecord, ModelCache
+    from nodeloom.backend.model_manager.taxonomy import SubModelType
 
 
 class LoadedModel:

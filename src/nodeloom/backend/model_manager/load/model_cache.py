@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from nodeloom.app.services.invocation_stats.invocation_stats_common import ModelCacheStatsSummary
-from nodeloom.app.services.model_load.model_load_common import CacheStats, EmptyModelCacheResult
+from nodeloom.backend.model_manager.load.cache_stats import CacheStats, EmptyModelCacheResult, ModelCacheStatsSummary
 from nodeloom.backend.util.devices import DeviceName, ExecutionDevice, PrecisionName, choose_execution_device
 
 if TYPE_CHECKING:

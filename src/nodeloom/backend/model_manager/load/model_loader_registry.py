@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from nodeloom.app.services.model_load.model_load_common import DuplicateModelLoaderError, ModelLoaderNotFoundError
-from nodeloom.app.services.model_records.model_records_common import BaseModelType, ModelFormat, ModelType
+from nodeloom.backend.model_manager.errors import DuplicateModelLoaderError, ModelLoaderNotFoundError
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType
 
 if TYPE_CHECKING:
-    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
     from nodeloom.backend.model_manager.load.load_base import ModelLoaderBase
 
 LoaderClass = TypeVar("LoaderClass", bound="type[ModelLoaderBase]")

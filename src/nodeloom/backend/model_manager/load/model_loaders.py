@@ -13,22 +13,20 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from nodeloom.app.services.model_load.model_load_common import (
-    CheckpointNotSupportedError,
-    ModelLoadError,
-    SubmodelTypeError,
-)
-from nodeloom.app.services.model_records.model_records_common import MainDiffusersConfig, ModelFormat, ModelType
+from nodeloom.backend.model_manager.configs import MainDiffusersConfig
+from nodeloom.backend.model_manager.errors import CheckpointNotSupportedError, ModelLoadError, SubmodelTypeError
 from nodeloom.backend.model_manager.load.load_base import ModelLoaderBase
 from nodeloom.backend.model_manager.load.model_loader_registry import ModelLoaderRegistry
 from nodeloom.backend.model_manager.model_files import load_state_dict
+from nodeloom.backend.model_manager.taxonomy import ModelFormat, ModelType
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import torch
 
-    from nodeloom.app.services.model_records.model_records_common import AnyModelConfig, SubModelType
+    from nodeloom.backend.model_manager.configs import AnyModelConfig
+    from nodeloom.backend.model_manager.taxonomy import SubModelType
 
 loader_registry = ModelLoaderRegistry()
 """The registry holding the built-in loaders; the model load service uses it."""
