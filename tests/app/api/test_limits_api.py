@@ -244,6 +244,29 @@ def test_a_value_an_edge_brings_over_a_limit_fails_its_node(
     assert failed not in item["outputs"]
 
 
+def test_iterations_that_prepare_too_many_nodes_fail_the_session(live_server: StartServer) -> None:
+    # Two iterates of 10 items each prepare the add node 100 times: 1 + 10 + 10 x (1 + 10 + 10) nodes in all.
+    nodes = [
+        {"id": "outer", "type": "range_of_size", "size": 10},
+        {"id": "each", "type": "iterate"},
+        {"id": "inner", "type": "range_of_size", "size": 10},
+        {"id": "item", "type": "iterate"},
+        {"id": "sum", "type": "add"},
+    ]
+    edges = [
+        edge("outer", "collection", "each", "collection"),
+        edge("each", "item", "inner", "start"),
+        edge("inner", "collection", "item", "collection"),
+        edge("item", "item", "sum", "a"),
+    ]
+    for limit, status in ((221, "completed"), (220, "failed")):
+        with httpx.Client(base_url=f"{live_server(max_session_nodes=limit).url}/api/v1/queue/default") as client:
+            item = run_one(client, graph_json(nodes, edges))
+        assert item["status"] == status, item
+    assert item["error_type"] == "LimitExceededError"
+    assert "max_session_nodes" in item["error_message"]
+
+
 # --- The request body --------------------------------------------------------------------------------------------
 
 

@@ -172,6 +172,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
             profiles_dir=config.profiles_path if config.profile_graphs else None,
             profile_prefix=config.profile_prefix,
             restart_interval_s=config.processor_restart_interval_s,
+            max_session_nodes=config.max_session_nodes,
         ),
     )
     metrics.add_collector(ServiceStateCollector(queue, cache, processor))

@@ -107,6 +107,11 @@ class NodeloomConfig(BaseSettings):
         default=16, ge=1, description="The largest API request body accepted, in MB (uploads: max_upload_mb)"
     )
     max_graph_nodes: int = Field(default=1_000, ge=1, description="The most nodes a graph may hold")
+    max_session_nodes: int = Field(
+        default=100_000,
+        ge=1,
+        description="The most nodes a session may prepare: its graph's nodes, each once per iteration it sits in",
+    )
     max_string_length: int = Field(default=100_000, ge=1, description="The most characters a node's text input holds")
     max_collection_size: int = Field(
         default=10_000, ge=1, description="The most items a node's collection input holds or a node may make"

@@ -68,6 +68,8 @@ class ProcessorSettings:
     profile_prefix: str = ""
     restart_interval_s: float = 1.0
     """How long the processor stays down after its thread died, before the supervisor starts another."""
+    max_session_nodes: int | None = None
+    """The most nodes a session may prepare (`GraphExecutionState.limit_nodes`); None: no limit."""
 
 
 @dataclass
@@ -285,6 +287,8 @@ class DefaultSessionProcessor(SessionProcessorBase):
         try:
             if profiler is not None:
                 profiler.enable()
+            if self._settings.max_session_nodes is not None:
+                run.item.session.limit_nodes(self._settings.max_session_nodes)
             outcome = run_session(
                 run.item.session,
                 lambda node: self._contexts.build(run.item, node, run.cancel.is_set),

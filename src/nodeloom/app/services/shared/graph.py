@@ -354,6 +354,7 @@ class GraphExecutionState(BaseModel):
     )
 
     _scheduler: GraphScheduler | None = PrivateAttr(default=None)
+    _max_nodes: int | None = PrivateAttr(default=None)
 
     @field_validator("graph")
     @classmethod
@@ -369,8 +370,13 @@ class GraphExecutionState(BaseModel):
         private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
         scheduler: GraphScheduler | None = private["_scheduler"]
         if scheduler is None:
-            scheduler = private["_scheduler"] = GraphScheduler(self)
+            scheduler = private["_scheduler"] = GraphScheduler(self, private["_max_nodes"])
         return scheduler
+
+    def limit_nodes(self, max_nodes: int) -> None:
+        """Bounds the nodes the session may prepare, iterations included: two iterates of 10,000 items each would
+        otherwise prepare 10^8 copies of what follows them. Preparing more raises `LimitExceededError`."""
+        self._max_nodes = max_nodes
 
     def next(self) -> BaseInvocation | None:
         """The next ready prepared node with its inputs filled, or None when nothing is ready.

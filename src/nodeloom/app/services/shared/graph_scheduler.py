@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from nodeloom.app.invocations.limits import check_limit
 from nodeloom.app.invocations.special import (
     COLLECTION_FIELD,
     ITEM_FIELD,
@@ -115,8 +116,9 @@ class GraphScheduler:
     loaded again gets a scheduler that continues where the first one stopped.
     """
 
-    def __init__(self, state: GraphExecutionState) -> None:
+    def __init__(self, state: GraphExecutionState, max_nodes: int | None = None) -> None:
         plan = self._plan = _Plan(state.graph)
+        self._max_nodes = max_nodes
         self._nodes = state.execution_graph.nodes
         self._edges = state.execution_graph.edges
         self._executed = state.executed
@@ -286,6 +288,10 @@ class GraphScheduler:
 
     def _add_copy(self, node: BaseInvocation, key: IterationKey, inputs: list[PendingInput], **updates: Any) -> str:
         """Adds a prepared copy of `node` for the iteration `key`, wired to its inputs."""
+        if self._max_nodes is not None:
+            check_limit(
+                "The number of nodes the session prepares", len(self._nodes) + 1, self._max_nodes, "max_session_nodes"
+            )
         prepared_id = uuid_string()
         source_id = node.id
         self._nodes[prepared_id] = _copy_with(node, id=prepared_id, **updates)
