@@ -20,6 +20,7 @@ from tests.conftest import LiveServer
 from tests.helpers import edge, free_port, graph_json
 
 from nodeloom.cli.enqueue import BatchWatcher
+from nodeloom.cli.queue import processor_line
 
 ADD_GRAPH = graph_json(
     [{"id": "i", "type": "integer", "value": 3}, {"id": "a", "type": "add", "b": 4}],
@@ -375,3 +376,9 @@ def test_building_the_parser_imports_no_client_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_processor_whose_thread_died_is_shown_as_down() -> None:
+    status = {"is_started": True, "is_processing": True, "is_alive": False, "error": "RuntimeError: boom"}
+    assert processor_line(status) == "processor: down, restarting (RuntimeError: boom)"
+    assert processor_line({**status, "is_alive": True, "current_item_id": 7}) == "processor: processing item 7"

@@ -87,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     return call_server(args, act)
 
 
-def _processor_line(processor: JSONObject) -> str:
+def processor_line(processor: JSONObject) -> str:
     if not processor["is_started"]:
         return "processor: stopped"
+    if not processor.get("is_alive", True):
+        return f"processor: down, restarting ({processor.get('error')})"
     if not processor["is_processing"]:
         return "processor: paused"
     current = processor.get("current_item_id")
@@ -97,14 +99,14 @@ def _processor_line(processor: JSONObject) -> str:
 
 
 def _show_processor(processor: JSONObject, args: argparse.Namespace) -> None:
-    print(_processor_line(processor))
+    print(processor_line(processor))
 
 
 def _show_status(status: JSONObject, args: argparse.Namespace) -> None:
     queue = status["queue"]
     counts = ", ".join(f"{queue[s]} {s.replace('_', ' ')}" for s in QUEUE_ITEM_STATUSES)
     print(f"queue {queue['queue_id']}: {counts} ({queue['total']} in all)")
-    print(_processor_line(status["processor"]))
+    print(processor_line(status["processor"]))
 
 
 def _show_list(page: JSONObject, args: argparse.Namespace) -> None:
