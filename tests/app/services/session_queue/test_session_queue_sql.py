@@ -23,7 +23,6 @@ from nodeloom.app.services.events.events_common import (
     QueueItemStatusChangedEvent,
 )
 from nodeloom.app.services.events.events_default import InProcessEventService
-from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
     InvocationStatsSummary,
@@ -45,6 +44,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.session_queue.session_queue_sql_batch import new_session_json
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.graph import GraphExecutionState
 from nodeloom.app.services.shared.graph_common import uuid_string
