@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nodeloom.app.services.shared.database.database_base import DbRow, Dialect
+from nodeloom.app.services.shared.database.database_base import DbRow, Dialect, Params
 from nodeloom.app.services.shared.database.database_common import Migration
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
@@ -35,10 +35,10 @@ class RecordingCursor:
         self.rowcount = 0
         self.statements: list[str] = []
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         self.statements.append(sql)
 
-    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> None:
         self.statements.append(sql)
 
     def fetchone(self) -> DbRow | None:
