@@ -30,8 +30,10 @@ ITEM_COLUMNS = ITEM_COLUMN_NAMES.replace("workflow", _WORKFLOW)
 INSERT_ITEM = (
     "INSERT INTO session_queue (queue_id, batch_id, session_id, priority, origin, destination, field_values, "
     "session, timeout, callback_url, retried_from_item_id, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (:queue_id, :batch_id, :session_id, :priority, :origin, :destination, :field_values, "
+    ":session, :timeout, :callback_url, :retried_from_item_id, :created_at, :updated_at)"
 )
+"""Bound to the row of `NewItem.row`."""
 SELECT_BATCH_EXISTS = "SELECT batch_id FROM session_queue_batches WHERE queue_id = ? AND batch_id = ?"
 INSERT_BATCH = "INSERT INTO session_queue_batches (queue_id, batch_id, workflow) VALUES (?, ?, ?)"
 INSERT_ITEM_RETURNING = f"{INSERT_ITEM} RETURNING {ITEM_COLUMNS}"
@@ -58,9 +60,10 @@ DEQUEUE: dict[Dialect, str] = {
 # An item with a webhook that finishes has its call due in the same write, so a crash cannot lose the call.
 SET_STATUS = f"""
 UPDATE session_queue
-SET status = ?, updated_at = ?, completed_at = ?, error_type = ?, error_message = ?, error_traceback = ?,
-    webhook_state = CASE WHEN ? AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END
-WHERE item_id = ? AND status = ?
+SET status = :status, updated_at = :updated_at, completed_at = :completed_at,
+    error_type = :error_type, error_message = :error_message, error_traceback = :error_traceback,
+    webhook_state = CASE WHEN :finishing AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END
+WHERE item_id = :item_id AND status = :old_status
 RETURNING {ITEM_COLUMNS}
 """
 REQUEUE_INTERRUPTED = f"""
@@ -119,23 +122,24 @@ SELECT_ALL_FOR_DESTINATION = (
 
 
 def _page(by_status: bool, by_destination: bool, after_cursor: bool) -> str:
-    where = "queue_id = ?"
+    where = "queue_id = :queue_id"
     if by_status:
-        where += " AND status = ?"
+        where += " AND status = :status"
     if by_destination:
-        where += " AND destination = ?"
+        where += " AND destination = :destination"
     if not after_cursor:
-        return f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} ORDER BY priority DESC, item_id LIMIT ?"
+        return f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} ORDER BY priority DESC, item_id LIMIT :limit"
     # Two index seeks (the rest of the cursor's priority, then the lower priorities) rather than one
-    # `priority < ? OR (priority = ? AND item_id > ?)`, which would step over every item before the cursor.
+    # `priority < :priority OR (priority = :priority AND item_id > :item_id)`, which would step over every item
+    # before the cursor.
     return (
         f"SELECT {ITEM_COLUMN_NAMES} FROM ("
-        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority = ? AND item_id > ? "
-        "ORDER BY item_id LIMIT ?) AS same_priority "
+        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority = :priority "
+        "AND item_id > :item_id ORDER BY item_id LIMIT :limit) AS same_priority "
         "UNION ALL "
-        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority < ? "
-        "ORDER BY priority DESC, item_id LIMIT ?) AS lower_priority"
-        ") AS page ORDER BY priority DESC, item_id LIMIT ?"
+        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority < :priority "
+        "ORDER BY priority DESC, item_id LIMIT :limit) AS lower_priority"
+        ") AS page ORDER BY priority DESC, item_id LIMIT :limit"
     )
 
 
@@ -145,7 +149,8 @@ LIST_PAGE: dict[tuple[bool, bool, bool], str] = {
     for by_destination in (False, True)
     for after_cursor in (False, True)
 }
-"""Keyed by (filtered by a status, filtered by a destination, after a cursor)."""
+"""Keyed by (filtered by a status, filtered by a destination, after a cursor); bound by name: `queue_id`,
+`status`, `destination`, the cursor's `priority` and `item_id`, and the `limit`."""
 
 DELETE_ITEM = "DELETE FROM session_queue WHERE item_id = ? RETURNING queue_id, batch_id, status"
 DELETE_QUEUE = "DELETE FROM session_queue WHERE queue_id = ? RETURNING queue_id, batch_id, status"
