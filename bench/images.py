@@ -24,19 +24,19 @@ from typing import Any
 
 from PIL import Image
 
-from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
-from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
+from nodeloom.app.services.board_image_records.board_image_records_base import BoardImageRecordStorageBase
+from nodeloom.app.services.board_records.board_records_base import BoardRecordStorageBase
 from nodeloom.app.services.events.events_default import InProcessEventService
 from nodeloom.app.services.image_files.image_files_common import EmbeddedText
-from nodeloom.app.services.image_files.image_files_disk import DiskImageFileStorage, encode_png, encode_thumbnail
+from nodeloom.app.services.image_files.image_files_disk import encode_png, encode_thumbnail
+from nodeloom.app.services.image_records.image_records_base import ImageRecordStorageBase
 from nodeloom.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
-from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage
-from nodeloom.app.services.images.images_default import ImageService
-from nodeloom.app.services.invocation_services import MIGRATIONS
+from nodeloom.app.services.image_services import build_image_services
+from nodeloom.app.services.images.images_base import ImageServiceABC
 from nodeloom.app.services.names.names_default import SimpleNameService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
-from nodeloom.app.services.urls.urls_default import LocalUrlService
 
 SAVES = 1_000
 BOARD_SIZE = 10_000
@@ -49,10 +49,10 @@ GRAPH = json.dumps({"id": "g", "nodes": {f"n{i}": {"id": f"n{i}", "type": "add"}
 @dataclass
 class Stack:
     db: SqliteDatabase
-    records: SqlImageRecordStorage
-    board_records: SqlBoardRecordStorage
-    board_images: SqlBoardImageRecordStorage
-    images: ImageService
+    records: ImageRecordStorageBase
+    board_records: BoardRecordStorageBase
+    board_images: BoardImageRecordStorageBase
+    images: ImageServiceABC
 
 
 @contextmanager
@@ -63,18 +63,8 @@ def stack() -> Iterator[Stack]:
         events.start()
         try:
             Migrator(db, MIGRATIONS).run()
-            records = SqlImageRecordStorage(db)
-            board_images = SqlBoardImageRecordStorage(db)
-            images = ImageService(
-                db=db,
-                image_files=DiskImageFileStorage(Path(folder) / "outputs" / "images"),
-                image_records=records,
-                board_image_records=board_images,
-                urls=LocalUrlService(),
-                names=SimpleNameService(),
-                events=events,
-            )
-            yield Stack(db, records, SqlBoardRecordStorage(db), board_images, images)
+            parts = build_image_services(db, Path(folder) / "outputs" / "images", events)
+            yield Stack(db, parts.image_records, parts.board_records, parts.board_image_records, parts.images)
         finally:
             events.stop()
             db.close()

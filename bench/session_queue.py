@@ -24,11 +24,12 @@ from nodeloom.app.invocations.primitives import IntegerOutput
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import EventBase, InvocationStartedEvent
 from nodeloom.app.services.events.events_default import InProcessEventService
-from nodeloom.app.services.invocation_services import MIGRATIONS, InvocationServices, build_services
+from nodeloom.app.services.invocation_services import InvocationServices, build_services
 from nodeloom.app.services.invoker import Invoker
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 
 if TYPE_CHECKING:

@@ -43,8 +43,12 @@ def imported_names(path: Path, root: Path) -> Iterator[tuple[str, int]]:
 
 
 def is_service_implementation(name: str) -> bool:
-    """A service's implementation (`{service}_{impl}.py`), or the composition root that wires them."""
-    if name in ("nodeloom.app.services.invocation_services", "nodeloom.app.services.invoker"):
+    """A service's implementation (`{service}_{impl}.py`), or a module of the composition root that wires them."""
+    if name in (
+        "nodeloom.app.services.invocation_services",
+        "nodeloom.app.services.image_services",
+        "nodeloom.app.services.invoker",
+    ):
         return True
     match = _SERVICE_MODULE.fullmatch(name)
     if match is None or match["service"] == "shared" or name == _SETTINGS:

@@ -10,21 +10,20 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
-from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
-from nodeloom.app.services.boards.boards_default import BoardService
+from nodeloom.app.services.board_image_records.board_image_records_base import BoardImageRecordStorageBase
+from nodeloom.app.services.board_records.board_records_base import BoardRecordStorageBase
+from nodeloom.app.services.boards.boards_base import BoardServiceABC
 from nodeloom.app.services.events.events_common import EventBase
 from nodeloom.app.services.events.events_default import InProcessEventService
-from nodeloom.app.services.image_files.image_files_disk import DiskImageFileStorage
+from nodeloom.app.services.image_files.image_files_base import ImageFileStorageBase
+from nodeloom.app.services.image_records.image_records_base import ImageRecordStorageBase
 from nodeloom.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
-from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage
+from nodeloom.app.services.image_services import build_image_services
+from nodeloom.app.services.images.images_base import ImageServiceABC
 from nodeloom.app.services.images.images_common import ImageDTO
-from nodeloom.app.services.images.images_default import ImageService
-from nodeloom.app.services.invocation_services import MIGRATIONS
-from nodeloom.app.services.names.names_default import SimpleNameService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
-from nodeloom.app.services.urls.urls_default import LocalUrlService
 
 
 @dataclass
@@ -33,12 +32,12 @@ class ImageStack:
     db: SqliteDatabase
     events: InProcessEventService
     delivered: list[EventBase]
-    image_files: DiskImageFileStorage
-    image_records: SqlImageRecordStorage
-    board_records: SqlBoardRecordStorage
-    board_image_records: SqlBoardImageRecordStorage
-    images: ImageService
-    boards: BoardService
+    image_files: ImageFileStorageBase
+    image_records: ImageRecordStorageBase
+    board_records: BoardRecordStorageBase
+    board_image_records: BoardImageRecordStorageBase
+    images: ImageServiceABC
+    boards: BoardServiceABC
 
     @property
     def images_folder(self) -> Path:
@@ -70,7 +69,7 @@ class ImageStack:
 
 @contextmanager
 def open_image_stack(root: Path) -> Iterator[ImageStack]:
-    """Builds the services the way the application wires them; closes the database and stops the bus after."""
+    """The services wired as the application wires them; closes the database and stops the bus after."""
     db = SqliteDatabase(root / "nodeloom.db")
     events = InProcessEventService()
     delivered: list[EventBase] = []
@@ -78,22 +77,18 @@ def open_image_stack(root: Path) -> Iterator[ImageStack]:
     events.start()
     try:
         Migrator(db, MIGRATIONS).run()
-        image_files = DiskImageFileStorage(root / "outputs" / "images")
-        image_records = SqlImageRecordStorage(db)
-        board_records = SqlBoardRecordStorage(db)
-        board_image_records = SqlBoardImageRecordStorage(db)
-        images = ImageService(
-            db=db,
-            image_files=image_files,
-            image_records=image_records,
-            board_image_records=board_image_records,
-            urls=LocalUrlService(),
-            names=SimpleNameService(),
-            events=events,
-        )
-        boards = BoardService(board_records=board_records, board_image_records=board_image_records, images=images)
+        parts = build_image_services(db, root / "outputs" / "images", events)
         yield ImageStack(
-            root, db, events, delivered, image_files, image_records, board_records, board_image_records, images, boards
+            root,
+            db,
+            events,
+            delivered,
+            parts.image_files,
+            parts.image_records,
+            parts.board_records,
+            parts.board_image_records,
+            parts.images,
+            parts.boards,
         )
     finally:
         events.stop()

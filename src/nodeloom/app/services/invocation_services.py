@@ -6,22 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeloom.app.services.auth_tokens.auth_tokens_base import AuthTokenStoreBase
-from nodeloom.app.services.auth_tokens.auth_tokens_sql import SqlAuthTokenStore, migrate_auth_tokens
-from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
-from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
+from nodeloom.app.services.auth_tokens.auth_tokens_sql import SqlAuthTokenStore
 from nodeloom.app.services.boards.boards_base import BoardServiceABC
-from nodeloom.app.services.boards.boards_default import BoardService
 from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_default import InProcessEventService
-from nodeloom.app.services.image_files.image_files_disk import DiskImageFileStorage
-from nodeloom.app.services.image_records.image_records_sql import (
-    SqlImageRecordStorage,
-    migrate_image_boards,
-    migrate_images,
-)
+from nodeloom.app.services.image_services import build_image_services
 from nodeloom.app.services.images.images_base import ImageServiceABC
-from nodeloom.app.services.images.images_default import ImageService
 from nodeloom.app.services.invocation_cache.invocation_cache_base import InvocationCacheBase
 from nodeloom.app.services.invocation_cache.invocation_cache_memory import MemoryInvocationCache
 from nodeloom.app.services.invocation_stats.invocation_stats_base import InvocationStatsServiceBase
@@ -33,8 +24,7 @@ from nodeloom.app.services.model_install.model_install_default import ModelInsta
 from nodeloom.app.services.model_load.model_load_default import ModelLoadService
 from nodeloom.app.services.model_manager.model_manager_base import ModelManagerServiceBase
 from nodeloom.app.services.model_manager.model_manager_default import ModelManagerService
-from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService, migrate_models
-from nodeloom.app.services.names.names_default import SimpleNameService
+from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
 from nodeloom.app.services.object_serializer.object_serializer_base import ObjectSerializerBase
 from nodeloom.app.services.object_serializer.object_serializer_disk import ObjectSerializerDisk
 from nodeloom.app.services.object_serializer.object_serializer_forward_cache import ObjectSerializerForwardCache
@@ -46,30 +36,15 @@ from nodeloom.app.services.session_processor.session_processor_default import (
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
 from nodeloom.app.services.session_queue.session_queue_common import BatchLimits
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
-from nodeloom.app.services.session_queue.session_queue_sql_statements import (
-    migrate_queue_history,
-    migrate_session_queue,
-)
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
-from nodeloom.app.services.shared.database.database_common import Migration
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
-from nodeloom.app.services.urls.urls_default import LocalUrlService
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
 from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService, WebhookSettings
 from nodeloom.backend.model_manager.load.model_cache import ModelCache
 from nodeloom.backend.model_manager.load.model_loaders import loader_registry
-
-MIGRATIONS: list[Migration] = [
-    Migration(version=1, description="session queue", up=migrate_session_queue),
-    Migration(version=2, description="images and boards", up=migrate_images),
-    Migration(version=3, description="models", up=migrate_models),
-    Migration(version=4, description="each image's board on its row", up=migrate_image_boards),
-    Migration(version=5, description="queue history: workflows per batch, webhook state", up=migrate_queue_history),
-    Migration(version=6, description="API tokens", up=migrate_auth_tokens),
-]
-"""The schema's history, applied in order at start-up: a shipped migration is never edited or renumbered."""
 
 
 @dataclass(frozen=True)
@@ -107,17 +82,8 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
     """Opens (and migrates) the database under the root and wires every service; nothing runs until started."""
     database = open_database(config)
     events = InProcessEventService()
-    board_image_records = SqlBoardImageRecordStorage(database)
-    images = ImageService(
-        db=database,
-        image_files=DiskImageFileStorage(config.outputs_path / "images"),
-        image_records=SqlImageRecordStorage(database),
-        board_image_records=board_image_records,
-        urls=LocalUrlService(),
-        names=SimpleNameService(),
-        events=events,
-    )
-    boards = BoardService(SqlBoardRecordStorage(database), board_image_records, images)
+    image_services = build_image_services(database, config.outputs_path / "images", events)
+    images, boards = image_services.images, image_services.boards
     tensors: ObjectSerializerBase[Any] = ObjectSerializerForwardCache(
         ObjectSerializerDisk(config.outputs_path / "tensors", "tensor")
     )

@@ -14,8 +14,8 @@ from nodeloom.app.services.auth_tokens.auth_tokens_common import (
     InvalidAuthTokenNameError,
 )
 from nodeloom.app.services.auth_tokens.auth_tokens_sql import SqlAuthTokenStore
-from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 
 

@@ -14,7 +14,6 @@ from tests.tiny_model import (
     write_random_safetensors,
 )
 
-from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.model_install import model_install_default
 from nodeloom.app.services.model_install.model_install_common import (
     ModelBaseUnknownError,
@@ -25,6 +24,7 @@ from nodeloom.app.services.model_install.model_install_default import ModelInsta
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, ModelRecordChanges
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.backend.model_manager.configs import InvalidModelConfigError, MainDiffusersConfig
 from nodeloom.backend.model_manager.errors import (

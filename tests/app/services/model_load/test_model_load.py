@@ -17,7 +17,6 @@ from nodeloom.app.invocations.fields import ModelIdentifierField
 from nodeloom.app.invocations.primitives import BooleanInvocation
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import EventBase, ModelLoadCompleteEvent, ModelLoadStartedEvent
-from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.invocation_stats.invocation_stats_default import InvocationStatsService
 from nodeloom.app.services.model_install.model_install_default import ModelInstallService
 from nodeloom.app.services.model_load.model_load_default import ModelLoadService
@@ -25,6 +24,7 @@ from nodeloom.app.services.model_manager.model_manager_default import ModelManag
 from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.invocation_context import InvocationContextData
 from nodeloom.app.services.shared.invocation_context_models import ModelsInterface

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.model_records.model_records_common import (
     DuplicateModelError,
     ModelRecordChanges,
@@ -16,6 +15,7 @@ from nodeloom.app.services.model_records.model_records_common import (
 )
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.backend.model_manager.configs import (
     InvalidModelConfigError,

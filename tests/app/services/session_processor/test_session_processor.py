@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItem,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Dialect
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Dialect, Params
 from nodeloom.app.services.shared.graph import STORED_SESSION, GraphExecutionState
 from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
 
@@ -403,11 +403,11 @@ class RecordingCursor:
     def rowcount(self) -> int:
         return self._cursor.rowcount
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         self._statements.append(sql)
         self._cursor.execute(sql, params)
 
-    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> None:
         self._statements.append(sql)
         self._cursor.executemany(sql, seq_of_params)
 

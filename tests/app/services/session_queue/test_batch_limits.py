@@ -12,10 +12,10 @@ from tests.helpers import graph_json
 from nodeloom.app.invocations.limits import LimitExceededError
 from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.events.events_default import InProcessEventService
-from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.session_queue.session_queue_common import Batch, BatchLimits
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 
 LIMITS = BatchLimits(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from bench.soak import BATCH_SESSIONS, soak
 
-from nodeloom.app.services.session_queue.session_queue_sql import PRUNE_STEP_MAX
+from nodeloom.app.services.session_queue.session_queue_sql_history import PRUNE_STEP_MAX
 
 HISTORY = 5_000
 

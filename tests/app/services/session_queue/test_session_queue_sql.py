@@ -23,13 +23,12 @@ from nodeloom.app.services.events.events_common import (
     QueueItemStatusChangedEvent,
 )
 from nodeloom.app.services.events.events_default import InProcessEventService
-from nodeloom.app.services.invocation_services import MIGRATIONS
 from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
     InvocationStatsSummary,
     NodeExecutionStatsSummary,
 )
-from nodeloom.app.services.session_queue import session_queue_sql
+from nodeloom.app.services.session_queue import session_queue_sql_history
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import (
     QUEUE_ITEM_STATUSES,
@@ -43,10 +42,12 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItemNotFoundError,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
-from nodeloom.app.services.session_queue.session_queue_sql_batch import new_session_json
+from nodeloom.app.services.session_queue.session_queue_sql_rows import new_session_json
+from nodeloom.app.services.shared.database.database_base import Params
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
-from nodeloom.app.services.shared.graph import GraphExecutionState
+from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
 from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
@@ -113,7 +114,7 @@ class Env:
             db.close()
         self.bus.stop()
 
-    def rows(self, sql_text: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    def rows(self, sql_text: str, params: Params = ()) -> list[dict[str, Any]]:
         with self.db.read() as cursor:
             cursor.execute(sql_text, params)
             return [dict(row) for row in cursor.fetchall()]
@@ -320,9 +321,9 @@ def test_a_value_of_the_wrong_type_for_its_field_enqueues_nothing(
     assert_counts_right(env, queue)
 
 
-def test_an_empty_batch_id_is_refused(queue: SqlSessionQueue) -> None:
-    with pytest.raises(BatchValidationError, match="empty"):
-        queue.enqueue_batch(Q, make_batch(batch_id=""), prepend=False)
+def test_an_empty_batch_id_is_refused() -> None:
+    with pytest.raises(ValidationError, match="batch_id"):
+        make_batch(batch_id="")
 
 
 def finish_all(queue: SqlSessionQueue) -> None:
@@ -794,6 +795,25 @@ def test_retry_enqueues_a_fresh_copy_of_each_failed_or_canceled_item(env: Env, q
     assert_counts_right(env, queue)
 
 
+def test_a_new_item_stores_the_session_as_graph_execution_state_writes_an_unstarted_one(
+    env: Env, queue: SqlSessionQueue
+) -> None:
+    enqueued = queue.enqueue_batch(Q, make_batch([[datum("a", "value", [5])]]), prepend=False).item_ids[0]
+    item = queue.dequeue()
+    assert item is not None
+    queue.fail_queue_item(item.item_id, "E", "m", "t")
+    queue.retry_items_by_id(Q, [enqueued])
+    [retried] = [copy.item_id for copy in queue.list_all_queue_items(Q) if copy.retried_from_item_id == enqueued]
+
+    for item_id in (enqueued, retried):
+        [row] = env.rows("SELECT session_id, session FROM session_queue WHERE item_id = ?", (item_id,))
+        graph = Graph.model_validate(json.loads(row["session"])["graph"])
+        unstarted = GraphExecutionState(id=row["session_id"], graph=graph)
+        # The execution graph's id is made when the session is loaded.
+        assert json.loads(row["session"]) == unstarted.model_dump(mode="json", exclude={"execution_graph": {"id"}})
+        assert graph.nodes["a"].model_dump()["value"] == 5
+
+
 # --- sessions, stats, recovery ----------------------------------------------------------------------------------
 
 
@@ -1062,7 +1082,7 @@ def test_items_older_than_the_history_age_are_pruned(env: Env) -> None:
 
 
 def test_one_write_prunes_a_bounded_chunk(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session_queue_sql, "PRUNE_CHUNK", 3)
+    monkeypatch.setattr(session_queue_sql_history, "PRUNE_CHUNK", 3)
     queue = env.open(max_history=0)
     queue.enqueue_batch(Q, make_batch(runs=10), prepend=False)
 
@@ -1168,7 +1188,20 @@ def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
 HOT_QUERIES = {
     "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t")),
     "select item": (sql.SELECT_ITEM, (1,)),
-    "set status": (sql.SET_STATUS, ("completed", "t", "t", None, None, None, True, 1, "in_progress")),
+    "set status": (
+        sql.SET_STATUS,
+        {
+            "status": "completed",
+            "updated_at": "t",
+            "completed_at": "t",
+            "error_type": None,
+            "error_message": None,
+            "error_traceback": None,
+            "finishing": True,
+            "item_id": 1,
+            "old_status": "in_progress",
+        },
+    ),
     "requeue": (sql.REQUEUE_INTERRUPTED, ("t", 1)),
     "counts": (sql.SELECT_COUNTS, (Q, sql.QUEUE_TOTAL)),
     "current ids": (sql.SELECT_CURRENT_IDS, (Q,)),
@@ -1177,10 +1210,13 @@ HOT_QUERIES = {
     "prepend priority": (sql.SELECT_MAX_PENDING_PRIORITY, (Q,)),
     "batch items": (sql.SELECT_BATCH_ITEMS, (Q, "b")),
     "unfinished in batch": (sql.SELECT_UNFINISHED_IN_BATCH, (Q, "b")),
-    "first page": (sql.LIST_PAGE[False, False, False], (Q, 11)),
-    "next page": (sql.LIST_PAGE[False, False, True], (Q, 0, 5, 11, Q, 0, 11, 11)),
-    "first page by status": (sql.LIST_PAGE[True, False, False], (Q, "pending", 11)),
-    "next page by status": (sql.LIST_PAGE[True, False, True], (Q, "pending", 0, 5, 11, Q, "pending", 0, 11, 11)),
+    "first page": (sql.LIST_PAGE[False, False, False], {"queue_id": Q, "limit": 11}),
+    "next page": (sql.LIST_PAGE[False, False, True], {"queue_id": Q, "priority": 0, "item_id": 5, "limit": 11}),
+    "first page by status": (sql.LIST_PAGE[True, False, False], {"queue_id": Q, "status": "pending", "limit": 11}),
+    "next page by status": (
+        sql.LIST_PAGE[True, False, True],
+        {"queue_id": Q, "status": "pending", "priority": 0, "item_id": 5, "limit": 11},
+    ),
 }
 
 

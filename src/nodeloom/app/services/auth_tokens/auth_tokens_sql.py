@@ -1,4 +1,4 @@
-"""API tokens on the database port, and the schema of the `auth_tokens` table."""
+"""API tokens on the database port; the `auth_tokens` table is made by migration 6 (`shared/database/migrations`)."""
 
 from __future__ import annotations
 
@@ -14,27 +14,7 @@ from nodeloom.app.services.auth_tokens.auth_tokens_common import (
     validate_token_name,
 )
 from nodeloom.app.services.image_records.image_records_common import utc_now
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor
-
-# --- Schema -------------------------------------------------------------------------------------------------
-
-# token_hash is UNIQUE for its index: a request's token is looked up by its hash.
-_CREATE_TABLE = """
-CREATE TABLE auth_tokens (
-    token_id TEXT NOT NULL PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    token_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL
-)
-"""
-
-
-def migrate_auth_tokens(cursor: DbCursor) -> None:
-    """Creates the auth_tokens table."""
-    cursor.execute(_CREATE_TABLE)
-
-
-# --- Queries ------------------------------------------------------------------------------------------------
+from nodeloom.app.services.shared.database.database_base import DatabaseBase
 
 _COLUMNS = "token_id, name, created_at"
 # ON CONFLICT (name) DO NOTHING instead of catching the unique violation, which would doom the transaction.

@@ -1,4 +1,4 @@
-"""Which board each image is on, on the database port: `images.board_id` (see `image_records_sql`)."""
+"""Which board each image is on, on the database port: `images.board_id` (see migration 4)."""
 
 from __future__ import annotations
 

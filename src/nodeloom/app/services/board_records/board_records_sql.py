@@ -1,4 +1,4 @@
-"""Board records on the database port (the schema is created by `image_records_sql.migrate_images`)."""
+"""Board records on the database port; the `boards` table is made by migration 2 (`shared/database/migrations`)."""
 
 from __future__ import annotations
 

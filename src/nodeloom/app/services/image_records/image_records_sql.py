@@ -1,4 +1,4 @@
-"""Image records on the database port, and the schema of images and boards (each image's board on its row)."""
+"""Image records on the database port; migrations 2 and 4 (`shared/database/migrations`) make the `images` table."""
 
 from __future__ import annotations
 
@@ -15,101 +15,8 @@ from nodeloom.app.services.image_records.image_records_common import (
     ResourceOrigin,
     utc_now,
 )
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, Dialect
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor
 from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
-
-# --- Schema -------------------------------------------------------------------------------------------------
-
-# Timestamps are ISO-8601 UTC strings of one fixed width written by Python, so both engines store the same
-# text and sorting the text sorts by time. Booleans are BOOLEAN: 0/1 on SQLite, true/false on PostgreSQL.
-_CREATE_TABLES = (
-    """
-    CREATE TABLE images (
-        image_name TEXT NOT NULL PRIMARY KEY,
-        image_origin TEXT NOT NULL CHECK (image_origin IN ('internal', 'external')),
-        image_category TEXT NOT NULL CHECK (image_category IN ('general', 'mask', 'control', 'user', 'other')),
-        width INTEGER NOT NULL,
-        height INTEGER NOT NULL,
-        session_id TEXT,
-        node_id TEXT,
-        is_intermediate BOOLEAN NOT NULL DEFAULT FALSE,
-        starred BOOLEAN NOT NULL DEFAULT FALSE,
-        has_workflow BOOLEAN NOT NULL DEFAULT FALSE,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        deleted_at TEXT
-    ){without_rowid}
-    """,
-    """
-    CREATE TABLE boards (
-        board_id TEXT NOT NULL PRIMARY KEY,
-        board_name TEXT NOT NULL,
-        archived BOOLEAN NOT NULL DEFAULT FALSE,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )
-    """,
-    # The image name is the key: an image is on one board at most. Deleting either side removes the link,
-    # so deleting a board leaves its images, on no board.
-    """
-    CREATE TABLE board_images (
-        image_name TEXT NOT NULL PRIMARY KEY REFERENCES images (image_name) ON DELETE CASCADE,
-        board_id TEXT NOT NULL REFERENCES boards (board_id) ON DELETE CASCADE,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    ){without_rowid}
-    """,
-)
-_CREATE_INDEXES = (
-    # The gallery's order: the listing walks this index and stops after one page instead of sorting.
-    "CREATE INDEX ix_images_order ON images (starred DESC, created_at DESC, image_name DESC)",
-    "CREATE INDEX ix_images_intermediate ON images (is_intermediate)",
-    # A board's images (its listing, count and cover), and the cascade when a board is deleted.
-    "CREATE INDEX ix_board_images_board ON board_images (board_id, image_name)",
-    "CREATE INDEX ix_boards_created ON boards (created_at DESC, board_id DESC)",
-)
-
-
-# SQLite otherwise stores a table keyed by text apart from its key's index, so every lookup by name searches
-# two B-trees; a board's listing looks up each of its images, and this halves its time.
-_WITHOUT_ROWID: dict[Dialect, str] = {"sqlite": " WITHOUT ROWID", "postgres": ""}
-
-
-def migrate_images(cursor: DbCursor) -> None:
-    """Creates the images, boards and board_images tables and their indexes."""
-    for statement in _CREATE_TABLES:
-        cursor.execute(statement.format(without_rowid=_WITHOUT_ROWID[cursor.dialect]))
-    for statement in _CREATE_INDEXES:
-        cursor.execute(statement)
-
-
-# Migration 4: an image is on one board at most, so its board lives on its row. A board's listing then walks one
-# index in the gallery's order and stops after the page, where joining the links sorted the whole board. Deleting
-# a board sets its images' board to null (they stay, on no board); deleting an image takes its board with it.
-_MOVE_BOARDS_TO_IMAGES = (
-    # SQLite adds a column with a REFERENCES clause only if its default is null, which this one's is.
-    "ALTER TABLE images ADD COLUMN board_id TEXT REFERENCES boards (board_id) ON DELETE SET NULL",
-    """
-    UPDATE images SET board_id = (
-        SELECT board_images.board_id FROM board_images WHERE board_images.image_name = images.image_name
-    )
-    WHERE image_name IN (SELECT image_name FROM board_images)
-    """,
-    "DROP TABLE board_images",
-    # A board's listing (board, intermediate flag, then the gallery's order: see `IMAGE_ORDER`), its count and
-    # cover, the images on no board (board_id IS NULL), and the foreign key's lookup when a board is deleted.
-    "CREATE INDEX ix_images_board_order ON images (board_id, is_intermediate, starred DESC, created_at DESC, "
-    "image_name DESC)",
-)
-
-
-def migrate_image_boards(cursor: DbCursor) -> None:
-    """Moves each image's board from the board_images table onto its row (`images.board_id`), and indexes it."""
-    for statement in _MOVE_BOARDS_TO_IMAGES:
-        cursor.execute(statement)
-
-
-# --- Queries ------------------------------------------------------------------------------------------------
 
 _COLUMNS = (
     "image_name",

@@ -98,7 +98,7 @@ class Batch(BaseModel):
     Cartesian product, and the whole repeated `runs` times: one session per combination and run.
     """
 
-    batch_id: str = Field(default_factory=uuid_string, description="The id of the batch")
+    batch_id: str = Field(default_factory=uuid_string, min_length=1, description="The id of the batch")
     origin: str | None = Field(default=None, description="Where the batch came from, for the client's use")
     destination: str | None = Field(default=None, description="Where results should go, for the client's use")
     data: BatchDataCollection | None = Field(default=None, description="The field values to run the graph with")

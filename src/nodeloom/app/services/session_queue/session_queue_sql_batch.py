@@ -1,4 +1,4 @@
-"""A batch expanded into the JSON of its sessions, for `SqlSessionQueue` to store without building them."""
+"""A batch expanded into the JSON of its sessions' graphs, for `SqlSessionQueue` to store without building them."""
 
 from __future__ import annotations
 
@@ -23,25 +23,12 @@ from nodeloom.app.services.shared.graph_common import uuid_string
 _MARKER = f"nodeloom-value-{uuid_string()}-"
 _MARKER_PATTERN = re.compile(f'"{re.escape(_MARKER)}(\\d+)"')
 
-# The fields of a GraphExecutionState whose scheduler has not run yet: it prepares the graph when loaded.
-_UNSTARTED = (
-    '"executed":[],"executed_history":[],"results":{},"errors":{},'
-    '"prepared_source_mapping":{},"source_prepared_mapping":{},"iteration_paths":{}'
-)
-
-
-def new_session_json(session_id: str, graph_json: str) -> str:
-    """The JSON of a `GraphExecutionState` of the graph that has not started."""
-    # The execution graph's id is left to its default, made when the session is loaded.
-    return f'{{"id":"{session_id}","graph":{graph_json},"execution_graph":{{"nodes":{{}},"edges":[]}},{_UNSTARTED}}}'
-
-
 _Value = tuple[str, str]
 """One batch value as JSON: as its node's field holds it, and as the item's `NodeFieldValue`."""
 
 
 class BatchSessions:
-    """The batch's sessions as JSON text: the graph's JSON with each session's values put in place.
+    """The graphs of the batch's sessions as JSON text: the graph's JSON with each session's values put in place.
 
     Building a `GraphExecutionState` per session would cost more than enqueueing 10,000 sessions may take.
     The batch is checked against `limits` first (None: no limits); then each distinct value is validated once,
@@ -69,8 +56,8 @@ class BatchSessions:
             columns = [_values(batch.graph.nodes[datum.node_path], datum, limits) for datum in group]
             self._groups.append(list(zip(*columns, strict=True)))
 
-    def __iter__(self) -> Iterator[tuple[str, str, str | None]]:
-        """(session id, session JSON, field values JSON) of each session: runs outermost, then the first group."""
+    def __iter__(self) -> Iterator[tuple[str, str | None]]:
+        """(graph JSON, field values JSON) of each session: runs outermost, then the first group."""
         pieces, order = self._pieces, self._order
         for _ in range(self._runs):
             for combination in itertools.product(*self._groups):
@@ -79,8 +66,7 @@ class BatchSessions:
                 for index, piece in zip(order, pieces[1:], strict=True):
                     parts += (values[index][0], piece)
                 field_values = "[" + ",".join(value[1] for value in values) + "]" if self._has_data else None
-                session_id = uuid_string()
-                yield session_id, new_session_json(session_id, "".join(parts)), field_values
+                yield "".join(parts), field_values
 
 
 def _values(node: BaseInvocation, datum: BatchDatum, limits: BatchLimits | None) -> list[_Value]:

@@ -1,4 +1,5 @@
-"""The SQL of `SqlSessionQueue`, once for every engine (see `DatabaseBase`), and the migration of its schema.
+"""The SQL of `SqlSessionQueue`, once for every engine (see `DatabaseBase`); its tables are made by migrations 1
+and 5 (`shared/database/migrations`).
 
 Named constants, so that a test can EXPLAIN the hot queries and check that they search an index.
 """
@@ -7,110 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from nodeloom.app.services.shared.database.database_base import DbCursor, Dialect
-
-# --- Schema -------------------------------------------------------------------------------------------------
-
-_ITEM_ID_COLUMN: dict[Dialect, str] = {
-    # AUTOINCREMENT: an id is never reused after a delete, so an id a client holds never names another item.
-    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
-    "postgres": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-}
-_CREATE_SESSION_QUEUE = """
-CREATE TABLE session_queue (
-    item_id {item_id},
-    queue_id TEXT NOT NULL,
-    batch_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending'
-        CHECK (status IN ('pending', 'in_progress', 'completed', 'failed', 'canceled')),
-    priority INTEGER NOT NULL DEFAULT 0,
-    origin TEXT,
-    destination TEXT,
-    field_values TEXT,
-    session TEXT NOT NULL,
-    workflow TEXT,
-    error_type TEXT,
-    error_message TEXT,
-    error_traceback TEXT,
-    timeout DOUBLE PRECISION,
-    callback_url TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    retried_from_item_id BIGINT,
-    stats TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    started_at TEXT,
-    completed_at TEXT
-)
-"""
-_CREATE_INDEXES = (
-    # dequeue: the first pending item of any queue in run order.
-    "CREATE INDEX ix_session_queue_dequeue ON session_queue (status, priority DESC, item_id)",
-    # a queue in run order: listing.
-    "CREATE INDEX ix_session_queue_order ON session_queue (queue_id, priority DESC, item_id)",
-    # a queue's items of one status in run order: current, next, cancels, prune, listing by status.
-    "CREATE INDEX ix_session_queue_status ON session_queue (queue_id, status, priority DESC, item_id)",
-    # Without the status, a status change leaves this index alone.
-    "CREATE INDEX ix_session_queue_batch ON session_queue (queue_id, batch_id)",
-)
-# Items by status, kept in step with session_queue in every transaction that changes it: one row per queue
-# (batch_id QUEUE_TOTAL) and one per batch, for each status.
-_CREATE_COUNTS = """
-CREATE TABLE session_queue_counts (
-    queue_id TEXT NOT NULL,
-    batch_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (queue_id, batch_id, status)
-)
-"""
+from nodeloom.app.services.shared.database.database_base import Dialect
 
 QUEUE_TOTAL = ""
-"""The batch id of a queue's own rows in session_queue_counts; refused as the id of a batch."""
-
-
-def migrate_session_queue(cursor: DbCursor) -> None:
-    """Creates the queue's table, its indexes and its counts."""
-    cursor.execute(_CREATE_SESSION_QUEUE.format(item_id=_ITEM_ID_COLUMN[cursor.dialect]))
-    for statement in (*_CREATE_INDEXES, _CREATE_COUNTS):
-        cursor.execute(statement)
-
-
-# One row per batch of a queue, for what all its items share; deleted with the batch's last item.
-_CREATE_BATCHES = """
-CREATE TABLE session_queue_batches (
-    queue_id TEXT NOT NULL,
-    batch_id TEXT NOT NULL,
-    workflow TEXT,
-    PRIMARY KEY (queue_id, batch_id)
-)
-"""
-_MOVE_WORKFLOWS = (
-    # The items of one batch hold one workflow; MAX picks it without a second pass.
-    "INSERT INTO session_queue_batches (queue_id, batch_id, workflow) "
-    "SELECT queue_id, batch_id, MAX(workflow) FROM session_queue GROUP BY queue_id, batch_id",
-    "ALTER TABLE session_queue DROP COLUMN workflow",
-)
-# NULL: the item has no webhook to call (yet); 'pending' from the moment it finishes until the call is made.
-_ADD_WEBHOOK_STATE = (
-    "ALTER TABLE session_queue ADD COLUMN webhook_state TEXT "
-    "CHECK (webhook_state IN ('pending', 'delivered', 'given_up'))"
-)
-_CREATE_HISTORY_INDEXES = (
-    # the finished items of a queue, oldest first: what pruning the history walks.
-    "CREATE INDEX ix_session_queue_history ON session_queue (queue_id, completed_at, item_id) "
-    "WHERE completed_at IS NOT NULL",
-    # the webhooks still to call, read at start-up: only those rows are in the index.
-    "CREATE INDEX ix_session_queue_webhooks_due ON session_queue (item_id) WHERE webhook_state = 'pending'",
-)
-
-
-def migrate_queue_history(cursor: DbCursor) -> None:
-    """Moves each batch's workflow from its items to a batches table; adds the webhook state and history indexes."""
-    for statement in (_CREATE_BATCHES, *_MOVE_WORKFLOWS, _ADD_WEBHOOK_STATE, *_CREATE_HISTORY_INDEXES):
-        cursor.execute(statement)
-
+"""The batch id of a queue's own rows in session_queue_counts, which no batch has (a batch id is never empty)."""
 
 # --- Items --------------------------------------------------------------------------------------------------
 
@@ -129,8 +30,10 @@ ITEM_COLUMNS = ITEM_COLUMN_NAMES.replace("workflow", _WORKFLOW)
 INSERT_ITEM = (
     "INSERT INTO session_queue (queue_id, batch_id, session_id, priority, origin, destination, field_values, "
     "session, timeout, callback_url, retried_from_item_id, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (:queue_id, :batch_id, :session_id, :priority, :origin, :destination, :field_values, "
+    ":session, :timeout, :callback_url, :retried_from_item_id, :created_at, :updated_at)"
 )
+"""Bound to the row of `NewItem.row`."""
 SELECT_BATCH_EXISTS = "SELECT batch_id FROM session_queue_batches WHERE queue_id = ? AND batch_id = ?"
 INSERT_BATCH = "INSERT INTO session_queue_batches (queue_id, batch_id, workflow) VALUES (?, ?, ?)"
 INSERT_ITEM_RETURNING = f"{INSERT_ITEM} RETURNING {ITEM_COLUMNS}"
@@ -157,9 +60,10 @@ DEQUEUE: dict[Dialect, str] = {
 # An item with a webhook that finishes has its call due in the same write, so a crash cannot lose the call.
 SET_STATUS = f"""
 UPDATE session_queue
-SET status = ?, updated_at = ?, completed_at = ?, error_type = ?, error_message = ?, error_traceback = ?,
-    webhook_state = CASE WHEN ? AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END
-WHERE item_id = ? AND status = ?
+SET status = :status, updated_at = :updated_at, completed_at = :completed_at,
+    error_type = :error_type, error_message = :error_message, error_traceback = :error_traceback,
+    webhook_state = CASE WHEN :finishing AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END
+WHERE item_id = :item_id AND status = :old_status
 RETURNING {ITEM_COLUMNS}
 """
 REQUEUE_INTERRUPTED = f"""
@@ -218,23 +122,24 @@ SELECT_ALL_FOR_DESTINATION = (
 
 
 def _page(by_status: bool, by_destination: bool, after_cursor: bool) -> str:
-    where = "queue_id = ?"
+    where = "queue_id = :queue_id"
     if by_status:
-        where += " AND status = ?"
+        where += " AND status = :status"
     if by_destination:
-        where += " AND destination = ?"
+        where += " AND destination = :destination"
     if not after_cursor:
-        return f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} ORDER BY priority DESC, item_id LIMIT ?"
+        return f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} ORDER BY priority DESC, item_id LIMIT :limit"
     # Two index seeks (the rest of the cursor's priority, then the lower priorities) rather than one
-    # `priority < ? OR (priority = ? AND item_id > ?)`, which would step over every item before the cursor.
+    # `priority < :priority OR (priority = :priority AND item_id > :item_id)`, which would step over every item
+    # before the cursor.
     return (
         f"SELECT {ITEM_COLUMN_NAMES} FROM ("
-        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority = ? AND item_id > ? "
-        "ORDER BY item_id LIMIT ?) AS same_priority "
+        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority = :priority "
+        "AND item_id > :item_id ORDER BY item_id LIMIT :limit) AS same_priority "
         "UNION ALL "
-        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority < ? "
-        "ORDER BY priority DESC, item_id LIMIT ?) AS lower_priority"
-        ") AS page ORDER BY priority DESC, item_id LIMIT ?"
+        f"SELECT * FROM (SELECT {ITEM_COLUMNS} FROM session_queue WHERE {where} AND priority < :priority "
+        "ORDER BY priority DESC, item_id LIMIT :limit) AS lower_priority"
+        ") AS page ORDER BY priority DESC, item_id LIMIT :limit"
     )
 
 
@@ -244,7 +149,8 @@ LIST_PAGE: dict[tuple[bool, bool, bool], str] = {
     for by_destination in (False, True)
     for after_cursor in (False, True)
 }
-"""Keyed by (filtered by a status, filtered by a destination, after a cursor)."""
+"""Keyed by (filtered by a status, filtered by a destination, after a cursor); bound by name: `queue_id`,
+`status`, `destination`, the cursor's `priority` and `item_id`, and the `limit`."""
 
 DELETE_ITEM = "DELETE FROM session_queue WHERE item_id = ? RETURNING queue_id, batch_id, status"
 DELETE_QUEUE = "DELETE FROM session_queue WHERE queue_id = ? RETURNING queue_id, batch_id, status"

@@ -5,6 +5,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -76,6 +77,26 @@ def test_rows_are_read_by_column_name(db: SqliteDatabase) -> None:
         assert row["status"] == "new"
         assert dict(row) == {"image_name": "i1", "status": "new"}
         assert cursor.fetchone() is None
+
+
+def test_named_placeholders_bind_a_mapping_by_name(db: SqliteDatabase) -> None:
+    with db.transaction() as cursor:
+        cursor.execute(
+            "INSERT INTO boards (board_id, name) VALUES (:board_id, :name)", {"name": "one", "board_id": "b1"}
+        )
+        # Any mapping, not only a dict, as the port promises; a key the statement does not name is ignored.
+        cursor.executemany(
+            "INSERT INTO images (image_name, board_id) VALUES (:image_name, :board_id)",
+            [
+                MappingProxyType({"image_name": "i1", "board_id": "b1", "unused": 1}),
+                {"image_name": "i2", "board_id": "b1"},
+            ],
+        )
+        cursor.execute("SELECT image_name FROM images WHERE board_id = :board_id", MappingProxyType({"board_id": "b1"}))
+        assert [row["image_name"] for row in cursor.fetchall()] == ["i1", "i2"]
+    with pytest.raises(DatabaseError), db.transaction() as cursor:
+        cursor.execute("INSERT INTO boards (board_id, name) VALUES (:board_id, :name)", {"board_id": "b2"})
+    assert names(db) == ["one"]
 
 
 def test_returning_is_supported() -> None:

@@ -11,8 +11,7 @@ import pytest
 
 from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
 from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
-from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage, migrate_image_boards
-from nodeloom.app.services.invocation_services import MIGRATIONS
+from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, Dialect
 from nodeloom.app.services.shared.database.database_common import (
     DatabaseError,
@@ -21,6 +20,7 @@ from nodeloom.app.services.shared.database.database_common import (
     SchemaTooNewError,
 )
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS, migration_4
 from nodeloom.app.services.shared.database.migrator import Migrator
 
 
@@ -218,7 +218,7 @@ def test_the_application_migrations_apply_to_an_empty_file(db: SqliteDatabase) -
 
 def test_the_image_boards_migration_carries_each_images_board_over(db: SqliteDatabase) -> None:
     """A database made before the boards moved onto the image rows keeps every image on its board."""
-    version = next(migration.version for migration in MIGRATIONS if migration.up is migrate_image_boards)
+    version = next(migration.version for migration in MIGRATIONS if migration.up is migration_4.up)
     Migrator(db, [migration for migration in MIGRATIONS if migration.version < version]).run()
     now = "2024-01-01T00:00:00.000000+00:00"
     boards = {"board-a": ["a1.png", "a2.png"], "board-b": ["b1.png"]}

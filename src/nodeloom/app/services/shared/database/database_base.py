@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgres"]
+
+Params = Sequence[Any] | Mapping[str, Any]
+"""A statement's parameters: a sequence for `?` placeholders, a mapping by name for `:name` ones."""
 
 
 class DbRow(Protocol):
@@ -31,11 +34,11 @@ class DbCursor(Protocol):
     def rowcount(self) -> int:
         """The rows changed by the last INSERT, UPDATE or DELETE (not meaningful after a SELECT)."""
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Runs one statement with `?` placeholders bound to `params`."""
+    def execute(self, sql: str, params: Params = ()) -> None:
+        """Runs one statement with its placeholders bound to `params`."""
 
-    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
-        """Runs one statement once for each parameter sequence."""
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> None:
+        """Runs one statement once for each set of parameters."""
 
     def fetchone(self) -> DbRow | None:
         """The next row of the last query, or None when there is none left."""
@@ -49,8 +52,11 @@ class DatabaseBase(ABC):
 
     Portable SQL, so that a service holds its SQL once:
 
-    - Placeholders are `?`, positional only. The PostgreSQL adapter rewrites them to `%s`, so never
-      put a literal `?` or `%` in the SQL text: pass such values (LIKE patterns too) as parameters.
+    - Placeholders are `?`, bound to a sequence, or `:name`, bound to a mapping by name; one kind per
+      statement. Both are portable: a PostgreSQL adapter rewrites `?` to `%s` and `:name` to psycopg's
+      `%(name)s`, so never put a literal `?`, `%` or `:` in the SQL text: pass such values (LIKE
+      patterns, timestamps) as parameters. Name the parameters of a wide statement, so that its row is
+      a dict by column rather than a long tuple whose order must match the SQL's.
     - Rows are read by column name only, never by index. Write names in lowercase snake_case and
       alias every computed column (`SELECT COUNT(*) AS total`): the engines name them differently.
     - Get generated keys with `INSERT ... RETURNING`, and upsert with `INSERT ... ON CONFLICT`;

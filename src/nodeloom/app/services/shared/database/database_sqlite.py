@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Params
 from nodeloom.app.services.shared.database.database_common import DatabaseError, DatabaseIntegrityError
 
 
@@ -18,6 +18,13 @@ def _raise_translated(error: sqlite3.Error) -> NoReturn:
     if isinstance(error, sqlite3.IntegrityError):
         raise DatabaseIntegrityError(str(error)) from error
     raise DatabaseError(str(error)) from error
+
+
+def _bindable(params: Params) -> Sequence[Any] | dict[str, Any]:
+    # sqlite3 binds names from a dict only, not from any other mapping.
+    if isinstance(params, Mapping) and not isinstance(params, dict):
+        return dict(params)
+    return params
 
 
 @dataclass
@@ -43,15 +50,15 @@ class _SqliteCursor:
     def rowcount(self) -> int:
         return self._cursor.rowcount
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         try:
-            self._cursor.execute(sql, params)
+            self._cursor.execute(sql, _bindable(params))
         except sqlite3.Error as error:
             self._fail(error)
 
-    def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> None:
         try:
-            self._cursor.executemany(sql, seq_of_params)
+            self._cursor.executemany(sql, map(_bindable, seq_of_params))
         except sqlite3.Error as error:
             self._fail(error)
 

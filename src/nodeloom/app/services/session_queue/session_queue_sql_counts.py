@@ -1,0 +1,116 @@
+"""The counts of a queue's items by status, one row per queue and one per batch for each status.
+
+They change in the same transaction as the items they count, so that a status read, and the counts every
+`QueueItemStatusChanged` carries, cost a few indexed rows however long the queue is. A queue's own rows have the
+batch id `QUEUE_TOTAL`, which no batch has.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
+from nodeloom.app.services.session_queue.session_queue_common import (
+    FINISHED_STATUSES,
+    QUEUE_ITEM_STATUS,
+    QUEUE_ITEM_STATUSES,
+    BatchStatus,
+    SessionQueueStatus,
+)
+from nodeloom.app.services.shared.database.database_base import DbCursor, DbRow
+
+StatusChange = tuple[QUEUE_ITEM_STATUS | None, DbRow]
+"""An item's status before a change (None: a new item) and its row after it."""
+
+
+def count_changes(cursor: DbCursor, changes: Iterable[StatusChange]) -> Counter[str]:
+    """Moves each changed item from its old status's counts to its new one's; how many finished, by queue."""
+    deltas: Counter[tuple[str, str, str]] = Counter()
+    finished: Counter[str] = Counter()
+    for old_status, row in changes:
+        if old_status is not None:
+            deltas[row["queue_id"], row["batch_id"], old_status] -= 1
+        deltas[row["queue_id"], row["batch_id"], row["status"]] += 1
+        if row["status"] in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
+            finished[row["queue_id"]] += 1
+    add_counts(cursor, deltas)
+    return finished
+
+
+def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
+    """Takes deleted items out of the counts, dropping the count and batch rows of batches left with no items."""
+    deltas: Counter[tuple[str, str, str]] = Counter()
+    for row in deleted:
+        deltas[row["queue_id"], row["batch_id"], row["status"]] -= 1
+    add_counts(cursor, deltas)
+    batches = {(queue_id, batch_id) for queue_id, batch_id, _ in deltas}
+    queues = {(queue_id, sql.QUEUE_TOTAL) for queue_id, _ in batches}
+    cursor.executemany(sql.DELETE_EMPTY_COUNTS, [*batches, *queues])
+    cursor.executemany(sql.DELETE_EMPTY_BATCH, batches)
+
+
+def add_counts(cursor: DbCursor, deltas: Counter[tuple[str, str, str]]) -> None:
+    """Adds the (queue id, batch id, status) deltas to the batches' counts and their sums to the queues'."""
+    totals: Counter[tuple[str, str, str]] = Counter()
+    for (queue_id, _, status), n in deltas.items():
+        totals[queue_id, sql.QUEUE_TOTAL, status] += n
+    cursor.executemany(sql.ADD_COUNT, [(*key, n) for key, n in (*totals.items(), *deltas.items()) if n])
+
+
+def queue_total(cursor: DbCursor, queue_id: str) -> int:
+    return sum(_counts(cursor, queue_id, sql.QUEUE_TOTAL).values())
+
+
+def queue_unfinished(cursor: DbCursor, queue_id: str) -> int:
+    counts = _counts(cursor, queue_id, sql.QUEUE_TOTAL)
+    return counts["pending"] + counts["in_progress"]
+
+
+def queue_status(cursor: DbCursor, queue_id: str) -> SessionQueueStatus:
+    counts = _counts(cursor, queue_id, sql.QUEUE_TOTAL)
+    cursor.execute(sql.SELECT_CURRENT_IDS, (queue_id,))
+    current = cursor.fetchone()
+    return SessionQueueStatus(
+        queue_id=queue_id,
+        item_id=current["item_id"] if current else None,
+        batch_id=current["batch_id"] if current else None,
+        session_id=current["session_id"] if current else None,
+        total=sum(counts.values()),
+        **counts,
+    )
+
+
+def batch_status(
+    cursor: DbCursor, queue_id: str, batch_id: str, origin: str | None, destination: str | None
+) -> BatchStatus:
+    counts = _counts(cursor, queue_id, batch_id)
+    return BatchStatus(
+        queue_id=queue_id,
+        batch_id=batch_id,
+        origin=origin,
+        destination=destination,
+        total=sum(counts.values()),
+        **counts,
+    )
+
+
+def all_queue_counts(cursor: DbCursor) -> dict[str, dict[str, int]]:
+    """Each queue with items, and its counts by status."""
+    cursor.execute(sql.SELECT_ALL_QUEUE_COUNTS)
+    by_queue: dict[str, list[DbRow]] = {}
+    for row in cursor.fetchall():
+        by_queue.setdefault(row["queue_id"], []).append(row)
+    return {queue_id: _by_status(rows) for queue_id, rows in by_queue.items()}
+
+
+def _counts(cursor: DbCursor, queue_id: str, batch_id: str) -> dict[str, int]:
+    cursor.execute(sql.SELECT_COUNTS, (queue_id, batch_id))
+    return _by_status(cursor.fetchall())
+
+
+def _by_status(rows: Iterable[DbRow]) -> dict[str, int]:
+    counts: dict[str, int] = dict.fromkeys(QUEUE_ITEM_STATUSES, 0)
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    return counts
