@@ -1166,7 +1166,7 @@ def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
 # --- query plans ------------------------------------------------------------------------------------------------
 
 HOT_QUERIES = {
-    "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t")),
+    "dequeue": (sql.DEQUEUE, ("t", "t")),
     "select item": (sql.SELECT_ITEM, (1,)),
     "set status": (sql.SET_STATUS, ("completed", "t", "t", None, None, None, True, 1, "in_progress")),
     "requeue": (sql.REQUEUE_INTERRUPTED, ("t", 1)),

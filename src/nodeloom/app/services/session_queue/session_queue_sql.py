@@ -1,4 +1,4 @@
-"""The session queue on the database port: SQLite by default, PostgreSQL where several processors share it.
+"""The session queue on the database port (SQLite; PostgreSQL, for several processors on one queue, is planned).
 
 Counts by status are kept per queue and per batch, changed in the same transaction as the items, so that a
 status change and its event cost a few indexed rows however long the queue is. The SQL is in
@@ -421,7 +421,7 @@ class SqlSessionQueue(SessionQueueBase):
         while True:
             with self._write() as write:
                 now = _now()
-                write.cursor.execute(sql.DEQUEUE[self._db.dialect], (now, now))
+                write.cursor.execute(sql.DEQUEUE, (now, now))
                 row = write.cursor.fetchone()
                 if row is None:
                     return None

@@ -56,8 +56,8 @@ class Migrator:
                 # Another process starting on the same database may have applied it meanwhile.
                 if _recorded_version(cursor) >= migration.version:
                     return
-                # Recording first means a second process on PostgreSQL blocks on this row and then
-                # fails cleanly, before running any of the migration's statements.
+                # Recording first means that where transactions run concurrently (PostgreSQL, planned), a
+                # second process blocks on this row and then fails cleanly, before running any statement.
                 applied_at = datetime.now(UTC).isoformat()
                 cursor.execute(_INSERT_MIGRATION, (migration.version, migration.description, applied_at))
                 migration.up(cursor)
