@@ -26,14 +26,14 @@ from nodeloom.app.services.shared.invocation_context import (
     InvocationContextData,
     UtilInterface,
 )
-from nodeloom.app.services.shared.invocation_context_images import (
+from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
+from nodeloom.app.services.shared.invocation_context_stores import (
     BoardsInterface,
     ConditioningInterface,
     ContextStores,
     ImagesInterface,
     TensorsInterface,
 )
-from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
 if TYPE_CHECKING:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from nodeloom.app.services.shared.graph import GraphExecutionState
 
 T = TypeVar("T")
 
@@ -19,6 +22,11 @@ def edge(source: str, source_field: str, destination: str, destination_field: st
 
 def graph_json(nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"nodes": {n["id"]: n for n in nodes}, "edges": edges or []}
+
+
+def ran_whole(session: GraphExecutionState) -> bool:
+    """Whether every node of the session's graph executed and none failed."""
+    return session.graph.nodes.keys() <= session.executed and not session.errors
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:

@@ -234,7 +234,7 @@ import sys
 from pathlib import Path
 from nodeloom.app.services.object_serializer.object_serializer_disk import ObjectSerializerDisk
 from nodeloom.app.services.object_serializer.object_serializer_forward_cache import ObjectSerializerForwardCache
-from nodeloom.app.services.shared.invocation_context_images import TensorsInterface
+from nodeloom.app.services.shared.invocation_context_stores import TensorsInterface
 store = ObjectSerializerForwardCache(ObjectSerializerDisk(Path({str(tmp_path)!r}), "tensor"))
 assert store.load(store.save({{"a": [1, 2]}})) == {{"a": [1, 2]}}
 assert "torch" not in sys.modules, "torch was imported"

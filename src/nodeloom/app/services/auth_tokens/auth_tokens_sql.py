@@ -13,8 +13,8 @@ from nodeloom.app.services.auth_tokens.auth_tokens_common import (
     new_token_id,
     validate_token_name,
 )
-from nodeloom.app.services.image_records.image_records_common import utc_now
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor
+from nodeloom.app.services.shared.timestamps import utc_now
 
 # --- Schema -------------------------------------------------------------------------------------------------
 

@@ -66,8 +66,9 @@ from nodeloom.app.services.shared.database.database_base import DatabaseBase, Db
 from nodeloom.app.services.shared.graph import STORED_SESSION, GraphExecutionState
 from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.pagination import CursorPaginatedResults
+from nodeloom.app.services.shared.timestamps import to_timestamp, utc_now
 
-_UNFINISHED = frozenset({"pending", "in_progress"})
+_UNFINISHED: frozenset[QUEUE_ITEM_STATUS] = frozenset({"pending", "in_progress"})
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,6 @@ PRUNE_CHUNK = 1000
 """The most items one write deletes from a queue's history: pruning never stalls the write it rides on."""
 PRUNE_STEP_MAX = 100
 """History is pruned each time this many more items of a queue have finished (fewer for a small history)."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _item_from_row(row: DbRow) -> SessionQueueItem:
@@ -206,7 +203,7 @@ class SqlSessionQueue(SessionQueueBase):
         error: _Error = _Error(),
     ) -> list[DbRow]:
         """Moves each (item id, status it was read in) to `status`, with its counts and its event; the rows."""
-        now = _now()
+        now = utc_now()
         completed_at = now if status in FINISHED_STATUSES else None
         changes: list[tuple[QUEUE_ITEM_STATUS | None, DbRow]] = []
         finishing = status in FINISHED_STATUSES
@@ -249,7 +246,7 @@ class SqlSessionQueue(SessionQueueBase):
             write.cursor.execute(sql.PRUNE_OLDEST, (counts.queue_id, excess))
             deleted += write.cursor.fetchall()
         if self._max_history_age is not None and len(deleted) < PRUNE_CHUNK:
-            cutoff = (datetime.now(UTC) - self._max_history_age).isoformat()
+            cutoff = to_timestamp(datetime.now(UTC) - self._max_history_age)
             write.cursor.execute(sql.PRUNE_OLDER_THAN, (counts.queue_id, cutoff, PRUNE_CHUNK - len(deleted)))
             deleted += write.cursor.fetchall()
         if not deleted:
@@ -260,7 +257,7 @@ class SqlSessionQueue(SessionQueueBase):
     def _change_one(
         self,
         item_id: int,
-        from_statuses: frozenset[str],
+        from_statuses: frozenset[QUEUE_ITEM_STATUS],
         change: Callable[[_Write, DbRow], list[DbRow]],
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
@@ -277,7 +274,7 @@ class SqlSessionQueue(SessionQueueBase):
         self,
         item_id: int,
         status: QUEUE_ITEM_STATUS,
-        from_statuses: frozenset[str],
+        from_statuses: frozenset[QUEUE_ITEM_STATUS],
         error: _Error = _Error(),
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
@@ -301,7 +298,7 @@ class SqlSessionQueue(SessionQueueBase):
                 f"(at most {self._max_attempts} attempts)"
             )
         else:
-            write.cursor.execute(sql.REQUEUE_INTERRUPTED, (_now(), item_id))
+            write.cursor.execute(sql.REQUEUE_INTERRUPTED, (utc_now(), item_id))
             requeued = write.cursor.fetchall()
             self._record(write, [("in_progress", row) for row in requeued])
             return requeued
@@ -375,7 +372,7 @@ class SqlSessionQueue(SessionQueueBase):
                 cursor.execute(sql.SELECT_MAX_PENDING_PRIORITY, (queue_id,))
                 row = cursor.fetchone()
                 priority = 0 if row is None or row["priority"] is None else row["priority"] + 1
-            now = _now()
+            now = utc_now()
             workflow = None if batch.workflow is None else json.dumps(batch.workflow)
             cursor.execute(sql.INSERT_BATCH, (queue_id, batch.batch_id, workflow))
             callback_url = None if batch.callback_url is None else str(batch.callback_url)
@@ -420,7 +417,7 @@ class SqlSessionQueue(SessionQueueBase):
     def dequeue(self) -> SessionQueueItem | None:
         while True:
             with self._write() as write:
-                now = _now()
+                now = utc_now()
                 write.cursor.execute(sql.DEQUEUE, (now, now))
                 row = write.cursor.fetchone()
                 if row is None:
@@ -535,7 +532,7 @@ class SqlSessionQueue(SessionQueueBase):
             return _batch_status(cursor, queue_id, batch_id, origin["origin"], origin["destination"])
 
     def set_queue_item_session(self, item_id: int, session: GraphExecutionState) -> None:
-        self._update_item(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id), item_id)
+        self._update_item(sql.SET_SESSION, (session.model_dump_json(), utc_now(), item_id), item_id)
 
     def set_queue_item_stats(self, item_id: int, stats: InvocationStatsSummary) -> None:
         self._update_item(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id), item_id)
@@ -645,7 +642,7 @@ class SqlSessionQueue(SessionQueueBase):
                 if row is not None and row["queue_id"] == queue_id and row["status"] in ("failed", "canceled"):
                     originals.append(row)
             self._check_room(cursor, queue_id, len(originals))
-            now = _now()
+            now = utc_now()
             inserted: list[tuple[QUEUE_ITEM_STATUS | None, DbRow]] = []
             for row in originals:
                 # The stored graph already holds the item's field values; only the execution starts afresh.
@@ -719,7 +716,7 @@ def _keep_run(
 ) -> None:
     """Stores the session as far as it ran and its stats, those given, in the caller's transaction."""
     if session is not None:
-        cursor.execute(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id))
+        cursor.execute(sql.SET_SESSION, (session.model_dump_json(), utc_now(), item_id))
     if stats is not None:
         cursor.execute(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id))
 
@@ -733,7 +730,7 @@ def _fetch_item_row(cursor: DbCursor, item_id: int) -> DbRow:
 
 
 # The event's fields about the item, named as the item's columns are. The event is made from the row rather than
-# with `QueueItemStatusChangedEvent.build(item)`, which needs the item's session parsed: canceling 10,000 items
+# from the item, which needs the item's session parsed: canceling 10,000 items
 # parsed 10,000 sessions (5.6 s) while holding the database.
 _EVENT_ITEM_FIELDS = tuple(
     name for name in QueueItemStatusChangedEvent.model_fields if name in SessionQueueItem.model_fields
