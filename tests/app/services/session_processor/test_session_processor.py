@@ -83,6 +83,12 @@ def test_batch_with_zipped_and_product_data_and_runs(start_services: StartServic
     sums = [result_values(wait_finished(services, i).session, "sum")[0] for i in item_ids]
     assert sums == [11, 11, 11, 22, 22, 22] * 2
     assert all(services.session_queue.get_queue_item(i).status == "completed" for i in item_ids)
+    # The bus delivers on its own thread, in order: once every item's completed status has come, so has every
+    # node's event before it.
+    wait_for(
+        lambda: len([e for e in recorder.of("queue_item_status_changed") if e.status == "completed"]) == len(item_ids),
+        what="every item's completed status",
+    )
     started = recorder.of("invocation_started")
     assert {e.invocation_source_id for e in started} == {"a", "sum"}
     complete = [e for e in recorder.of("invocation_complete") if e.invocation_source_id == "sum"]
