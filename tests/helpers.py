@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from nodeloom.app.services.shared.graph import GraphExecutionState
+    from nodeloom.app.invocations.baseinvocation import BaseInvocation
+    from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 
 T = TypeVar("T")
+N = TypeVar("N", bound="BaseInvocation")
 
 
 def edge(source: str, source_field: str, destination: str, destination_field: str) -> dict[str, Any]:
@@ -22,6 +24,13 @@ def edge(source: str, source_field: str, destination: str, destination_field: st
 
 def graph_json(nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"nodes": {n["id"]: n for n in nodes}, "edges": edges or []}
+
+
+def node_of(graph: Graph, node_id: str, kind: type[N]) -> N:
+    """The graph's node `node_id`, which must be a `kind`."""
+    node = graph.nodes[node_id]
+    assert isinstance(node, kind), node
+    return node
 
 
 def ran_whole(session: GraphExecutionState) -> bool:

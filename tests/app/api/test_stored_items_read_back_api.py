@@ -102,7 +102,9 @@ def corrupt(server: LiveServer, item_id: int, column: str, value: str) -> None:
 def stored_session(server: LiveServer, item_id: int) -> str:
     with server.services.database.read() as cursor:
         cursor.execute("SELECT session FROM session_queue WHERE item_id = ?", (item_id,))
-        session: str = cursor.fetchone()["session"]
+        row = cursor.fetchone()
+        assert row is not None
+        session: str = row["session"]
     return session
 
 

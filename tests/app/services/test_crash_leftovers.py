@@ -10,6 +10,7 @@ from PIL import Image
 from tests.conftest import StartServices
 from tests.helpers import graph_json, wait_for
 
+from nodeloom.app.invocations.image import ImageOutput
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.image_records.image_records_common import ImageCategory, ImageListQuery, ResourceOrigin
 from nodeloom.app.services.invocation_services import build_services
@@ -46,7 +47,8 @@ def crash_after_two_images(root: Path) -> tuple[int, list[str], str]:
         node = item.session.next()
         assert node is not None
         output = node.invoke_internal(contexts.build(item, node, lambda: False), services.invocation_cache)
-        made.append(output.image.image_name)  # type: ignore[attr-defined]
+        assert isinstance(output, ImageOutput)
+        made.append(output.image.image_name)
         item.session.complete(node.id, output)
         if save_state:
             services.session_queue.set_queue_item_session(item_id, item.session)

@@ -85,13 +85,13 @@ def test_a_failing_record_leaves_no_file(stack: ImageStack) -> None:
     assert stack.image_records.get_all_names() == set()
 
 
-def test_a_failing_file_write_leaves_no_record(stack: ImageStack) -> None:
+def test_a_failing_file_write_leaves_no_record(stack: ImageStack, monkeypatch: pytest.MonkeyPatch) -> None:
     image = Image.new("RGB", (4, 4))
 
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    image.save = fail  # type: ignore[method-assign]
+    monkeypatch.setattr(image, "save", fail)
     with pytest.raises(ImageFileSaveError):
         stack.images.create(image, ResourceOrigin.INTERNAL, ImageCategory.GENERAL)
     assert stack.files_on_disk() == set()

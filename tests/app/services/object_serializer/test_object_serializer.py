@@ -60,7 +60,7 @@ def test_a_tensor_round_trips(store: ObjectSerializerDisk[Any], folder: Path) ->
 
 
 def test_tensors_in_containers_round_trip(store: ObjectSerializerDisk[Any]) -> None:
-    conditioning = {
+    conditioning: dict[str, Any] = {
         "conditionings": [{"embeds": torch.randn(1, 77, 8), "pooled": None}],
         "size": (64, 64),
         "scale": 7.5,

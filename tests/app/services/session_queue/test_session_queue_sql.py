@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tests.helpers import edge, graph_json, ran_whole
+from tests.helpers import edge, graph_json, node_of, ran_whole
 
 from nodeloom.app.invocations.fields import ImageField
+from nodeloom.app.invocations.image import ImageBlurInvocation
+from nodeloom.app.invocations.math import AddInvocation
 from nodeloom.app.invocations.primitives import IntegerInvocation
 from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
@@ -177,8 +179,12 @@ def same(item: SessionQueueItem | None, other: SessionQueueItem) -> bool:
 
 
 def values(item: SessionQueueItem) -> tuple[Any, ...]:
-    nodes = item.session.graph.nodes
-    return (nodes["a"].value, nodes["c"].value, nodes["sum"].b)
+    graph = item.session.graph
+    return (
+        node_of(graph, "a", IntegerInvocation).value,
+        node_of(graph, "c", IntegerInvocation).value,
+        node_of(graph, "sum", AddInvocation).b,
+    )
 
 
 # --- enqueue --------------------------------------------------------------------------------------------------
@@ -264,7 +270,8 @@ def test_images_in_batch_data_reach_their_node_and_the_field_values(queue: SqlSe
     queue.enqueue_batch(Q, batch, prepend=False)
 
     items = queue.list_all_queue_items(Q)
-    assert [item.session.graph.nodes["blur"].image for item in items] == [ImageField(**image) for image in images]
+    blurred = [node_of(item.session.graph, "blur", ImageBlurInvocation).image for item in items]
+    assert blurred == [ImageField(**image) for image in images]
     assert [[v.value for v in item.field_values or []] for item in items] == [[ImageField(**i)] for i in images]
     # Invalid data is the error, not the required input it would have set.
     mixed = [[datum("blur", "image", [{"image_name": "a.png"}, "a.png"])]]
@@ -275,11 +282,11 @@ def test_images_in_batch_data_reach_their_node_and_the_field_values(queue: SqlSe
 
 def test_each_distinct_value_is_validated_once(queue: SqlSessionQueue, monkeypatch: pytest.MonkeyPatch) -> None:
     checked: list[Any] = []
-    validate = IntegerInvocation.model_validate.__func__  # type: ignore[attr-defined]
+    validate = IntegerInvocation.model_validate
 
     def counting(cls: type[IntegerInvocation], obj: Any, *args: Any, **kwargs: Any) -> IntegerInvocation:
         checked.append(obj["value"])
-        return validate(cls, obj, *args, **kwargs)  # type: ignore[no-any-return]
+        return validate(obj, *args, **kwargs)
 
     batch = make_batch([[datum("a", "value", [1, 1, 2, 1, 2])]], runs=4)
     monkeypatch.setattr(IntegerInvocation, "model_validate", classmethod(counting))

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from tests.helpers import edge, ran_whole
 
 from nodeloom.app.invocations.baseinvocation import BaseInvocationOutput, registry
+from nodeloom.app.invocations.primitives import IntegerCollectionInvocation, IntegerCollectionOutput
 from nodeloom.app.services.shared.graph import (
     CyclicalGraphError,
     DuplicateInputEdgeError,
@@ -462,8 +463,9 @@ class TestExecution:
         session.complete(producer.id, output)
         consumer = session.next()
         assert consumer is not None
-        consumer.collection.append(99)  # type: ignore[attr-defined]
-        assert output.collection == [0, 1, 2]  # type: ignore[attr-defined]
+        assert isinstance(consumer, IntegerCollectionInvocation) and isinstance(output, IntegerCollectionOutput)
+        consumer.collection.append(99)
+        assert output.collection == [0, 1, 2]
 
     def test_complete_of_an_unknown_node(self) -> None:
         session = GraphExecutionState(graph=fan_out_graph(1))
