@@ -28,7 +28,7 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests
 
 bench: install
 	$(BIN)/python bench/graph_engine.py

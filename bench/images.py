@@ -30,7 +30,7 @@ from nodeloom.app.services.events.events_default import InProcessEventService
 from nodeloom.app.services.image_files.image_files_common import EmbeddedText
 from nodeloom.app.services.image_files.image_files_disk import encode_png, encode_thumbnail
 from nodeloom.app.services.image_records.image_records_base import ImageRecordStorageBase
-from nodeloom.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
+from nodeloom.app.services.image_records.image_records_common import ImageCategory, ImageListQuery, ResourceOrigin
 from nodeloom.app.services.image_services import build_image_services
 from nodeloom.app.services.images.images_base import ImageServiceABC
 from nodeloom.app.services.names.names_default import SimpleNameService
@@ -149,7 +149,7 @@ def measure_board_listing(bench: Stack) -> dict[str, Any]:
     timings_ms = []
     for offset in offsets:
         start = time.perf_counter()
-        page = bench.images.get_many(offset=offset, limit=PAGE, board_id=board, is_intermediate=False)
+        page = bench.images.get_many(ImageListQuery(offset=offset, limit=PAGE, board_id=board, is_intermediate=False))
         timings_ms.append((time.perf_counter() - start) * 1000)
         assert page.total == BOARD_SIZE and len(page.items) == PAGE
     first_pages, deep_pages = timings_ms[: LISTINGS // 2], timings_ms[LISTINGS // 2 :]

@@ -11,7 +11,7 @@ import uvicorn
 from tests.helpers import free_port
 from tests.tiny_model import build_tiny_sd
 
-from nodeloom.app.api.app import create_server
+from nodeloom.app.api.app import NodeloomApp, create_server
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import EventBase
@@ -68,7 +68,9 @@ class LiveServer:
         self.config = load_config(root, host="127.0.0.1", port=self.port, log_level="warning", **settings)
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = create_server(self.config)
-        self.app = self._server.config.app
+        app = self._server.config.app
+        assert isinstance(app, NodeloomApp)
+        self.app = app
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> LiveServer:

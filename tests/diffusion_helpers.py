@@ -26,18 +26,19 @@ from nodeloom.app.services.shared.invocation_context import (
     InvocationContextData,
     UtilInterface,
 )
-from nodeloom.app.services.shared.invocation_context_images import (
+from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
+from nodeloom.app.services.shared.invocation_context_stores import (
     BoardsInterface,
     ConditioningInterface,
     ContextStores,
     ImagesInterface,
     TensorsInterface,
 )
-from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline
 
 DIFFUSERS_NUMPY_WARNINGS = (
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning",
@@ -61,7 +62,7 @@ def image_size(pipeline: StableDiffusionPipeline | StableDiffusionImg2ImgPipelin
 
 
 def load_pipeline(folder: Path) -> StableDiffusionPipeline:
-    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
     quiet_torch()
     pipeline = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)

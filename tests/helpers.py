@@ -5,9 +5,14 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from nodeloom.app.invocations.baseinvocation import BaseInvocation
+    from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 
 T = TypeVar("T")
+N = TypeVar("N", bound="BaseInvocation")
 
 
 def edge(source: str, source_field: str, destination: str, destination_field: str) -> dict[str, Any]:
@@ -19,6 +24,18 @@ def edge(source: str, source_field: str, destination: str, destination_field: st
 
 def graph_json(nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"nodes": {n["id"]: n for n in nodes}, "edges": edges or []}
+
+
+def node_of(graph: Graph, node_id: str, kind: type[N]) -> N:
+    """The graph's node `node_id`, which must be a `kind`."""
+    node = graph.nodes[node_id]
+    assert isinstance(node, kind), node
+    return node
+
+
+def ran_whole(session: GraphExecutionState) -> bool:
+    """Whether every node of the session's graph executed and none failed."""
+    return session.graph.nodes.keys() <= session.executed and not session.errors
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:

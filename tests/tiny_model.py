@@ -48,7 +48,10 @@ def build_tiny_sd(folder: Path) -> Path:
     """Saves a tiny StableDiffusionPipeline (UNet, VAE, CLIP text encoder and tokenizer, DDIM scheduler) in
     `folder`, in diffusers layout with safetensors weights, and returns `folder`."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     quiet_torch()
@@ -107,8 +110,9 @@ def build_tiny_sd(folder: Path) -> Path:
         tokenizer=tokenizer,
         unet=unet,
         scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
+        # diffusers annotates these two as required, and takes None for them without a safety checker.
+        safety_checker=None,  # type: ignore[arg-type]
+        feature_extractor=None,  # type: ignore[arg-type]
         requires_safety_checker=False,
     )
     pipeline.save_pretrained(folder, safe_serialization=True)

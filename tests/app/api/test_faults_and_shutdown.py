@@ -40,7 +40,11 @@ def test_a_dead_processor_thread_is_reported_and_restarted(
     def health() -> httpx.Response:
         return httpx.get(f"{server.url}/health")
 
-    down = wait_for(lambda: (r := health()).status_code == 503 and r, what="/health to say the processor is down")
+    def health_when_down() -> httpx.Response | None:
+        response = health()
+        return response if response.status_code == 503 else None
+
+    down = wait_for(health_when_down, what="/health to say the processor is down")
     assert down.json()["status"] == "processor_down"
     assert "ProcessorFault: injected into the processor" in down.json()["detail"]
 

@@ -246,7 +246,7 @@ def test_a_value_an_edge_brings_over_a_limit_fails_its_node(
 
 def test_iterations_that_prepare_too_many_nodes_fail_the_session(live_server: StartServer) -> None:
     # Two iterates of 10 items each prepare the add node 100 times: 1 + 10 + 10 x (1 + 10 + 10) nodes in all.
-    nodes = [
+    nodes: list[dict[str, Any]] = [
         {"id": "outer", "type": "range_of_size", "size": 10},
         {"id": "each", "type": "iterate"},
         {"id": "inner", "type": "range_of_size", "size": 10},

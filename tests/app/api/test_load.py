@@ -6,64 +6,21 @@ of the queue in `seq` order without a gap.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
 import pytest
-import socketio
+from tests.app.api.socket_listeners import Listeners
 from tests.helpers import graph_json, wait_for
 from tests.serve_process import ServeProcess
 
 HTTP_CLIENTS = 8
 BATCHES = 2_000
 LISTENERS = 2
-T = TypeVar("T")
 TRIVIAL = graph_json([{"id": "value", "type": "integer", "value": 7}])
-
-
-class Listeners:
-    """python-socketio clients subscribed to the default queue, each keeping the events it receives in order.
-
-    They are the asyncio clients, on an event loop of their own: those call handlers in the order the frames
-    arrived, where the threaded client starts a thread per frame, and the threads may run in another order.
-    """
-
-    def __init__(self, url: str, count: int) -> None:
-        self.events: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(count)]
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._clients = self._run(self._connect(url))
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
-
-    async def _connect(self, url: str) -> list[socketio.AsyncClient]:
-        clients = []
-        for events in self.events:
-            sio = socketio.AsyncClient()
-            sio.on("*", lambda name, data, events=events: events.append((name, data)))
-            await sio.connect(url, socketio_path="/ws/socket.io", transports=["websocket"])
-            clients.append(sio)
-            ack = await sio.call("subscribe_queue", {"queue_id": "default"}, timeout=10)
-            assert ack == {"queue_id": "default", "last_seq": 0}
-        return clients
-
-    async def _disconnect(self) -> None:
-        for sio in self._clients:
-            await sio.disconnect()
-
-    def close(self) -> None:
-        self._run(self._disconnect())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.close()
 
 
 def enqueue_batches(url: str, count: int, item_ids: list[int], responses: Counter[str], lock: threading.Lock) -> None:
@@ -88,6 +45,7 @@ def test_concurrent_enqueues_with_listeners_lose_nothing(tmp_path: Path) -> None
         server.wait_healthy()
         listeners = Listeners(server.url, LISTENERS)
         try:
+            assert listeners.acks == [{"queue_id": "default", "last_seq": 0}] * LISTENERS
             item_ids: list[int] = []
             responses: Counter[str] = Counter()
             lock = threading.Lock()

@@ -13,13 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.app.api.queue_api_helpers import ADD_GRAPH, enqueue, wait
 from tests.conftest import LiveServer
-from tests.helpers import edge, graph_json
-
-ADD_GRAPH = graph_json(
-    [{"id": "a", "type": "integer", "value": 1}, {"id": "sum", "type": "add", "b": 100}],
-    [edge("a", "value", "sum", "a")],
-)
+from tests.helpers import graph_json
 
 
 @pytest.fixture
@@ -28,17 +24,8 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
         yield c
 
 
-def enqueue(client: httpx.Client, graph: dict[str, Any], **batch: Any) -> dict[str, Any]:
-    response = client.post("/enqueue_batch", json={"batch": {"graph": graph, **batch}})
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
-def wait(client: httpx.Client, batch_id: str) -> dict[str, Any]:
-    response = client.get(f"/b/{batch_id}/wait", params={"timeout": 20})
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
+def wait_finished(client: httpx.Client, batch_id: str) -> dict[str, Any]:
+    result = wait(client, batch_id)
     assert result["finished"], result
     return result
 
@@ -88,7 +75,7 @@ def test_an_output_that_would_not_read_back_fails_its_node_and_the_queue_stays_r
     result = enqueue(client, graph_json([{"id": "n", **node}]))
     after = enqueue(client, ADD_GRAPH)["item_ids"]
 
-    [outcome] = wait(client, result["batch"]["batch_id"])["items"]
+    [outcome] = wait_finished(client, result["batch"]["batch_id"])["items"]
     assert outcome["status"] == "failed"
     assert outcome["error_type"] == error_type
     assert message in outcome["error_message"]
@@ -115,7 +102,9 @@ def corrupt(server: LiveServer, item_id: int, column: str, value: str) -> None:
 def stored_session(server: LiveServer, item_id: int) -> str:
     with server.services.database.read() as cursor:
         cursor.execute("SELECT session FROM session_queue WHERE item_id = ?", (item_id,))
-        session: str = cursor.fetchone()["session"]
+        row = cursor.fetchone()
+        assert row is not None
+        session: str = row["session"]
     return session
 
 
@@ -148,7 +137,7 @@ def test_an_unreadable_row_fails_alone(server: LiveServer, client: httpx.Client,
 
     # The processor fails it when its turn comes and runs the others.
     client.put("/processor/resume")
-    waited = wait(client, result["batch"]["batch_id"])
+    waited = wait_finished(client, result["batch"]["batch_id"])
     outcomes = [(item["item_id"], item["status"]) for item in waited["items"]]
     assert outcomes == [(first, "completed"), (last, "completed")]
     status = client.get(f"/b/{result['batch']['batch_id']}/status").json()

@@ -56,6 +56,7 @@ from nodeloom.app.services.image_records.image_records_common import ImageCatego
 from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.shared.default_graphs import DENOISE_ID, NOISE_ID, text_to_image_graph
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
+from nodeloom.backend.stable_diffusion.schedulers import SCHEDULER_NAME_VALUES
 
 pytestmark = filter_diffusers_numpy
 
@@ -113,7 +114,7 @@ def add_image(runner: NodeRunner, image: Image.Image) -> ImageField:
 
 @pytest.mark.parametrize("scheduler", ["ddim", "euler_a", "dpmpp_2m"])
 def test_the_node_pipeline_reproduces_the_diffusers_pipeline(
-    runner: NodeRunner, loaded: ModelLoaderOutput, tiny_sd_model: Path, scheduler: str
+    runner: NodeRunner, loaded: ModelLoaderOutput, tiny_sd_model: Path, scheduler: SCHEDULER_NAME_VALUES
 ) -> None:
     from nodeloom.backend.stable_diffusion.schedulers import make_scheduler
 
@@ -121,7 +122,7 @@ def test_the_node_pipeline_reproduces_the_diffusers_pipeline(
     image = decode(runner, latents, loaded.vae)
 
     pipeline = load_pipeline(tiny_sd_model)
-    pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)  # type: ignore[arg-type]
+    pipeline.scheduler = make_scheduler(scheduler, pipeline.scheduler.config)
     size = image_size(pipeline, NOISE_SIZE)
     expected = pipeline(
         PROMPT,
@@ -154,9 +155,8 @@ def test_denoising_reports_every_step_with_a_preview(runner: NodeRunner, loaded:
     runner.progress.clear()
     denoise(runner, loaded, noise=noise(runner).noise, steps=3)
     steps = [p for p in runner.progress if p.message.startswith("Denoising step")]
-    assert [(p.message, p.percentage) for p in steps] == [
-        (f"Denoising step {step} of 3", pytest.approx(step / 3)) for step in (1, 2, 3)
-    ]
+    assert [p.message for p in steps] == [f"Denoising step {step} of 3" for step in (1, 2, 3)]
+    assert [p.percentage for p in steps] == pytest.approx([step / 3 for step in (1, 2, 3)])
     for step in steps:
         assert step.image is not None
         assert step.image.dataURL.startswith("data:image/jpeg;base64,")
@@ -185,7 +185,7 @@ def test_a_cancel_stops_denoising_at_the_next_step(runner: NodeRunner, loaded: M
 def test_image_to_image_reproduces_the_img2img_pipeline(
     runner: NodeRunner, loaded: ModelLoaderOutput, tiny_sd_model: Path
 ) -> None:
-    from diffusers import StableDiffusionImg2ImgPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline
 
     pipeline = StableDiffusionImg2ImgPipeline(**load_pipeline(tiny_sd_model).components)
     pipeline.set_progress_bar_config(disable=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from tests.conftest import Recorder, StartServices
@@ -9,9 +10,10 @@ from tests.diffusion_helpers import NEGATIVE_PROMPT, PROMPT, filter_diffusers_nu
 from tests.helpers import wait_for
 
 from nodeloom.app.invocations.fields import ModelIdentifierField
+from nodeloom.app.invocations.image import ImageOutput
 from nodeloom.app.services.invocation_services import InvocationServices
 from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
-from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
+from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch, SessionQueueItem
 from nodeloom.app.services.shared.default_graphs import DECODE_ID, DENOISE_ID, text_to_image_graph
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
@@ -31,6 +33,11 @@ def enqueue(services: InvocationServices, model: ModelIdentifierField, steps: in
     return result.item_ids[0]
 
 
+def finished(services: InvocationServices, item_id: int) -> SessionQueueItem | None:
+    item = services.session_queue.get_queue_item(item_id)
+    return item if item.status in ("completed", "failed", "canceled") else None
+
+
 def denoise_steps(recorder: Recorder) -> list[str]:
     return [event.message for event in recorder.of("invocation_progress") if event.message.startswith("Denoising step")]
 
@@ -40,13 +47,11 @@ def test_text_to_image_puts_an_image_on_the_board(start_services: StartServices,
     board = services.boards.create("renders")
     item_id = enqueue(services, install(services, tiny_sd_model), steps=3, board_id=board.board_id)
 
-    item = wait_for(
-        lambda: (i := services.session_queue.get_queue_item(item_id)).status in ("completed", "failed") and i,
-        timeout=60,
-        what="the session to finish",
-    )
+    item = wait_for(functools.partial(finished, services, item_id), timeout=60, what="the session to finish")
     assert item.status == "completed", item.error_traceback
-    image_name = item.session.results[next(iter(item.session.source_prepared_mapping[DECODE_ID]))].image.image_name
+    decoded = item.session.results[next(iter(item.session.source_prepared_mapping[DECODE_ID]))]
+    assert isinstance(decoded, ImageOutput)
+    image_name = decoded.image.image_name
     assert services.boards.get_all_image_names_for_board(board.board_id) == [image_name]
     assert services.images.get_pil_image(image_name).size == (16, 16)
 
@@ -80,11 +85,8 @@ def test_the_second_session_loads_the_models_from_the_cache(start_services: Star
     model = install(services, tiny_sd_model)
     first, second = enqueue(services, model, steps=1), enqueue(services, model, steps=1)
     for item_id in (first, second):
-        wait_for(
-            lambda item_id=item_id: services.session_queue.get_queue_item(item_id).status == "completed",
-            timeout=60,
-            what=f"item {item_id} to complete",
-        )
+        item = wait_for(functools.partial(finished, services, item_id), timeout=60, what=f"item {item_id} to finish")
+        assert item.status == "completed", item.error_traceback
     loads = recorder.of("model_load_started")
     assert {event.submodel_type for event in loads} == {"unet", "scheduler", "text_encoder", "tokenizer", "vae"}
     assert len(loads) == 5

@@ -38,7 +38,7 @@ from nodeloom.app.services.image_records.image_records_common import ImageCatego
 from nodeloom.app.services.object_serializer.object_serializer_disk import ObjectSerializerDisk
 from nodeloom.app.services.object_serializer.object_serializer_forward_cache import ObjectSerializerForwardCache
 from nodeloom.app.services.shared.invocation_context import InvocationContext, InvocationContextData
-from nodeloom.app.services.shared.invocation_context_images import (
+from nodeloom.app.services.shared.invocation_context_stores import (
     BoardsInterface,
     ConditioningInterface,
     ContextStores,

@@ -121,7 +121,7 @@ def test_a_power_within_64_bits(a: int, b: int, result: int, make_context: MakeC
     ],
 )
 def test_an_integer_result_beyond_64_bits_is_refused(operation: str, a: int, b: int, make_context: MakeContext) -> None:
-    node = IntegerMathInvocation(operation=operation, a=a, b=b)  # type: ignore[arg-type]
+    node = IntegerMathInvocation(operation=operation, a=a, b=b)
     with pytest.raises(ValueError, match="signed 64 bits"):
         node.invoke(make_context(node))
 

@@ -10,8 +10,9 @@ from PIL import Image
 from tests.conftest import StartServices
 from tests.helpers import graph_json, wait_for
 
+from nodeloom.app.invocations.image import ImageOutput
 from nodeloom.app.services.config.config_default import load_config
-from nodeloom.app.services.image_records.image_records_common import ImageCategory, ResourceOrigin
+from nodeloom.app.services.image_records.image_records_common import ImageCategory, ImageListQuery, ResourceOrigin
 from nodeloom.app.services.invocation_services import build_services
 from nodeloom.app.services.invoker import Invoker
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
@@ -46,7 +47,8 @@ def crash_after_two_images(root: Path) -> tuple[int, list[str], str]:
         node = item.session.next()
         assert node is not None
         output = node.invoke_internal(contexts.build(item, node, lambda: False), services.invocation_cache)
-        made.append(output.image.image_name)  # type: ignore[attr-defined]
+        assert isinstance(output, ImageOutput)
+        made.append(output.image.image_name)
         item.session.complete(node.id, output)
         if save_state:
             services.session_queue.set_queue_item_session(item_id, item.session)
@@ -80,7 +82,7 @@ def test_start_up_clears_what_a_crash_left(start_services: StartServices, tmp_pa
     assert quarantined <= files_under(outputs)
     assert not [name for name in files_under(outputs) if name.endswith(".tmp")]
     item = services.session_queue.get_queue_item(item_id)
-    records = services.images.get_many(limit=100).items
+    records = services.images.get_many(ImageListQuery(limit=100)).items
     if requeue:
         # The first image is in the saved session and is kept; the second node runs again and makes a new one.
         assert item.status == "completed"
@@ -105,7 +107,7 @@ def test_a_clean_stop_clears_the_images_of_the_run_it_cut_short(
     ]
     batch = Batch.model_validate({"graph": graph_json(nodes)})
     (item_id,) = services.session_queue.enqueue_batch(DEFAULT_QUEUE_ID, batch, prepend=False).item_ids
-    wait_for(lambda: services.images.get_many(limit=10).items, what="the image to be saved")
+    wait_for(lambda: services.images.get_many(ImageListQuery(limit=10)).items, what="the image to be saved")
     wait_for(lambda: services.session_processor.get_status().current_item_id == item_id, what="the item to run")
 
     Invoker(services).stop()
@@ -113,7 +115,7 @@ def test_a_clean_stop_clears_the_images_of_the_run_it_cut_short(
     reopened = build_services(load_config(tmp_path / "root"))
     try:
         item = reopened.session_queue.get_queue_item(item_id)
-        names = [record.image_name for record in reopened.images.get_many(limit=10).items]
+        names = [record.image_name for record in reopened.images.get_many(ImageListQuery(limit=10)).items]
         if requeue:
             # The image node is recorded in the saved session, so the run that resumes keeps its image.
             assert item.status == "pending"

@@ -7,7 +7,7 @@ import pytest
 from tests.diffusion_helpers import load_pipeline
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from nodeloom.backend.stable_diffusion.prompts import encode_prompt
 from nodeloom.backend.stable_diffusion.schedulers import SCHEDULER_NAME_VALUES, SCHEDULERS, make_scheduler
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
 pytestmark = filter_diffusers_numpy
 
@@ -39,20 +40,22 @@ def inputs(pipeline: StableDiffusionPipeline, **fields: Any) -> DenoiseInputs:
 
 def run(
     pipeline: StableDiffusionPipeline,
-    scheduler: str,
+    scheduler: SCHEDULER_NAME_VALUES,
     unet: UNet2DConditionModel | None = None,
     on_step: StepCallback | None = None,
     **fields: Any,
 ) -> torch.Tensor:
     """The loop's latents with a fresh scheduler of that name, on the pipeline's UNet unless another is given."""
-    fresh = make_scheduler(scheduler, pipeline.scheduler.config)  # type: ignore[arg-type]
+    fresh = make_scheduler(scheduler, pipeline.scheduler.config)
     return denoise(unet or pipeline.unet, fresh, inputs(pipeline, **fields), on_step)
 
 
-def pipeline_latents(pipeline: StableDiffusionPipeline, scheduler: str, **arguments: Any) -> torch.Tensor:
+def pipeline_latents(
+    pipeline: StableDiffusionPipeline, scheduler: SCHEDULER_NAME_VALUES, **arguments: Any
+) -> torch.Tensor:
     size = LATENT_SIZE * pipeline.vae_scale_factor
     original = pipeline.scheduler
-    pipeline.scheduler = make_scheduler(scheduler, original.config)  # type: ignore[arg-type]
+    pipeline.scheduler = make_scheduler(scheduler, original.config)
     try:
         latents: torch.Tensor = pipeline(
             PROMPT,
@@ -68,7 +71,7 @@ def pipeline_latents(pipeline: StableDiffusionPipeline, scheduler: str, **argume
     return latents
 
 
-MATCHED_SCHEDULERS = [
+MATCHED_SCHEDULERS: list[SCHEDULER_NAME_VALUES] = [
     "ddim",
     "euler",
     "euler_a",
@@ -85,7 +88,9 @@ MATCHED_SCHEDULERS = [
 
 
 @pytest.mark.parametrize("scheduler", [*MATCHED_SCHEDULERS, "tcd"])
-def test_text_to_image_gives_the_pipelines_latents(pipeline: StableDiffusionPipeline, scheduler: str) -> None:
+def test_text_to_image_gives_the_pipelines_latents(
+    pipeline: StableDiffusionPipeline, scheduler: SCHEDULER_NAME_VALUES
+) -> None:
     expected = pipeline_latents(pipeline, scheduler, num_inference_steps=4, guidance_scale=7.5)
     assert torch.equal(run(pipeline, scheduler), expected)
 
@@ -154,7 +159,7 @@ def test_a_mask_keeps_the_white_area_exactly(pipeline: StableDiffusionPipeline) 
 
 
 def test_an_inpainting_model_gets_the_mask_and_masked_latents_as_input(pipeline: StableDiffusionPipeline) -> None:
-    from diffusers import UNet2DConditionModel as UNet
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel as UNet
 
     config = {**pipeline.unet.config, "in_channels": 9}
     torch.manual_seed(0)
@@ -175,7 +180,7 @@ def test_an_inpainting_model_gets_the_mask_and_masked_latents_as_input(pipeline:
 
 def test_noise_needs_no_model_and_continues_as_the_pipelines_generator() -> None:
     noise = make_noise(3, 64, 32)
-    assert noise.shape == (1, 4, 4, 8)
+    assert tuple(noise.shape) == (1, 4, 4, 8)
     generator = torch.Generator("cpu").manual_seed(3)
     assert torch.equal(noise, torch.randn((1, 4, 4, 8), generator=generator))
     assert torch.equal(generator_after_noise(3, noise.shape).get_state(), generator.get_state())
@@ -183,7 +188,8 @@ def test_noise_needs_no_model_and_continues_as_the_pipelines_generator() -> None
 
 def test_every_scheduler_name_makes_its_scheduler(pipeline: StableDiffusionPipeline) -> None:
     assert set(get_args(SCHEDULER_NAME_VALUES)) == set(SCHEDULERS)
-    for name, (class_name, overrides) in SCHEDULERS.items():
-        scheduler = make_scheduler(name, pipeline.scheduler.config)  # type: ignore[arg-type]
+    for name in get_args(SCHEDULER_NAME_VALUES):
+        class_name, overrides = SCHEDULERS[name]
+        scheduler = make_scheduler(name, pipeline.scheduler.config)
         assert type(scheduler).__name__ == class_name
         assert all(scheduler.config[key] == value for key, value in overrides.items())

@@ -11,7 +11,7 @@ from nodeloom.backend.stable_diffusion.lora import apply_loras
 from nodeloom.backend.stable_diffusion.seamless import seamless
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
 
 def unet_output(pipeline: StableDiffusionPipeline) -> torch.Tensor:

@@ -14,7 +14,7 @@ from nodeloom.backend.stable_diffusion.prompts import TextConditioning, encode_p
 from nodeloom.backend.stable_diffusion.vae import decode_latents, encode_image, image_to_tensor, mask_to_tensor
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
 
 def test_an_unweighted_prompt_gives_the_pipelines_embeddings(pipeline: StableDiffusionPipeline) -> None:

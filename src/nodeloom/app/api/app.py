@@ -165,9 +165,7 @@ def create_app(config: NodeloomConfig) -> NodeloomApp:
     @asynccontextmanager
     async def lifespan(app: NodeloomApp) -> AsyncIterator[None]:
         load_builtin_nodes()
-        report = load_custom_nodes(config.nodes_path)
-        for name, error in report.failed.items():
-            logger.error("The node pack %s was skipped: %s", name, error)
+        load_custom_nodes(config.nodes_path)
         services = build_services(config)
         app.state.services = services
         guard = EdgeGuard(app.dispatch, config, services.auth_tokens)

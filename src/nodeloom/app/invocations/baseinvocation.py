@@ -287,9 +287,6 @@ class InvocationRegistry:
     def invocation_classes(self) -> list[type[BaseInvocation]]:
         return list(self._invocations.values())
 
-    def output_classes(self) -> list[type[BaseInvocationOutput]]:
-        return list(self._outputs.values())
-
     def invocation_union(self) -> Any:
         """The discriminated union of every node type, rebuilt after a registration."""
         return self._union("invocations", self._invocations)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -13,17 +12,10 @@ logger = logging.getLogger(__name__)
 PACKAGE_PREFIX = "nodeloom_custom_nodes"
 
 
-@dataclass
-class CustomNodesReport:
-    loaded: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-def load_custom_nodes(folder: Path) -> CustomNodesReport:
-    """Imports every node pack in `folder`, in name order; one that fails is logged and skipped."""
-    report = CustomNodesReport()
+def load_custom_nodes(folder: Path) -> None:
+    """Imports every node pack in `folder`, in name order; one that fails is logged with its traceback and skipped."""
     if not folder.is_dir():
-        return report
+        return
     for path in sorted(folder.iterdir()):
         if path.name.startswith((".", "_")):
             continue
@@ -35,23 +27,19 @@ def load_custom_nodes(folder: Path) -> CustomNodesReport:
             continue
         module_name = f"{PACKAGE_PREFIX}.{path.stem}"
         if module_name in sys.modules:
-            report.loaded.append(path.name)
             continue
         spec = importlib.util.spec_from_file_location(
             module_name, entry, submodule_search_locations=[str(path)] if entry.name == "__init__.py" else None
         )
         if spec is None or spec.loader is None:
-            report.failed[path.name] = "not an importable Python module"
+            logger.error("Skipping the node pack %s: it is not an importable Python module", path.name)
             continue
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as e:
+        except Exception:
             del sys.modules[module_name]
-            report.failed[path.name] = f"{type(e).__name__}: {e}"
             logger.exception("Skipping the node pack %s: it failed to import", path.name)
             continue
-        report.loaded.append(path.name)
         logger.info("Loaded the node pack %s", path.name)
-    return report

@@ -11,6 +11,7 @@ from nodeloom.app.services.board_records.board_records_common import (
 )
 from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
+    ImageListQuery,
     ImageRecordChanges,
     ImageRecordNotFoundError,
 )
@@ -99,7 +100,9 @@ def test_an_image_is_on_one_board_at_most(stack: ImageStack) -> None:
 
     stack.boards.remove_image_from_board(image.image_name)
     assert stack.images.get_dto(image.image_name).board_id is None
-    assert [i.image_name for i in stack.images.get_many(board_id=BOARD_ID_NONE).items] == [image.image_name]
+    assert [i.image_name for i in stack.images.get_many(ImageListQuery(board_id=BOARD_ID_NONE)).items] == [
+        image.image_name
+    ]
     stack.boards.remove_image_from_board(image.image_name)
 
 
@@ -134,7 +137,7 @@ def test_deleting_a_board_keeps_its_images_unless_asked(stack: ImageStack) -> No
     assert stack.files_on_disk() == files_before
     for image in images:
         assert stack.images.get_dto(image.image_name).board_id is None
-    assert stack.images.get_many(board_id=BOARD_ID_NONE).total == 2
+    assert stack.images.get_many(ImageListQuery(board_id=BOARD_ID_NONE)).total == 2
 
 
 def test_deleting_a_board_with_its_images_leaves_nothing_behind(stack: ImageStack) -> None:

@@ -121,14 +121,16 @@ def test_stored_16_bit_grey_keeps_its_values(files: DiskImageFileStorage) -> Non
     assert [loaded.getpixel((0, 0)), loaded.getpixel((1, 0))] == [300, 65535]
 
 
-def test_a_failing_png_write_leaves_no_file(files: DiskImageFileStorage, folder: Path) -> None:
+def test_a_failing_png_write_leaves_no_file(
+    files: DiskImageFileStorage, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     image = gradient()
 
     def save_half(file: BinaryIO, **kwargs: object) -> None:
         file.write(b"\x89PNG\r\n\x1a\n half an image")
         raise OSError("disk full")
 
-    image.save = save_half  # type: ignore[method-assign,assignment]
+    monkeypatch.setattr(image, "save", save_half)
     name = NAMES.create_image_name()
     with pytest.raises(ImageFileSaveError, match="disk full"):
         files.save(image, name)

@@ -7,6 +7,7 @@ from tests.app.services.image_stack import ImageStack
 from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
     ImageCategory,
+    ImageListQuery,
     ImageRecordChanges,
     ImageRecordNotFoundError,
     ResourceOrigin,
@@ -119,13 +120,13 @@ def test_listing_orders_starred_first_then_newest_first(stack: ImageStack) -> No
     names = [save(stack) for _ in range(5)]
     stack.image_records.update(names[1], ImageRecordChanges(starred=True))
     stack.image_records.update(names[3], ImageRecordChanges(starred=True))
-    listed = [record.image_name for record in stack.image_records.get_many(limit=10).items]
+    listed = [record.image_name for record in stack.image_records.get_many(ImageListQuery(limit=10)).items]
     assert listed == [names[3], names[1], names[4], names[2], names[0]]
 
 
 def test_listing_pages(stack: ImageStack) -> None:
     names = [save(stack) for _ in range(7)][::-1]
-    pages = [stack.image_records.get_many(offset=offset, limit=3) for offset in (0, 3, 6)]
+    pages = [stack.image_records.get_many(ImageListQuery(offset=offset, limit=3)) for offset in (0, 3, 6)]
     assert [page.total for page in pages] == [7, 7, 7]
     assert [record.image_name for page in pages for record in page.items] == names
     assert (pages[2].offset, pages[2].limit) == (6, 3)
@@ -138,7 +139,7 @@ def test_listing_filters(stack: ImageStack) -> None:
     upload = save(stack, category=ImageCategory.USER, origin=ResourceOrigin.EXTERNAL)
 
     def listed(**filters: object) -> set[str]:
-        page = stack.image_records.get_many(limit=100, **filters)  # type: ignore[arg-type]
+        page = stack.image_records.get_many(ImageListQuery.model_validate({"limit": 100, **filters}))
         assert page.total == len(page.items)
         return {record.image_name for record in page.items}
 
@@ -161,11 +162,13 @@ def test_listing_by_board(stack: ImageStack) -> None:
         stack.board_image_records.add_image_to_board(board, name)
     stack.board_image_records.add_image_to_board(other, on_other)
 
-    page = stack.image_records.get_many(limit=2, board_id=board)
+    page = stack.image_records.get_many(ImageListQuery(limit=2, board_id=board))
     assert page.total == 3
     assert [record.image_name for record in page.items] == on_board[::-1][:2]
-    assert {record.image_name for record in stack.image_records.get_many(board_id=BOARD_ID_NONE).items} == {loose}
-    assert stack.image_records.get_many(board_id=board, categories=[ImageCategory.MASK]).total == 0
+    assert {
+        record.image_name for record in stack.image_records.get_many(ImageListQuery(board_id=BOARD_ID_NONE)).items
+    } == {loose}
+    assert stack.image_records.get_many(ImageListQuery(board_id=board, categories=[ImageCategory.MASK])).total == 0
 
 
 BOARD_LISTINGS = {
@@ -184,7 +187,8 @@ def test_board_listing_walks_its_index_in_gallery_order(stack: ImageStack, name:
         stack.board_image_records.add_image_to_board(board, save(stack, starred=i % 5 == 0))
         save(stack)
     categories, is_intermediate, board_id = BOARD_LISTINGS[name]
-    source, params = listing_source(None, categories, is_intermediate, board_id)
+    query = ImageListQuery(categories=categories, is_intermediate=is_intermediate, board_id=board_id)
+    source, params = listing_source(query)
 
     def plan(statement: str, params: list[object]) -> list[tuple[int, int, str]]:
         with stack.db.read() as cursor:
@@ -215,7 +219,8 @@ def test_board_pages_follow_the_gallery_order(stack: ImageStack) -> None:
     expected += [name for i, name in reversed(list(enumerate(names))) if i % 4 != 0]
 
     pages = [
-        stack.image_records.get_many(offset, 3, is_intermediate=False, board_id=board) for offset in range(0, 12, 3)
+        stack.image_records.get_many(ImageListQuery(offset=offset, limit=3, is_intermediate=False, board_id=board))
+        for offset in range(0, 12, 3)
     ]
 
     assert [record.image_name for page in pages for record in page.items] == expected
@@ -232,7 +237,9 @@ def test_listing_on_no_board_and_by_category(stack: ImageStack) -> None:
     stack.board_image_records.add_image_to_board(board, on_board)
 
     def names(board_id: str, categories: list[ImageCategory] | None = None) -> list[str]:
-        page = stack.image_records.get_many(board_id=board_id, is_intermediate=False, categories=categories)
+        page = stack.image_records.get_many(
+            ImageListQuery(board_id=board_id, is_intermediate=False, categories=categories)
+        )
         return [record.image_name for record in page.items]
 
     assert names(BOARD_ID_NONE) == [starred_loose, loose_mask, loose]
@@ -240,8 +247,8 @@ def test_listing_on_no_board_and_by_category(stack: ImageStack) -> None:
     assert names(board, [ImageCategory.MASK]) == []
     assert names(board, [ImageCategory.GENERAL]) == [on_board]
     stack.board_image_records.remove_image_from_board(on_board)
-    assert stack.image_records.get_many(board_id=BOARD_ID_NONE, is_intermediate=False).total == 4
-    assert stack.image_records.get_many(board_id=board).total == 0
+    assert stack.image_records.get_many(ImageListQuery(board_id=BOARD_ID_NONE, is_intermediate=False)).total == 4
+    assert stack.image_records.get_many(ImageListQuery(board_id=board)).total == 0
 
 
 def test_deleting_a_record_removes_its_board_link(stack: ImageStack) -> None:

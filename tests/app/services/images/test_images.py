@@ -13,6 +13,7 @@ from nodeloom.app.services.events.events_common import ImageCreatedEvent
 from nodeloom.app.services.image_files.image_files_common import ImageFileSaveError
 from nodeloom.app.services.image_records.image_records_common import (
     ImageCategory,
+    ImageListQuery,
     ImageRecordChanges,
     ImageRecordNotFoundError,
     ResourceOrigin,
@@ -49,7 +50,6 @@ def test_create_writes_file_thumbnail_record_and_board_link(stack: ImageStack) -
     assert stack.images.get_dto(dto.image_name) == dto
     assert ImageChops.difference(stack.images.get_pil_image(dto.image_name), image).getbbox() is None
     assert stack.images.get_path(dto.image_name) == stack.images_folder.resolve() / dto.image_name
-    assert stack.images.get_url(dto.image_name, thumbnail=True) == dto.thumbnail_url
 
 
 def test_create_emits_image_created(stack: ImageStack) -> None:
@@ -85,13 +85,13 @@ def test_a_failing_record_leaves_no_file(stack: ImageStack) -> None:
     assert stack.image_records.get_all_names() == set()
 
 
-def test_a_failing_file_write_leaves_no_record(stack: ImageStack) -> None:
+def test_a_failing_file_write_leaves_no_record(stack: ImageStack, monkeypatch: pytest.MonkeyPatch) -> None:
     image = Image.new("RGB", (4, 4))
 
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    image.save = fail  # type: ignore[method-assign]
+    monkeypatch.setattr(image, "save", fail)
     with pytest.raises(ImageFileSaveError):
         stack.images.create(image, ResourceOrigin.INTERNAL, ImageCategory.GENERAL)
     assert stack.files_on_disk() == set()
@@ -145,7 +145,6 @@ def test_bad_names_are_refused_everywhere(stack: ImageStack, name: str) -> None:
         lambda: stack.images.get_pil_image(name),
         lambda: stack.images.get_metadata(name),
         lambda: stack.images.get_path(name),
-        lambda: stack.images.get_url(name),
         lambda: stack.images.update(name, ImageRecordChanges(starred=True)),
         lambda: stack.images.delete(name),
         lambda: stack.images.delete_many([dto.image_name, name]),
@@ -287,8 +286,10 @@ def test_listing_returns_dtos_with_their_boards(stack: ImageStack) -> None:
     board = stack.boards.create("Board").board_id
     on_board = stack.create(board_id=board)
     loose = stack.create(category=ImageCategory.MASK)
-    page = stack.images.get_many(limit=10)
+    page = stack.images.get_many(ImageListQuery(limit=10))
     assert page.total == 2
     assert [(i.image_name, i.board_id) for i in page.items] == [(loose.image_name, None), (on_board.image_name, board)]
-    assert [i.image_name for i in stack.images.get_many(categories=[ImageCategory.MASK]).items] == [loose.image_name]
+    assert [i.image_name for i in stack.images.get_many(ImageListQuery(categories=[ImageCategory.MASK])).items] == [
+        loose.image_name
+    ]
     assert json.loads(page.model_dump_json())["items"][1]["board_id"] == board

@@ -69,7 +69,7 @@ def test_a_pipeline_of_unknown_width_asks_for_a_base_override(
     assert f"Cannot tell the base of the main model at {tiny_sd_model}" in message
     assert "the UNet's cross_attention_dim is 32, which is none of 768 (sd-1), 1024 (sd-2), 2048 (sdxl)" in message
     assert "Install it again with a base override (any, sd-1, sd-2, sdxl)" in message
-    assert store_of(installer).all_models() == []
+    assert store_of(installer).search_by_attr() == []
 
 
 def test_a_pipeline_installs_in_place_with_its_parts(installer: ModelInstallService, tiny_sd_model: Path) -> None:
@@ -175,7 +175,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_none(
     with pytest.raises(UnsafeModelFileError, match="holds the Python object 'exec'"):
         installer.install_path(write_code_running_checkpoint(tmp_path / "evil.ckpt", marker))
     assert not marker.exists()
-    assert store_of(installer).all_models() == []
+    assert store_of(installer).search_by_attr() == []
 
 
 def test_what_is_not_a_model_is_refused_saying_what_is_there(
@@ -200,7 +200,7 @@ def test_what_is_not_a_model_is_refused_saying_what_is_there(
         with pytest.raises(error, match=message) as raised:
             installer.install_path(path)
         assert "cat.png" not in str(raised.value)
-    assert store_of(installer).all_models() == []
+    assert store_of(installer).search_by_attr() == []
 
 
 def test_a_pipeline_without_a_unet_is_refused(installer: ModelInstallService, tmp_path: Path) -> None:
@@ -275,7 +275,7 @@ def test_installs_read_only_the_models_folder_and_the_install_roots(
     assert messages == {
         "Models are installed only from the models folder and the folders in the model_install_roots setting."
     }
-    assert [config.name for config in store.all_models()] == ["in-extra", "in-models"]
+    assert [config.name for config in store.search_by_attr()] == ["in-extra", "in-models"]
 
 
 def test_a_scan_does_not_follow_links_out_of_the_install_roots(store: SqlModelRecordService, tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from tests.tiny_model import write_checkpoint, write_code_running_checkpoint, write_lora
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -51,7 +53,7 @@ class RecordedEvents(EventServiceBase):
     def start(self) -> None:
         return None
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
         return None
 
 

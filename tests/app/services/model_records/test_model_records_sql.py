@@ -78,7 +78,7 @@ def test_search_filters_by_each_attribute_and_lists_by_type_base_and_name(store:
     a = store.add_model(main_model("a"))
     xl = store.add_model(main_model("xl", BaseModelType.StableDiffusionXL))
     lora = store.add_model(LoRALyCORISConfig(**common("ink")))
-    keys = [config.key for config in store.all_models()]
+    keys = [config.key for config in store.search_by_attr()]
     assert keys == [lora.key, a.key, b.key, xl.key]
     assert [c.key for c in store.search_by_attr(model_name="a")] == [a.key]
     assert [c.key for c in store.search_by_attr(base_model=BaseModelType.StableDiffusionXL)] == [xl.key]
@@ -86,14 +86,13 @@ def test_search_filters_by_each_attribute_and_lists_by_type_base_and_name(store:
     assert [c.key for c in store.search_by_attr(model_format=ModelFormat.LyCORIS)] == [lora.key]
     assert store.search_by_attr(model_name="a", base_model=BaseModelType.StableDiffusionXL) == []
     assert [c.key for c in store.search_by_path("/models/b")] == [b.key]
-    assert [c.key for c in store.search_by_hash("blake2b:xl")] == [xl.key]
 
 
 def test_a_second_model_at_the_same_path_is_refused_naming_the_first(store: SqlModelRecordService) -> None:
     first = store.add_model(main_model("dream"))
     with pytest.raises(DuplicateModelError, match=rf"/models/dream is installed already, as 'dream' \(key {first.key}"):
         store.add_model(main_model("dream"))
-    assert len(store.all_models()) == 1
+    assert len(store.search_by_attr()) == 1
 
 
 def test_update_applies_the_changes_given_and_keeps_the_rest(store: SqlModelRecordService) -> None:
@@ -132,6 +131,6 @@ def test_unknown_keys_are_refused(store: SqlModelRecordService) -> None:
 def test_delete_removes_the_record(store: SqlModelRecordService) -> None:
     added = store.add_model(main_model("dream"))
     store.del_model(added.key)
-    assert store.all_models() == []
+    assert store.search_by_attr() == []
     with pytest.raises(UnknownModelError):
         store.get_model(added.key)

@@ -60,7 +60,7 @@ def test_a_tensor_round_trips(store: ObjectSerializerDisk[Any], folder: Path) ->
 
 
 def test_tensors_in_containers_round_trip(store: ObjectSerializerDisk[Any]) -> None:
-    conditioning = {
+    conditioning: dict[str, Any] = {
         "conditionings": [{"embeds": torch.randn(1, 77, 8), "pooled": None}],
         "size": (64, 64),
         "scale": 7.5,
@@ -234,7 +234,7 @@ import sys
 from pathlib import Path
 from nodeloom.app.services.object_serializer.object_serializer_disk import ObjectSerializerDisk
 from nodeloom.app.services.object_serializer.object_serializer_forward_cache import ObjectSerializerForwardCache
-from nodeloom.app.services.shared.invocation_context_images import TensorsInterface
+from nodeloom.app.services.shared.invocation_context_stores import TensorsInterface
 store = ObjectSerializerForwardCache(ObjectSerializerDisk(Path({str(tmp_path)!r}), "tensor"))
 assert store.load(store.save({{"a": [1, 2]}})) == {{"a": [1, 2]}}
 assert "torch" not in sys.modules, "torch was imported"

@@ -95,7 +95,7 @@ def test_a_body_of_another_shape_is_left_to_validation(body: Any) -> None:
 
 
 def test_the_counts_of_a_requests_json() -> None:
-    nodes = {f"n{i}": {} for i in range(4)}
+    nodes: dict[str, dict[str, Any]] = {f"n{i}": {} for i in range(4)}
     with pytest.raises(LimitExceededError, match="nodes in the graph is 4"):
         LIMITS.check_json({"batch": {"graph": {"nodes": nodes}}})
     data = [[{"items": [1, 2]}, {"items": [3, 4]}], [{"items": [5]}]]

@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Path, Query
 
 from nodeloom.app.api.dependencies import Services
-from nodeloom.app.api.routers.images import MAX_PAGE_SIZE
 from nodeloom.app.invocations.limits import INT64_MAX
 from nodeloom.app.services.board_records.board_records_common import BoardChanges
 from nodeloom.app.services.boards.boards_common import BoardDTO, DeleteBoardResult
-from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
+from nodeloom.app.services.shared.pagination import MAX_PAGE_SIZE, OffsetPaginatedResults
 
 boards_router = APIRouter(prefix="/v1/boards", tags=["boards"])
 

@@ -16,10 +16,10 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from nodeloom.app.api.dependencies import Services
-from nodeloom.app.invocations.limits import INT64_MAX
 from nodeloom.app.services.image_files.image_files_common import EmbeddedText, ImageFileNotFoundError
 from nodeloom.app.services.image_records.image_records_common import (
     ImageCategory,
+    ImageListQuery,
     ImageRecordChanges,
     ImageRecordNotFoundError,
     ResourceOrigin,
@@ -29,8 +29,6 @@ from nodeloom.app.services.names.names_common import validate_image_name
 from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
 
 images_router = APIRouter(prefix="/v1/images", tags=["images"])
-
-MAX_PAGE_SIZE = 10_000
 
 # A name is never given to other pixels, so a client may keep what it fetched for as long as it likes.
 IMAGE_CACHE_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -154,17 +152,9 @@ images_router.add_api_route(
 
 
 @images_router.get("/", operation_id="list_image_dtos")
-def list_image_dtos(
-    services: Services,
-    image_origin: ResourceOrigin | None = Query(default=None, description="Only images of this origin"),
-    categories: list[ImageCategory] | None = Query(default=None, description="Only images of these categories"),
-    is_intermediate: bool | None = Query(default=None, description="Only intermediate images, or only others"),
-    board_id: str | None = Query(default=None, description="Only images on this board; 'none' for those on none"),
-    offset: int = Query(default=0, ge=0, le=INT64_MAX, description="How many images to skip"),
-    limit: int = Query(default=10, ge=1, le=MAX_PAGE_SIZE, description="The most images to return"),
-) -> OffsetPaginatedResults[ImageDTO]:
+def list_image_dtos(services: Services, query: Annotated[ImageListQuery, Query()]) -> OffsetPaginatedResults[ImageDTO]:
     """A page of images, starred first, newest first."""
-    return services.images.get_many(offset, limit, image_origin, categories, is_intermediate, board_id)
+    return services.images.get_many(query)
 
 
 @images_router.get("/i/{image_name}", operation_id="get_image_dto")

@@ -13,8 +13,8 @@ from nodeloom.app.services.auth_tokens.auth_tokens_common import (
     new_token_id,
     validate_token_name,
 )
-from nodeloom.app.services.image_records.image_records_common import utc_now
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
+from nodeloom.app.services.shared.timestamps import utc_now
 
 _COLUMNS = "token_id, name, created_at"
 # ON CONFLICT (name) DO NOTHING instead of catching the unique violation, which would doom the transaction.

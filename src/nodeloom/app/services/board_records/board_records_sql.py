@@ -11,9 +11,9 @@ from nodeloom.app.services.board_records.board_records_common import (
     BoardRecordNotFoundError,
     validate_board_name,
 )
-from nodeloom.app.services.image_records.image_records_common import utc_now
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor
 from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
+from nodeloom.app.services.shared.timestamps import utc_now
 
 _COLUMNS = "board_id, board_name, archived, created_at, updated_at"
 _INSERT = f"INSERT INTO boards ({_COLUMNS}) VALUES (?, ?, ?, ?, ?) RETURNING {_COLUMNS}"

@@ -145,34 +145,6 @@ class QueueItemStatusChangedEvent(QueueItemEventBase):
     batch_status: BatchStatus = Field(description="The counts of the item's batch")
     queue_status: SessionQueueStatus = Field(description="The counts of the item's queue")
 
-    @classmethod
-    def build(
-        cls,
-        queue_item: SessionQueueItem,
-        old_status: QUEUE_ITEM_STATUS | None,
-        batch_status: BatchStatus,
-        queue_status: SessionQueueStatus,
-    ) -> QueueItemStatusChangedEvent:
-        return cls(
-            queue_id=queue_item.queue_id,
-            item_id=queue_item.item_id,
-            batch_id=queue_item.batch_id,
-            origin=queue_item.origin,
-            destination=queue_item.destination,
-            session_id=queue_item.session_id,
-            status=queue_item.status,
-            old_status=old_status,
-            error_type=queue_item.error_type,
-            error_message=queue_item.error_message,
-            error_traceback=queue_item.error_traceback,
-            created_at=queue_item.created_at.isoformat(),
-            updated_at=queue_item.updated_at.isoformat(),
-            started_at=queue_item.started_at.isoformat() if queue_item.started_at else None,
-            completed_at=queue_item.completed_at.isoformat() if queue_item.completed_at else None,
-            batch_status=batch_status,
-            queue_status=queue_status,
-        )
-
 
 class BatchEnqueuedEvent(QueueEventBase):
     event_name = "batch_enqueued"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nodeloom.app.services.image_records.image_records_common import (
         ImageCategory,
+        ImageListQuery,
         ImageRecord,
         ImageRecordChanges,
         ResourceOrigin,
@@ -63,13 +64,5 @@ class ImageRecordStorageBase(ABC):
         """The records of the images the session made."""
 
     @abstractmethod
-    def get_many(
-        self,
-        offset: int = 0,
-        limit: int = 10,
-        image_origin: ResourceOrigin | None = None,
-        categories: list[ImageCategory] | None = None,
-        is_intermediate: bool | None = None,
-        board_id: str | None = None,
-    ) -> OffsetPaginatedResults[ImageRecord]:
-        """A page of records, starred first, newest first; `board_id` "none" selects images on no board."""
+    def get_many(self, query: ImageListQuery) -> OffsetPaginatedResults[ImageRecord]:
+        """A page of the records `query` selects, starred first, newest first."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from nodeloom.app.invocations.limits import INT64_MAX
+from nodeloom.app.services.shared.pagination import MAX_PAGE_SIZE
 from nodeloom.errors import NodeloomError
 
 BOARD_ID_NONE = "none"
@@ -15,11 +16,6 @@ BOARD_ID_NONE = "none"
 IMAGE_ORDER = "images.starred DESC, images.created_at DESC, images.image_name DESC"
 """The gallery's order, as SQL: starred first, then newest first; the name breaks ties so offset pages never
 overlap. `ix_images_order` serves it, and `ix_images_board_order` within one board (or none) and intermediate flag."""
-
-
-def utc_now() -> str:
-    """The current time as records store it: ISO 8601 in UTC, always with microseconds, so text order is time order."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class ResourceOrigin(StrEnum):
@@ -62,6 +58,19 @@ class ImageRecord(BaseModel):
     created_at: str = Field(description="When the image was created (ISO 8601, UTC)")
     updated_at: str = Field(description="When the record last changed (ISO 8601, UTC)")
     deleted_at: str | None = Field(default=None, description="Reserved for soft deletion; always null for now")
+
+
+class ImageListQuery(BaseModel):
+    """Which images a listing selects, and which page of them in the gallery's order; the filters given all apply."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_origin: ResourceOrigin | None = Field(default=None, description="Only images of this origin")
+    categories: list[ImageCategory] | None = Field(default=None, description="Only images of these categories")
+    is_intermediate: bool | None = Field(default=None, description="Only intermediate images, or only others")
+    board_id: str | None = Field(default=None, description="Only images on this board; 'none' for those on none")
+    offset: int = Field(default=0, ge=0, le=INT64_MAX, description="How many images to skip")
+    limit: int = Field(default=10, ge=1, le=MAX_PAGE_SIZE, description="The most images to return")
 
 
 class ImageRecordChanges(BaseModel):

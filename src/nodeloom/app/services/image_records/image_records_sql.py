@@ -9,14 +9,15 @@ from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
     IMAGE_ORDER,
     ImageCategory,
+    ImageListQuery,
     ImageRecord,
     ImageRecordChanges,
     ImageRecordNotFoundError,
     ResourceOrigin,
-    utc_now,
 )
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor
 from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
+from nodeloom.app.services.shared.timestamps import utc_now
 
 _COLUMNS = (
     "image_name",
@@ -58,13 +59,9 @@ LIST_COUNT = "SELECT COUNT(*) AS total {source}"
 """The number of images in a listing: `source` is `listing_source`'s clauses, bound to its parameters."""
 
 
-def listing_source(
-    image_origin: ResourceOrigin | None,
-    categories: list[ImageCategory] | None,
-    is_intermediate: bool | None,
-    board_id: str | None,
-) -> tuple[str, list[Any]]:
-    """The FROM and WHERE clauses selecting the images that match the filters, with their parameters."""
+def listing_source(query: ImageListQuery) -> tuple[str, list[Any]]:
+    """The FROM and WHERE clauses selecting the images that match the query's filters, with their parameters."""
+    board_id = query.board_id
     # With the board and the intermediate flag fixed, `ix_images_board_order` yields the rows in the gallery's order.
     if board_id == BOARD_ID_NONE:
         conditions = ["images.board_id IS NULL"]
@@ -73,15 +70,15 @@ def listing_source(
         conditions, params = ["images.board_id = ?"], [board_id]
     else:
         conditions, params = [], []
-    if image_origin is not None:
+    if query.image_origin is not None:
         conditions.append("images.image_origin = ?")
-        params.append(image_origin.value)
-    if categories is not None:
-        conditions.append(f"images.image_category IN ({', '.join('?' for _ in categories)})")
-        params.extend(category.value for category in categories)
-    if is_intermediate is not None:
+        params.append(query.image_origin.value)
+    if query.categories is not None:
+        conditions.append(f"images.image_category IN ({', '.join('?' for _ in query.categories)})")
+        params.extend(category.value for category in query.categories)
+    if query.is_intermediate is not None:
         conditions.append("images.is_intermediate = ?")
-        params.append(is_intermediate)
+        params.append(query.is_intermediate)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"FROM images{where}", params
 
@@ -172,18 +169,11 @@ class SqlImageRecordStorage(ImageRecordStorageBase):
             cursor.execute(_SELECT_BY_SESSION, (session_id,))
             return [ImageRecord.model_validate(dict(row)) for row in cursor.fetchall()]
 
-    def get_many(
-        self,
-        offset: int = 0,
-        limit: int = 10,
-        image_origin: ResourceOrigin | None = None,
-        categories: list[ImageCategory] | None = None,
-        is_intermediate: bool | None = None,
-        board_id: str | None = None,
-    ) -> OffsetPaginatedResults[ImageRecord]:
-        if categories is not None and not categories:
+    def get_many(self, query: ImageListQuery) -> OffsetPaginatedResults[ImageRecord]:
+        limit, offset = query.limit, query.offset
+        if query.categories is not None and not query.categories:
             return OffsetPaginatedResults(limit=limit, offset=offset, total=0, items=[])
-        source, params = listing_source(image_origin, categories, is_intermediate, board_id)
+        source, params = listing_source(query)
         with self._db.read() as cursor:
             cursor.execute(LIST_PAGE.format(source=source), [*params, limit, offset])
             items = [ImageRecord.model_validate(dict(row)) for row in cursor.fetchall()]

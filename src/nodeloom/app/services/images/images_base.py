@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from nodeloom.app.services.image_records.image_records_common import (
         ImageCategory,
+        ImageListQuery,
         ImageRecord,
         ImageRecordChanges,
         ResourceOrigin,
@@ -79,20 +80,8 @@ class ImageServiceABC(ABC):
         """The file of the image or of its thumbnail, for serving it."""
 
     @abstractmethod
-    def get_url(self, image_name: str, thumbnail: bool = False) -> str:
-        """The URL of the image or of its thumbnail."""
-
-    @abstractmethod
-    def get_many(
-        self,
-        offset: int = 0,
-        limit: int = 10,
-        image_origin: ResourceOrigin | None = None,
-        categories: list[ImageCategory] | None = None,
-        is_intermediate: bool | None = None,
-        board_id: str | None = None,
-    ) -> OffsetPaginatedResults[ImageDTO]:
-        """A page of images, starred first, newest first; `board_id` "none" selects images on no board."""
+    def get_many(self, query: ImageListQuery) -> OffsetPaginatedResults[ImageDTO]:
+        """A page of the images `query` selects, starred first, newest first."""
 
     @abstractmethod
     def delete(self, image_name: str) -> None:
@@ -101,10 +90,6 @@ class ImageServiceABC(ABC):
     @abstractmethod
     def delete_many(self, image_names: list[str]) -> list[str]:
         """Removes each image as `delete` does; returns the names of those that existed."""
-
-    @abstractmethod
-    def delete_images_on_board(self, board_id: str) -> list[str]:
-        """Removes every image on the board; returns their names."""
 
     @abstractmethod
     def delete_intermediates(self) -> int:

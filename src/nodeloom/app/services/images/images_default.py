@@ -18,6 +18,7 @@ from nodeloom.app.services.image_records.image_records_base import ImageRecordSt
 from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
     ImageCategory,
+    ImageListQuery,
     ImageRecord,
     ImageRecordChanges,
     ImageRecordNotFoundError,
@@ -143,26 +144,15 @@ class ImageService(ImageServiceABC):
     def get_path(self, image_name: str, thumbnail: bool = False) -> Path:
         return self._files.get_path(image_name, thumbnail)
 
-    def get_url(self, image_name: str, thumbnail: bool = False) -> str:
-        return self._urls.get_image_url(validate_image_name(image_name), thumbnail)
-
-    def get_many(
-        self,
-        offset: int = 0,
-        limit: int = 10,
-        image_origin: ResourceOrigin | None = None,
-        categories: list[ImageCategory] | None = None,
-        is_intermediate: bool | None = None,
-        board_id: str | None = None,
-    ) -> OffsetPaginatedResults[ImageDTO]:
-        page = self._records.get_many(offset, limit, image_origin, categories, is_intermediate, board_id)
+    def get_many(self, query: ImageListQuery) -> OffsetPaginatedResults[ImageDTO]:
+        page = self._records.get_many(query)
         names = [record.image_name for record in page.items]
         boards: Mapping[str, str | None]
-        if board_id is None:
+        if query.board_id is None:
             boards = self._board_images.get_boards_for_images(names)
         else:
             # A page filtered by board holds that board's images only (or, for "none", images on no board).
-            boards = dict.fromkeys(names, None if board_id == BOARD_ID_NONE else board_id)
+            boards = dict.fromkeys(names, None if query.board_id == BOARD_ID_NONE else query.board_id)
         return OffsetPaginatedResults(
             limit=page.limit,
             offset=page.offset,
@@ -183,9 +173,6 @@ class ImageService(ImageServiceABC):
         with_records = set(self._records.delete_many(image_names))
         with_files = {image_name for image_name in image_names if self._files.delete(image_name)}
         return [image_name for image_name in image_names if image_name in with_records or image_name in with_files]
-
-    def delete_images_on_board(self, board_id: str) -> list[str]:
-        return self.delete_many(self._board_images.get_all_board_image_names_for_board(board_id))
 
     def delete_intermediates(self) -> int:
         with self._db.transaction():

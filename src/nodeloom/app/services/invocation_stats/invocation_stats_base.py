@@ -7,8 +7,6 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from nodeloom.app.invocations.baseinvocation import BaseInvocation
     from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
 
@@ -27,11 +25,3 @@ class InvocationStatsServiceBase(ABC):
     @abstractmethod
     def get_stats(self, graph_execution_state_id: str) -> InvocationStatsSummary:
         """The session's summary; raises `GESStatsNotFoundError` if none are kept."""
-
-    @abstractmethod
-    def log_stats(self, graph_execution_state_id: str) -> None:
-        """Logs the session's summary as a table; raises as `get_stats` does."""
-
-    @abstractmethod
-    def dump_stats(self, graph_execution_state_id: str, output_path: Path) -> None:
-        """Writes the session's summary to `output_path` as JSON; raises as `get_stats` does."""

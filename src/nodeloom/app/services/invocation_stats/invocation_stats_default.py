@@ -24,14 +24,10 @@ from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     InvocationStatsSummary,
     ModelCacheStatsProvider,
     NodeExecutionStatsSummary,
-    dump_summary,
-    log_summary,
 )
 from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from nodeloom.app.invocations.baseinvocation import BaseInvocation
 
 _GB = 2**30
@@ -173,12 +169,6 @@ class InvocationStatsService(InvocationStatsServiceBase):
             node_stats=node_stats,
             vram_usage_gb=float(cuda.memory_allocated()) / _GB if cuda is not None else None,
         )
-
-    def log_stats(self, graph_execution_state_id: str) -> None:
-        log_summary(self.get_stats(graph_execution_state_id))
-
-    def dump_stats(self, graph_execution_state_id: str, output_path: Path) -> None:
-        dump_summary(self.get_stats(graph_execution_state_id), output_path)
 
     def _session_for_node(self, graph_execution_state_id: str) -> _SessionRecords:
         with self._lock:

@@ -9,13 +9,14 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
     from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
+    from nodeloom.app.services.session_processor.session_processor_common import SessionEnd
 
 
 class MetricsServiceBase(ABC):
     """Counts finished sessions and the nodes they ran; exposes them with the collectors added, for Prometheus."""
 
     @abstractmethod
-    def record_session(self, status: str, stats: InvocationStatsSummary | None) -> None:
+    def record_session(self, status: SessionEnd, stats: InvocationStatsSummary | None) -> None:
         """Counts one finished session with its final status and, if any node ran, its stats."""
 
     @abstractmethod

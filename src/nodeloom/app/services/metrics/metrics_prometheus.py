@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
+    from nodeloom.app.services.session_processor.session_processor_common import SessionEnd
 
 
 class PrometheusMetricsService(MetricsServiceBase, Collector):
@@ -36,7 +37,7 @@ class PrometheusMetricsService(MetricsServiceBase, Collector):
         self._registry = CollectorRegistry(auto_describe=True)
         self._registry.register(self)
 
-    def record_session(self, status: str, stats: InvocationStatsSummary | None) -> None:
+    def record_session(self, status: SessionEnd, stats: InvocationStatsSummary | None) -> None:
         with self._lock:
             self._sessions[status] += 1
             for node in stats.node_stats if stats is not None else ():

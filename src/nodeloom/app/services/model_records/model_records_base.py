@@ -41,10 +41,6 @@ class ModelRecordServiceBase(ABC):
         """The models stored at that path (as the config writes it): none or one."""
 
     @abstractmethod
-    def search_by_hash(self, hash: str) -> list[AnyModelConfig]:
-        """The models whose files have that hash."""
-
-    @abstractmethod
     def search_by_attr(
         self,
         model_name: str | None = None,
@@ -53,7 +49,3 @@ class ModelRecordServiceBase(ABC):
         model_format: ModelFormat | None = None,
     ) -> list[AnyModelConfig]:
         """The models matching every filter given (the name exactly), by type, base and name; all with no filter."""
-
-    def all_models(self) -> list[AnyModelConfig]:
-        """Every model, by type, base and name."""
-        return self.search_by_attr()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nodeloom.app.services.image_records.image_records_common import utc_now
 from nodeloom.app.services.model_records.model_records_base import ModelRecordServiceBase
 from nodeloom.app.services.model_records.model_records_common import (
     DuplicateModelError,
@@ -13,6 +12,7 @@ from nodeloom.app.services.model_records.model_records_common import (
     UnknownModelError,
 )
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow
+from nodeloom.app.services.shared.timestamps import utc_now
 from nodeloom.backend.model_manager.configs import AnyModelConfig, AnyModelConfigValidator, validate_model_config
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType
 
@@ -44,7 +44,6 @@ _UPDATE = (
 )
 _SELECT_BY_KEY = f"SELECT {_SELECT_COLUMNS} FROM models WHERE key = ?"
 _SELECT_BY_PATH = f"SELECT {_SELECT_COLUMNS} FROM models WHERE path = ?"
-_SELECT_BY_HASH = f"SELECT {_SELECT_COLUMNS} FROM models WHERE hash = ? {_ORDER}"
 _DELETE = "DELETE FROM models WHERE key = ?"
 
 
@@ -116,9 +115,6 @@ class SqlModelRecordService(ModelRecordServiceBase):
 
     def search_by_path(self, path: str) -> list[AnyModelConfig]:
         return self._select(_SELECT_BY_PATH, [path])
-
-    def search_by_hash(self, hash: str) -> list[AnyModelConfig]:
-        return self._select(_SELECT_BY_HASH, [hash])
 
     def search_by_attr(
         self,

@@ -1,8 +1,15 @@
-"""The session processor's status."""
+"""The session processor's status, and how a session it processed ended."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS
+
+SessionEnd = QUEUE_ITEM_STATUS | Literal["deleted"]
+"""How a processed session ended, as the metrics count it: its item's status after, or deleted while it ran."""
 
 
 class SessionProcessorStatus(BaseModel):

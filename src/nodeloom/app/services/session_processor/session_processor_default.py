@@ -24,8 +24,8 @@ from nodeloom.app.services.events.events_common import (
 )
 from nodeloom.app.services.invocation_stats.invocation_stats_common import dump_summary, log_summary
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
-from nodeloom.app.services.session_processor.session_processor_common import SessionProcessorStatus
-from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS, SessionQueueItemNotFoundError
+from nodeloom.app.services.session_processor.session_processor_common import SessionEnd, SessionProcessorStatus
+from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItemNotFoundError
 from nodeloom.app.services.shared.session_runner import (
     NodeCompleted,
     NodeFailed,
@@ -53,9 +53,6 @@ logger = logging.getLogger(__name__)
 StopReason = Literal["canceled", "timeout", "shutdown", "deleted"]
 """Why a session was asked to stop: its item was canceled (or its queue cleared), it ran past its timeout, the
 processor is stopping, or its item was found deleted."""
-
-SessionEnd = QUEUE_ITEM_STATUS | Literal["deleted"]
-"""How a processed session ended, as the metrics count it: its item's status after, or deleted while it ran."""
 
 
 @dataclass(frozen=True)

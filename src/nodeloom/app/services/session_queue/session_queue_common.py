@@ -33,7 +33,7 @@ DEFAULT_QUEUE_ID = "default"
 
 QUEUE_ITEM_STATUS = Literal["pending", "in_progress", "completed", "failed", "canceled"]
 QUEUE_ITEM_STATUSES: tuple[QUEUE_ITEM_STATUS, ...] = ("pending", "in_progress", "completed", "failed", "canceled")
-FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "canceled"})
+FINISHED_STATUSES: frozenset[QUEUE_ITEM_STATUS] = frozenset({"completed", "failed", "canceled"})
 
 
 class SessionQueueError(NodeloomError):

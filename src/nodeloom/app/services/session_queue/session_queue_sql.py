@@ -1,4 +1,4 @@
-"""The session queue on the database port: SQLite by default, PostgreSQL where several processors share it.
+"""The session queue on the database port (SQLite; PostgreSQL, for several processors on one queue, is planned).
 
 The SQL is in `session_queue_sql_statements`; an item's row is made and read in `session_queue_sql_rows`; the
 counts by status, changed in the same transaction as the items, are kept by `session_queue_sql_counts`, and the
@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import (
@@ -59,12 +58,9 @@ from nodeloom.app.services.session_queue.session_queue_sql_rows import (
 )
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow
 from nodeloom.app.services.shared.graph import GraphExecutionState
+from nodeloom.app.services.shared.timestamps import utc_now
 
-_UNFINISHED = frozenset({"pending", "in_progress"})
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+_UNFINISHED: frozenset[QUEUE_ITEM_STATUS] = frozenset({"pending", "in_progress"})
 
 
 @dataclass(frozen=True)
@@ -156,7 +152,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
         error: _Error = _Error(),
     ) -> list[DbRow]:
         """Moves each (item id, status it was read in) to `status`, with its counts and its event; the rows."""
-        now = _now()
+        now = utc_now()
         finishing = status in FINISHED_STATUSES
         change = {
             "status": status,
@@ -179,7 +175,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
     def _change_one(
         self,
         item_id: int,
-        from_statuses: frozenset[str],
+        from_statuses: frozenset[QUEUE_ITEM_STATUS],
         change: Callable[[_Write, DbRow], list[DbRow]],
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
@@ -196,7 +192,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
         self,
         item_id: int,
         status: QUEUE_ITEM_STATUS,
-        from_statuses: frozenset[str],
+        from_statuses: frozenset[QUEUE_ITEM_STATUS],
         error: _Error = _Error(),
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
@@ -220,7 +216,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
                 f"(at most {self._max_attempts} attempts)"
             )
         else:
-            write.cursor.execute(sql.REQUEUE_INTERRUPTED, (_now(), item_id))
+            write.cursor.execute(sql.REQUEUE_INTERRUPTED, (utc_now(), item_id))
             requeued = write.cursor.fetchall()
             self._record(write, [("in_progress", row) for row in requeued])
             return requeued
@@ -292,7 +288,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
                 cursor.execute(sql.SELECT_MAX_PENDING_PRIORITY, (queue_id,))
                 row = cursor.fetchone()
                 priority = 0 if row is None or row["priority"] is None else row["priority"] + 1
-            now = _now()
+            now = utc_now()
             workflow = None if batch.workflow is None else json.dumps(batch.workflow)
             cursor.execute(sql.INSERT_BATCH, (queue_id, batch.batch_id, workflow))
             new = NewItem.of_batch(queue_id, batch, priority)
@@ -317,8 +313,8 @@ class SqlSessionQueue(SqlSessionQueueReads):
     def dequeue(self) -> SessionQueueItem | None:
         while True:
             with self._write() as write:
-                now = _now()
-                write.cursor.execute(sql.DEQUEUE[self._db.dialect], (now, now))
+                now = utc_now()
+                write.cursor.execute(sql.DEQUEUE, (now, now))
                 row = write.cursor.fetchone()
                 if row is None:
                     return None
@@ -332,7 +328,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
                 self._finish(row["item_id"], "failed", _UNFINISHED, error)
 
     def set_queue_item_session(self, item_id: int, session: GraphExecutionState) -> None:
-        self._update_item(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id), item_id)
+        self._update_item(sql.SET_SESSION, (session.model_dump_json(), utc_now(), item_id), item_id)
 
     def set_queue_item_stats(self, item_id: int, stats: InvocationStatsSummary) -> None:
         self._update_item(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id), item_id)
@@ -414,7 +410,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
                 if row is not None and row["queue_id"] == queue_id and row["status"] in ("failed", "canceled"):
                     originals.append(row)
             self._check_room(cursor, queue_id, len(originals))
-            now = _now()
+            now = utc_now()
             inserted: list[StatusChange] = []
             for row in originals:
                 cursor.execute(sql.INSERT_ITEM_RETURNING, NewItem.retry_row(row, now))
@@ -464,6 +460,6 @@ def _keep_run(
 ) -> None:
     """Stores the session as far as it ran and its stats, those given, in the caller's transaction."""
     if session is not None:
-        cursor.execute(sql.SET_SESSION, (session.model_dump_json(), _now(), item_id))
+        cursor.execute(sql.SET_SESSION, (session.model_dump_json(), utc_now(), item_id))
     if stats is not None:
         cursor.execute(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id))

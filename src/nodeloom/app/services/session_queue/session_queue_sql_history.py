@@ -13,6 +13,7 @@ from nodeloom.app.services.session_queue import session_queue_sql_counts as coun
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import SessionQueueStatus
 from nodeloom.app.services.shared.database.database_base import DbCursor, DbRow
+from nodeloom.app.services.shared.timestamps import to_timestamp
 
 PRUNE_CHUNK = 1000
 """The most items one write deletes from a queue's history: pruning never stalls the write it rides on."""
@@ -47,7 +48,7 @@ class QueueHistory:
             cursor.execute(sql.PRUNE_OLDEST, (queue.queue_id, excess))
             deleted += cursor.fetchall()
         if self._max_age is not None and len(deleted) < PRUNE_CHUNK:
-            cutoff = (datetime.now(UTC) - self._max_age).isoformat()
+            cutoff = to_timestamp(datetime.now(UTC) - self._max_age)
             cursor.execute(sql.PRUNE_OLDER_THAN, (queue.queue_id, cutoff, PRUNE_CHUNK - len(deleted)))
             deleted += cursor.fetchall()
         if not deleted:

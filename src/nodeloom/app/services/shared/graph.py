@@ -74,10 +74,6 @@ class _EdgeIndex:
         self.inputs[edge.destination.node_id].append(edge)
         self.outputs[edge.source.node_id].append(edge)
 
-    def remove(self, edge: Edge) -> None:
-        self.inputs[edge.destination.node_id].remove(edge)
-        self.outputs[edge.source.node_id].remove(edge)
-
 
 class Graph(BaseModel):
     """Nodes by id and the edges between their fields, in the JSON shape InvokeAI uses."""
@@ -108,14 +104,6 @@ class Graph(BaseModel):
             raise DuplicateNodeIdError(f"Node id '{node.id}' is already in the graph", node_id=node.id)
         self.nodes[node.id] = node
 
-    def delete_node(self, node_id: str) -> None:
-        """Removes the node and every edge to or from it."""
-        self.get_node(node_id)
-        index = self._edges()
-        for edge in [*index.inputs.get(node_id, ()), *index.outputs.get(node_id, ())]:
-            self.delete_edge(edge)
-        del self.nodes[node_id]
-
     def add_edge(self, edge: Edge) -> None:
         """Adds an edge after checking it against the graph as it is, cycles included."""
         self._check_edge(edge, _TypeResolver(self))
@@ -127,10 +115,6 @@ class Graph(BaseModel):
             )
         self.edges.append(edge)
         self._edges().add(edge)
-
-    def delete_edge(self, edge: Edge) -> None:
-        self.edges.remove(edge)
-        self._edges().remove(edge)
 
     def input_edges(self, node_id: str, field: str | None = None) -> list[Edge]:
         edges = self._edges().inputs.get(node_id, [])
@@ -392,11 +376,5 @@ class GraphExecutionState(BaseModel):
         self._schedule().complete(prepared_id, output)
 
     def set_node_error(self, prepared_id: str, error: str) -> None:
-        """Records that a prepared node failed; the session then counts as complete, with an error."""
+        """Records that a prepared node failed, with its error."""
         self.errors[prepared_id] = error
-
-    def is_complete(self) -> bool:
-        return self.has_error() or len(self.executed_history) == len(self.graph.nodes)
-
-    def has_error(self) -> bool:
-        return bool(self.errors)

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from nodeloom.app.invocations.baseinvocation import CanceledException
 from nodeloom.app.services.events.events_common import InvocationProgressEvent, ProgressImage
-from nodeloom.app.services.shared.invocation_context_images import (
+from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
+from nodeloom.app.services.shared.invocation_context_stores import (
     BoardsInterface,
     ConditioningInterface,
     ContextStores,
     ImagesInterface,
     TensorsInterface,
 )
-from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
 from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:

@@ -8,6 +8,9 @@ from pydantic import BaseModel, Field
 
 T = TypeVar("T")
 
+MAX_PAGE_SIZE = 10_000
+"""The most items one page of a listing may hold."""
+
 
 class OffsetPaginatedResults(BaseModel, Generic[T]):
     limit: int = Field(description="The most items a page holds")

@@ -50,7 +50,8 @@ class DbCursor(Protocol):
 class DatabaseBase(ABC):
     """The port every record service runs its SQL through, with `transaction()` and `read()`.
 
-    Portable SQL, so that a service holds its SQL once:
+    SQLite (`SqliteDatabase`) is the one adapter; PostgreSQL is planned. The SQL is written for both, so that a
+    service holds it once:
 
     - Placeholders are `?`, bound to a sequence, or `:name`, bound to a mapping by name; one kind per
       statement. Both are portable: a PostgreSQL adapter rewrites `?` to `%s` and `:name` to psycopg's
@@ -61,30 +62,31 @@ class DatabaseBase(ABC):
       alias every computed column (`SELECT COUNT(*) AS total`): the engines name them differently.
     - Get generated keys with `INSERT ... RETURNING`, and upsert with `INSERT ... ON CONFLICT`;
       both engines support them. There is no `lastrowid`.
-    - Where a statement truly differs (the queue's claim query, identity columns), branch on
-      `dialect`.
+    - Where a statement truly differs, branch on `dialect`. Only the schema's DDL does (identity columns,
+      `WITHOUT ROWID`), naming PostgreSQL's variant already because a released migration never changes.
 
     Transactions:
 
     - `transaction()` commits when its block ends and rolls back on any exception, which then
       propagates unchanged. Driver errors surface as `DatabaseError` (`DatabaseIntegrityError` for
       a violated constraint), with the driver's exception as `__cause__`.
-    - A failed statement dooms its transaction on every engine (PostgreSQL aborts it): catching
-      the `DatabaseError` inside the block does not save it, the block ends with a rollback and a
-      `DatabaseError`. Upsert with ON CONFLICT rather than catching a unique violation.
+    - A failed statement dooms its transaction, as PostgreSQL does: catching the `DatabaseError`
+      inside the block does not save it, the block ends with a rollback and a `DatabaseError`.
+      Upsert with ON CONFLICT rather than catching a unique violation.
     - Nested blocks on the same thread join the outermost one. An exception escaping a nested
       `transaction()` dooms the whole transaction even if an outer block catches it; one escaping
       a nested `read()` does not, as a read writes nothing (SQLite refuses writes in any `read()`
       block). `read()` may nest in `transaction()`, not the other way round.
     - On SQLite, `transaction()` holds the process's one writer lock and takes the file's write
-      lock at once, so select-then-update inside one block is atomic. On PostgreSQL transactions
-      run concurrently (READ COMMITTED): make claims atomic in the SQL (`FOR UPDATE SKIP LOCKED`).
+      lock at once, so select-then-update inside one block is atomic. PostgreSQL runs transactions
+      concurrently (READ COMMITTED): there a claim will have to be atomic in the SQL itself
+      (`FOR UPDATE SKIP LOCKED`).
     """
 
     @property
     @abstractmethod
     def dialect(self) -> Dialect:
-        """The engine: "sqlite" or "postgres"."""
+        """The engine: "sqlite", the one adapter so far ("postgres" is planned)."""
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[DbCursor]:

@@ -77,7 +77,7 @@ class _SqliteCursor:
 
     def _fail(self, error: sqlite3.Error) -> NoReturn:
         # PostgreSQL aborts a transaction after any failed statement; doing the same here keeps a
-        # service that swallows the error from committing half its work on SQLite only.
+        # service that swallows the error from committing half its work, and its SQL ready for PostgreSQL.
         self._block.doomed = True
         _raise_translated(error)
 
@@ -135,8 +135,8 @@ class SqliteDatabase(DatabaseBase):
             if outer is not None and not outer.write:
                 yield from self._cursor(outer)
                 return
-            # query_only makes a write inside read() fail here as it will in a read-only
-            # PostgreSQL transaction, instead of only in production.
+            # query_only makes a write inside read() fail, as it would in a read-only PostgreSQL
+            # transaction: a service cannot write where it only meant to read.
             self._run("PRAGMA query_only = ON")
             try:
                 if outer is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor
 from nodeloom.app.services.shared.database.database_common import (
@@ -11,6 +10,7 @@ from nodeloom.app.services.shared.database.database_common import (
     MigrationError,
     SchemaTooNewError,
 )
+from nodeloom.app.services.shared.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ class Migrator:
                 # Another process starting on the same database may have applied it meanwhile.
                 if _recorded_version(cursor) >= migration.version:
                     return
-                # Recording first means a second process on PostgreSQL blocks on this row and then
-                # fails cleanly, before running any of the migration's statements.
-                applied_at = datetime.now(UTC).isoformat()
+                # Recording first means that where transactions run concurrently (PostgreSQL, planned), a
+                # second process blocks on this row and then fails cleanly, before running any statement.
+                applied_at = utc_now()
                 cursor.execute(_INSERT_MIGRATION, (migration.version, migration.description, applied_at))
                 migration.up(cursor)
         except Exception as error:

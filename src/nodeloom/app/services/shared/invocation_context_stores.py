@@ -1,4 +1,5 @@
-"""The parts of the node-facing context that reach images, boards and stored objects.
+"""The stores of the node-facing context (`ContextStores`): images, boards, tensors and conditioning, with the
+models of `invocation_context_models`.
 
 `InvocationContext` carries one of each, built per invocation from the services and the invocation's data.
 """

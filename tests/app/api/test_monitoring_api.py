@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from tests.app.api.queue_api_helpers import ADD_GRAPH, enqueue, wait
+from tests.conftest import LiveServer
+from tests.helpers import graph_json, wait_for
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{server.url}/api/v1/queue/default", timeout=30) as c:
+        yield c
+
+
+def test_health_and_metrics(client: httpx.Client, server: LiveServer) -> None:
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok", "processor_started": True, "detail": None}
+    result = enqueue(client, ADD_GRAPH, runs=2)
+    wait(client, result["batch"]["batch_id"])
+    failing = enqueue(client, graph_json([{"id": "f", "type": "test_fail"}]))
+    wait(client, failing["batch"]["batch_id"])
+
+    def metrics_ready() -> str | None:
+        text = httpx.get(f"{server.url}/metrics").text
+        return text if 'nodeloom_sessions_total{status="failed"} 1' in text else None
+
+    text = wait_for(metrics_ready, what="metrics to count the failed session")
+    assert 'nodeloom_queue_items{queue_id="default",status="completed"} 2.0' in text
+    assert 'nodeloom_sessions_total{status="completed"} 2.0' in text
+    assert 'nodeloom_nodes_total{node_type="add"} 2.0' in text
+    assert 'nodeloom_node_seconds_total{node_type="add"}' in text
+    assert "nodeloom_cache_hits_total" in text and "nodeloom_processor_started 1.0" in text
+    assert "nodeloom_processor_alive 1.0" in text and "nodeloom_processor_restarts_total 0.0" in text
+    content_type = httpx.get(f"{server.url}/metrics").headers["content-type"]
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
