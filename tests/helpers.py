@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    import httpx
+
     from nodeloom.app.invocations.baseinvocation import BaseInvocation
     from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 
@@ -56,3 +58,13 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def finished_item(client: httpx.Client, url: str, timeout: float = 60) -> dict[str, Any]:
+    """The queue item at `url` (its JSON) once it is completed, failed or canceled."""
+
+    def finished() -> dict[str, Any] | None:
+        item: dict[str, Any] = client.get(url).json()
+        return item if item["status"] in ("completed", "failed", "canceled") else None
+
+    return wait_for(finished, timeout=timeout, what=f"{url} to finish")

@@ -13,6 +13,7 @@ COMMANDS = {
     "enqueue": ("enqueue", "Send a graph to a running server as a batch; --wait follows it and prints its outputs"),
     "queue": ("queue", "Look at and steer a running server's session queue"),
     "stats": ("stats", "Print a queue item's invocation stats from a running server"),
+    "images": ("images", "Look at a running server's images: recall the settings one was made with, make it again"),
     "models": ("models", "List, install and remove a running server's models"),
     "tokens": ("tokens", "Create, list and revoke the API tokens of a root folder"),
 }

@@ -16,6 +16,7 @@ BUILTIN_MODULES = (
     "noise",
     "latents",
     "denoise_latents",
+    "metadata",
 )
 
 

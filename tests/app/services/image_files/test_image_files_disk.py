@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 import pytest
 from PIL import Image, ImageChops
+from PIL.PngImagePlugin import PngInfo
 
 from nodeloom.app.services.image_files import image_files_disk
 from nodeloom.app.services.image_files.image_files_common import (
@@ -67,7 +68,18 @@ def test_embedded_texts_round_trip(files: DiskImageFileStorage) -> None:
     assert files.get_text(name, EmbeddedText.workflow) == workflow
     assert files.get_text(name, EmbeddedText.graph) == graph
     with Image.open(files.get_path(name)) as image:
-        assert set(image.info) >= {"nodeloom_metadata", "nodeloom_workflow", "nodeloom_graph"}
+        assert set(image.info) >= {"invokeai_metadata", "invokeai_workflow", "invokeai_graph"}
+
+
+def test_texts_under_the_former_nodeloom_keys_are_still_read(files: DiskImageFileStorage) -> None:
+    name = NAMES.create_image_name()
+    info = PngInfo()
+    info.add_text("nodeloom_metadata", '{"seed": 1}')
+    info.add_text("nodeloom_graph", '{"nodes": {}}')
+    gradient().save(files.get_path(name), format="PNG", pnginfo=info)
+    assert files.get_text(name, EmbeddedText.metadata) == '{"seed": 1}'
+    assert files.get_text(name, EmbeddedText.graph) == '{"nodes": {}}'
+    assert files.get_text(name, EmbeddedText.workflow) is None
 
 
 def test_absent_texts_are_none(files: DiskImageFileStorage) -> None:

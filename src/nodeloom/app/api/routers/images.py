@@ -16,7 +16,11 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from nodeloom.app.api.dependencies import Services
-from nodeloom.app.services.image_files.image_files_common import EmbeddedText, ImageFileNotFoundError
+from nodeloom.app.services.image_files.image_files_common import (
+    EmbeddedText,
+    ImageFileNotFoundError,
+    embedded_texts,
+)
 from nodeloom.app.services.image_records.image_records_common import (
     ImageCategory,
     ImageListQuery,
@@ -103,7 +107,7 @@ def _undecodable(error: Exception) -> HTTPException:
 
 
 def _embedded_metadata(text: str | None) -> MetadataField | None:
-    """The metadata a nodeloom server embedded, if `text` is that; anything else is dropped, not refused."""
+    """The metadata a nodeloom or InvokeAI server embedded, if `text` is that; anything else is dropped, not refused."""
     try:
         metadata = None if text is None else json.loads(text)
     except json.JSONDecodeError:
@@ -119,14 +123,15 @@ def upload_image(
     is_intermediate: bool = Query(default=False, description="Whether the image is an intermediate result"),
     board_id: str | None = Query(default=None, description="The board to put the image on, if any"),
 ) -> ImageDTO:
-    """Stores an uploaded image as a PNG, keeping the graph, workflow and metadata a nodeloom server embedded."""
+    """Stores an uploaded image as a PNG, keeping the graph, workflow and metadata a nodeloom or InvokeAI server
+    embedded."""
     content_type = (file.content_type or "").partition(";")[0].strip().lower()
     if content_type not in UPLOAD_FORMATS:
         raise HTTPException(
             status_code=415, detail=f"Uploads must be image/png, image/jpeg or image/webp, not {content_type!r}"
         )
     image = _decode_upload(file.file.read(), services.config.max_image_pixels)
-    texts = {key: text for key in EmbeddedText if isinstance(text := image.info.get(key.value), str)}
+    texts = embedded_texts(image.info)
     image_dto = services.images.create(
         image=image,
         image_origin=ResourceOrigin.EXTERNAL,

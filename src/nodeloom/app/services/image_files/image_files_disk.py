@@ -16,6 +16,7 @@ from nodeloom.app.services.image_files.image_files_common import (
     EmbeddedText,
     ImageFileNotFoundError,
     ImageFileSaveError,
+    embedded_texts,
 )
 from nodeloom.app.services.names.names_common import (
     IMAGE_EXTENSION,
@@ -130,10 +131,10 @@ class DiskImageFileStorage(ImageFileStorageBase):
         try:
             # Opening reads the chunks before the pixel data, where Pillow writes text: no pixel is decoded.
             with Image.open(path) as image:
-                text = image.info.get(key.value)
+                texts = embedded_texts(image.info)
         except FileNotFoundError:
             raise ImageFileNotFoundError(image_name) from None
-        return str(text) if isinstance(text, str) else None
+        return texts.get(key)
 
     def get_path(self, image_name: str, thumbnail: bool = False) -> Path:
         validate_image_name(image_name)

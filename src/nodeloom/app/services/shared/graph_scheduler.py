@@ -98,7 +98,9 @@ def _copy_with(node: NodeT, **updates: Any) -> NodeT:
     copy = object.__new__(type(node))
     object.__setattr__(copy, "__dict__", {**node.__dict__, **updates})
     object.__setattr__(copy, "__pydantic_fields_set__", node.__pydantic_fields_set__ | updates.keys())
-    object.__setattr__(copy, "__pydantic_extra__", None)
+    # A node type that allows extra fields (core_metadata) keeps them, as its own fields are kept.
+    extra = node.__pydantic_extra__
+    object.__setattr__(copy, "__pydantic_extra__", None if extra is None else dict(extra))
     object.__setattr__(copy, "__pydantic_private__", None)
     return copy
 
@@ -323,7 +325,7 @@ class GraphScheduler:
         values = {e.destination.field: getattr(self._results[e.source.node_id], e.source.field) for e in edges}
         try:
             # Validated again so an int feeds a float input as a float and lists are copied, not shared.
-            return type(node).model_validate({**node.__dict__, **values})
+            return type(node).model_validate({**node.__dict__, **(node.__pydantic_extra__ or {}), **values})
         except ValidationError as e:
             error = e.errors()[0]
             field = str(error["loc"][0]) if error["loc"] else ""
