@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nodeloom.app.services.image_records.image_records_common import (
         ImageCategory,
+        ImageNamesQuery,
+        ImageNamesResult,
         ImageRecord,
         ImageRecordChanges,
         ResourceOrigin,
@@ -73,3 +75,7 @@ class ImageRecordStorageBase(ABC):
         board_id: str | None = None,
     ) -> OffsetPaginatedResults[ImageRecord]:
         """A page of records, starred first, newest first; `board_id` "none" selects images on no board."""
+
+    @abstractmethod
+    def get_image_names(self, query: ImageNamesQuery) -> ImageNamesResult:
+        """The names of every image the query selects, in its order."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -80,3 +81,27 @@ class ImageRecordNotFoundError(NodeloomError):
     def __init__(self, image_name: str) -> None:
         super().__init__(f"Image '{image_name}' not found")
         self.image_name = image_name
+
+
+class ImageNamesQuery(BaseModel):
+    """Which images a list of names selects, and in which order (InvokeAI's `get_image_names` parameters)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_origin: ResourceOrigin | None = Field(default=None, description="Only images of this origin")
+    categories: list[ImageCategory] | None = Field(default=None, description="Only images of these categories")
+    is_intermediate: bool | None = Field(default=None, description="Only intermediate images, or only others")
+    board_id: str | None = Field(default=None, description="Only images on this board; 'none' for those on none")
+    order_dir: Literal["ASC", "DESC"] = Field(default="DESC", description="Oldest first (ASC) or newest first (DESC)")
+    starred_first: bool = Field(default=True, description="Whether starred images come before the others")
+    search_term: str | None = Field(
+        default=None, description="Only images whose name or creation time (ISO 8601) holds this text"
+    )
+
+
+class ImageNamesResult(BaseModel):
+    """The names of the images a query selects, in its order, with InvokeAI's counts."""
+
+    image_names: list[str] = Field(description="The names of the images, in order")
+    starred_count: int = Field(description="How many of them are starred (0 unless starred images come first)")
+    total_count: int = Field(description="How many images the query selects")

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
     from nodeloom.app.services.image_records.image_records_common import (
         ImageCategory,
+        ImageNamesQuery,
+        ImageNamesResult,
         ImageRecord,
         ImageRecordChanges,
         ResourceOrigin,
@@ -93,6 +95,10 @@ class ImageServiceABC(ABC):
         board_id: str | None = None,
     ) -> OffsetPaginatedResults[ImageDTO]:
         """A page of images, starred first, newest first; `board_id` "none" selects images on no board."""
+
+    @abstractmethod
+    def get_image_names(self, query: ImageNamesQuery) -> ImageNamesResult:
+        """The names of every image the query selects, in its order (InvokeAI's gallery lists names, then DTOs)."""
 
     @abstractmethod
     def delete(self, image_name: str) -> None:
