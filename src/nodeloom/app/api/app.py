@@ -33,6 +33,10 @@ from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.invocations.limits import LimitExceededError
 from nodeloom.app.services.board_records.board_records_common import BoardRecordNotFoundError, InvalidBoardNameError
+from nodeloom.app.services.bulk_download.bulk_download_common import (
+    BulkDownloadNotFoundError,
+    InvalidBulkDownloadNameError,
+)
 from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.image_files.image_files_common import ImageFileNotFoundError
 from nodeloom.app.services.image_records.image_records_common import ImageRecordNotFoundError
@@ -63,6 +67,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (ImageRecordNotFoundError, 404),
     (ImageFileNotFoundError, 404),
     (BoardRecordNotFoundError, 404),
+    (BulkDownloadNotFoundError, 404),
     (QueueFullError, 409),
     (BatchExistsError, 409),
     (SessionQueueItemUnreadableError, 409),
@@ -71,6 +76,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (GraphError, 422),
     (InvalidImageNameError, 422),
     (InvalidBoardNameError, 422),
+    (InvalidBulkDownloadNameError, 422),
     (UnknownModelError, 404),
     (ModelPathNotFoundError, 404),
     (ModelPathNotAllowedError, 403),

@@ -4,7 +4,8 @@ Events leave the bus thread through one bridge (a deque, and `loop.call_soon_thr
 task numbers them per queue, keeps the last ones (`ReplayBuffer`, bounded in count and bytes) and emits them. Under
 load that task drains at most once per `flush_interval_s`, so each wake of the loop carries many events. A client
 that reconnects with `subscribe_queue {queue_id, after: N}` first gets the events numbered above N, or
-`events_missed` when they are no longer kept, so it knows to refetch the state.
+`events_missed` when they are no longer kept, so it knows to refetch the state. Bulk download events go to the room
+a client joins with `subscribe_bulk_download {bulk_download_id}` (InvokeAI's), unnumbered; other events to every client.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ import socketio
 
 from nodeloom.app.api.socket_replay import ReplayBuffer
 from nodeloom.app.services.events.events_base import EventServiceBase
-from nodeloom.app.services.events.events_common import EventBase, QueueEventBase, QueueItemStatusChangedEvent
+from nodeloom.app.services.events.events_common import (
+    BulkDownloadEventBase,
+    EventBase,
+    QueueEventBase,
+    QueueItemStatusChangedEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +65,8 @@ class SocketBridge:
         self.sio.on("connect", self._connect)
         self.sio.on("subscribe_queue", self._subscribe_queue)
         self.sio.on("unsubscribe_queue", self._unsubscribe_queue)
+        self.sio.on("subscribe_bulk_download", self._subscribe_bulk_download)
+        self.sio.on("unsubscribe_bulk_download", self._unsubscribe_bulk_download)
 
     async def start(self, events: EventServiceBase, authorize: SocketAuthorizer) -> None:
         """Bridges every event of `events` to socket.io until `stop`; lets in the clients `authorize` accepts."""
@@ -117,6 +125,9 @@ class SocketBridge:
         return lambda: self._status_listeners.discard(listener)
 
     async def _emit(self, event: EventBase) -> None:
+        if isinstance(event, BulkDownloadEventBase):
+            await self.sio.emit(event.event_name, event.model_dump(mode="json"), room=event.bulk_download_id)
+            return
         if not isinstance(event, QueueEventBase):
             await self.sio.emit(event.event_name, event.model_dump(mode="json"))
             return
@@ -164,3 +175,13 @@ class SocketBridge:
     async def _unsubscribe_queue(self, sid: str, data: Any) -> None:
         if isinstance(data, dict) and isinstance(data.get("queue_id"), str):
             await self.sio.leave_room(sid, data["queue_id"])
+
+    async def _subscribe_bulk_download(self, sid: str, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("bulk_download_id"), str):
+            return {"error": "subscribe_bulk_download needs {bulk_download_id: str}"}
+        await self.sio.enter_room(sid, data["bulk_download_id"])
+        return {"bulk_download_id": data["bulk_download_id"]}
+
+    async def _unsubscribe_bulk_download(self, sid: str, data: Any) -> None:
+        if isinstance(data, dict) and isinstance(data.get("bulk_download_id"), str):
+            await self.sio.leave_room(sid, data["bulk_download_id"])

@@ -8,6 +8,8 @@ from typing import Any
 from nodeloom.app.services.auth_tokens.auth_tokens_base import AuthTokenStoreBase
 from nodeloom.app.services.auth_tokens.auth_tokens_sql import SqlAuthTokenStore
 from nodeloom.app.services.boards.boards_base import BoardServiceABC
+from nodeloom.app.services.bulk_download.bulk_download_base import BulkDownloadBase
+from nodeloom.app.services.bulk_download.bulk_download_default import ZipBulkDownloadService
 from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_default import InProcessEventService
@@ -64,6 +66,7 @@ class InvocationServices:
     conditioning: ObjectSerializerBase[Any]
     model_manager: ModelManagerServiceBase
     auth_tokens: AuthTokenStoreBase
+    bulk_download: BulkDownloadBase
 
 
 def open_database(config: NodeloomConfig) -> DatabaseBase:
@@ -168,4 +171,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         conditioning=conditioning,
         model_manager=model_manager,
         auth_tokens=SqlAuthTokenStore(database),
+        bulk_download=ZipBulkDownloadService(
+            config.outputs_path / "bulk_downloads", images, boards, events, config.bulk_download_max_age_s
+        ),
     )

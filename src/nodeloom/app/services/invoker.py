@@ -28,12 +28,14 @@ class Invoker:
         services.images.remove_leftovers(services.session_queue.get_queue_items_by_item_ids(recovered))
         for objects in (services.tensors, services.conditioning):
             objects.remove_temporary_files()
+        services.bulk_download.start()
         services.events.start()
         services.webhooks.start()
         services.session_processor.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
-        """Stops the processor, delivers the last events, stops the webhooks and closes the database, within
+        """Stops the processor and the bulk downloads, delivers the last events, stops the webhooks and closes the
+        database, within
         `timeout_s` (default: the `shutdown_timeout_s` setting).
 
         In this order, because each step feeds the next: the processor's last status change is an event, which the
@@ -46,6 +48,8 @@ class Invoker:
         services.session_processor.stop(timeout_s=PROCESSOR_SHARE * max(0.0, deadline - time.monotonic()))
         if running is not None:
             self._remove_images_of_interrupted(running)
+        # Half the time left at most: its job stops between two images, and its last event is yet to be delivered.
+        services.bulk_download.stop(timeout_s=max(0.0, deadline - time.monotonic()) / 2)
         services.events.stop(timeout_s=max(0.0, deadline - time.monotonic()))
         services.webhooks.stop()
         services.database.close()

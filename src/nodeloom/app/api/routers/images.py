@@ -1,4 +1,5 @@
-"""Images over HTTP, with InvokeAI's paths and operation ids: upload, list, files, embedded data, changes, deletion.
+"""Images over HTTP, with InvokeAI's paths and operation ids: upload, list, files, embedded data, changes, deletion,
+and what InvokeAI 6.x's gallery adds: ordered names, DTOs by name, URLs, the images on no board, bulk downloads.
 
 Every route taking an image name checks it against the one shape this server gives names (`validate_image_name`)
 before anything builds a path from it, so no request can reach a file outside the outputs folder.
@@ -8,27 +9,32 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, File, HTTPException, Path, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from nodeloom.app.api.dependencies import Services
+from nodeloom.app.services.bulk_download.bulk_download_common import validate_archive_name
 from nodeloom.app.services.image_files.image_files_common import (
     EmbeddedText,
     ImageFileNotFoundError,
     embedded_texts,
 )
 from nodeloom.app.services.image_records.image_records_common import (
+    BOARD_ID_NONE,
     ImageCategory,
     ImageListQuery,
+    ImageNamesQuery,
+    ImageNamesResult,
     ImageRecordChanges,
     ImageRecordNotFoundError,
     ResourceOrigin,
 )
-from nodeloom.app.services.images.images_common import ImageDTO, MetadataField
+from nodeloom.app.services.images.images_common import ImageDTO, ImageUrlsDTO, MetadataField
 from nodeloom.app.services.names.names_common import validate_image_name
 from nodeloom.app.services.shared.pagination import OffsetPaginatedResults
 
@@ -269,6 +275,15 @@ def unstar_images_in_list(services: Services, image_names: ImageNames) -> Images
     return _set_starred(services, image_names, starred=False)
 
 
+def _refuse_while_running(services: Services) -> None:
+    # The running session may still load an intermediate it stored. (One dequeued right after this check is not
+    # protected: delete intermediates when the queue is idle or paused.)
+    if services.session_processor.get_status().current_item_id is not None:
+        raise HTTPException(
+            status_code=409, detail="A session is running and may still need its intermediates: try again when idle"
+        )
+
+
 @images_router.get("/intermediates", operation_id="get_intermediates_count")
 def get_intermediates_count(services: Services) -> int:
     """The number of intermediate images."""
@@ -283,12 +298,7 @@ def get_intermediates_count(services: Services) -> int:
 def clear_intermediates(services: Services) -> ClearIntermediatesResult:
     """Deletes every intermediate image and every stored tensor and conditioning object, and clears the invocation
     cache, whose outputs may name what was deleted."""
-    # The running session may still load an object it stored. (One dequeued right after this check is not
-    # protected: clear intermediates when the queue is idle or paused.)
-    if services.session_processor.get_status().current_item_id is not None:
-        raise HTTPException(
-            status_code=409, detail="A session is running and may still need its intermediates: try again when idle"
-        )
+    _refuse_while_running(services)
     result = ClearIntermediatesResult(
         deleted_images=services.images.delete_intermediates(),
         deleted_tensors=services.tensors.delete_all(),
@@ -296,3 +306,117 @@ def clear_intermediates(services: Services) -> ClearIntermediatesResult:
     )
     services.invocation_cache.clear()
     return result
+
+
+# InvokeAI 6.x's gallery: it lists a board's image names, then fetches the DTOs of those in view.
+
+
+class DeleteImagesResult(DeleteImagesFromListResult):
+    affected_boards: list[str] = Field(description="The boards the deleted images were on ('none': on no board)")
+
+
+class ImagesDownloaded(BaseModel):
+    response: str | None = Field(default=None, description="A message to show while the archive is made")
+    bulk_download_item_name: str | None = Field(
+        default=None, description="The name of the archive, carried by its bulk_download_* events and fetched by"
+    )
+
+
+def valid_archive_name(
+    bulk_download_item_name: str = Path(description="The name of the bulk download archive"),
+) -> str:
+    return validate_archive_name(bulk_download_item_name)
+
+
+ArchiveName = Annotated[str, Depends(valid_archive_name)]
+
+
+@images_router.get("/names", operation_id="get_image_names")
+def get_image_names(
+    services: Services,
+    image_origin: ResourceOrigin | None = Query(default=None, description="Only images of this origin"),
+    categories: list[ImageCategory] | None = Query(default=None, description="Only images of these categories"),
+    is_intermediate: bool | None = Query(default=None, description="Only intermediate images, or only others"),
+    board_id: str | None = Query(default=None, description="Only images on this board; 'none' for those on none"),
+    order_dir: Literal["ASC", "DESC"] = Query(default="DESC", description="Oldest first (ASC) or newest first (DESC)"),
+    starred_first: bool = Query(default=True, description="Whether starred images come before the others"),
+    search_term: str | None = Query(
+        default=None, description="Only images whose name or creation time (ISO 8601) holds this text"
+    ),
+) -> ImageNamesResult:
+    """The names of every image that matches, in the gallery's order, with how many are starred."""
+    return services.images.get_image_names(
+        ImageNamesQuery(
+            image_origin=image_origin,
+            categories=categories,
+            is_intermediate=is_intermediate,
+            board_id=board_id,
+            order_dir=order_dir,
+            starred_first=starred_first,
+            search_term=search_term,
+        )
+    )
+
+
+@images_router.post("/images_by_names", operation_id="get_images_by_names")
+def get_images_by_names(services: Services, image_names: ImageNames) -> list[ImageDTO]:
+    """The DTOs of the images, in the order of their names; unknown names are skipped."""
+    dtos: list[ImageDTO] = []
+    for image_name in image_names:
+        try:
+            dtos.append(services.images.get_dto(image_name))
+        except ImageRecordNotFoundError:
+            continue
+    return dtos
+
+
+@images_router.get("/i/{image_name}/urls", operation_id="get_image_urls")
+def get_image_urls(services: Services, image_name: ImageName) -> ImageUrlsDTO:
+    """Where to fetch the image and its thumbnail."""
+    dto = services.images.get_dto(image_name)
+    return ImageUrlsDTO(image_name=image_name, image_url=dto.image_url, thumbnail_url=dto.thumbnail_url)
+
+
+@images_router.delete(
+    "/uncategorized",
+    operation_id="delete_uncategorized_images",
+    responses={409: {"description": "A session is running"}},
+)
+def delete_uncategorized_images(services: Services) -> DeleteImagesResult:
+    """Deletes every image on no board, intermediates included, as `delete_image` does."""
+    # Intermediates are on no board: the running session may still need its own.
+    _refuse_while_running(services)
+    on_no_board = services.images.get_image_names(ImageNamesQuery(board_id=BOARD_ID_NONE)).image_names
+    deleted = services.images.delete_many(on_no_board)
+    return DeleteImagesResult(deleted_images=deleted, affected_boards=[BOARD_ID_NONE] if deleted else [])
+
+
+@images_router.post("/download", operation_id="download_images_from_list", status_code=202)
+def download_images_from_list(
+    services: Services,
+    image_names: list[str] | None = Body(default=None, embed=True, description="The names of the images to zip"),
+    board_id: str | None = Body(
+        default=None, embed=True, description="The board whose images to zip instead; 'none' for those on none"
+    ),
+) -> ImagesDownloaded:
+    """Starts making a zip of the images in the background; the bulk_download_* events say when it can be fetched."""
+    for image_name in image_names or []:
+        validate_image_name(image_name)
+    return ImagesDownloaded(bulk_download_item_name=services.bulk_download.download(image_names, board_id))
+
+
+@images_router.get(
+    "/download/{bulk_download_item_name}",
+    operation_id="get_bulk_download_item",
+    response_class=FileResponse,
+    responses={200: {"description": "The archive", "content": {"application/zip": {}}}},
+)
+def get_bulk_download_item(services: Services, bulk_download_item_name: ArchiveName) -> FileResponse:
+    """The zip a bulk download made; removed once sent, so it can be fetched once."""
+    return FileResponse(
+        services.bulk_download.get_path(bulk_download_item_name),
+        media_type="application/zip",
+        filename=bulk_download_item_name,
+        content_disposition_type="inline",
+        background=BackgroundTask(services.bulk_download.delete, bulk_download_item_name),
+    )

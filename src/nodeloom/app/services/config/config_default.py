@@ -154,6 +154,13 @@ class NodeloomConfig(BaseSettings):
         default=[], description="Folders besides models_dir that models may be installed from"
     )
 
+    # Gallery: bulk downloads
+    bulk_download_max_age_s: float = Field(
+        default=3600,
+        gt=0,
+        description="How long a bulk download's zip waits to be fetched, in seconds, before it is removed",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

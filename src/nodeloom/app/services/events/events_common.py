@@ -206,3 +206,25 @@ class ImageCreatedEvent(EventBase):
     is_intermediate: bool = Field(description="Whether the image is an intermediate result")
     session_id: str | None = Field(default=None, description="The session that made the image, if one did")
     node_id: str | None = Field(default=None, description="The node that made the image, if one did")
+
+
+class BulkDownloadEventBase(EventBase):
+    """An event of a bulk download: a zip of images being made, sent to the socket.io room `bulk_download_id`."""
+
+    bulk_download_id: str = Field(description="The id of the bulk download: its socket.io room")
+    bulk_download_item_id: str = Field(description="The id of the archive")
+    bulk_download_item_name: str = Field(description="The name of the archive, to fetch it by")
+
+
+class BulkDownloadStartedEvent(BulkDownloadEventBase):
+    event_name = "bulk_download_started"
+
+
+class BulkDownloadCompleteEvent(BulkDownloadEventBase):
+    event_name = "bulk_download_complete"
+
+
+class BulkDownloadErrorEvent(BulkDownloadEventBase):
+    event_name = "bulk_download_error"
+
+    error: str = Field(description="Why the archive could not be made")

@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     from nodeloom.app.services.image_records.image_records_common import (
         ImageCategory,
         ImageListQuery,
+        ImageNamesQuery,
+        ImageNamesResult,
         ImageRecord,
         ImageRecordChanges,
         ResourceOrigin,
@@ -66,3 +68,7 @@ class ImageRecordStorageBase(ABC):
     @abstractmethod
     def get_many(self, query: ImageListQuery) -> OffsetPaginatedResults[ImageRecord]:
         """A page of the records `query` selects, starred first, newest first."""
+
+    @abstractmethod
+    def get_image_names(self, query: ImageNamesQuery) -> ImageNamesResult:
+        """The names of every image the query selects, in its order."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -60,8 +61,8 @@ class ImageRecord(BaseModel):
     deleted_at: str | None = Field(default=None, description="Reserved for soft deletion; always null for now")
 
 
-class ImageListQuery(BaseModel):
-    """Which images a listing selects, and which page of them in the gallery's order; the filters given all apply."""
+class ImageFilter(BaseModel):
+    """Which images a listing selects; the filters given all apply."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -69,6 +70,11 @@ class ImageListQuery(BaseModel):
     categories: list[ImageCategory] | None = Field(default=None, description="Only images of these categories")
     is_intermediate: bool | None = Field(default=None, description="Only intermediate images, or only others")
     board_id: str | None = Field(default=None, description="Only images on this board; 'none' for those on none")
+
+
+class ImageListQuery(ImageFilter):
+    """Which images a listing selects, and which page of them in the gallery's order."""
+
     offset: int = Field(default=0, ge=0, le=INT64_MAX, description="How many images to skip")
     limit: int = Field(default=10, ge=1, le=MAX_PAGE_SIZE, description="The most images to return")
 
@@ -89,3 +95,21 @@ class ImageRecordNotFoundError(NodeloomError):
     def __init__(self, image_name: str) -> None:
         super().__init__(f"Image '{image_name}' not found")
         self.image_name = image_name
+
+
+class ImageNamesQuery(ImageFilter):
+    """Which images a list of names selects, and in which order (InvokeAI's `get_image_names` parameters)."""
+
+    order_dir: Literal["ASC", "DESC"] = Field(default="DESC", description="Oldest first (ASC) or newest first (DESC)")
+    starred_first: bool = Field(default=True, description="Whether starred images come before the others")
+    search_term: str | None = Field(
+        default=None, description="Only images whose name or creation time (ISO 8601) holds this text"
+    )
+
+
+class ImageNamesResult(BaseModel):
+    """The names of the images a query selects, in its order, with InvokeAI's counts."""
+
+    image_names: list[str] = Field(description="The names of the images, in order")
+    starred_count: int = Field(description="How many of them are starred (0 unless starred images come first)")
+    total_count: int = Field(description="How many images the query selects")

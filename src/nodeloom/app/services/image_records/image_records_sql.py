@@ -9,7 +9,10 @@ from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
     IMAGE_ORDER,
     ImageCategory,
+    ImageFilter,
     ImageListQuery,
+    ImageNamesQuery,
+    ImageNamesResult,
     ImageRecord,
     ImageRecordChanges,
     ImageRecordNotFoundError,
@@ -59,7 +62,7 @@ LIST_COUNT = "SELECT COUNT(*) AS total {source}"
 """The number of images in a listing: `source` is `listing_source`'s clauses, bound to its parameters."""
 
 
-def listing_source(query: ImageListQuery) -> tuple[str, list[Any]]:
+def listing_source(query: ImageFilter) -> tuple[str, list[Any]]:
     """The FROM and WHERE clauses selecting the images that match the query's filters, with their parameters."""
     board_id = query.board_id
     # With the board and the intermediate flag fixed, `ix_images_board_order` yields the rows in the gallery's order.
@@ -81,6 +84,41 @@ def listing_source(query: ImageListQuery) -> tuple[str, list[Any]]:
         params.append(query.is_intermediate)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"FROM images{where}", params
+
+
+NAMES_ORDERS: dict[tuple[bool, str], str] = {
+    (True, "DESC"): IMAGE_ORDER,
+    (True, "ASC"): "images.starred DESC, images.created_at ASC, images.image_name ASC",
+    (False, "DESC"): "images.created_at DESC, images.image_name DESC",
+    (False, "ASC"): "images.created_at ASC, images.image_name ASC",
+}
+"""The ORDER BY of each (starred first, direction); the name breaks ties, so the order is the same every time."""
+
+SELECT_NAMES = "SELECT images.image_name, images.starred {source} ORDER BY {order}"
+"""The names: `source` is `names_source`'s clauses, `order` one of `NAMES_ORDERS`.
+
+With a board and the intermediate flag given, as InvokeAI's gallery asks, `ix_images_board_order` yields the images
+newest and starred first, and holds every column read but the category and origin; the other orders sort the names.
+"""
+
+# Both columns hold ASCII only: SQLite's LIKE ignores its case, as InvokeAI's search does.
+_SEARCH = "(images.image_name LIKE ? ESCAPE '\\' OR images.created_at LIKE ? ESCAPE '\\')"
+
+
+def _like_pattern(term: str) -> str:
+    """`term` anywhere, its LIKE wildcards and the escape character taken literally."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def names_source(query: ImageNamesQuery) -> tuple[str, list[Any]]:
+    """The FROM and WHERE clauses selecting the images `query` selects, with their parameters."""
+    source, params = listing_source(query)
+    if query.search_term:
+        pattern = _like_pattern(query.search_term)
+        source = f"{source} {'AND' if ' WHERE ' in source else 'WHERE'} {_SEARCH}"
+        params = [*params, pattern, pattern]
+    return source, params
 
 
 class SqlImageRecordStorage(ImageRecordStorageBase):
@@ -181,6 +219,19 @@ class SqlImageRecordStorage(ImageRecordStorageBase):
             total_row = cursor.fetchone()
         assert total_row is not None, "an aggregate query always returns one row"
         return OffsetPaginatedResults(limit=limit, offset=offset, total=int(total_row["total"]), items=items)
+
+    def get_image_names(self, query: ImageNamesQuery) -> ImageNamesResult:
+        if query.categories is not None and not query.categories:
+            return ImageNamesResult(image_names=[], starred_count=0, total_count=0)
+        source, params = names_source(query)
+        with self._db.read() as cursor:
+            order = NAMES_ORDERS[query.starred_first, query.order_dir]
+            cursor.execute(SELECT_NAMES.format(source=source, order=order), params)
+            rows = cursor.fetchall()
+        # As in InvokeAI, the starred are counted only when they come first.
+        starred = sum(1 for row in rows if row["starred"]) if query.starred_first else 0
+        names = [row["image_name"] for row in rows]
+        return ImageNamesResult(image_names=names, starred_count=starred, total_count=len(names))
 
 
 def _get(cursor: DbCursor, image_name: str) -> ImageRecord:

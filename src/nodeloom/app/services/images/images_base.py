@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from nodeloom.app.services.image_records.image_records_common import (
         ImageCategory,
         ImageListQuery,
+        ImageNamesQuery,
+        ImageNamesResult,
         ImageRecord,
         ImageRecordChanges,
         ResourceOrigin,
@@ -82,6 +84,10 @@ class ImageServiceABC(ABC):
     @abstractmethod
     def get_many(self, query: ImageListQuery) -> OffsetPaginatedResults[ImageDTO]:
         """A page of the images `query` selects, starred first, newest first."""
+
+    @abstractmethod
+    def get_image_names(self, query: ImageNamesQuery) -> ImageNamesResult:
+        """The names of every image the query selects, in its order (InvokeAI's gallery lists names, then DTOs)."""
 
     @abstractmethod
     def delete(self, image_name: str) -> None:

@@ -20,6 +20,14 @@ class ImageDTO(ImageRecord):
     board_id: str | None = Field(default=None, description="The id of the board the image is on, if any")
 
 
+class ImageUrlsDTO(BaseModel):
+    """Where to fetch an image and its thumbnail (InvokeAI's shape)."""
+
+    image_name: str = Field(description="The unique name of the image")
+    image_url: str = Field(description="The URL of the full image")
+    thumbnail_url: str = Field(description="The URL of the image's thumbnail")
+
+
 class ImageConsistencyReport(BaseModel):
     """Records whose file is missing, and image files (or thumbnails) that no record knows."""
 

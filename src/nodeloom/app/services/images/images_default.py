@@ -19,6 +19,8 @@ from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
     ImageCategory,
     ImageListQuery,
+    ImageNamesQuery,
+    ImageNamesResult,
     ImageRecord,
     ImageRecordChanges,
     ImageRecordNotFoundError,
@@ -159,6 +161,9 @@ class ImageService(ImageServiceABC):
             total=page.total,
             items=[self._to_dto(record, boards.get(record.image_name)) for record in page.items],
         )
+
+    def get_image_names(self, query: ImageNamesQuery) -> ImageNamesResult:
+        return self._records.get_image_names(query)
 
     def delete(self, image_name: str) -> None:
         validate_image_name(image_name)

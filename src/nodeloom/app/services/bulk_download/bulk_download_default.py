@@ -1,0 +1,154 @@
+"""Bulk downloads as zip files in a folder of their own under the outputs folder, made on one worker thread."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+from nodeloom.app.services.boards.boards_base import BoardServiceABC
+from nodeloom.app.services.bulk_download.bulk_download_base import BulkDownloadBase
+from nodeloom.app.services.bulk_download.bulk_download_common import (
+    ARCHIVE_EXTENSION,
+    DEFAULT_BULK_DOWNLOAD_ID,
+    BulkDownloadNotFoundError,
+    BulkDownloadParametersError,
+    BulkDownloadStoppedError,
+    InvalidBulkDownloadNameError,
+    new_archive_name,
+    validate_archive_name,
+)
+from nodeloom.app.services.events.events_base import EventServiceBase
+from nodeloom.app.services.events.events_common import (
+    BulkDownloadCompleteEvent,
+    BulkDownloadErrorEvent,
+    BulkDownloadStartedEvent,
+)
+from nodeloom.app.services.image_files.image_files_common import ImageFileNotFoundError
+from nodeloom.app.services.image_records.image_records_common import BOARD_ID_NONE, ImageNamesQuery, ImageRecord
+from nodeloom.app.services.images.images_base import ImageServiceABC
+from nodeloom.app.services.names.names_common import validate_image_name
+from nodeloom.app.services.shared.atomic_files import write_atomically
+from nodeloom.errors import NodeloomError
+
+logger = logging.getLogger(__name__)
+
+
+class ZipBulkDownloadService(BulkDownloadBase):
+    """Archives as `{folder}/{uuid4}.zip`, each holding its images' PNGs as `{category}/{image_name}` (InvokeAI's
+    layout), written atomically, so an archive is fetchable whole or not at all.
+
+    Jobs run one at a time, in order, on one thread. An archive is removed once fetched, `max_age_s` after it was
+    made if it never is, and at start-up and stop: the folder holds nothing that outlives the process.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        images: ImageServiceABC,
+        boards: BoardServiceABC,
+        events: EventServiceBase,
+        max_age_s: float,
+    ) -> None:
+        self._folder = folder.resolve()
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._images = images
+        self._boards = boards
+        self._events = events
+        self._max_age_s = max_age_s
+        self._stopping = threading.Event()
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodeloom-zip")
+        self._jobs: set[concurrent.futures.Future[None]] = set()
+        self._jobs_lock = threading.Lock()
+
+    def start(self) -> None:
+        self._remove_archives(older_than_s=0)
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        self._stopping.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._jobs_lock:
+            jobs = list(self._jobs)
+        concurrent.futures.wait(jobs, timeout=timeout_s)
+        self._remove_archives(older_than_s=0)
+
+    def download(self, image_names: list[str] | None, board_id: str | None) -> str:
+        if not image_names and board_id is None:
+            raise BulkDownloadParametersError()
+        for image_name in image_names or []:
+            validate_image_name(image_name)
+        if board_id is not None and board_id != BOARD_ID_NONE:
+            self._boards.get_dto(board_id)
+        self._remove_archives(older_than_s=self._max_age_s)
+        archive_name = new_archive_name()
+        job = self._executor.submit(self._make_archive, archive_name, image_names, board_id)
+        with self._jobs_lock:
+            self._jobs.add(job)
+        job.add_done_callback(self._forget)
+        return archive_name
+
+    def _forget(self, job: concurrent.futures.Future[None]) -> None:
+        with self._jobs_lock:
+            self._jobs.discard(job)
+
+    def get_path(self, archive_name: str) -> Path:
+        path = self._folder / validate_archive_name(archive_name)
+        self._remove_archives(older_than_s=self._max_age_s)
+        # A symbolic link placed in the folder must not lead a valid name out of it.
+        if not path.resolve().is_relative_to(self._folder):
+            raise InvalidBulkDownloadNameError(archive_name)
+        if not path.is_file():
+            raise BulkDownloadNotFoundError(archive_name)
+        return path
+
+    def delete(self, archive_name: str) -> None:
+        (self._folder / validate_archive_name(archive_name)).unlink(missing_ok=True)
+
+    def _make_archive(self, archive_name: str, image_names: list[str] | None, board_id: str | None) -> None:
+        ids = {
+            "bulk_download_id": DEFAULT_BULK_DOWNLOAD_ID,
+            "bulk_download_item_id": archive_name.removesuffix(ARCHIVE_EXTENSION),
+            "bulk_download_item_name": archive_name,
+        }
+        self._events.dispatch(BulkDownloadStartedEvent(**ids))
+        try:
+            if board_id is not None:
+                image_names = self._images.get_image_names(ImageNamesQuery(board_id=board_id)).image_names
+            records = [self._images.get_record(image_name) for image_name in image_names or []]
+            write_atomically(self._folder / archive_name, lambda file: self._write_zip(file, records))
+        except NodeloomError as error:
+            self._events.dispatch(BulkDownloadErrorEvent(**ids, error=str(error)))
+        except Exception as error:
+            # The worker outlives any one job: an unforeseen failure is logged and reported, and the next job runs.
+            logger.exception("Bulk download %s failed", archive_name)
+            self._events.dispatch(BulkDownloadErrorEvent(**ids, error=f"{type(error).__name__}: {error}"))
+        else:
+            self._events.dispatch(BulkDownloadCompleteEvent(**ids))
+
+    def _write_zip(self, file: BinaryIO, records: list[ImageRecord]) -> None:
+        # Stored, not deflated: PNGs are compressed already, and deflating them again costs time for nothing.
+        with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+            for record in records:
+                if self._stopping.is_set():
+                    raise BulkDownloadStoppedError("The server stopped before the archive was made")
+                path = self._images.get_path(record.image_name)
+                try:
+                    archive.write(path, arcname=f"{record.image_category.value}/{record.image_name}")
+                except FileNotFoundError:
+                    raise ImageFileNotFoundError(record.image_name) from None
+
+    def _remove_archives(self, older_than_s: float) -> None:
+        """Removes the archives, and the temporary files of cut-short writes, made over `older_than_s` ago."""
+        oldest = time.time() - older_than_s
+        with os.scandir(self._folder) as entries:
+            for entry in entries:
+                # A fetch may remove an archive while this looks at it.
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file() and entry.stat().st_mtime <= oldest:
+                        os.unlink(entry.path)
