@@ -142,6 +142,22 @@ def write_lora(path: Path, text_width: int = SD1_TEXT_WIDTH, rank: int = 4) -> P
     )
 
 
+def write_tiny_lora(path: Path) -> Path:
+    """A kohya-style LoRA that fits the tiny pipeline: one UNet cross-attention key and one text encoder query."""
+    block = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    text = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+    rank = 2
+    return _save_safetensors(
+        path,
+        {
+            f"{block}.lora_down.weight": (rank, TINY_CROSS_ATTENTION_DIM),
+            f"{block}.lora_up.weight": (TINY_CROSS_ATTENTION_DIM, rank),
+            f"{text}.lora_down.weight": (rank, TINY_CROSS_ATTENTION_DIM),
+            f"{text}.lora_up.weight": (TINY_CROSS_ATTENTION_DIM, rank),
+        },
+    )
+
+
 def write_checkpoint(path: Path, text_width: int = SD1_TEXT_WIDTH) -> Path:
     """A few tensors named as in an original Stable Diffusion single-file checkpoint."""
     return _save_safetensors(

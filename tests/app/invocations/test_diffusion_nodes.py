@@ -27,9 +27,10 @@ from tests.diffusion_helpers import (
     image_size,
     load_pipeline,
 )
+from tests.tiny_model import write_tiny_lora
 
 from nodeloom.app.invocations.baseinvocation import CanceledException
-from nodeloom.app.invocations.compel import CompelInvocation, ConditioningOutput
+from nodeloom.app.invocations.compel import CLIPSkipInvocation, CompelInvocation, ConditioningOutput
 from nodeloom.app.invocations.denoise_latents import DenoiseLatentsInvocation, RegionalPromptsNotSupportedError
 from nodeloom.app.invocations.fields import ImageField
 from nodeloom.app.invocations.image import ImageOutput
@@ -41,7 +42,9 @@ from nodeloom.app.invocations.latents import (
     LatentsToImageInvocation,
 )
 from nodeloom.app.invocations.model import (
+    LoRACollectionLoader,
     LoRALoaderInvocation,
+    LoRASelectorInvocation,
     MainModelLoaderInvocation,
     ModelLoaderOutput,
     SeamlessModeInvocation,
@@ -257,24 +260,11 @@ def test_seamless_changes_the_image_and_leaves_the_models_unpatched(
 
 
 def test_a_lora_changes_the_image_only_while_it_is_applied(runner: NodeRunner, loaded: ModelLoaderOutput) -> None:
-    from safetensors.torch import save_file
-
     # Under the models folder: installs read nowhere else unless model_install_roots says so.
     settings = runner.services.config
     lora_path = settings.resolve(settings.models_dir) / "tiny-lora.safetensors"
     lora_path.parent.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(0)
-    block = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
-    text = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
-    save_file(
-        {
-            f"{block}.lora_down.weight": torch.randn((2, 32), generator=generator),
-            f"{block}.lora_up.weight": torch.randn((32, 2), generator=generator),
-            f"{text}.lora_down.weight": torch.randn((2, 32), generator=generator),
-            f"{text}.lora_up.weight": torch.randn((32, 2), generator=generator),
-        },
-        lora_path,
-    )
+    write_tiny_lora(lora_path)
     config = runner.services.model_manager.install.install_path(
         lora_path, ModelRecordChanges(base=BaseModelType.StableDiffusion1)
     )
@@ -286,6 +276,11 @@ def test_a_lora_changes_the_image_only_while_it_is_applied(runner: NodeRunner, l
     assert with_lora.clip.loras[0].weight == 0.8
     with pytest.raises(ValueError, match="already applied to unet"):
         runner.run(LoRALoaderInvocation(lora=lora, unet=with_lora.unet))
+    selected = runner.run(LoRASelectorInvocation(lora=lora, weight=0.8)).lora
+    twice = [selected, selected.model_copy(update={"weight": 0.1})]
+    collected = runner.run(LoRACollectionLoader(loras=twice, unet=loaded.unet, clip=loaded.clip))
+    # As in InvokeAI, a LoRA twice in the collection is applied once, at its first weight.
+    assert (collected.unet, collected.clip) == (with_lora.unet, with_lora.clip)
 
     shared_noise = noise(runner).noise
     plain = decode(runner, denoise(runner, loaded, noise=shared_noise), loaded.vae)
@@ -303,6 +298,12 @@ def test_a_lora_changes_the_image_only_while_it_is_applied(runner: NodeRunner, l
     assert not np.array_equal(pixels(lora_image), pixels(plain))
     again = decode(runner, denoise(runner, loaded, noise=shared_noise), loaded.vae)
     assert np.array_equal(pixels(again), pixels(plain))
+
+
+def test_clip_skip_adds_to_the_layers_the_clip_field_skips(runner: NodeRunner, loaded: ModelLoaderOutput) -> None:
+    once = runner.run(CLIPSkipInvocation(clip=loaded.clip, skipped_layers=1)).clip
+    again = runner.run(CLIPSkipInvocation(clip=once, skipped_layers=2)).clip
+    assert (loaded.clip.skipped_layers, once.skipped_layers, again.skipped_layers) == (0, 1, 3)
 
 
 def test_loaders_refuse_models_of_another_type(runner: NodeRunner, loaded: ModelLoaderOutput) -> None:

@@ -12,7 +12,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -22,10 +22,11 @@ from pydantic import (
     GetJsonSchemaHandler,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, PydanticSerializationError, core_schema
+from pydantic_core import PydanticCustomError, PydanticSerializationError, core_schema, to_json
 
 from nodeloom.app.invocations.fields import FieldKind, Input
 from nodeloom.app.invocations.limits import NodeLimits, check_limit
@@ -72,6 +73,8 @@ class InputInfo:
     annotation: Any
     input: Input
     required: bool
+    not_supported: str | None = None
+    """The InvokeAI feature this input belongs to, where nodeloom does not implement it yet."""
 
 
 class BaseInvocationOutput(BaseModel):
@@ -133,6 +136,21 @@ class BaseInvocation(ABC, BaseModel):
     def output_class(cls) -> builtins.type[BaseInvocationOutput]:
         """The output model `invoke` returns, read from its return annotation."""
         return _output_class_of(cls)
+
+    @model_validator(mode="after")
+    def _refuse_unsupported_values(self) -> Self:
+        """Refuses a value other than the default for an input that is not supported yet: dropping it would
+        make another image than the client asked for."""
+        for info in self.inputs().values():
+            if info.not_supported is None:
+                continue
+            default = type(self).model_fields[info.name].get_default(call_default_factory=True)
+            if getattr(self, info.name) != default:
+                raise ValueError(
+                    f"input '{info.name}' ({info.not_supported}) is not supported yet; "
+                    f"leave it unset or {to_json(default).decode()}"
+                )
+        return self
 
     def check_required_inputs(self) -> None:
         """Raises `MissingInputError` for a required input left without a value."""
@@ -223,6 +241,7 @@ def _inputs_of(cls: type[BaseInvocation]) -> dict[str, InputInfo]:
             annotation=field.annotation,
             input=Input(str(extra["input"])),
             required=bool(extra.get("orig_required", False)),
+            not_supported=typing.cast("str | None", extra.get("not_supported")),
         )
     return inputs
 

@@ -13,7 +13,7 @@ from nodeloom.app.invocations.baseinvocation import (
     invocation,
     invocation_output,
 )
-from nodeloom.app.invocations.fields import InputField, OutputField
+from nodeloom.app.invocations.fields import Input, InputField, OutputField
 from nodeloom.app.invocations.model import CLIPField, ModelFieldDescriptions, lock_loras
 
 if TYPE_CHECKING:
@@ -69,3 +69,31 @@ class CompelInvocation(BaseInvocation):
             conditioning = encode_prompt(tokenizer, text_encoder, self.prompt, self.clip.skipped_layers)
         name = context.conditioning.save(conditioning.to_stored())
         return ConditioningOutput(conditioning=ConditioningField(conditioning_name=name, mask=self.mask))
+
+
+@invocation_output("clip_skip_output")
+class CLIPSkipInvocationOutput(BaseInvocationOutput):
+    """CLIP skip node output"""
+
+    clip: CLIPField | None = OutputField(default=None, description=ModelFieldDescriptions.clip, title="CLIP")
+
+
+@invocation(
+    "clip_skip",
+    title="Apply CLIP Skip - SD1.5, SDXL",
+    tags=["clipskip", "clip", "skip"],
+    category="prompt",
+    version="1.1.1",
+)
+class CLIPSkipInvocation(BaseInvocation):
+    """Skip layers in clip text_encoder model.
+
+    The count adds to the layers the CLIP field already skips; compel leaves them out when it encodes.
+    """
+
+    clip: CLIPField = InputField(description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP")
+    skipped_layers: int = InputField(default=0, ge=0, description="Number of layers to skip in text encoder")
+
+    def invoke(self, context: InvocationContext) -> CLIPSkipInvocationOutput:
+        skipped = self.clip.skipped_layers + self.skipped_layers
+        return CLIPSkipInvocationOutput(clip=self.clip.model_copy(update={"skipped_layers": skipped}))

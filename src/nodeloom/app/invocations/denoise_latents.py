@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import io
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import field_validator
 
 from nodeloom.app.invocations.baseinvocation import BaseInvocation, invocation
 from nodeloom.app.invocations.compel import ConditioningField
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from nodeloom.backend.stable_diffusion.denoise import DenoiseMask
 
 Conditionings = ConditioningField | list[ConditioningField]
+
+HIDIFFUSION_ONLY = "Read only with HiDiffusion, which is not supported yet."
 
 
 class RegionalPromptsNotSupportedError(NodeloomError):
@@ -87,6 +91,50 @@ class DenoiseLatentsInvocation(BaseInvocation):
         title="CFG Rescale Multiplier",
         description="Rescale multiplier for CFG guidance, used for models trained with zero-terminal SNR",
     )
+    control: Any = InputField(
+        default=None,
+        description="ControlNet(s) to apply",
+        input=Input.Connection,
+        ui_order=5,
+        not_supported="ControlNets",
+    )
+    ip_adapter: Any = InputField(
+        default=None,
+        description="IP-Adapter to apply",
+        title="IP-Adapter",
+        input=Input.Connection,
+        ui_order=6,
+        not_supported="IP-Adapters",
+    )
+    t2i_adapter: Any = InputField(
+        default=None,
+        description="T2I-Adapter(s) to apply",
+        title="T2I-Adapter",
+        input=Input.Connection,
+        ui_order=7,
+        not_supported="T2I-Adapters",
+    )
+    hidiffusion: bool = InputField(
+        default=False,
+        description="Whether to use HiDiffusion, for images larger than the model was trained on",
+        title="HiDiffusion",
+        not_supported="HiDiffusion",
+    )
+    # InvokeAI reads these only with `hidiffusion` on, which is refused: at any value they change nothing.
+    hidiffusion_raunet: bool = InputField(
+        default=True, description=HIDIFFUSION_ONLY + " Whether to use RAU-Net", title="HiDiffusion: RAU-Net"
+    )
+    hidiffusion_window_attn: bool = InputField(
+        default=True,
+        description=HIDIFFUSION_ONLY + " Whether to use window attention",
+        title="HiDiffusion: Window Attention",
+    )
+    hidiffusion_t1_ratio: float = InputField(
+        default=0.4, ge=0, le=1, description=HIDIFFUSION_ONLY + " The T1 ratio", title="HiDiffusion: T1 Ratio"
+    )
+    hidiffusion_t2_ratio: float = InputField(
+        default=0.0, ge=0, le=1, description=HIDIFFUSION_ONLY + " The T2 ratio", title="HiDiffusion: T2 Ratio"
+    )
     latents: LatentsField | None = InputField(
         default=None, description="Latents tensor", input=Input.Connection, ui_order=4
     )
@@ -97,6 +145,13 @@ class DenoiseLatentsInvocation(BaseInvocation):
         input=Input.Connection,
         ui_order=8,
     )
+
+    @field_validator("cfg_scale", mode="before")
+    @classmethod
+    def _one_cfg_scale(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            raise ValueError("input 'cfg_scale' (a CFG scale per step) is not supported yet; give one number")
+        return value
 
     def invoke(self, context: InvocationContext) -> LatentsOutput:
         from nodeloom.backend.stable_diffusion.denoise import DenoiseInputs, denoise

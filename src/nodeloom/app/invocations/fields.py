@@ -61,14 +61,21 @@ def InputField(
     ui_hidden: bool = False,
     ui_order: int | None = None,
     ui_choice_labels: dict[str, str] | None = None,
+    not_supported: str | None = None,
 ) -> Any:
     """Declares an invocation input.
 
     `input` says whether the value comes from an edge, from the node itself, or either. A required input that
     may come from an edge is stored with a `None` default so that a graph can omit it; the engine checks it is
     set before the node runs (see `BaseInvocation.check_required_inputs`).
+
+    `not_supported` names a feature of InvokeAI's node that nodeloom does not implement yet: the input is
+    accepted at its default, the value InvokeAI's clients send when they do not use the feature, and any other
+    value, or an edge into it, is refused when the graph is enqueued, naming the input and the feature.
     """
     extra: dict[str, Any] = {"field_kind": FieldKind.Input.value, "input": input.value}
+    if not_supported is not None:
+        extra["not_supported"] = not_supported
     if ui_type is not None:
         extra["ui_type"] = ui_type
     if ui_hidden:

@@ -6,7 +6,7 @@ only, so loading the node library never loads it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -136,6 +136,11 @@ class ImageToLatentsInvocation(BaseInvocation, VAEOptions):
 
     image: ImageField = InputField(description="The image to encode")
     vae: VAEField = InputField(description=ModelFieldDescriptions.vae, input=Input.Connection)
+    color_compensation: Literal["None", "SDXL"] = InputField(
+        default="None",
+        description="Apply VAE scaling compensation when encoding images (reduces color drift).",
+        not_supported="colour compensation for SDXL VAEs",
+    )
 
     def invoke(self, context: InvocationContext) -> LatentsOutput:
         from nodeloom.backend.stable_diffusion.vae import encode_image, image_to_tensor, vae_options

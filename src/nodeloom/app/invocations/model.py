@@ -174,6 +174,55 @@ class LoRALoaderInvocation(BaseInvocation):
         return LoRALoaderOutput(unet=unet, clip=clip)
 
 
+@invocation_output("lora_selector_output")
+class LoRASelectorOutput(BaseInvocationOutput):
+    """Model loader output"""
+
+    lora: LoRAField = OutputField(description="LoRA model and weight", title="LoRA")
+
+
+@invocation("lora_selector", title="Select LoRA", tags=["model"], category="model", version="1.0.3")
+class LoRASelectorInvocation(BaseInvocation):
+    """Selects a LoRA model and weight."""
+
+    lora: ModelIdentifierField = InputField(description=ModelFieldDescriptions.lora_model, title="LoRA")
+    weight: float = InputField(default=0.75, description=ModelFieldDescriptions.lora_weight)
+
+    def invoke(self, context: InvocationContext) -> LoRASelectorOutput:
+        return LoRASelectorOutput(lora=LoRAField(lora=self.lora, weight=self.weight))
+
+
+@invocation(
+    "lora_collection_loader", title="Apply LoRA Collection - SD1.5", tags=["model"], category="model", version="1.1.3"
+)
+class LoRACollectionLoader(BaseInvocation):
+    """Applies a collection of LoRAs to the provided UNet and CLIP models.
+
+    As in InvokeAI, a LoRA that appears twice in the collection is applied once, at its first weight.
+    """
+
+    loras: LoRAField | list[LoRAField] | None = InputField(
+        default=None, description="LoRA models and weights. May be a single LoRA or collection.", title="LoRAs"
+    )
+    unet: UNetField | None = InputField(
+        default=None, description=ModelFieldDescriptions.unet, input=Input.Connection, title="UNet"
+    )
+    clip: CLIPField | None = InputField(
+        default=None, description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP"
+    )
+
+    def invoke(self, context: InvocationContext) -> LoRALoaderOutput:
+        given = self.loras if isinstance(self.loras, list) else [] if self.loras is None else [self.loras]
+        applied: dict[str, LoRAField] = {}
+        for lora in given:
+            check_model(context, lora.lora, ModelType.LoRA)
+            applied.setdefault(lora.lora.key, lora)
+        added = list(applied.values())
+        unet = None if self.unet is None else self.unet.model_copy(update={"loras": [*self.unet.loras, *added]})
+        clip = None if self.clip is None else self.clip.model_copy(update={"loras": [*self.clip.loras, *added]})
+        return LoRALoaderOutput(unet=unet, clip=clip)
+
+
 @invocation("vae_loader", title="VAE", tags=["vae", "model"], category="model", version="1.0.3")
 class VAELoaderInvocation(BaseInvocation):
     """Loads a VAE model, outputting a VaeLoaderOutput"""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import field_validator
 
@@ -38,6 +38,9 @@ class NoiseInvocation(BaseInvocation):
     as their initial latents from `torch.Generator("cpu").manual_seed(seed)`.
     """
 
+    noise_type: Literal["SD", "FLUX", "FLUX.2", "SD3", "CogView4", "Z-Image", "Anima"] = InputField(
+        default="SD", description="Architecture-specific noise type.", not_supported="noise for other models than SD"
+    )
     seed: int = InputField(default=0, ge=0, le=SEED_MAX, description="Seed for random number generation")
     width: int = InputField(default=512, gt=0, description="Width of output (px)")
     height: int = InputField(default=512, gt=0, description="Height of output (px)")

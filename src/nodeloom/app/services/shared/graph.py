@@ -198,6 +198,13 @@ class Graph(BaseModel):
                 node_id=destination.node_id,
                 field=destination.field,
             )
+        if info.not_supported is not None:
+            raise InvalidEdgeError(
+                f"Input '{destination.field}' of node {_describe(destination_node)} ({info.not_supported}) is not "
+                "supported yet; remove the edge into it",
+                node_id=destination.node_id,
+                field=destination.field,
+            )
         if info.input is Input.Direct:
             raise InvalidEdgeError(
                 f"Input '{destination.field}' of node {_describe(destination_node)} takes a value, not a connection",
