@@ -20,9 +20,11 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngImageFile
 from tests.app.api.image_api_helpers import encode
 from tests.conftest import LiveServer
 from tests.diffusion_helpers import filter_diffusers_numpy
+from tests.helpers import edge
 from tests.tiny_model import write_tiny_lora
 
 from nodeloom.app.services.shared.default_graphs import DECODE_ID, DENOISE_ID, MODEL_LOADER_ID, text_to_image_graph
@@ -51,22 +53,6 @@ def ui_body(name: str, values: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def without_core_metadata(body: dict[str, Any]) -> dict[str, Any]:
-    """The body without the UI's `core_metadata` node and its edges.
-
-    Goes once nodeloom has the `core_metadata` node: the tests then send the UI's graphs exactly as they are.
-    """
-    graph = body["batch"]["graph"]
-    dropped = {node_id for node_id, node in graph["nodes"].items() if node["type"] == "core_metadata"}
-    nodes = {node_id: node for node_id, node in graph["nodes"].items() if node_id not in dropped}
-    edges = [
-        edge
-        for edge in graph["edges"]
-        if edge["source"]["node_id"] not in dropped and edge["destination"]["node_id"] not in dropped
-    ]
-    return {**body, "batch": {**body["batch"], "graph": {**graph, "nodes": nodes, "edges": edges}}}
-
-
 @pytest.fixture
 def server(live_server: Callable[..., LiveServer], tiny_sd_model: Path, tmp_path: Path) -> LiveServer:
     return live_server(model_install_roots=[tiny_sd_model.parent, tmp_path])
@@ -90,8 +76,8 @@ def identifier(config: dict[str, Any]) -> dict[str, Any]:
     return {field: config[field] for field in IDENTIFIER_FIELDS}
 
 
-def run(client: httpx.Client, body: dict[str, Any], output_id: str) -> np.ndarray[Any, Any]:
-    """Enqueues the body, waits for its one session, and returns the pixels of the image of node `output_id`."""
+def run_png(client: httpx.Client, body: dict[str, Any], output_id: str) -> PngImageFile:
+    """Enqueues the body, waits for its one session, and returns the PNG of the image of node `output_id`."""
     response = client.post("/v1/queue/default/enqueue_batch", json=body)
     assert response.status_code == 200, response.text
     batch_id = response.json()["batch"]["batch_id"]
@@ -101,7 +87,14 @@ def run(client: httpx.Client, body: dict[str, Any], output_id: str) -> np.ndarra
     image_name = item["outputs"][output_id][0]["image"]["image_name"]
     full = client.get(f"/v1/images/i/{image_name}/full")
     assert full.status_code == 200
-    return np.asarray(Image.open(io.BytesIO(full.content)).convert("RGB"))
+    png = Image.open(io.BytesIO(full.content))
+    assert isinstance(png, PngImageFile)
+    return png
+
+
+def run(client: httpx.Client, body: dict[str, Any], output_id: str) -> np.ndarray[Any, Any]:
+    """The pixels of the image of node `output_id` that the body makes."""
+    return np.asarray(run_png(client, body, output_id).convert("RGB"))
 
 
 def plain_body(model: dict[str, Any]) -> dict[str, Any]:
@@ -109,13 +102,6 @@ def plain_body(model: dict[str, Any]) -> dict[str, Any]:
     graph = text_to_image_graph(model, "a cab", "bad", 64, 64, 4, 7.5, "dpmpp_3m_k", 1234).model_dump(mode="json")
     graph["nodes"][DECODE_ID]["fp32"] = True
     return {"batch": {"graph": graph}}
-
-
-def edge(source: str, source_field: str, destination: str, destination_field: str) -> dict[str, Any]:
-    return {
-        "source": {"node_id": source, "field": source_field},
-        "destination": {"node_id": destination, "field": destination_field},
-    }
 
 
 @pytest.fixture
@@ -127,9 +113,19 @@ def test_the_uis_text_to_image_graph_makes_the_plain_graphs_image(
     client: httpx.Client, main_model: dict[str, Any]
 ) -> None:
     body = ui_body("sd1_text_to_image", {"MAIN_MODEL_CONFIG": main_model, "MAIN_MODEL": identifier(main_model)})
-    ui_pixels = run(client, without_core_metadata(body), OUTPUT_ID)
+    png = run_png(client, body, OUTPUT_ID)
+    ui_pixels = np.asarray(png.convert("RGB"))
     assert ui_pixels.shape == (16, 16, 3)
     assert np.array_equal(ui_pixels, run(client, plain_body(identifier(main_model)), DECODE_ID))
+
+    # The PNG holds what InvokeAI's recall reads: the core_metadata node's settings and the graph as sent.
+    graph = body["batch"]["graph"]
+    [sent] = [node for node in graph["nodes"].values() if node["type"] == "core_metadata"]
+    settings = {key: value for key, value in sent.items() if key not in ("id", "type", "is_intermediate", "use_cache")}
+    stored = json.loads(png.text["invokeai_metadata"])
+    assert {key: stored[key] for key in settings} == settings
+    assert (stored["seed"], stored["positive_prompt"], stored["negative_prompt"]) == (1234, "a cab", "bad")
+    assert set(json.loads(png.text["invokeai_graph"])["nodes"]) == set(graph["nodes"])
 
 
 def test_the_uis_image_to_image_graph_makes_the_plain_graphs_image(
@@ -144,7 +140,7 @@ def test_the_uis_image_to_image_graph_makes_the_plain_graphs_image(
     assert uploaded.status_code == 201, uploaded.text
     init_image = uploaded.json()["image_name"]
     values = {"MAIN_MODEL_CONFIG": main_model, "MAIN_MODEL": identifier(main_model), "INIT_IMAGE": init_image}
-    ui_pixels = run(client, without_core_metadata(ui_body("sd1_image_to_image", values)), OUTPUT_ID)
+    ui_pixels = run(client, ui_body("sd1_image_to_image", values), OUTPUT_ID)
 
     plain = plain_body(identifier(main_model))
     graph = plain["batch"]["graph"]
@@ -160,7 +156,7 @@ def test_the_uis_lora_graph_makes_the_plain_graphs_image(
 ) -> None:
     lora = identifier(install(client, write_tiny_lora(tmp_path / "tiny-lora.safetensors")))
     values = {"MAIN_MODEL_CONFIG": main_model, "MAIN_MODEL": identifier(main_model), "LORA_MODEL": lora}
-    ui_pixels = run(client, without_core_metadata(ui_body("sd1_text_to_image_lora", values)), OUTPUT_ID)
+    ui_pixels = run(client, ui_body("sd1_text_to_image_lora", values), OUTPUT_ID)
 
     plain = plain_body(identifier(main_model))
     graph = plain["batch"]["graph"]
@@ -186,7 +182,7 @@ I2L = "i2l:Ce3xZ5vB7n"
 
 def refused_graph_body(fixture: str) -> dict[str, Any]:
     values = {"MAIN_MODEL_CONFIG": UNINSTALLED, "MAIN_MODEL": UNINSTALLED, "INIT_IMAGE": "missing.png"}
-    return without_core_metadata(ui_body(fixture, values))
+    return ui_body(fixture, values)
 
 
 @pytest.mark.parametrize(
