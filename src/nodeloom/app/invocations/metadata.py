@@ -29,6 +29,7 @@ from nodeloom.app.invocations.model import (
     UNetField,
     VAEField,
     VAEOutput,
+    main_model_parts,
 )
 from nodeloom.app.invocations.primitives import BooleanOutput, FloatOutput, IntegerOutput, StringOutput
 from nodeloom.app.services.images.images_common import MetadataField
@@ -454,21 +455,8 @@ class MetadataToModelInvocation(_LabelledMetadata):
         key = find_model_key(context, self.read(None), self.default_value.key, ModelType.Main)
         model = get_model(context, key)
 
-        def part(submodel_type: SubModelType) -> ModelIdentifierField:
-            return model.model_copy(update={"submodel_type": submodel_type})
-
-        return MetadataToModelOutput(
-            model=model,
-            name=f"{model.base}: {model.name}",
-            unet=UNetField(unet=part(SubModelType.UNet), scheduler=part(SubModelType.Scheduler), loras=[]),
-            clip=CLIPField(
-                tokenizer=part(SubModelType.Tokenizer),
-                text_encoder=part(SubModelType.TextEncoder),
-                skipped_layers=0,
-                loras=[],
-            ),
-            vae=VAEField(vae=part(SubModelType.VAE)),
-        )
+        unet, clip, vae = main_model_parts(model)
+        return MetadataToModelOutput(model=model, name=f"{model.base}: {model.name}", unet=unet, clip=clip, vae=vae)
 
 
 @invocation("metadata_to_vae", title="Metadata To VAE", tags=["metadata"], category="metadata", version="1.2.1")

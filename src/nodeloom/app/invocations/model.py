@@ -88,6 +88,19 @@ def lock_loras(context: InvocationContext, stack: ExitStack, loras: list[LoRAFie
     return [(stack.enter_context(context.models.load(lora.lora)), lora.weight) for lora in loras]
 
 
+def main_model_parts(model: ModelIdentifierField) -> tuple[UNetField, CLIPField, VAEField]:
+    """The UNet, CLIP and VAE fields of a main model: its submodels, with no LoRA and no skipped layer."""
+
+    def part(submodel_type: SubModelType) -> ModelIdentifierField:
+        return model.model_copy(update={"submodel_type": submodel_type})
+
+    unet = UNetField(unet=part(SubModelType.UNet), scheduler=part(SubModelType.Scheduler), loras=[])
+    clip = CLIPField(
+        tokenizer=part(SubModelType.Tokenizer), text_encoder=part(SubModelType.TextEncoder), skipped_layers=0, loras=[]
+    )
+    return unet, clip, VAEField(vae=part(SubModelType.VAE))
+
+
 @invocation_output("unet_output")
 class UNetOutput(BaseInvocationOutput):
     """Base class for invocations that output a UNet field."""
@@ -122,20 +135,8 @@ class MainModelLoaderInvocation(BaseInvocation):
 
     def invoke(self, context: InvocationContext) -> ModelLoaderOutput:
         check_model(context, self.model, ModelType.Main)
-
-        def part(submodel_type: SubModelType) -> ModelIdentifierField:
-            return self.model.model_copy(update={"submodel_type": submodel_type})
-
-        return ModelLoaderOutput(
-            unet=UNetField(unet=part(SubModelType.UNet), scheduler=part(SubModelType.Scheduler), loras=[]),
-            clip=CLIPField(
-                tokenizer=part(SubModelType.Tokenizer),
-                text_encoder=part(SubModelType.TextEncoder),
-                skipped_layers=0,
-                loras=[],
-            ),
-            vae=VAEField(vae=part(SubModelType.VAE)),
-        )
+        unet, clip, vae = main_model_parts(self.model)
+        return ModelLoaderOutput(unet=unet, clip=clip, vae=vae)
 
 
 @invocation_output("lora_loader_output")
