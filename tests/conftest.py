@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from tests.database_engines import OpenDatabase, empty_postgres_schema, scratch_postgres_database
 from tests.helpers import free_port
 from tests.tiny_model import build_tiny_sd
 
@@ -17,6 +18,8 @@ from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import EventBase
 from nodeloom.app.services.invocation_services import InvocationServices, build_services
 from nodeloom.app.services.invoker import Invoker
+from nodeloom.app.services.shared.database.database_postgres import PostgresDatabase
+from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 
 load_builtin_nodes()
 import tests.nodes  # noqa: E402,F401  registers the test-only node types
@@ -33,6 +36,23 @@ class Recorder:
 
     def of(self, name: str) -> list[Any]:
         return [e for e in self.events if e.event_name == name]
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A scratch PostgreSQL database for the test module, dropped after it."""
+    with scratch_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_db(request: pytest.FixtureRequest, tmp_path: Path) -> OpenDatabase:
+    """Each test that takes it runs on both engines, on a database of its own, empty."""
+    if request.param == "sqlite":
+        return lambda: SqliteDatabase(tmp_path / "nodeloom.db")
+    url: str = request.getfixturevalue("postgres_url")
+    empty_postgres_schema(url)
+    return lambda: PostgresDatabase(url)
 
 
 StartServices = Callable[..., tuple[InvocationServices, Recorder]]

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
 import tests.nodes
 from tests.helpers import free_port, graph_json, wait_for
 
@@ -36,6 +38,7 @@ class SlowInvocation(BaseInvocation):
 """
 
 STUBBORN_GRAPH = graph_json([{"id": "stubborn", "type": "test_stubborn", "seconds": 600}])
+ADD_GRAPH = graph_json([{"id": "sum", "type": "add", "a": 1, "b": 2}])
 
 
 class Served:
@@ -195,3 +198,37 @@ def test_binding_beyond_this_machine_without_tokens_warns(tmp_path: Path) -> Non
     assert "without tokens" not in with_token and "serving root" in with_token
     on_loopback = output_of(host="127.0.0.1")
     assert "without tokens" not in on_loopback and "serving root" in on_loopback
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://someone:secret@db/nodeloom", "database_url must be empty (the SQLite file in the root) or a"),
+        ("host=db password=secret", "database_url must be empty (the SQLite file in the root) or a"),
+        ("postgresql://postgres@127.0.0.1:1/nodeloom", "Cannot connect to PostgreSQL at 127.0.0.1:1/nodeloom"),
+    ],
+)
+def test_a_wrong_database_url_is_one_line_and_a_failed_start(tmp_path: Path, url: str, says: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nodeloom", "serve", "--root", str(tmp_path), "--port", str(free_port()), "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"nodeloom serve: {says}") and done.stderr.count("\n") == 1, done.stderr
+    assert "secret" not in done.stderr
+
+
+def test_a_root_on_postgresql_runs_its_sessions_there(tmp_path: Path, postgres_url: str) -> None:
+    root = make_root(tmp_path)
+    with serving(root, database_url=postgres_url) as served:
+        result = httpx.post(f"{served.queue}/enqueue_batch", json={"batch": {"graph": ADD_GRAPH}}).json()
+        (item_id,) = result["item_ids"]
+        wait_for(lambda: httpx.get(f"{served.queue}/i/{item_id}").json()["status"] == "completed", what="the run")
+    assert not (root / "databases").exists()
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT status FROM session_queue WHERE item_id = %s", (item_id,)).fetchall() == [
+            ("completed",)
+        ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +16,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default=None, help="the address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="the port to listen on (default 9090)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="a postgresql:// URL of the database (default: $NODELOOM_DATABASE_URL, else the root's SQLite file)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: every subcommand module is imported to build the parser, and `nodeloom run` stays light.
     from nodeloom.app.api.app import create_server
     from nodeloom.app.services.config.config_default import load_config
+    from nodeloom.app.services.invocation_services import open_database
+    from nodeloom.app.services.shared.database.database_common import DatabaseError, MigrationError
 
-    overrides: dict[str, Any] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("database_url", args.db))
+    overrides: dict[str, Any] = {k: v for k, v in given if v is not None}
     config = load_config(args.root, **overrides)
     config.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # Opened and migrated before the server starts, where a failure would be a traceback in its start-up.
+        open_database(config).close()
+    except (DatabaseError, MigrationError) as error:
+        print(f"nodeloom serve: {error}", file=sys.stderr)
+        return 1
     # `Server.run` shuts down cleanly on Ctrl-C, then raises it again for its caller; `uvicorn.run` swallows it too.
     with contextlib.suppress(KeyboardInterrupt):
         create_server(config).run()

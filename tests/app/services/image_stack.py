@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tests.database_engines import OpenDatabase
 
 from nodeloom.app.services.board_image_records.board_image_records_base import BoardImageRecordStorageBase
 from nodeloom.app.services.board_records.board_records_base import BoardRecordStorageBase
@@ -21,6 +22,7 @@ from nodeloom.app.services.image_records.image_records_common import ImageCatego
 from nodeloom.app.services.image_services import build_image_services
 from nodeloom.app.services.images.images_base import ImageServiceABC
 from nodeloom.app.services.images.images_common import ImageDTO
+from nodeloom.app.services.shared.database.database_base import DatabaseBase
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
@@ -29,7 +31,7 @@ from nodeloom.app.services.shared.database.migrator import Migrator
 @dataclass
 class ImageStack:
     root: Path
-    db: SqliteDatabase
+    db: DatabaseBase
     events: InProcessEventService
     delivered: list[EventBase]
     image_files: ImageFileStorageBase
@@ -68,9 +70,10 @@ class ImageStack:
 
 
 @contextmanager
-def open_image_stack(root: Path) -> Iterator[ImageStack]:
-    """The services wired as the application wires them; closes the database and stops the bus after."""
-    db = SqliteDatabase(root / "nodeloom.db")
+def open_image_stack(root: Path, db: DatabaseBase | None = None) -> Iterator[ImageStack]:
+    """The services wired as the application wires them, on `db` (default: a SQLite file in `root`); closes the
+    database and stops the bus after."""
+    db = db or SqliteDatabase(root / "nodeloom.db")
     events = InProcessEventService()
     delivered: list[EventBase] = []
     events.subscribe(delivered.append)
@@ -96,6 +99,6 @@ def open_image_stack(root: Path) -> Iterator[ImageStack]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[ImageStack]:
-    with open_image_stack(tmp_path) as image_stack:
+def stack(tmp_path: Path, open_db: OpenDatabase) -> Iterator[ImageStack]:
+    with open_image_stack(tmp_path, open_db()) as image_stack:
         yield image_stack

@@ -39,6 +39,7 @@ from nodeloom.app.services.session_queue.session_queue_base import SessionQueueB
 from nodeloom.app.services.session_queue.session_queue_common import BatchLimits
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
+from nodeloom.app.services.shared.database.database_common import DatabaseError
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
@@ -70,15 +71,32 @@ class InvocationServices:
 
 
 def open_database(config: NodeloomConfig) -> DatabaseBase:
-    """The root's database, created if need be and migrated to the newest schema."""
-    config.db_path.parent.mkdir(parents=True, exist_ok=True)
-    database = SqliteDatabase(config.db_path)
+    """The database `database_url` names, else the root's SQLite file, created if need be and migrated to the newest
+    schema; a wrong URL or an unreachable server is a `DatabaseError` saying so."""
+    database = _connect(config)
     try:
         Migrator(database, MIGRATIONS).run()
     except Exception:
         database.close()
         raise
     return database
+
+
+def _connect(config: NodeloomConfig) -> DatabaseBase:
+    url = config.database_url.get_secret_value()
+    if not url:
+        config.db_path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteDatabase(config.db_path)
+    # Imported here so that a root on SQLite never loads the PostgreSQL driver.
+    from nodeloom.app.services.shared.database.database_postgres import URL_SCHEMES, PostgresDatabase
+
+    if not url.startswith(URL_SCHEMES):
+        # Only the scheme: the rest may hold a password.
+        given = f"a {url.split('://')[0]}:// URL" if "://" in url else "no URL"
+        raise DatabaseError(
+            f"database_url must be empty (the SQLite file in the root) or a postgresql:// URL, but it is {given}"
+        )
+    return PostgresDatabase(url)
 
 
 def build_services(config: NodeloomConfig) -> InvocationServices:

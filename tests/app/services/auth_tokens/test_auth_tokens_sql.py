@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from tests.database_engines import OpenDatabase
 
 from nodeloom.app.services.auth_tokens.auth_tokens_common import (
     AuthTokenNotFoundError,
@@ -14,14 +14,13 @@ from nodeloom.app.services.auth_tokens.auth_tokens_common import (
     InvalidAuthTokenNameError,
 )
 from nodeloom.app.services.auth_tokens.auth_tokens_sql import SqlAuthTokenStore
-from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 
 
 @pytest.fixture
-def tokens(tmp_path: Path) -> Iterator[SqlAuthTokenStore]:
-    db = SqliteDatabase(tmp_path / "nodeloom.db")
+def tokens(open_db: OpenDatabase) -> Iterator[SqlAuthTokenStore]:
+    db = open_db()
     Migrator(db, MIGRATIONS).run()
     yield SqlAuthTokenStore(db)
     db.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 from tests.app.services.image_stack import ImageStack
+from tests.database_engines import sqlite_only
 
 from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
@@ -178,6 +179,7 @@ BOARD_LISTINGS = {
 }
 
 
+@sqlite_only
 @pytest.mark.parametrize("name", BOARD_LISTINGS)
 def test_board_listing_walks_its_index_in_gallery_order(stack: ImageStack, name: str) -> None:
     """A board's page walks `ix_images_board_order` in order and stops: the board is never sorted, only the page's

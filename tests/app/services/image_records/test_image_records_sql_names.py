@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from tests.app.services.image_stack import ImageStack
+from tests.database_engines import sqlite_only
 
 from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
@@ -83,6 +84,7 @@ def test_like_wildcards_in_the_search_term_are_taken_literally(stack: ImageStack
 
 
 @pytest.mark.parametrize("search_term", [None, "2026"])
+@sqlite_only
 @pytest.mark.parametrize("board_id", ["a-board", BOARD_ID_NONE])
 def test_the_gallery_order_walks_the_board_index_without_sorting(
     stack: ImageStack, board_id: str, search_term: str | None
@@ -106,6 +108,7 @@ def test_the_gallery_order_walks_the_board_index_without_sorting(
     assert plan == ["SEARCH images USING COVERING INDEX ix_images_board_order (board_id=? AND is_intermediate=?)"]
 
 
+@sqlite_only
 def test_other_orders_sort_only_the_names_read_from_the_index(stack: ImageStack) -> None:
     board = stack.board_records.save("Board").board_id
     for i in range(30):

@@ -138,6 +138,8 @@ def test_delete_leaves_no_file_record_or_link(stack: ImageStack) -> None:
 
 @pytest.mark.parametrize("name", ["../nodeloom.db", "/etc/passwd", "x\x00.png", "images/../../nodeloom.db"])
 def test_bad_names_are_refused_everywhere(stack: ImageStack, name: str) -> None:
+    # What a traversal would reach: the SQLite file, or a stand-in where the database is elsewhere.
+    (stack.root / "nodeloom.db").touch()
     dto = stack.create()
     for attempt in (
         lambda: stack.images.get_dto(name),

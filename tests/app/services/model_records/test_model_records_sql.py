@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.database_engines import OpenDatabase
 
 from nodeloom.app.services.model_records.model_records_common import (
     DuplicateModelError,
@@ -14,7 +14,6 @@ from nodeloom.app.services.model_records.model_records_common import (
     UnknownModelError,
 )
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
-from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.backend.model_manager.configs import (
@@ -28,8 +27,8 @@ from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, 
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlModelRecordService]:
-    db = SqliteDatabase(tmp_path / "nodeloom.db")
+def store(open_db: OpenDatabase) -> Iterator[SqlModelRecordService]:
+    db = open_db()
     Migrator(db, MIGRATIONS).run()
     yield SqlModelRecordService(db)
     db.close()

@@ -6,11 +6,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.database_engines import OpenDatabase, postgres_only, sqlite_only
 from tests.helpers import edge, graph_json, node_of, ran_whole
 
 from nodeloom.app.invocations.fields import ImageField
@@ -45,8 +45,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.session_queue.session_queue_sql_rows import new_session_json
-from nodeloom.app.services.shared.database.database_base import Params
-from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, Dialect, Params
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
@@ -97,16 +96,16 @@ class Recorder:
 
 
 class Env:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, open_db: OpenDatabase) -> None:
+        self.open_db = open_db
         self.bus = InProcessEventService()
         self.bus.start()
         self.events = Recorder(self.bus)
-        self._dbs: list[SqliteDatabase] = []
+        self._dbs: list[DatabaseBase] = []
 
     def open(self, **options: Any) -> SqlSessionQueue:
         """A queue on the file, as a freshly started process would open it."""
-        db = SqliteDatabase(self.path)
+        db = self.open_db()
         self._dbs.append(db)
         Migrator(db, MIGRATIONS).run()
         self.db = db
@@ -123,9 +122,20 @@ class Env:
             return [dict(row) for row in cursor.fetchall()]
 
 
+_COLUMNS: dict[Dialect, str] = {
+    "sqlite": "SELECT name FROM pragma_table_info(?)",
+    "postgres": "SELECT column_name AS name FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = ?",
+}
+
+
+def columns_of(env: Env, table: str) -> set[str]:
+    return {row["name"] for row in env.rows(_COLUMNS[env.db.dialect], (table,))}
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    env = Env(tmp_path / "nodeloom.db")
+def env(open_db: OpenDatabase) -> Iterator[Env]:
+    env = Env(open_db)
     yield env
     env.close()
 
@@ -410,8 +420,8 @@ def test_a_workflow_is_stored_once_per_batch(env: Env, queue: SqlSessionQueue) -
     with_workflow = queue.enqueue_batch(Q, make_batch(runs=4, workflow=workflow), prepend=False)
     without = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
 
-    assert "workflow" not in {row["name"] for row in env.rows("PRAGMA table_info(session_queue)")}
-    stored = env.rows("SELECT batch_id, workflow FROM session_queue_batches ORDER BY workflow")
+    assert "workflow" not in columns_of(env, "session_queue")
+    stored = env.rows("SELECT batch_id, workflow FROM session_queue_batches ORDER BY workflow NULLS FIRST")
     assert stored == [
         {"batch_id": without.batch.batch_id, "workflow": None},
         {"batch_id": with_workflow.batch.batch_id, "workflow": json.dumps(workflow)},
@@ -529,6 +539,52 @@ def test_concurrent_dequeuers_never_take_an_item_twice(env: Env, queue: SqlSessi
     assert sorted(everything) == item_ids
     assert queue.get_queue_status(Q).in_progress == 200
     assert_counts_right(env, queue)
+
+
+def test_claims_by_processes_of_their_own_never_take_an_item_twice(env: Env, queue: SqlSessionQueue) -> None:
+    # Each dequeuer opens its own database, as a processor in another process does: nothing in this process keeps
+    # their claims apart, only the database (on PostgreSQL, concurrent transactions and the claim's row lock).
+    item_ids = queue.enqueue_batch(Q, make_batch(runs=200), prepend=False).item_ids
+    dequeuers = [env.open() for _ in range(8)]
+    start = threading.Barrier(len(dequeuers))
+    taken: list[list[int]] = [[] for _ in dequeuers]
+
+    def drain(own: SqlSessionQueue, mine: list[int]) -> None:
+        start.wait()
+        while (item := own.dequeue()) is not None:
+            mine.append(item.item_id)
+            own.complete_queue_item(item.item_id)
+
+    threads = [threading.Thread(target=drain, args=pair) for pair in zip(dequeuers, taken, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    everything = [item_id for mine in taken for item_id in mine]
+    assert sorted(everything) == item_ids
+    assert queue.get_queue_status(Q).completed == 200
+    assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_a_claim_takes_the_next_item_instead_of_waiting_for_one_another_claim_holds(
+    env: Env, queue: SqlSessionQueue
+) -> None:
+    first, second = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+    db = env.db
+    other = env.open()
+    claimed: list[SessionQueueItem | None] = []
+    with db.transaction() as cursor:
+        # Another processor's claim of the first item, not yet committed.
+        cursor.execute(sql.DEQUEUE["postgres"], ("t", "t"))
+        held = cursor.fetchone()
+        assert held is not None and held["item_id"] == first
+        thread = threading.Thread(target=lambda: claimed.append(other.dequeue()))
+        thread.start()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the claim waited for the other claim's row lock"
+    assert claimed[0] is not None and claimed[0].item_id == second
 
 
 def test_the_events_of_an_item_go_out_in_the_order_of_its_changes(env: Env, queue: SqlSessionQueue) -> None:
@@ -1106,7 +1162,7 @@ def test_one_write_prunes_a_bounded_chunk(env: Env, monkeypatch: pytest.MonkeyPa
 
 
 def test_migration_5_moves_each_batch_workflow_to_the_batches_table(env: Env) -> None:
-    db = SqliteDatabase(env.path)
+    db = env.open_db()
     Migrator(db, MIGRATIONS[:4]).run()
     old_rows = [("b1", '{"w": 1}'), ("b1", '{"w": 1}'), ("b2", None)]
     with db.transaction() as cursor:
@@ -1128,7 +1184,7 @@ def test_migration_5_moves_each_batch_workflow_to_the_batches_table(env: Env) ->
         {"batch_id": "b1", "workflow": '{"w": 1}'},
         {"batch_id": "b2", "workflow": None},
     ]
-    columns = {row["name"] for row in env.rows("PRAGMA table_info(session_queue)")}
+    columns = columns_of(env, "session_queue")
     assert "workflow" not in columns and "webhook_state" in columns
     with pytest.raises(BatchExistsError):
         queue.enqueue_batch(Q, make_batch(batch_id="b1"), prepend=False)
@@ -1197,7 +1253,7 @@ def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
 # --- query plans ------------------------------------------------------------------------------------------------
 
 HOT_QUERIES: dict[str, tuple[str, Params]] = {
-    "dequeue": (sql.DEQUEUE, ("t", "t")),
+    "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t")),
     "select item": (sql.SELECT_ITEM, (1,)),
     "set status": (
         sql.SET_STATUS,
@@ -1239,6 +1295,7 @@ HISTORY_QUERIES = {
 }
 
 
+@sqlite_only
 @pytest.mark.parametrize("name", HISTORY_QUERIES)
 def test_history_queries_walk_their_index(env: Env, queue: SqlSessionQueue, name: str) -> None:
     queue.enqueue_batch(Q, make_batch(runs=50), prepend=False)
@@ -1250,6 +1307,7 @@ def test_history_queries_walk_their_index(env: Env, queue: SqlSessionQueue, name
     assert not [step for step in plan if step.startswith("SCAN") and "USING" not in step], plan
 
 
+@sqlite_only
 @pytest.mark.parametrize("name", HOT_QUERIES)
 def test_hot_queries_search_an_index(env: Env, queue: SqlSessionQueue, name: str) -> None:
     queue.enqueue_batch(Q, make_batch(runs=50), prepend=False)

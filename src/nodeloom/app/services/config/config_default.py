@@ -161,6 +161,13 @@ class NodeloomConfig(BaseSettings):
         description="How long a bulk download's zip waits to be fetched, in seconds, before it is removed",
     )
 
+    # Database: which engine holds the queue and the records
+    database_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="Empty for the SQLite file db_file in the root; postgresql://user:password@host:port/dbname for "
+        "a PostgreSQL database, which several servers may share",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

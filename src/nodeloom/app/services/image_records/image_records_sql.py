@@ -101,13 +101,13 @@ With a board and the intermediate flag given, as InvokeAI's gallery asks, `ix_im
 newest and starred first, and holds every column read but the category and origin; the other orders sort the names.
 """
 
-# Both columns hold ASCII only: SQLite's LIKE ignores its case, as InvokeAI's search does.
-_SEARCH = "(images.image_name LIKE ? ESCAPE '\\' OR images.created_at LIKE ? ESCAPE '\\')"
+# Case-insensitive, as InvokeAI's search is; LOWER rather than relying on LIKE, which ignores case on SQLite only.
+_SEARCH = "(LOWER(images.image_name) LIKE ? ESCAPE '\\' OR LOWER(images.created_at) LIKE ? ESCAPE '\\')"
 
 
 def _like_pattern(term: str) -> str:
     """`term` anywhere, its LIKE wildcards and the escape character taken literally."""
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 

@@ -1,4 +1,4 @@
-"""The session queue on the database port (SQLite; PostgreSQL, for several processors on one queue, is planned).
+"""The session queue on the database port (SQLite, or PostgreSQL for several processes sharing one queue).
 
 The SQL is in `session_queue_sql_statements`; an item's row is made and read in `session_queue_sql_rows`; the
 counts by status, changed in the same transaction as the items, are kept by `session_queue_sql_counts`, and the
@@ -314,7 +314,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
         while True:
             with self._write() as write:
                 now = utc_now()
-                write.cursor.execute(sql.DEQUEUE, (now, now))
+                write.cursor.execute(sql.DEQUEUE[write.cursor.dialect], (now, now))
                 row = write.cursor.fetchone()
                 if row is None:
                     return None

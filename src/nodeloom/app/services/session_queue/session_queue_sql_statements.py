@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from nodeloom.app.services.shared.database.database_base import Dialect
+
 QUEUE_TOTAL = ""
 """The batch id of a queue's own rows in session_queue_counts, which no batch has (a batch id is never empty)."""
 
@@ -40,17 +42,21 @@ SELECT_MAX_PENDING_PRIORITY = (
     "SELECT MAX(priority) AS priority FROM session_queue WHERE queue_id = ? AND status = 'pending'"
 )
 
-# The claim: one statement, so no two dequeuers take one item; SQLite runs one writer at a time. PostgreSQL (planned)
-# runs transactions concurrently: there the sub-select will have to lock its row and skip rows other claims hold
-# (`FOR UPDATE SKIP LOCKED`).
-DEQUEUE = f"""
+# The claim: one statement, so no two dequeuers take one item; SQLite runs one writer at a time. PostgreSQL runs
+# transactions concurrently: there the sub-select locks its row and skips rows other claims hold, so that concurrent
+# claims take different items rather than wait for one another and then find theirs gone.
+_DEQUEUE = """
 UPDATE session_queue SET status = 'in_progress', started_at = ?, updated_at = ?
 WHERE item_id = (
     SELECT item_id FROM session_queue WHERE status = 'pending'
-    ORDER BY priority DESC, item_id ASC LIMIT 1
+    ORDER BY priority DESC, item_id ASC LIMIT 1{lock}
 ) AND status = 'pending'
-RETURNING {ITEM_COLUMNS}
+RETURNING {columns}
 """
+DEQUEUE: dict[Dialect, str] = {
+    "sqlite": _DEQUEUE.format(lock="", columns=ITEM_COLUMNS),
+    "postgres": _DEQUEUE.format(lock=" FOR UPDATE SKIP LOCKED", columns=ITEM_COLUMNS),
+}
 # Guarded by the status the caller read, so that a change made meanwhile by another process is never undone.
 # An item with a webhook that finishes has its call due in the same write, so a crash cannot lose the call.
 SET_STATUS = f"""

@@ -50,7 +50,7 @@ class DbCursor(Protocol):
 class DatabaseBase(ABC):
     """The port every record service runs its SQL through, with `transaction()` and `read()`.
 
-    SQLite (`SqliteDatabase`) is the one adapter; PostgreSQL is planned. The SQL is written for both, so that a
+    Its adapters are `SqliteDatabase` and `PostgresDatabase`. The SQL is written for both, so that a
     service holds it once:
 
     - Placeholders are `?`, bound to a sequence, or `:name`, bound to a mapping by name; one kind per
@@ -79,14 +79,14 @@ class DatabaseBase(ABC):
       block). `read()` may nest in `transaction()`, not the other way round.
     - On SQLite, `transaction()` holds the process's one writer lock and takes the file's write
       lock at once, so select-then-update inside one block is atomic. PostgreSQL runs transactions
-      concurrently (READ COMMITTED): there a claim will have to be atomic in the SQL itself
+      concurrently (READ COMMITTED): there a claim is atomic in the SQL itself
       (`FOR UPDATE SKIP LOCKED`).
     """
 
     @property
     @abstractmethod
     def dialect(self) -> Dialect:
-        """The engine: "sqlite", the one adapter so far ("postgres" is planned)."""
+        """The engine: "sqlite" or "postgres"."""
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[DbCursor]:

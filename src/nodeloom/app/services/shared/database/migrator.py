@@ -56,7 +56,7 @@ class Migrator:
                 # Another process starting on the same database may have applied it meanwhile.
                 if _recorded_version(cursor) >= migration.version:
                     return
-                # Recording first means that where transactions run concurrently (PostgreSQL, planned), a
+                # Recording first means that where transactions run concurrently (PostgreSQL), a
                 # second process blocks on this row and then fails cleanly, before running any statement.
                 applied_at = utc_now()
                 cursor.execute(_INSERT_MIGRATION, (migration.version, migration.description, applied_at))
