@@ -1,5 +1,5 @@
 """SDXL text-to-image through the real queue and processor: the default graph, with and without the refiner, makes
-diffusers' images."""
+diffusers' images; and recall rebuilds it from its metadata."""
 
 from __future__ import annotations
 
@@ -24,10 +24,16 @@ from nodeloom.app.services.model_records.model_records_common import ModelRecord
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch, SessionQueueItem
 from nodeloom.app.services.shared.default_graphs import (
     DECODE_ID,
+    DENOISE_ID,
+    METADATA_ID,
+    MODEL_LOADER_ID,
+    REFINER_DENOISE_ID,
+    REFINER_LOADER_ID,
     RefinerNeedsSDXLError,
     text_to_image_graph,
 )
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
+from nodeloom.cli.images import RecallError, recall_batch
 
 pytestmark = filter_diffusers_numpy
 
@@ -75,3 +81,22 @@ def test_a_refiner_needs_an_sdxl_base() -> None:
     model = ModelIdentifierField(key="k", hash="h", name="Dream", base=BaseModelType.StableDiffusion1, type="main")
     with pytest.raises(RefinerNeedsSDXLError, match="'Dream' is a sd-1 model"):
         text_to_image_graph(model, PROMPT, refiner=model)
+
+
+def test_recall_rebuilds_the_sdxl_graph_with_its_refiner() -> None:
+    base = ModelIdentifierField(key="b", hash="h", name="XL", base=BaseModelType.StableDiffusionXL, type="main")
+    refiner = base.model_copy(update={"key": "r", "name": "XL refiner", "base": BaseModelType.StableDiffusionXLRefiner})
+    graph = text_to_image_graph(base, PROMPT, NEGATIVE_PROMPT, refiner=refiner, refiner_start=0.7)
+    metadata = graph.nodes[METADATA_ID].model_dump(mode="json")
+    assert metadata["generation_mode"] == "sdxl_txt2img"
+
+    recalled = recall_batch(metadata, seed=None)["graph"]
+    assert isinstance(recalled, dict)
+    nodes = recalled["nodes"]
+    assert nodes[MODEL_LOADER_ID]["type"] == "sdxl_model_loader"
+    assert nodes[REFINER_LOADER_ID]["model"]["key"] == "r"
+    assert (nodes[DENOISE_ID]["denoising_end"], nodes[REFINER_DENOISE_ID]["denoising_start"]) == (0.7, 0.7)
+
+    sd1 = {**metadata, "model": base.model_copy(update={"base": BaseModelType.StableDiffusion1}).model_dump()}
+    with pytest.raises(RecallError, match="A refiner refines an SDXL base, and 'XL' is a sd-1 model"):
+        recall_batch(sd1, seed=None)
