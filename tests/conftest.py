@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 from tests.database_engines import OpenDatabase, empty_postgres_schema, scratch_postgres_database
 from tests.helpers import free_port
-from tests.tiny_model import build_tiny_sd
+from tests.tiny_model import build_tiny_sd, build_tiny_sdxl
 
 from nodeloom.app.api.app import NodeloomApp, create_server
 from nodeloom.app.invocations import load_builtin_nodes
@@ -139,3 +139,10 @@ def tiny_sd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Shared by every test that asks for it: install it in place or copy it, never change it.
     """
     return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny SDXL base and refiner pipeline folder (diffusers layout), built once per test session; shared, never
+    to be changed."""
+    return build_tiny_sdxl(tmp_path_factory.mktemp("sdxl-models"))

@@ -35,6 +35,7 @@ from nodeloom.app.services.shared.invocation_context_stores import (
     TensorsInterface,
 )
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
+from nodeloom.backend.stable_diffusion.schedulers import SCHEDULER_NAME_VALUES
 
 if TYPE_CHECKING:
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
@@ -88,12 +89,13 @@ class NodeRunner:
     progress: list[Progress] = field(default_factory=list)
 
     @classmethod
-    def start(cls, root: Path, tiny_model: Path) -> NodeRunner:
+    def start(
+        cls, root: Path, tiny_model: Path, base: BaseModelType | None = BaseModelType.StableDiffusion1
+    ) -> NodeRunner:
+        """Installs `tiny_model` with `base`, or with the base probing finds when None."""
         quiet_torch()
         services = build_services(load_config(root, model_install_roots=[tiny_model.parent]))
-        config = services.model_manager.install.install_path(
-            tiny_model, ModelRecordChanges(base=BaseModelType.StableDiffusion1)
-        )
+        config = services.model_manager.install.install_path(tiny_model, ModelRecordChanges(base=base))
         return cls(services=services, model=ModelIdentifierField.from_config(config))
 
     def context(self, node: BaseInvocation, is_canceled: Callable[[], bool] = lambda: False) -> InvocationContext:
@@ -121,3 +123,58 @@ class NodeRunner:
 
     def close(self) -> None:
         self.services.database.close()
+
+
+def sdxl_reference_image(
+    models: tuple[Path, Path],
+    scheduler: SCHEDULER_NAME_VALUES,
+    negative_prompt: str | None,
+    steps: int,
+    conditioned_size: int,
+    refiner_start: float | None = None,
+) -> Any:
+    """The RGB pixels diffusers makes of `PROMPT` with the tiny SDXL base (`models[0]`), of noise for `NOISE_SIZE`
+    pixels at `SEED`, conditioned on `conditioned_size` as original and target size; with `refiner_start`, the
+    base stops there and the refiner (`models[1]`) takes its latents, diffusers' base+refiner recipe."""
+    import numpy as np
+    import torch
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import (
+        StableDiffusionXLImg2ImgPipeline,
+    )
+
+    from nodeloom.backend.stable_diffusion.schedulers import make_scheduler
+
+    quiet_torch()
+    base = StableDiffusionXLPipeline.from_pretrained(models[0], local_files_only=True, add_watermarker=False)
+    base.scheduler = make_scheduler(scheduler, base.scheduler.config)
+    base.set_progress_bar_config(disable=True)
+    pixels = NOISE_SIZE // 8 * base.vae_scale_factor
+    generator = torch.Generator("cpu").manual_seed(SEED)
+    sizes = {"original_size": (conditioned_size, conditioned_size), "target_size": (conditioned_size,) * 2}
+    recipe = {"num_inference_steps": steps, "guidance_scale": 7.5, "negative_prompt": negative_prompt}
+    if refiner_start is None:
+        image = base(PROMPT, width=pixels, height=pixels, generator=generator, **sizes, **recipe).images[0]
+        return np.asarray(image)
+    latents = base(
+        PROMPT,
+        width=pixels,
+        height=pixels,
+        denoising_end=refiner_start,
+        output_type="latent",
+        generator=generator,
+        **sizes,
+        **recipe,
+    ).images
+    refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(models[1], local_files_only=True, add_watermarker=False)
+    refiner.scheduler = make_scheduler(scheduler, refiner.scheduler.config)
+    refiner.set_progress_bar_config(disable=True)
+    image = refiner(
+        PROMPT,
+        image=latents,
+        denoising_start=refiner_start,
+        original_size=sizes["original_size"],
+        generator=generator,
+        **recipe,
+    ).images[0]
+    return np.asarray(image)

@@ -1,5 +1,6 @@
 """Model files made for tests, since nothing may be downloaded: a tiny Stable Diffusion 1.x-architecture pipeline
-built from configs with fixed seeds (about 6 MB), a LoRA, a single-file checkpoint, and a pickle that runs code.
+built from configs with fixed seeds (about 6 MB), a tiny SDXL base and refiner, a LoRA, a single-file checkpoint,
+and a pickle that runs code.
 
 torch, diffusers and transformers are imported inside the functions: importing this module stays cheap.
 """
@@ -44,15 +45,52 @@ def _write_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\na b\n")
 
 
+SDXL_TIME_EMBED_DIM = 8
+"""The width each of the tiny SDXL UNets' time ids is embedded to."""
+
+
+def _tiny_vae() -> Any:
+    import torch
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=16,
+        norm_num_groups=32,
+    )
+
+
+def _tiny_clip_config(tokenizer: Any) -> Any:
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_CROSS_ATTENTION_DIM,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        projection_dim=TINY_CROSS_ATTENTION_DIM,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_tiny_sd(folder: Path) -> Path:
     """Saves a tiny StableDiffusionPipeline (UNet, VAE, CLIP text encoder and tokenizer, DDIM scheduler) in
     `folder`, in diffusers layout with safetensors weights, and returns `folder`."""
     import torch
-    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     quiet_torch()
     _write_tokenizer_files(folder.parent / f"{folder.name}-tokenizer-source")
@@ -70,32 +108,9 @@ def build_tiny_sd(folder: Path) -> Path:
         attention_head_dim=8,
         norm_num_groups=32,
     )
+    vae = _tiny_vae()
     torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        sample_size=16,
-        norm_num_groups=32,
-    )
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=TINY_CROSS_ATTENTION_DIM,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=77,
-            projection_dim=TINY_CROSS_ATTENTION_DIM,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = CLIPTextModel(_tiny_clip_config(tokenizer))
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -117,6 +132,87 @@ def build_tiny_sd(folder: Path) -> Path:
     )
     pipeline.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def _tiny_sdxl_unet(cross_attention_dim: int, time_ids: int) -> Any:
+    """A UNet with SDXL's added conditioning: `time_ids` numbers, each embedded to `SDXL_TIME_EMBED_DIM`, and the
+    second text encoder's pooled projection."""
+    import torch
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
+        projection_class_embeddings_input_dim=time_ids * SDXL_TIME_EMBED_DIM + TINY_CROSS_ATTENTION_DIM,
+    )
+
+
+def build_tiny_sdxl(folder: Path) -> tuple[Path, Path]:
+    """Saves a tiny SDXL base pipeline (two CLIP text encoders, the second with a projection, a UNet with time
+    embeddings, a VAE) in `folder / "base"` and a tiny refiner (the second text encoder alone, with its own UNet)
+    in `folder / "refiner"`, in diffusers layout; returns both folders."""
+    import torch
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import (
+        StableDiffusionXLImg2ImgPipeline,
+    )
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    quiet_torch()
+    _write_tokenizer_files(folder / "tokenizer-source")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer-source", model_max_length=77)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_tiny_clip_config(tokenizer))
+    torch.manual_seed(1)
+    text_encoder_2 = CLIPTextModelWithProjection(_tiny_clip_config(tokenizer))
+    vae = _tiny_vae()
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    base = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=_tiny_sdxl_unet(2 * TINY_CROSS_ATTENTION_DIM, time_ids=6),
+        scheduler=scheduler,
+        add_watermarker=False,
+    )
+    base.save_pretrained(folder / "base", safe_serialization=True)
+    refiner = StableDiffusionXLImg2ImgPipeline(
+        vae=vae,
+        # diffusers annotates these two as required, and takes None for them in a refiner.
+        text_encoder=None,  # type: ignore[arg-type]
+        tokenizer=None,  # type: ignore[arg-type]
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer,
+        unet=_tiny_sdxl_unet(TINY_CROSS_ATTENTION_DIM, time_ids=5),
+        scheduler=scheduler,
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+        add_watermarker=False,
+    )
+    refiner.save_pretrained(folder / "refiner", safe_serialization=True)
+    return folder / "base", folder / "refiner"
 
 
 def _save_safetensors(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
@@ -156,6 +252,22 @@ def write_tiny_lora(path: Path) -> Path:
             f"{text}.lora_up.weight": (TINY_CROSS_ATTENTION_DIM, rank),
         },
     )
+
+
+def write_tiny_sdxl_lora(path: Path) -> Path:
+    """A kohya-style LoRA that fits the tiny SDXL base: a UNet cross-attention key and a query of each text
+    encoder."""
+    rank = 2
+    layers = {
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k": 2 * TINY_CROSS_ATTENTION_DIM,
+        "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": TINY_CROSS_ATTENTION_DIM,
+        "lora_te2_text_model_encoder_layers_0_self_attn_q_proj": TINY_CROSS_ATTENTION_DIM,
+    }
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer, width in layers.items():
+        shapes[f"{layer}.lora_down.weight"] = (rank, width)
+        shapes[f"{layer}.lora_up.weight"] = (TINY_CROSS_ATTENTION_DIM, rank)
+    return _save_safetensors(path, shapes)
 
 
 def write_checkpoint(path: Path, text_width: int = SD1_TEXT_WIDTH) -> Path:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from nodeloom.app.invocations.baseinvocation import describe_error
-from nodeloom.app.services.shared.default_graphs import NOISE_ID, text_to_image_graph
+from nodeloom.app.services.shared.default_graphs import NOISE_ID, RefinerNeedsSDXLError, text_to_image_graph
 from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.cli.client import JSONObject, ServerClient, add_server_arguments, call_server, print_json
 from nodeloom.errors import NodeloomError
@@ -32,6 +32,8 @@ RECALLED_SETTINGS = (
 )
 """The core metadata settings that the text-to-image graph takes, by their metadata keys (and its argument names,
 but for the prompt)."""
+RECALLED_REFINER_SETTINGS = {"refiner_model": "refiner", "refiner_start": "refiner_start"}
+"""The SDXL refiner's core metadata settings, by their metadata keys, and the graph's argument names."""
 
 
 class RecallError(NodeloomError):
@@ -67,9 +69,12 @@ def recall_batch(metadata: JSONObject, seed: int | None) -> JSONObject:
     if seed is not None:
         settings["seed"] = seed
     settings["prompt"] = settings.pop("positive_prompt")
+    settings |= {
+        name: metadata[key] for key, name in RECALLED_REFINER_SETTINGS.items() if metadata.get(key) is not None
+    }
     try:
         graph = text_to_image_graph(metadata["model"], **settings)
-    except (ValidationError, TypeError) as error:
+    except (ValidationError, TypeError, RefinerNeedsSDXLError) as error:
         detail = describe_error(error) if isinstance(error, ValidationError) else str(error)
         raise RecallError(f"its settings do not make a text-to-image graph: {detail}") from error
     return {"batch_id": uuid_string(), "graph": graph.model_dump(mode="json"), "runs": 1}

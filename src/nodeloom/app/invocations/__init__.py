@@ -12,6 +12,7 @@ BUILTIN_MODULES = (
     "collections",
     "image",
     "model",
+    "sdxl",
     "compel",
     "noise",
     "latents",

@@ -1,9 +1,12 @@
-"""The prompt node: text, with compel's weighting syntax, to conditioning that later nodes load by name."""
+"""The prompt nodes: text, with compel's weighting syntax, to conditioning that later nodes load by name; SD-1/2's
+with one text encoder, SDXL's with two and its size and crop conditioning, the SDXL refiner's with its second
+encoder and an aesthetic score."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
@@ -17,7 +20,16 @@ from nodeloom.app.invocations.fields import Input, InputField, OutputField
 from nodeloom.app.invocations.model import CLIPField, ModelFieldDescriptions, lock_loras
 
 if TYPE_CHECKING:
+    import torch
+
     from nodeloom.app.services.shared.invocation_context import InvocationContext
+
+
+MASK_DESCRIPTION = "A mask defining the region that this conditioning prompt applies to."
+ORIGINAL_WIDTH = "The width the image was before it was resized or cropped for training (SDXL's size conditioning)"
+ORIGINAL_HEIGHT = "The height the image was before it was resized or cropped for training (SDXL's size conditioning)"
+CROP_TOP = "How many pixels were cropped from the top of the original image (SDXL's crop conditioning)"
+CROP_LEFT = "How many pixels were cropped from the left of the original image (SDXL's crop conditioning)"
 
 
 class TensorField(BaseModel):
@@ -53,9 +65,7 @@ class CompelInvocation(BaseInvocation):
 
     prompt: str = InputField(default="", description="Prompt to be parsed by Compel to create a conditioning tensor")
     clip: CLIPField = InputField(title="CLIP", description=ModelFieldDescriptions.clip)
-    mask: TensorField | None = InputField(
-        default=None, description="A mask defining the region that this conditioning prompt applies to."
-    )
+    mask: TensorField | None = InputField(default=None, description=MASK_DESCRIPTION)
 
     def invoke(self, context: InvocationContext) -> ConditioningOutput:
         from nodeloom.backend.stable_diffusion.lora import apply_loras
@@ -97,3 +107,129 @@ class CLIPSkipInvocation(BaseInvocation):
     def invoke(self, context: InvocationContext) -> CLIPSkipInvocationOutput:
         skipped = self.clip.skipped_layers + self.skipped_layers
         return CLIPSkipInvocationOutput(clip=self.clip.model_copy(update={"skipped_layers": skipped}))
+
+
+def _encode_sdxl_part(
+    context: InvocationContext,
+    clip: CLIPField,
+    prompt: str,
+    target: Literal["text_encoder", "text_encoder_2"],
+    pooled: bool,
+    zero_on_empty: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One SDXL text encoder's embeddings of `prompt` (and its pooled embeddings when `pooled`), with the CLIP
+    field's LoRAs on while it runs. With `zero_on_empty`, an empty prompt is zeros, as the SDXL pipeline makes an
+    absent negative prompt (`force_zeros_for_empty_prompt`) and InvokeAI makes an empty one."""
+    import torch
+
+    from nodeloom.backend.stable_diffusion.lora import apply_loras
+    from nodeloom.backend.stable_diffusion.prompts import encode_sdxl_prompt_part
+
+    with ExitStack() as stack:
+        text_encoder = stack.enter_context(context.models.load(clip.text_encoder))
+        if zero_on_empty and prompt == "":
+            config = text_encoder.config
+            embeds = torch.zeros((1, config.max_position_embeddings, config.hidden_size), dtype=text_encoder.dtype)
+            return embeds, torch.zeros((1, config.projection_dim), dtype=embeds.dtype) if pooled else None
+        tokenizer = stack.enter_context(context.models.load(clip.tokenizer))
+        stack.enter_context(apply_loras(text_encoder, lock_loras(context, stack, clip.loras), target))
+        return encode_sdxl_prompt_part(tokenizer, text_encoder, prompt, clip.skipped_layers, pooled)
+
+
+def _save_sdxl_conditioning(
+    context: InvocationContext,
+    embeds: torch.Tensor,
+    pooled: torch.Tensor | None,
+    time_ids: Sequence[float],
+    mask: TensorField | None,
+) -> ConditioningOutput:
+    import torch
+
+    from nodeloom.backend.stable_diffusion.prompts import TextConditioning
+
+    assert pooled is not None, "the second text encoder's embeddings are encoded with their pooled ones"
+    conditioning = TextConditioning(embeds=embeds, pooled_embeds=pooled, add_time_ids=torch.tensor([time_ids]))
+    name = context.conditioning.save(conditioning.to_stored())
+    return ConditioningOutput(conditioning=ConditioningField(conditioning_name=name, mask=mask))
+
+
+@invocation(
+    "sdxl_compel_prompt",
+    title="Prompt - SDXL",
+    tags=["sdxl", "compel", "prompt"],
+    category="conditioning",
+    version="1.2.1",
+)
+class SDXLCompelPromptInvocation(BaseInvocation):
+    """Parse prompt using compel package to conditioning.
+
+    The prompt goes through both text encoders, the style (the prompt when empty) through the second only; their
+    penultimate hidden states are joined along the width, and the second's pooled embeddings and the size and crop
+    fields become the UNet's added conditioning.
+    """
+
+    prompt: str = InputField(default="", description="Prompt to be parsed by Compel to create a conditioning tensor")
+    style: str = InputField(default="", description="Prompt to be parsed by Compel to create a conditioning tensor")
+    original_width: int = InputField(default=1024, description=ORIGINAL_WIDTH)
+    original_height: int = InputField(default=1024, description=ORIGINAL_HEIGHT)
+    crop_top: int = InputField(default=0, description=CROP_TOP)
+    crop_left: int = InputField(default=0, description=CROP_LEFT)
+    target_width: int = InputField(default=1024, description="The width of the image to make (SDXL's conditioning)")
+    target_height: int = InputField(default=1024, description="The height of the image to make (SDXL's conditioning)")
+    clip: CLIPField = InputField(description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP 1")
+    clip2: CLIPField = InputField(description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP 2")
+    mask: TensorField | None = InputField(default=None, description=MASK_DESCRIPTION)
+
+    def invoke(self, context: InvocationContext) -> ConditioningOutput:
+        import torch
+
+        context.util.signal_progress("Building conditioning")
+        first, _ = _encode_sdxl_part(context, self.clip, self.prompt, "text_encoder", False, True)
+        second, pooled = _encode_sdxl_part(
+            context, self.clip2, self.style.strip() or self.prompt, "text_encoder_2", True, True
+        )
+        # A long prompt may take more 77-token chunks in one encoder than in the other: zeros fill the shorter.
+        tokens = max(first.shape[1], second.shape[1])
+        first, second = (
+            torch.nn.functional.pad(embeds, (0, 0, 0, tokens - embeds.shape[1])) for embeds in (first, second)
+        )
+        time_ids = [
+            self.original_height,
+            self.original_width,
+            self.crop_top,
+            self.crop_left,
+            self.target_height,
+            self.target_width,
+        ]
+        return _save_sdxl_conditioning(context, torch.cat([first, second], dim=-1), pooled, time_ids, self.mask)
+
+
+@invocation(
+    "sdxl_refiner_compel_prompt",
+    title="Prompt - SDXL Refiner",
+    tags=["sdxl", "compel", "prompt"],
+    category="conditioning",
+    version="1.1.2",
+)
+class SDXLRefinerCompelPromptInvocation(BaseInvocation):
+    """Parse prompt using compel package to conditioning.
+
+    The style goes through the refiner's one text encoder (SDXL's second); the original size, crop and aesthetic
+    score become its added conditioning.
+    """
+
+    style: str = InputField(default="", description="Prompt to be parsed by Compel to create a conditioning tensor")
+    original_width: int = InputField(default=1024, description=ORIGINAL_WIDTH)
+    original_height: int = InputField(default=1024, description=ORIGINAL_HEIGHT)
+    crop_top: int = InputField(default=0, description=CROP_TOP)
+    crop_left: int = InputField(default=0, description=CROP_LEFT)
+    aesthetic_score: float = InputField(
+        default=6.0, description="The aesthetic score to apply to the conditioning tensor"
+    )
+    clip2: CLIPField = InputField(description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP 2")
+
+    def invoke(self, context: InvocationContext) -> ConditioningOutput:
+        context.util.signal_progress("Building conditioning")
+        embeds, pooled = _encode_sdxl_part(context, self.clip2, self.style, "text_encoder_2", True, False)
+        time_ids = [self.original_height, self.original_width, self.crop_top, self.crop_left, self.aesthetic_score]
+        return _save_sdxl_conditioning(context, embeds, pooled, time_ids, None)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from nodeloom.app.services.shared.invocation_context import InvocationContext
-    from nodeloom.backend.stable_diffusion.denoise import DenoiseMask
+    from nodeloom.backend.stable_diffusion.denoise import AddedConditioning, DenoiseMask
 
 Conditionings = ConditioningField | list[ConditioningField]
 
@@ -163,9 +163,13 @@ class DenoiseLatentsInvocation(BaseInvocation):
         latents = None if self.latents is None else context.tensors.load(self.latents.latents_name)
         # The seed the noise was drawn with lets ancestral schedulers continue its generator, as the pipeline does.
         seed = next((f.seed for f in (self.noise, self.latents) if f is not None and f.seed is not None), 0)
+        positive, positive_added = self._embeddings(context, self.positive_conditioning)
+        negative, negative_added = self._embeddings(context, self.negative_conditioning)
         inputs = DenoiseInputs(
-            positive=self._embeddings(context, self.positive_conditioning),
-            negative=self._embeddings(context, self.negative_conditioning),
+            positive=positive,
+            negative=negative,
+            positive_added=positive_added,
+            negative_added=negative_added,
             steps=self.steps,
             cfg_scale=self.cfg_scale,
             seed=seed,
@@ -195,10 +199,14 @@ class DenoiseLatentsInvocation(BaseInvocation):
         return LatentsOutput.build(context.tensors.save(result), result)
 
     @staticmethod
-    def _embeddings(context: InvocationContext, conditionings: Conditionings) -> torch.Tensor:
-        """The conditionings' embeddings, joined along the token axis when there are several."""
+    def _embeddings(
+        context: InvocationContext, conditionings: Conditionings
+    ) -> tuple[torch.Tensor, AddedConditioning | None]:
+        """The conditionings' embeddings, joined along the token axis when there are several, and SDXL's added
+        conditioning: the first one's pooled embeddings and time ids, as InvokeAI takes them."""
         import torch
 
+        from nodeloom.backend.stable_diffusion.denoise import AddedConditioning
         from nodeloom.backend.stable_diffusion.prompts import TextConditioning
 
         fields = conditionings if isinstance(conditionings, list) else [conditionings]
@@ -207,7 +215,13 @@ class DenoiseLatentsInvocation(BaseInvocation):
                 "A conditioning has a mask: regional prompts are not supported yet; remove the compel node's mask"
             )
         stored = [TextConditioning.from_stored(context.conditioning.load(f.conditioning_name)) for f in fields]
-        return torch.cat([conditioning.embeds for conditioning in stored], dim=1)
+        if len({conditioning.is_sdxl for conditioning in stored}) > 1:
+            raise ValueError("SDXL conditioning cannot be joined with SD-1/2 conditioning: use one prompt node kind")
+        embeds = torch.cat([conditioning.embeds for conditioning in stored], dim=1)
+        first = stored[0]
+        if first.pooled_embeds is None or first.add_time_ids is None:
+            return embeds, None
+        return embeds, AddedConditioning(text_embeds=first.pooled_embeds, time_ids=first.add_time_ids)
 
     def _mask(self, context: InvocationContext) -> DenoiseMask | None:
         from nodeloom.backend.stable_diffusion.denoise import DenoiseMask

@@ -80,7 +80,10 @@ TILE_SIZE = (
     "The tile size for VAE tiling in pixels (image space). If set to 0, the default tile size for the model will be "
     "used."
 )
-FP32 = "Whether or not to use full float32 precision (off: the precision the VAE was loaded in)"
+FP32 = (
+    "Whether or not to use full float32 precision (off: the precision the VAE was loaded in, or float32 for a "
+    "float16 VAE whose config sets force_upcast)"
+)
 
 
 class VAEOptions(BaseModel):

@@ -2,7 +2,8 @@
 
 Only configs (JSON) and tensor names and shapes are read, never whole weights of a safetensors model; the base
 is read from the width of the text embeddings a model was built for (the UNet's cross-attention width, or the
-text encoder's hidden size): 768 for sd-1, 1024 for sd-2, 2048 for sdxl.
+text encoder's hidden size): 768 for sd-1, 1024 for sd-2, 2048 for sdxl. A diffusers pipeline with a
+`text_encoder_2` is SDXL: the base with both text encoders, the refiner (`sdxl-refiner`) with the second only.
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ def _probe_pipeline(path: Path) -> ProbedModel:
             f"{path} is a {index.get('_class_name', 'diffusers')} pipeline without a unet folder: only Stable "
             "Diffusion pipelines are supported"
         )
+    # SDXL is told by its parts, whatever its widths: the base has two text encoders, the refiner only the second.
+    if SubModelType.TextEncoder2 in submodels:
+        base = (
+            BaseModelType.StableDiffusionXL
+            if SubModelType.TextEncoder in submodels
+            else BaseModelType.StableDiffusionXLRefiner
+        )
+        return ProbedModel(ModelType.Main, ModelFormat.Diffusers, base, extra_fields={"submodels": submodels})
     unet_config = _read_json(path / "unet" / "config.json")
     width = unet_config.get("cross_attention_dim")
     return _by_text_width(

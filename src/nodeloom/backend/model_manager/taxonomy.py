@@ -16,6 +16,8 @@ class BaseModelType(StrEnum):
     StableDiffusion1 = "sd-1"
     StableDiffusion2 = "sd-2"
     StableDiffusionXL = "sdxl"
+    StableDiffusionXLRefiner = "sdxl-refiner"
+    """SDXL's refiner: a UNet conditioned on the second text encoder only, with an aesthetic score."""
 
 
 class ModelType(StrEnum):

@@ -44,6 +44,15 @@ class DenoiseMask:
 
 
 @dataclass(frozen=True)
+class AddedConditioning:
+    """What SDXL's UNet embeds beside the text: the pooled text embeddings and the time ids (sizes, crop, or the
+    refiner's aesthetic score), each `(1, n)`."""
+
+    text_embeds: torch.Tensor
+    time_ids: torch.Tensor
+
+
+@dataclass(frozen=True)
 class DenoiseInputs:
     """Everything a run of the loop reads besides the models.
 
@@ -51,7 +60,8 @@ class DenoiseInputs:
     `denoising_start` falls and denoised from there. `latents` alone are denoised as they are. `denoising_start`
     and `denoising_end` are fractions of the steps. `seed` is the noise's: the schedulers' generator continues
     from it. `cfg_rescale_multiplier` rescales the guided prediction towards the conditional one's spread, for
-    models trained with zero terminal SNR (diffusers' `guidance_rescale`).
+    models trained with zero terminal SNR (diffusers' `guidance_rescale`). `positive_added` and `negative_added`
+    are SDXL's, which its UNet (`addition_embed_type` "text_time") needs and other UNets do not take.
     """
 
     positive: torch.Tensor
@@ -65,6 +75,8 @@ class DenoiseInputs:
     denoising_end: float = 1.0
     cfg_rescale_multiplier: float = 0.0
     mask: DenoiseMask | None = None
+    positive_added: AddedConditioning | None = None
+    negative_added: AddedConditioning | None = None
 
 
 def step_range(steps: int, denoising_start: float, denoising_end: float) -> tuple[int, int]:
@@ -96,19 +108,35 @@ def _text_batch(inputs: DenoiseInputs, guided: bool, device: torch.device, dtype
     Embeddings of different lengths (a long prompt against a short one) are padded with zeros, which an attention
     mask hides; equal lengths, the usual case, pass no mask, as the pipeline does.
     """
+    added = _added_batch(inputs, guided, device, dtype)
     positive = inputs.positive.to(device=device, dtype=dtype)
     if not guided:
-        return {"encoder_hidden_states": positive}
+        return {"encoder_hidden_states": positive, **added}
     negative = inputs.negative.to(device=device, dtype=dtype)
     tokens = max(positive.shape[1], negative.shape[1])
     if positive.shape[1] == negative.shape[1]:
-        return {"encoder_hidden_states": torch.cat([negative, positive])}
+        return {"encoder_hidden_states": torch.cat([negative, positive]), **added}
     attention_mask = torch.zeros((2, tokens), device=device, dtype=torch.bool)
     attention_mask[0, : negative.shape[1]] = True
     attention_mask[1, : positive.shape[1]] = True
     return {
         "encoder_hidden_states": torch.cat([_pad_tokens(negative, tokens), _pad_tokens(positive, tokens)]),
         "encoder_attention_mask": attention_mask,
+        **added,
+    }
+
+
+def _added_batch(inputs: DenoiseInputs, guided: bool, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """SDXL's `added_cond_kwargs`, batched as the text; nothing for a UNet without added conditioning."""
+    positive, negative = inputs.positive_added, inputs.negative_added
+    if positive is None or negative is None:
+        return {}
+    conditionings = [negative, positive] if guided else [positive]
+    return {
+        "added_cond_kwargs": {
+            name: torch.cat([getattr(added, name) for added in conditionings]).to(device=device, dtype=dtype)
+            for name in ("text_embeds", "time_ids")
+        }
     }
 
 
@@ -209,6 +237,11 @@ def denoise(
     if inpaint_model and inputs.mask is None:
         raise ValueError("An inpainting model (9 input channels) needs a denoise mask: connect one to denoise_mask")
     inpainting = None if inputs.mask is None else _Inpainting(inputs.mask, original, noise, scheduler, inpaint_model)
+
+    sdxl_unet = unet.config.get("addition_embed_type") == "text_time"
+    if sdxl_unet != (inputs.positive_added is not None and inputs.negative_added is not None):
+        needed = "needs SDXL conditioning (sdxl_compel_prompt)" if sdxl_unet else "takes no SDXL conditioning"
+        raise ValueError(f"This UNet {needed} for both the positive and the negative prompt")
 
     # The pipeline guides only above 1: at 1 the unconditional half would not change the result.
     guided = inputs.cfg_scale > 1

@@ -15,10 +15,19 @@ from typing import Literal
 
 import torch
 
-LoRATarget = Literal["unet", "text_encoder"]
+LoRATarget = Literal["unet", "text_encoder", "text_encoder_2"]
 
-_KOHYA_PREFIXES: Mapping[LoRATarget, str] = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
-_PEFT_PREFIXES: Mapping[LoRATarget, str] = {"unet": "unet.", "text_encoder": "text_encoder."}
+# kohya names SDXL's first text encoder `lora_te1_` where SD-1's single one is `lora_te_`.
+_KOHYA_PREFIXES: Mapping[LoRATarget, tuple[str, ...]] = {
+    "unet": ("lora_unet_",),
+    "text_encoder": ("lora_te_", "lora_te1_"),
+    "text_encoder_2": ("lora_te2_",),
+}
+_PEFT_PREFIXES: Mapping[LoRATarget, str] = {
+    "unet": "unet.",
+    "text_encoder": "text_encoder.",
+    "text_encoder_2": "text_encoder_2.",
+}
 _DOWN = ("lora_down.weight", "lora_A.weight")
 _UP = ("lora_up.weight", "lora_B.weight")
 
@@ -48,7 +57,7 @@ class _LayerLoRA:
 def _layers(state_dict: Mapping[str, torch.Tensor], target: LoRATarget) -> dict[str, _LayerLoRA]:
     """The LoRA's layers that patch `target`, by the layer's name as the file spells it."""
     layers: dict[str, _LayerLoRA] = {}
-    prefixes = (_KOHYA_PREFIXES[target], _PEFT_PREFIXES[target])
+    prefixes = (*_KOHYA_PREFIXES[target], _PEFT_PREFIXES[target])
     for name, tensor in state_dict.items():
         if not name.startswith(prefixes):
             continue
@@ -72,12 +81,15 @@ def _modules_by_lora_name(model: torch.nn.Module, target: LoRATarget) -> dict[st
     LoRA files name a CLIP text encoder's layers from `text_model.`, where transformers 4 put them; transformers 5
     has them at the top of `CLIPTextModel`, so they are also found under that prefix.
     """
-    outer = "text_model." if target == "text_encoder" and not hasattr(model, "text_model") else ""
+    outer = "text_model." if target != "unet" and not hasattr(model, "text_model") else ""
     modules: dict[str, Layer] = {}
     for path, module in model.named_modules():
         if isinstance(module, Layer):
-            modules[_KOHYA_PREFIXES[target] + (outer + path).replace(".", "_")] = module
-            modules[_PEFT_PREFIXES[target] + outer + path] = module
+            # The projection of SDXL's second text encoder sits beside `text_model`, not in it.
+            inner = path if path.startswith("text_projection") else outer + path
+            for kohya in _KOHYA_PREFIXES[target]:
+                modules[kohya + inner.replace(".", "_")] = module
+            modules[_PEFT_PREFIXES[target] + inner] = module
     return modules
 
 

@@ -26,12 +26,13 @@ def _set_dtype(vae: AutoencoderKL, dtype: torch.dtype) -> None:
 def vae_options(vae: AutoencoderKL, fp32: bool, tiled: bool, tile_size: int) -> Iterator[None]:
     """Runs the VAE in float32 and/or tiled while inside, then restores it: it is the cache's copy.
 
-    `tile_size` (pixels, 0 for the model's own) sets the tiles when tiled; fp16 VAEs of SD1 can overflow to black
-    images, which float32 avoids.
+    `tile_size` (pixels, 0 for the model's own) sets the tiles when tiled; fp16 VAEs of SD1 and SDXL can overflow
+    to black images, which float32 avoids. A float16 VAE whose config sets `force_upcast` (SDXL's does) runs in
+    float32 even without `fp32`, as `StableDiffusionXLPipeline` decodes it.
     """
     dtype = vae.dtype
     saved = (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size)
-    if fp32:
+    if fp32 or (dtype == torch.float16 and vae.config.get("force_upcast", False)):
         _set_dtype(vae, torch.float32)
     vae.use_tiling = tiled
     if tiled and tile_size > 0:

@@ -68,7 +68,7 @@ def test_a_pipeline_of_unknown_width_asks_for_a_base_override(
     message = str(raised.value)
     assert f"Cannot tell the base of the main model at {tiny_sd_model}" in message
     assert "the UNet's cross_attention_dim is 32, which is none of 768 (sd-1), 1024 (sd-2), 2048 (sdxl)" in message
-    assert "Install it again with a base override (any, sd-1, sd-2, sdxl)" in message
+    assert "Install it again with a base override (any, sd-1, sd-2, sdxl, sdxl-refiner)" in message
     assert store_of(installer).search_by_attr() == []
 
 

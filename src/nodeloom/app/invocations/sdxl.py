@@ -1,0 +1,150 @@
+"""SDXL's model nodes, with InvokeAI's type and field names: the base's and the refiner's loaders, and a LoRA on
+the UNet and both text encoders.
+
+As the SD-1 nodes, they load nothing: the base's CLIP 1 is its `text_encoder`, CLIP 2 its `text_encoder_2`; the
+refiner has only the second.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nodeloom.app.invocations.baseinvocation import (
+    BaseInvocation,
+    BaseInvocationOutput,
+    invocation,
+    invocation_output,
+)
+from nodeloom.app.invocations.fields import Input, InputField, ModelIdentifierField, OutputField
+from nodeloom.app.invocations.model import (
+    CLIPField,
+    LoRAField,
+    ModelFieldDescriptions,
+    UNetField,
+    VAEField,
+    WrongModelTypeError,
+    check_model,
+)
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
+
+if TYPE_CHECKING:
+    from nodeloom.app.services.shared.invocation_context import InvocationContext
+
+
+@invocation_output("sdxl_model_loader_output")
+class SDXLModelLoaderOutput(BaseInvocationOutput):
+    """SDXL base model loader output"""
+
+    unet: UNetField = OutputField(description=ModelFieldDescriptions.unet, title="UNet")
+    clip: CLIPField = OutputField(description=ModelFieldDescriptions.clip, title="CLIP 1")
+    clip2: CLIPField = OutputField(description=ModelFieldDescriptions.clip, title="CLIP 2")
+    vae: VAEField = OutputField(description=ModelFieldDescriptions.vae, title="VAE")
+
+
+@invocation_output("sdxl_refiner_model_loader_output")
+class SDXLRefinerModelLoaderOutput(BaseInvocationOutput):
+    """SDXL refiner model loader output"""
+
+    unet: UNetField = OutputField(description=ModelFieldDescriptions.unet, title="UNet")
+    clip2: CLIPField = OutputField(description=ModelFieldDescriptions.clip, title="CLIP 2")
+    vae: VAEField = OutputField(description=ModelFieldDescriptions.vae, title="VAE")
+
+
+def _sdxl_parts(
+    context: InvocationContext, model: ModelIdentifierField, base: BaseModelType
+) -> tuple[UNetField, CLIPField, VAEField]:
+    """The UNet, second CLIP and VAE fields of an installed SDXL main model of `base`."""
+    check_model(context, model, ModelType.Main)
+    if model.base != base:
+        raise WrongModelTypeError(f"'{model.name}' is a {model.base.value} model, where an {base.value} one is needed")
+
+    def part(submodel_type: SubModelType) -> ModelIdentifierField:
+        return model.model_copy(update={"submodel_type": submodel_type})
+
+    return (
+        UNetField(unet=part(SubModelType.UNet), scheduler=part(SubModelType.Scheduler), loras=[]),
+        CLIPField(
+            tokenizer=part(SubModelType.Tokenizer2),
+            text_encoder=part(SubModelType.TextEncoder2),
+            skipped_layers=0,
+            loras=[],
+        ),
+        VAEField(vae=part(SubModelType.VAE)),
+    )
+
+
+@invocation("sdxl_model_loader", title="Main Model - SDXL", tags=["model", "sdxl"], category="model", version="1.0.4")
+class SDXLModelLoaderInvocation(BaseInvocation):
+    """Loads an sdxl base model, outputting its submodels."""
+
+    model: ModelIdentifierField = InputField(description="SDXL Main model (UNet, VAE, CLIP1, CLIP2) to load")
+
+    def invoke(self, context: InvocationContext) -> SDXLModelLoaderOutput:
+        unet, clip2, vae = _sdxl_parts(context, self.model, BaseModelType.StableDiffusionXL)
+        clip = clip2.model_copy(
+            update={
+                "tokenizer": self.model.model_copy(update={"submodel_type": SubModelType.Tokenizer}),
+                "text_encoder": self.model.model_copy(update={"submodel_type": SubModelType.TextEncoder}),
+            }
+        )
+        return SDXLModelLoaderOutput(unet=unet, clip=clip, clip2=clip2, vae=vae)
+
+
+@invocation(
+    "sdxl_refiner_model_loader",
+    title="Refiner Model - SDXL",
+    tags=["model", "sdxl", "refiner"],
+    category="model",
+    version="1.0.4",
+)
+class SDXLRefinerModelLoaderInvocation(BaseInvocation):
+    """Loads an sdxl refiner model, outputting its submodels."""
+
+    model: ModelIdentifierField = InputField(description="SDXL Refiner Main Model (UNet, VAE, CLIP2) to load")
+
+    def invoke(self, context: InvocationContext) -> SDXLRefinerModelLoaderOutput:
+        unet, clip2, vae = _sdxl_parts(context, self.model, BaseModelType.StableDiffusionXLRefiner)
+        return SDXLRefinerModelLoaderOutput(unet=unet, clip2=clip2, vae=vae)
+
+
+@invocation_output("sdxl_lora_loader_output")
+class SDXLLoRALoaderOutput(BaseInvocationOutput):
+    """SDXL LoRA Loader Output"""
+
+    unet: UNetField | None = OutputField(default=None, description=ModelFieldDescriptions.unet, title="UNet")
+    clip: CLIPField | None = OutputField(default=None, description=ModelFieldDescriptions.clip, title="CLIP 1")
+    clip2: CLIPField | None = OutputField(default=None, description=ModelFieldDescriptions.clip, title="CLIP 2")
+
+
+@invocation("sdxl_lora_loader", title="Apply LoRA - SDXL", tags=["lora", "model"], category="model", version="1.0.5")
+class SDXLLoRALoaderInvocation(BaseInvocation):
+    """Apply selected lora to unet and text_encoder.
+
+    As `lora_loader`, the LoRA is recorded on each field given; the UNet and each text encoder get its weights
+    only while a node runs them.
+    """
+
+    lora: ModelIdentifierField = InputField(description=ModelFieldDescriptions.lora_model, title="LoRA")
+    weight: float = InputField(default=0.75, description=ModelFieldDescriptions.lora_weight)
+    unet: UNetField | None = InputField(
+        default=None, description=ModelFieldDescriptions.unet, input=Input.Connection, title="UNet"
+    )
+    clip: CLIPField | None = InputField(
+        default=None, description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP 1"
+    )
+    clip2: CLIPField | None = InputField(
+        default=None, description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP 2"
+    )
+
+    def invoke(self, context: InvocationContext) -> SDXLLoRALoaderOutput:
+        check_model(context, self.lora, ModelType.LoRA)
+        applied = LoRAField(lora=self.lora, weight=self.weight)
+        fields = {"unet": self.unet, "clip": self.clip, "clip2": self.clip2}
+        for name, field in fields.items():
+            if field is not None and any(lora.lora.key == self.lora.key for lora in field.loras):
+                raise ValueError(f'LoRA "{self.lora.name}" already applied to {name}')
+        updated = {
+            name: None if field is None else field.model_copy(update={"loras": [*field.loras, applied]})
+            for name, field in fields.items()
+        }
+        return SDXLLoRALoaderOutput.model_validate(updated)
