@@ -88,17 +88,23 @@ def lock_loras(context: InvocationContext, stack: ExitStack, loras: list[LoRAFie
     return [(stack.enter_context(context.models.load(lora.lora)), lora.weight) for lora in loras]
 
 
+def submodel(model: ModelIdentifierField, submodel_type: SubModelType) -> ModelIdentifierField:
+    """The identifier of one part of `model`."""
+    return model.model_copy(update={"submodel_type": submodel_type})
+
+
 def main_model_parts(model: ModelIdentifierField) -> tuple[UNetField, CLIPField, VAEField]:
     """The UNet, CLIP and VAE fields of a main model: its submodels, with no LoRA and no skipped layer."""
-
-    def part(submodel_type: SubModelType) -> ModelIdentifierField:
-        return model.model_copy(update={"submodel_type": submodel_type})
-
-    unet = UNetField(unet=part(SubModelType.UNet), scheduler=part(SubModelType.Scheduler), loras=[])
-    clip = CLIPField(
-        tokenizer=part(SubModelType.Tokenizer), text_encoder=part(SubModelType.TextEncoder), skipped_layers=0, loras=[]
+    unet = UNetField(
+        unet=submodel(model, SubModelType.UNet), scheduler=submodel(model, SubModelType.Scheduler), loras=[]
     )
-    return unet, clip, VAEField(vae=part(SubModelType.VAE))
+    clip = CLIPField(
+        tokenizer=submodel(model, SubModelType.Tokenizer),
+        text_encoder=submodel(model, SubModelType.TextEncoder),
+        skipped_layers=0,
+        loras=[],
+    )
+    return unet, clip, VAEField(vae=submodel(model, SubModelType.VAE))
 
 
 @invocation_output("unet_output")

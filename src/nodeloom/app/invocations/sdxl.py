@@ -24,6 +24,8 @@ from nodeloom.app.invocations.model import (
     VAEField,
     WrongModelTypeError,
     check_model,
+    main_model_parts,
+    submodel,
 )
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
 
@@ -52,25 +54,20 @@ class SDXLRefinerModelLoaderOutput(BaseInvocationOutput):
 
 def _sdxl_parts(
     context: InvocationContext, model: ModelIdentifierField, base: BaseModelType
-) -> tuple[UNetField, CLIPField, VAEField]:
-    """The UNet, second CLIP and VAE fields of an installed SDXL main model of `base`."""
+) -> tuple[UNetField, CLIPField, CLIPField, VAEField]:
+    """The UNet, first and second CLIP and VAE fields of an installed SDXL main model of `base` (a refiner has no
+    first CLIP: its field is made, and left unused)."""
     check_model(context, model, ModelType.Main)
     if model.base != base:
         raise WrongModelTypeError(f"'{model.name}' is a {model.base.value} model, where an {base.value} one is needed")
-
-    def part(submodel_type: SubModelType) -> ModelIdentifierField:
-        return model.model_copy(update={"submodel_type": submodel_type})
-
-    return (
-        UNetField(unet=part(SubModelType.UNet), scheduler=part(SubModelType.Scheduler), loras=[]),
-        CLIPField(
-            tokenizer=part(SubModelType.Tokenizer2),
-            text_encoder=part(SubModelType.TextEncoder2),
-            skipped_layers=0,
-            loras=[],
-        ),
-        VAEField(vae=part(SubModelType.VAE)),
+    unet, clip, vae = main_model_parts(model)
+    clip2 = clip.model_copy(
+        update={
+            "tokenizer": submodel(model, SubModelType.Tokenizer2),
+            "text_encoder": submodel(model, SubModelType.TextEncoder2),
+        }
     )
+    return unet, clip, clip2, vae
 
 
 @invocation("sdxl_model_loader", title="Main Model - SDXL", tags=["model", "sdxl"], category="model", version="1.0.4")
@@ -80,13 +77,7 @@ class SDXLModelLoaderInvocation(BaseInvocation):
     model: ModelIdentifierField = InputField(description="SDXL Main model (UNet, VAE, CLIP1, CLIP2) to load")
 
     def invoke(self, context: InvocationContext) -> SDXLModelLoaderOutput:
-        unet, clip2, vae = _sdxl_parts(context, self.model, BaseModelType.StableDiffusionXL)
-        clip = clip2.model_copy(
-            update={
-                "tokenizer": self.model.model_copy(update={"submodel_type": SubModelType.Tokenizer}),
-                "text_encoder": self.model.model_copy(update={"submodel_type": SubModelType.TextEncoder}),
-            }
-        )
+        unet, clip, clip2, vae = _sdxl_parts(context, self.model, BaseModelType.StableDiffusionXL)
         return SDXLModelLoaderOutput(unet=unet, clip=clip, clip2=clip2, vae=vae)
 
 
@@ -103,7 +94,7 @@ class SDXLRefinerModelLoaderInvocation(BaseInvocation):
     model: ModelIdentifierField = InputField(description="SDXL Refiner Main Model (UNet, VAE, CLIP2) to load")
 
     def invoke(self, context: InvocationContext) -> SDXLRefinerModelLoaderOutput:
-        unet, clip2, vae = _sdxl_parts(context, self.model, BaseModelType.StableDiffusionXLRefiner)
+        unet, _, clip2, vae = _sdxl_parts(context, self.model, BaseModelType.StableDiffusionXLRefiner)
         return SDXLRefinerModelLoaderOutput(unet=unet, clip2=clip2, vae=vae)
 
 
