@@ -144,3 +144,10 @@ def test_an_uploaded_image_without_metadata_has_none(client: httpx.Client) -> No
     name = upload(client, invokeai_png(None, json.dumps(INVOKEAI_GRAPH), None))["image_name"]
     assert client.get(f"/images/i/{name}/metadata").json() is None
     assert client.get(f"/images/i/{name}/workflow").json() == {"workflow": None, "graph": json.dumps(INVOKEAI_GRAPH)}
+
+
+@pytest.mark.parametrize("metadata", ["not json", "[1, 2]", "[" * 100_000 + "]" * 100_000])
+def test_embedded_metadata_that_is_no_json_object_is_dropped(client: httpx.Client, metadata: str) -> None:
+    # Nested 100,000 deep, JSON exhausts the parser's stack: still the upload's to keep, without its metadata.
+    name = upload(client, invokeai_png(metadata, None, None))["image_name"]
+    assert client.get(f"/images/i/{name}/metadata").json() is None

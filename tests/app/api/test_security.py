@@ -102,6 +102,8 @@ def test_only_requests_for_this_server_s_own_names_are_answered(server: LiveServ
                 "setting to reach it so"
             }
     assert httpx.get(f"{server.url}/api/v1/boards/", params={"all": True}).json() == []
+    # "²" is a digit to str.isdigit, and a Host header is read as Latin-1.
+    assert httpx.get(f"{server.url}/health", headers={b"Host": b"localhost:\xb2"}).status_code == 421
 
 
 def test_allowed_hosts_adds_names(live_server: StartServer) -> None:
@@ -251,6 +253,9 @@ def test_with_tokens_socketio_needs_one_in_its_header_or_auth_payload(live_serve
     assert not connects(server, transport)
     assert not connects(server, transport, auth={"token": "wrong"})
     assert not connects(server, transport, headers={"Authorization": "Bearer wrong"})
+    # A token no text encoding takes (a lone surrogate, which JSON can carry) is a wrong token, not a broken check
+    # that would leave the client half-connected.
+    assert not connects(server, transport, auth={"token": "\ud800"})
     assert connects(server, transport, auth={"token": TOKEN})
     assert connects(server, transport, headers={"Authorization": f"Bearer {TOKEN}"})
 

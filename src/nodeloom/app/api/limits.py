@@ -48,7 +48,7 @@ class RequestBodyLimit:
             return
         limit = self._upload if scope["path"] == UPLOAD_PATH else self._default
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit.max_bytes:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit.max_bytes:
             error = limit.error()
             await JSONResponse({"detail": error.detail}, status_code=error.status_code)(scope, receive, send)
             return

@@ -91,7 +91,8 @@ def _split_host(host: str) -> tuple[str, int | None] | None:
             name, port = host, None
     if port is None:
         return name, None
-    return (name, int(port)) if port.isdigit() else None
+    # isascii: "²".isdigit() is true, and a Host header is read as Latin-1.
+    return (name, int(port)) if port.isascii() and port.isdigit() else None
 
 
 class EdgePolicy:

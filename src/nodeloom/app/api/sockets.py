@@ -145,7 +145,14 @@ class SocketBridge:
                 await self.sio.eio.send(eio_sid, packet)
 
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: object) -> None:
-        if self._authorize is None or not await self._authorize(environ, auth):
+        # Anything but a refusal raised here would leave the client half-connected, where broadcasts still reach
+        # it: a check that fails is a refusal.
+        try:
+            allowed = self._authorize is not None and await self._authorize(environ, auth)
+        except Exception:
+            logger.exception("The socket.io token check failed; the connection is refused")
+            allowed = False
+        if not allowed:
             # One answer for a missing and a wrong token.
             raise socketio.exceptions.ConnectionRefusedError(
                 "A valid token is needed: send it as 'Authorization: Bearer <token>' or as the auth payload {token}"

@@ -180,6 +180,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
                 timeout_s=config.webhook_timeout_s,
                 tries=config.webhook_tries,
                 allow_private=config.webhook_allow_private,
+                sweep_interval_s=config.webhook_sweep_interval_s,
                 secret=None if config.webhook_secret is None else config.webhook_secret.get_secret_value().encode(),
             ),
         ),

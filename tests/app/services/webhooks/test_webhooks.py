@@ -167,13 +167,20 @@ def webhook_states(services: InvocationServices, item_ids: list[int]) -> list[st
         "ff02::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",
+        "64:ff9b:1::7f00:1",
+        "2002:a00:1::",
+        "::127.0.0.1",
+        "::ffff:0:7f00:1",
     ],
 )
 def test_non_public_addresses_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::"]
+)
 def test_public_addresses_are_public(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
 
@@ -354,3 +361,24 @@ def test_a_call_cut_by_a_crash_is_made_after_the_restart(tmp_path: Path, hanging
                 second.kill()
                 second.wait()
         answering.close()
+
+
+def test_an_item_retried_after_a_restart_gets_its_call(
+    start_services: StartServices, receiver: Receiver, tmp_path: Path
+) -> None:
+    settings = {"webhook_allow_private": True, "webhook_sweep_interval_s": 0.1}
+    services, _ = start_services(root=tmp_path / "root", **settings)
+    batch = Batch.model_validate(
+        {"graph": graph_json([{"id": "fail", "type": "test_fail"}]), "callback_url": receiver.url()}
+    )
+    [failed] = services.session_queue.enqueue_batch(DEFAULT_QUEUE_ID, batch, prepend=False).item_ids
+    wait_for(lambda: receiver.item_ids() == [failed], what="the failed item's call")
+    wait_for(lambda: webhook_states(services, [failed]) == ["delivered"], what="the call recorded")
+    Invoker(services).stop()
+
+    # After the restart no batch with a webhook is unfinished, so no event announces the retried item's end: the
+    # sweep of the calls due makes it.
+    restarted, _ = start_services(root=tmp_path / "root", **settings)
+    assert restarted.session_queue.retry_items_by_id(DEFAULT_QUEUE_ID, [failed]).retried_item_ids == [failed]
+    wait_for(lambda: len(receiver.item_ids()) == 2, what="the retried item's call")
+    assert receiver.item_ids()[0] == failed

@@ -116,7 +116,7 @@ def _embedded_metadata(text: str | None) -> MetadataField | None:
     """The metadata a nodeloom or InvokeAI server embedded, if `text` is that; anything else is dropped, not refused."""
     try:
         metadata = None if text is None else json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # deeply nested JSON exhausts the parser's stack
         return None
     return metadata if isinstance(metadata, dict) else None
 

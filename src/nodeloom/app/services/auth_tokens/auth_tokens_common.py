@@ -72,4 +72,5 @@ def hash_token(token: str) -> str:
 
     A plain hash suffices (no salt or slow hash): tokens are 256 random bits, not passwords to guess.
     """
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogatepass: a token decoded from JSON may hold a lone surrogate, which is then a wrong token, not an error.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()

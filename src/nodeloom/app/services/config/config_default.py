@@ -98,6 +98,11 @@ class NodeloomConfig(BaseSettings):
         default=10.0, gt=0, description="The most seconds one webhook call may take, connecting included"
     )
     webhook_tries: int = Field(default=3, ge=1, description="How many times a webhook call is tried before giving up")
+    webhook_sweep_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the webhook calls still due are read from the queue, to make those no event announced",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None, description="Signs each webhook call (HMAC SHA-256 in X-Nodeloom-Signature) when set"
     )

@@ -21,6 +21,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     FINISHED_STATUSES,
     QueueItemOutcome,
     SessionQueueItemNotFoundError,
+    SessionQueueItemUnreadableError,
 )
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
 from nodeloom.app.services.webhooks.webhooks_common import (
@@ -55,6 +56,9 @@ class WebhookSettings:
     allow_private: bool = False
     secret: bytes | None = None
     """Signs every call when set."""
+    sweep_interval_s: float = 30.0
+    """How often the calls still due are read from the queue, besides at start-up: this makes those that no event
+    announced (an item retried in a batch the service had forgotten) and retries those whose call broke."""
 
 
 class _Stopped(Exception):
@@ -110,6 +114,10 @@ class HttpWebhookService(WebhookServiceBase):
             thread.daemon = True
             thread.start()
             run.threads.append(thread)
+        sweeper = threading.Thread(target=self._sweep_forever, args=(run,), name="nodeloom-webhooks-sweep")
+        sweeper.daemon = True
+        sweeper.start()
+        run.threads.append(sweeper)
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -142,6 +150,18 @@ class HttpWebhookService(WebhookServiceBase):
                 has_webhook = event.batch_id in self._batches_with_webhooks
             if has_webhook and run is not None:
                 self._schedule(run, event.item_id)
+
+    def _sweep_forever(self, run: _Run) -> None:
+        while not run.stopping.wait(self._settings.sweep_interval_s):
+            try:
+                due = self._while_running(run, self._queue.get_webhooks_due)
+            except _Stopped:
+                return
+            except Exception:
+                logger.exception("Could not read the webhook calls due; trying again later")
+                continue
+            for item_id in due:
+                self._schedule(run, item_id)
 
     def _schedule(self, run: _Run, item_id: int) -> None:
         with run.lock:
@@ -204,8 +224,12 @@ class HttpWebhookService(WebhookServiceBase):
             raise
         except SessionQueueItemNotFoundError:
             pass  # deleted before its call was made
+        except SessionQueueItemUnreadableError:
+            # No outcome can be sent for it: kept due, it would be tried forever and never pruned.
+            logger.error("Webhook for item %s given up: the item cannot be read back", item_id)
+            self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=False))
         except Exception:
-            logger.exception("Webhook for item %s failed; it is called at the next start", item_id)
+            logger.exception("Webhook for item %s failed; it is called again later", item_id)
         finally:
             self._unschedule(run, item_id)
 
