@@ -49,6 +49,20 @@ SDXL_TIME_EMBED_DIM = 8
 """The width each of the tiny SDXL UNets' time ids is embedded to."""
 
 
+def _tiny_scheduler() -> Any:
+    """Stable Diffusion's DDIM settings, as its model folders configure them."""
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
 def _tiny_vae() -> Any:
     import torch
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -89,7 +103,6 @@ def build_tiny_sd(folder: Path) -> Path:
     import torch
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
-    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer
 
     quiet_torch()
@@ -111,14 +124,7 @@ def build_tiny_sd(folder: Path) -> Path:
     vae = _tiny_vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_tiny_clip_config(tokenizer))
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = _tiny_scheduler()
     pipeline = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -168,7 +174,6 @@ def build_tiny_sdxl(folder: Path) -> tuple[Path, Path]:
     from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import (
         StableDiffusionXLImg2ImgPipeline,
     )
-    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     quiet_torch()
@@ -179,14 +184,7 @@ def build_tiny_sdxl(folder: Path) -> tuple[Path, Path]:
     torch.manual_seed(1)
     text_encoder_2 = CLIPTextModelWithProjection(_tiny_clip_config(tokenizer))
     vae = _tiny_vae()
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = _tiny_scheduler()
     base = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
