@@ -52,6 +52,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     QueueFullError,
     SessionQueueItemNotFoundError,
     SessionQueueItemUnreadableError,
+    WebhookDueError,
 )
 from nodeloom.app.services.shared.graph_common import GraphError
 from nodeloom.backend.model_manager.configs import InvalidModelConfigError
@@ -71,6 +72,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (QueueFullError, 409),
     (BatchExistsError, 409),
     (SessionQueueItemUnreadableError, 409),
+    (WebhookDueError, 409),
     (LimitExceededError, 422),
     (BatchValidationError, 422),
     (GraphError, 422),

@@ -382,3 +382,26 @@ def test_an_item_retried_after_a_restart_gets_its_call(
     assert restarted.session_queue.retry_items_by_id(DEFAULT_QUEUE_ID, [failed]).retried_item_ids == [failed]
     wait_for(lambda: len(receiver.item_ids()) == 2, what="the retried item's call")
     assert receiver.item_ids()[0] == failed
+
+
+def test_a_call_due_when_the_queue_is_cleared_is_still_made(
+    start_services: StartServices, hanging: HangingTarget
+) -> None:
+    services, _ = start_services(webhook_allow_private=True, webhook_tries=5, webhook_timeout_s=60.0)
+    [item_id] = enqueue(services, hanging.url())
+    wait_for(lambda: len(hanging.accepted) == 1, what="the call under way")
+
+    # The item finished and its call is under way: the clear must not take the outcome the call sends.
+    assert services.session_queue.clear(DEFAULT_QUEUE_ID).deleted == 0
+
+    port = hanging.port
+    hanging.close()  # the call breaks; its next try reaches the receiver that takes the port
+    answering = Receiver(port)
+    try:
+        [call] = wait_for(lambda: answering.calls, what="the call after the clear")
+        assert json.loads(call.body)["item_id"] == item_id
+        assert json.loads(call.body)["status"] == "completed"
+        wait_for(lambda: webhook_states(services, [item_id]) == ["delivered"], what="the call recorded")
+    finally:
+        answering.close()
+    assert services.session_queue.clear(DEFAULT_QUEUE_ID).deleted == 1
