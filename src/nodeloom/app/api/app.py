@@ -34,7 +34,9 @@ from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.invocations.limits import LimitExceededError
 from nodeloom.app.services.board_records.board_records_common import BoardRecordNotFoundError, InvalidBoardNameError
 from nodeloom.app.services.bulk_download.bulk_download_common import (
+    BulkDownloadBusyError,
     BulkDownloadNotFoundError,
+    BulkDownloadTooLargeError,
     InvalidBulkDownloadNameError,
 )
 from nodeloom.app.services.config.config_default import NodeloomConfig
@@ -70,10 +72,12 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (BoardRecordNotFoundError, 404),
     (BulkDownloadNotFoundError, 404),
     (QueueFullError, 409),
+    (BulkDownloadBusyError, 429),
     (BatchExistsError, 409),
     (SessionQueueItemUnreadableError, 409),
     (WebhookDueError, 409),
     (LimitExceededError, 422),
+    (BulkDownloadTooLargeError, 422),
     (BatchValidationError, 422),
     (GraphError, 422),
     (InvalidImageNameError, 422),

@@ -191,6 +191,12 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         model_manager=model_manager,
         auth_tokens=SqlAuthTokenStore(database),
         bulk_download=ZipBulkDownloadService(
-            config.outputs_path / "bulk_downloads", images, boards, events, config.bulk_download_max_age_s
+            config.outputs_path / "bulk_downloads",
+            images,
+            boards,
+            events,
+            max_age_s=config.bulk_download_max_age_s,
+            max_archives=config.bulk_download_max_archives,
+            max_images=config.bulk_download_max_images,
         ),
     )

@@ -165,6 +165,14 @@ class NodeloomConfig(BaseSettings):
         gt=0,
         description="How long a bulk download's zip waits to be fetched, in seconds, before it is removed",
     )
+    bulk_download_max_archives: int = Field(
+        default=8,
+        ge=1,
+        description="The most bulk downloads queued, being made or waiting to be fetched at once; more is a 429",
+    )
+    bulk_download_max_images: int = Field(
+        default=10_000, ge=1, description="The most images one bulk download may hold; more is a 422"
+    )
 
     # Database: which engine holds the queue and the records
     database_url: SecretStr = Field(
