@@ -58,7 +58,12 @@ from nodeloom.app.services.session_queue.session_queue_common import (
 )
 from nodeloom.app.services.shared.graph_common import GraphError
 from nodeloom.backend.model_manager.configs import InvalidModelConfigError
-from nodeloom.backend.model_manager.errors import InvalidModelError, ModelFileError, ModelPathNotFoundError
+from nodeloom.backend.model_manager.errors import (
+    InvalidModelError,
+    ModelFileError,
+    ModelLinkNotAllowedError,
+    ModelPathNotFoundError,
+)
 from nodeloom.errors import NodeloomError
 
 logger = logging.getLogger(__name__)
@@ -86,6 +91,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (UnknownModelError, 404),
     (ModelPathNotFoundError, 404),
     (ModelPathNotAllowedError, 403),
+    (ModelLinkNotAllowedError, 403),
     (DuplicateModelError, 409),
     (ModelBaseUnknownError, 422),
     (InvalidModelConfigError, 422),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from nodeloom.backend.model_manager.configs import InvalidModelConfigError, Main
 from nodeloom.backend.model_manager.errors import (
     InvalidModelError,
     ModelFileError,
+    ModelLinkNotAllowedError,
     ModelPathNotFoundError,
     UnsafeModelFileError,
 )
@@ -296,3 +299,42 @@ def test_a_scan_does_not_follow_links_out_of_the_install_roots(store: SqlModelRe
     ]
     assert {skipped.reason for skipped in result.skipped} == {str(ModelPathNotAllowedError())}
     assert "secret" not in result.model_dump_json()
+
+
+@pytest.mark.parametrize("link", ["unet/notes.txt", "extras"])
+def test_a_copy_refuses_a_link_inside_the_model_that_leads_out_of_the_install_roots(
+    store: SqlModelRecordService, tmp_path: Path, tiny_sd_model: Path, link: str
+) -> None:
+    models, extra, outside = tmp_path / "models", tmp_path / "extra", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("SECRET")
+    model = extra / "linked-sd"
+    shutil.copytree(tiny_sd_model, model)
+    (extra / "inside.txt").write_text("shared notes")
+    (model / "text_encoder" / "inside.txt").symlink_to(extra / "inside.txt")
+    (model / link).symlink_to(outside / "notes.txt" if link.endswith(".txt") else outside)
+    installer = ModelInstallService(store=store, models_path=models, install_roots=[extra])
+
+    leads_out = rf"{re.escape(str(model / link))}\S* is reached through a link that leads outside"
+    with pytest.raises(ModelLinkNotAllowedError, match=leads_out):
+        installer.install_path(model, SD1, inplace=False)
+
+    assert store.search_by_attr() == []
+    assert not (models / "sd-1" / "main" / "linked-sd").exists()
+    assert not [path for path in models.rglob("*") if path.is_file() and path.read_bytes() == b"SECRET"]
+
+
+def test_a_copy_follows_a_link_that_stays_inside_the_install_roots(
+    store: SqlModelRecordService, tmp_path: Path, tiny_sd_model: Path
+) -> None:
+    models, extra = tmp_path / "models", tmp_path / "extra"
+    model = extra / "linked-sd"
+    shutil.copytree(tiny_sd_model, model)
+    (extra / "inside.txt").write_text("shared notes")
+    (model / "text_encoder" / "inside.txt").symlink_to(extra / "inside.txt")
+    installer = ModelInstallService(store=store, models_path=models, install_roots=[extra])
+
+    copy = installer.install_path(model, SD1, inplace=False)
+
+    copied = models / copy.path / "text_encoder" / "inside.txt"
+    assert not copied.is_symlink() and copied.read_text() == "shared notes"

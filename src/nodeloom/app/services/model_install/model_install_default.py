@@ -19,7 +19,7 @@ from nodeloom.app.services.model_install.model_install_common import (
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError
 from nodeloom.backend.model_manager.configs import InvalidModelConfigError, validate_model_config
 from nodeloom.backend.model_manager.errors import InvalidModelError, ModelFileError, ModelPathNotFoundError
-from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, hash_model, size_on_disk
+from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, copy_model, hash_model, size_on_disk
 from nodeloom.backend.model_manager.probe import is_model_folder, probe_model
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
 
@@ -103,10 +103,7 @@ class ModelInstallService(ModelInstallServiceBase):
             raise DuplicateModelError(f"{destination} exists already: remove the model installed there first")
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if source.is_dir():
-                shutil.copytree(source, destination)
-            else:
-                shutil.copy2(source, destination)
+            copy_model(source, destination, self._roots)
             return self._record(source, destination, destination.relative_to(self._models_path).as_posix(), fields)
         except BaseException:
             _remove(destination)
