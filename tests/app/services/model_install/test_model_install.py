@@ -14,6 +14,7 @@ from tests.tiny_model import (
     write_random_safetensors,
 )
 
+from nodeloom.app.services.events.events_default import InProcessEventService
 from nodeloom.app.services.model_install import model_install_default
 from nodeloom.app.services.model_install.model_install_common import (
     ModelBaseUnknownError,
@@ -50,7 +51,10 @@ def store(tmp_path: Path) -> Iterator[SqlModelRecordService]:
 def installer(store: SqlModelRecordService, tmp_path: Path, tiny_sd_model: Path) -> ModelInstallService:
     # The models these tests install lie in temporary folders: those are install roots.
     return ModelInstallService(
-        store=store, models_path=tmp_path / "models", install_roots=[tmp_path, tiny_sd_model.parent]
+        store=store,
+        events=InProcessEventService(),
+        models_path=tmp_path / "models",
+        install_roots=[tmp_path, tiny_sd_model.parent],
     )
 
 
@@ -210,7 +214,7 @@ def test_a_pipeline_without_a_unet_is_refused(installer: ModelInstallService, tm
         installer.install_path(tmp_path / "pipe")
 
 
-def test_a_scan_installs_each_model_and_says_why_it_skipped_the_others(
+def test_a_scan_lists_each_model_and_whether_it_is_installed_and_installs_nothing(
     installer: ModelInstallService, tiny_sd_model: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "downloads"
@@ -223,11 +227,14 @@ def test_a_scan_installs_each_model_and_says_why_it_skipped_the_others(
     write_lora(folder / ".cache" / "hidden.safetensors")
     (folder / "README.txt").write_text("models I like")
     installer.install_path(lora)
-    result = installer.scan_folder(folder)
-    assert [config.path for config in result.installed] == [str(checkpoint)]
-    assert [skipped.path for skipped in result.skipped] == [str(lora), str(folder / "pipelines" / "tiny")]
-    assert "installed already" in result.skipped[0].reason
-    assert "base override" in result.skipped[1].reason
+    found = installer.scan_folder(folder)
+    # A link is listed by where it leads, the path an install records.
+    assert {model.path: model.is_installed for model in found} == {
+        str(checkpoint): False,
+        str(lora): True,
+        str(tiny_sd_model): False,
+    }
+    assert [config.path for config in store_of(installer).search_by_attr()] == [str(lora)]
 
 
 def test_a_scan_of_too_many_files_is_refused(
@@ -246,7 +253,9 @@ def test_installs_read_only_the_models_folder_and_the_install_roots(
     models, extra, outside = tmp_path / "models", tmp_path / "extra", tmp_path / "outside"
     for folder in (models, extra, outside):
         folder.mkdir()
-    installer = ModelInstallService(store=store, models_path=models, install_roots=[extra])
+    installer = ModelInstallService(
+        store=store, events=InProcessEventService(), models_path=models, install_roots=[extra]
+    )
     assert installer.install_path(write_lora(models / "in-models.safetensors")).name == "in-models"
     assert installer.install_path(write_lora(extra / "in-extra.safetensors")).name == "in-extra"
 
@@ -287,12 +296,7 @@ def test_a_scan_does_not_follow_links_out_of_the_install_roots(store: SqlModelRe
     write_lora(models / "ink.safetensors")
     (models / "elsewhere").symlink_to(outside)
     (models / "other.safetensors").symlink_to(outside / "other.safetensors")
-    installer = ModelInstallService(store=store, models_path=models)
-    result = installer.scan_folder(models)
-    assert [config.name for config in result.installed] == ["ink"]
-    assert sorted(skipped.path for skipped in result.skipped) == [
-        str(models / "elsewhere"),
-        str(models / "other.safetensors"),
-    ]
-    assert {skipped.reason for skipped in result.skipped} == {str(ModelPathNotAllowedError())}
-    assert "secret" not in result.model_dump_json()
+    installer = ModelInstallService(store=store, events=InProcessEventService(), models_path=models)
+    found = installer.scan_folder(models)
+    assert [model.path for model in found] == [str(models.resolve() / "ink.safetensors")]
+    assert [model.path for model in installer.list_orphaned()] == ["ink.safetensors"]
