@@ -4,7 +4,6 @@ serving files, one standing in for the hub (huggingface_hub pointed at it, as HF
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,39 +12,49 @@ from typing import Any
 import httpx
 import huggingface_hub
 import pytest
+import socketio
 from tests.conftest import LiveServer
 from tests.model_sources import Served, folder_files, install_and_wait, serving, wait_for_job
 from tests.tiny_model import write_lora
-
-from nodeloom.app.services.events.events_common import EventBase
 
 StartServer = Callable[..., LiveServer]
 
 
 class Models:
-    """A server's model routes, the events it dispatched, and its models folder."""
+    """A server's model routes, the install events a socket.io client got from it, and its models folder."""
 
     def __init__(self, server: LiveServer) -> None:
         self.server = server
         self.client = httpx.Client(base_url=f"{server.url}/api/v2/models", timeout=60)
-        self.events: list[EventBase] = []
-        self._lock = threading.Lock()
-        server.services.events.subscribe(self._record)
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.sio = socketio.Client()
+        self.sio.on("*", self._record)
+        self.sio.connect(server.url, socketio_path="/ws/socket.io", transports=["websocket"])
         self.folder = server.config.resolve(server.config.models_dir)
 
-    def _record(self, event: EventBase) -> None:
-        if event.event_name.startswith("model_install"):
-            with self._lock:
-                self.events.append(event)
+    def _record(self, name: str, data: dict[str, Any]) -> None:
+        if name.startswith("model_install"):
+            self.events.append((name, data))
+
+    def close(self) -> None:
+        self.sio.disconnect()
+        self.client.close()
+
+    def of(self, job_id: int) -> list[tuple[str, dict[str, Any]]]:
+        """The job's events, once its last one has come."""
+        ends = {"model_install_complete", "model_install_error", "model_install_cancelled"}
+        deadline = time.monotonic() + 10
+        while not any(name in ends and data["id"] == job_id for name, data in self.events):
+            assert time.monotonic() < deadline, f"no end event for job {job_id}: {self.events}"
+            time.sleep(0.01)
+        return [(name, data) for name, data in self.events if data["id"] == job_id]
 
     def names(self, job_id: int) -> list[str]:
         """The names of the job's events, each run of progress events as one."""
         names: list[str] = []
-        with self._lock:
-            for event in self.events:
-                name = event.event_name
-                if getattr(event, "id", None) == job_id and not (names and names[-1] == name):
-                    names.append(name)
+        for name, _ in self.of(job_id):
+            if not (names and names[-1] == name):
+                names.append(name)
         return names
 
     def start(self, source: str, **overrides: Any) -> dict[str, Any]:
@@ -73,7 +82,7 @@ class Models:
 def models(live_server: StartServer) -> Iterator[Models]:
     models = Models(live_server(model_download_allow_private=True))
     yield models
-    models.client.close()
+    models.close()
 
 
 @pytest.fixture
@@ -113,8 +122,15 @@ def test_a_url_downloads_resuming_after_a_cut_then_installs(models: Models, lora
     assert job["bytes"] == job["total_bytes"] == len(lora_bytes)
     assert job["download_parts"][0]["status"] == "completed"
     assert models.names(job["id"]) == DOWNLOAD_EVENTS
-    complete = models.events[-1]
-    assert complete.model_dump(mode="json")["key"] == config["key"]
+    events = models.of(job["id"])
+    assert events[0][1]["source"] == {"url": source, "type": "url"}
+    assert events[0][1]["parts"][0]["url"] == source
+    progress = [data for name, data in events if name == "model_install_download_progress"]
+    assert [data["bytes"] for data in progress] == sorted(data["bytes"] for data in progress)
+    # A URL's size is known once its server answers.
+    assert {data["total_bytes"] for data in progress} == {len(lora_bytes)}
+    complete = events[-1][1]
+    assert (complete["key"], complete["config"], complete["total_bytes"]) == (config["key"], config, len(lora_bytes))
     assert models.leftovers() == []
 
 
@@ -182,7 +198,7 @@ def test_private_addresses_are_refused_unless_allowed(live_server: StartServer, 
         job = install_and_wait(guarded.client, f"{url}/ink.safetensors")
     assert (job["status"], job["error_reason"]) == ("error", "ModelDownloadAddressError")
     assert "model_download_allow_private" in job["error"]
-    guarded.client.close()
+    guarded.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from tests.tiny_model import (
 )
 
 from nodeloom.app.services.events.events_default import InProcessEventService
-from nodeloom.app.services.model_install import model_install_default
+from nodeloom.app.services.model_install import model_install_scan
 from nodeloom.app.services.model_install.model_install_common import (
     ModelBaseUnknownError,
     ModelPathNotAllowedError,
@@ -240,7 +240,7 @@ def test_a_scan_lists_each_model_and_whether_it_is_installed_and_installs_nothin
 def test_a_scan_of_too_many_files_is_refused(
     installer: ModelInstallService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(model_install_default, "MAX_SCAN_ENTRIES", 3)
+    monkeypatch.setattr(model_install_scan, "MAX_SCAN_ENTRIES", 3)
     for name in "abcd":
         (tmp_path / f"{name}.txt").write_text(name)
     with pytest.raises(ScanTooLargeError, match="holds more than 3 files and folders"):

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from nodeloom.app.services.events.events_common import (
     ModelInstallCancelledEvent,
@@ -40,32 +39,33 @@ from nodeloom.app.services.model_install.model_install_common import (
     ModelInstallJob,
     ModelPathNotAllowedError,
     OrphanedModelInfo,
-    ScanTooLargeError,
     UnknownInstallJobError,
     URLModelSource,
     parse_source,
 )
-from nodeloom.app.services.model_install.model_install_download import FileDownloader, RemoteFile, download_client
+from nodeloom.app.services.model_install.model_install_download import (
+    FileDownloader,
+    RemoteFile,
+    download_client,
+    file_name,
+    hub_client,
+)
 from nodeloom.app.services.model_install.model_install_hf import repo_files
+from nodeloom.app.services.model_install.model_install_scan import find_models
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, ModelRecordChanges
 from nodeloom.backend.model_manager.configs import validate_model_config
 from nodeloom.backend.model_manager.errors import InvalidModelError, ModelPathNotFoundError
-from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, hash_model, model_files, size_on_disk
-from nodeloom.backend.model_manager.probe import is_model_folder, probe_model
+from nodeloom.backend.model_manager.model_files import hash_model, model_files, size_on_disk
+from nodeloom.backend.model_manager.probe import probe_model
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
 from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:
-    import httpx
-
     from nodeloom.app.services.events.events_base import EventServiceBase
     from nodeloom.app.services.model_records.model_records_base import ModelRecordServiceBase
     from nodeloom.backend.model_manager.configs import AnyModelConfig
 
 logger = logging.getLogger(__name__)
-
-MAX_SCAN_ENTRIES = 10_000
-"""The most files and folders a scan looks at: a scan of a whole disk is refused instead of running for hours."""
 
 DOWNLOADS_FOLDER = ".download-tmp"
 """The folder in the models folder where jobs download, one folder each: on the same disk, so a finished model
@@ -143,7 +143,7 @@ class ModelInstallService(ModelInstallServiceBase):
         self._roots = [root.resolve() for root in (models_path, *install_roots)]
         self._downloads = downloads
         self._url_downloader = FileDownloader(download_client(downloads.allow_private))
-        self._hf_downloader = FileDownloader(_hub_client())
+        self._hf_downloader = FileDownloader(hub_client())
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._runs: dict[int, _Run] = {}
@@ -465,7 +465,7 @@ class ModelInstallService(ModelInstallServiceBase):
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return name, files, self._hf_downloader, headers
         assert isinstance(source, URLModelSource)
-        name = _file_name(source.url)
+        name = file_name(source.url)
         headers = {"Authorization": f"Bearer {run.access_token}"} if run.access_token else {}
         return name, [RemoteFile(url=source.url, path=PurePosixPath(name))], self._url_downloader, headers
 
@@ -564,7 +564,9 @@ class ModelInstallService(ModelInstallServiceBase):
         if not folder.is_dir():
             raise ModelPathNotFoundError(f"{folder} is not a folder")
         installed = self._installed_paths()
-        return [FoundModel(path=str(found), is_installed=found in installed) for found in self._find_models(folder)]
+        return [
+            FoundModel(path=str(found), is_installed=found in installed) for found in find_models(self._allowed, folder)
+        ]
 
     def list_missing(self) -> list[AnyModelConfig]:
         return [config for config in self._store.search_by_attr() if not (self._models_path / config.path).exists()]
@@ -574,7 +576,7 @@ class ModelInstallService(ModelInstallServiceBase):
             return []
         installed = self._installed_paths()
         orphaned = []
-        for found in self._find_models(self._models_path.resolve()):
+        for found in find_models(self._allowed, self._models_path.resolve()):
             if found in installed:
                 continue
             files = model_files(found)
@@ -598,56 +600,6 @@ class ModelInstallService(ModelInstallServiceBase):
         if not Path(config.path).is_absolute():
             _remove(self._models_path / config.path)
         logger.info("Deleted the model '%s' (%s)", config.name, key)
-
-    def _find_models(self, folder: Path) -> list[Path]:
-        """The model folders and weights files under `folder`, in path order, symlinks resolved; hidden entries
-        (the downloads folder among them), other files, folders that cannot be listed and links that lead outside
-        the roots are left out, and nothing inside a model folder is looked at."""
-        found: list[Path] = []
-        pending = [folder]
-        seen = 0
-        while pending:
-            current = pending.pop()
-            try:
-                entries = list(current.iterdir())
-            except OSError:
-                continue
-            for entry in entries:
-                seen += 1
-                if seen > MAX_SCAN_ENTRIES:
-                    raise ScanTooLargeError(
-                        f"{folder} holds more than {MAX_SCAN_ENTRIES} files and folders: scan a narrower folder"
-                    )
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    entry = self._allowed(entry)
-                except ModelPathNotAllowedError:
-                    continue
-                if entry.is_dir():
-                    if is_model_folder(entry):
-                        found.append(entry)
-                    else:
-                        pending.append(entry)
-                elif entry.suffix.lower() in WEIGHTS_SUFFIXES:
-                    found.append(entry)
-        return sorted(set(found))
-
-
-def _file_name(url: str) -> str:
-    """The name a URL's file is saved under: the last part of its path."""
-    name = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
-    if name in ("", ".", ".."):
-        return "model"
-    return name
-
-
-def _hub_client() -> httpx.Client:
-    """The client for the Hugging Face hub's files: the hub is the configured endpoint, so any address is allowed,
-    and proxies are taken from the environment as huggingface_hub does."""
-    import httpx
-
-    return httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
 
 
 def _remove(path: Path) -> None:

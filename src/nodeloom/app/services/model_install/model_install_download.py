@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import httpcore
 import httpx
@@ -143,6 +144,20 @@ def _host(url: str) -> str:
         return httpx.URL(url).host or url
     except httpx.InvalidURL:
         return url
+
+
+def file_name(url: str) -> str:
+    """The name a URL's file is saved under: the last part of its path."""
+    name = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+    if name in ("", ".", ".."):
+        return "model"
+    return name
+
+
+def hub_client() -> httpx.Client:
+    """The client for the Hugging Face hub's files: the hub is the configured endpoint, so any address is allowed,
+    and proxies are taken from the environment as huggingface_hub does."""
+    return httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
 
 
 def download_client(allow_private: bool) -> httpx.Client:
