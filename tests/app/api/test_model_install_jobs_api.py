@@ -283,3 +283,20 @@ def test_a_failed_job_restarts_and_jobs_are_listed_and_pruned(
     unknown = models.client.get(f"/install/{failed['id']}")
     assert unknown.status_code == 404 and unknown.json()["detail"] == f"No model install job has the id {failed['id']}"
     shutil.rmtree(models.folder / done["config_out"]["path"])
+
+
+def test_stopping_the_server_cancels_its_downloads_and_removes_them(live_server: StartServer) -> None:
+    server = live_server(model_download_allow_private=True, shutdown_timeout_s=10)
+    models = Models(server)
+    served = Served(files={"/big.safetensors": bytes(2_000_000)}, seconds_per_chunk=0.01)
+    with serving(served) as url:
+        job = models.start(f"{url}/big.safetensors")
+        models.wait_for(job["id"], "downloading")
+        while not any(path.suffix == ".part" for path in models.leftovers()):
+            time.sleep(0.01)
+        models.close()
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 10
+    assert server.services.model_manager.install.get_job_by_id(job["id"]).status == "cancelled"
+    assert not (models.folder / ".download-tmp").exists()

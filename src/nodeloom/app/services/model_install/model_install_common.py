@@ -83,7 +83,7 @@ class URLModelSource(BaseModel):
 ModelSource = Annotated[LocalModelSource | HFModelSource | URLModelSource, Field(discriminator="type")]
 
 _VARIANTS = "|".join(variant.value for variant in ModelRepoVariant)
-_REPO_ID = re.compile(rf"^([\w.-]+/[\w.-]+)(?::({_VARIANTS})?(?::([^:]+))?|:([^:]+))?$")
+_REPO_ID = re.compile(rf"^(\w[\w.-]*/\w[\w.-]*)(?::({_VARIANTS})?(?::([^:]+))?|:([^:]+))?$")
 
 
 def parse_source(source: str, inplace: bool) -> ModelSource:
@@ -103,7 +103,8 @@ def parse_source(source: str, inplace: bool) -> ModelSource:
             variant=ModelRepoVariant(variant) if variant else None,
             subfolder=(subfolder or lone_subfolder or None),
         )
-    if "/" in source or "\\" in source or source.startswith((".", "~")):
+    # A colon marks a repo id, however wrong; a path has none.
+    if ":" not in source and ("/" in source or "\\" in source or source.startswith((".", "~"))):
         raise RelativeModelPathError(
             f"'{source}' is a relative path: send an absolute one, as the server does not share the client's folder"
         )
