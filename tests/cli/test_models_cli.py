@@ -18,7 +18,7 @@ from tests.tiny_model import write_lora
 def models_cli(
     live_server: Callable[..., LiveServer], tiny_sd_model: Path, tmp_path: Path
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
-    server = live_server(model_install_roots=[tiny_sd_model.parent, tmp_path])
+    server = live_server(model_install_roots=[tiny_sd_model.parent, tmp_path], model_download_allow_private=True)
 
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -72,27 +72,12 @@ def test_a_relative_path_is_sent_made_absolute(
 
 
 def test_a_url_install_follows_its_job_with_a_progress_bar(
-    live_server: Callable[..., LiveServer], tmp_path: Path
+    models_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
-    server = live_server(model_download_allow_private=True)
     body = write_lora(tmp_path / "ink.safetensors").read_bytes()
     with serving(Served(files={"/ink.safetensors": body}, seconds_per_chunk=0.002)) as url:
-        result = subprocess.run(
-            [sys.executable, "-m", "nodeloom", "models", "install", f"{url}/ink.safetensors", "--url", server.url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        missing = subprocess.run(
-            [sys.executable, "-m", "nodeloom", "models", "install", f"{url}/gone.safetensors", "--url", server.url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        result = models_cli("install", f"{url}/ink.safetensors")
+        missing = models_cli("install", f"{url}/gone.safetensors")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("installed 'ink' (sd-1 lora, lycoris) as ")
     # The bar's last state: the whole download, in rich's units.
