@@ -57,10 +57,6 @@ class ModelInstallServiceBase(ABC):
         """The job as it stands now; `UnknownInstallJobError` for an unknown id."""
 
     @abstractmethod
-    def wait_for_job(self, job_id: int, timeout_s: float) -> ModelInstallJob:
-        """The job once it has ended (completed, error or cancelled) or `timeout_s` has passed."""
-
-    @abstractmethod
     def cancel_job(self, job_id: int) -> ModelInstallJob:
         """Cancels a waiting, downloading or paused job; its downloads are removed."""
 

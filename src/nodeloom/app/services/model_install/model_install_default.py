@@ -145,7 +145,6 @@ class ModelInstallService(ModelInstallServiceBase):
         self._url_downloader = FileDownloader(download_client(downloads.allow_private))
         self._hf_downloader = FileDownloader(hub_client())
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._runs: dict[int, _Run] = {}
         self._next_id = 1
         self._stopping = False
@@ -162,7 +161,9 @@ class ModelInstallService(ModelInstallServiceBase):
         with self._lock:
             self._stopping = True
             for run in self._runs.values():
-                if run.job.status not in TERMINAL_STATUSES:
+                if run.job.status in (InstallStatus.WAITING, InstallStatus.PAUSED) and self._unschedule(run):
+                    self._finish_stopped(run, _Stop.CANCEL)
+                elif run.job.status not in TERMINAL_STATUSES:
                     run.stop = _Stop.CANCEL
             futures = [run.future for run in self._runs.values() if run.future is not None]
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -218,14 +219,6 @@ class ModelInstallService(ModelInstallServiceBase):
             raise UnknownInstallJobError(job_id)
         return run
 
-    def wait_for_job(self, job_id: int, timeout_s: float) -> ModelInstallJob:
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            run = self._run_of(job_id)
-            while run.job.status not in TERMINAL_STATUSES and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-            return run.job.model_copy(deep=True)
-
     def cancel_job(self, job_id: int) -> ModelInstallJob:
         with self._lock:
             run = self._run_of(job_id)
@@ -258,7 +251,7 @@ class ModelInstallService(ModelInstallServiceBase):
                     "can be paused"
                 )
             if status is InstallStatus.WAITING and self._unschedule(run):
-                self._set_status(run, InstallStatus.PAUSED)
+                run.job.status = InstallStatus.PAUSED
             else:
                 run.stop = _Stop.PAUSE
             return run.job.model_copy(deep=True)
@@ -270,7 +263,7 @@ class ModelInstallService(ModelInstallServiceBase):
                 raise InstallJobStateError(
                     f"Install job {job_id} is {run.job.status.value}: only a paused job can be resumed"
                 )
-            self._set_status(run, InstallStatus.WAITING)
+            run.job.status = InstallStatus.WAITING
             self._submit(run)
             return run.job.model_copy(deep=True)
 
@@ -291,18 +284,13 @@ class ModelInstallService(ModelInstallServiceBase):
                     "download_parts": [],
                 }
             )
-            self._set_status(run, InstallStatus.WAITING)
+            run.job.status = InstallStatus.WAITING
             self._submit(run)
             return run.job.model_copy(deep=True)
 
     def prune_jobs(self) -> None:
         with self._lock:
             self._runs = {job_id: run for job_id, run in self._runs.items() if run.job.status not in TERMINAL_STATUSES}
-
-    def _set_status(self, run: _Run, status: InstallStatus) -> None:
-        """Called with the lock held."""
-        run.job.status = status
-        self._changed.notify_all()
 
     def _run_job(self, run: _Run) -> None:
         """A worker's whole handling of one job: every failure ends the job, never the worker."""
@@ -332,7 +320,7 @@ class ModelInstallService(ModelInstallServiceBase):
                 job.error_reason = type(error).__name__
                 job.error = str(error)
                 job.error_traceback = "".join(traceback.format_exception(error))
-                self._set_status(run, InstallStatus.ERROR)
+                run.job.status = InstallStatus.ERROR
                 event = ModelInstallErrorEvent(
                     id=job.id, source=job.source, error_type=job.error_reason, error=job.error
                 )
@@ -344,7 +332,7 @@ class ModelInstallService(ModelInstallServiceBase):
             job.config_out = config
             job.total_bytes = job.total_bytes or config.file_size or 0
             job.bytes = job.total_bytes
-            self._set_status(run, InstallStatus.COMPLETED)
+            run.job.status = InstallStatus.COMPLETED
             complete = ModelInstallCompleteEvent(
                 id=job.id, source=job.source, key=config.key, total_bytes=job.total_bytes, config=config
             )
@@ -353,7 +341,7 @@ class ModelInstallService(ModelInstallServiceBase):
     def _start_install(self, run: _Run) -> None:
         with self._lock:
             self._check_stop(run)
-            self._set_status(run, InstallStatus.RUNNING)
+            run.job.status = InstallStatus.RUNNING
             event = ModelInstallStartedEvent(id=run.job.id, source=run.job.source)
         self._events.dispatch(event)
 
@@ -369,13 +357,13 @@ class ModelInstallService(ModelInstallServiceBase):
             for part in job.download_parts:
                 if part.status is DownloadJobStatus.RUNNING:
                     part.status = DownloadJobStatus.PAUSED
-            self._set_status(run, InstallStatus.PAUSED)
+            run.job.status = InstallStatus.PAUSED
             return
         self._remove_folder(run)
         for part in job.download_parts:
             if part.status is not DownloadJobStatus.COMPLETED:
                 part.status = DownloadJobStatus.CANCELLED
-        self._set_status(run, InstallStatus.CANCELLED)
+        run.job.status = InstallStatus.CANCELLED
         self._events.dispatch(ModelInstallCancelledEvent(id=job.id, source=job.source))
 
     def _remove_folder(self, run: _Run) -> None:
@@ -388,7 +376,7 @@ class ModelInstallService(ModelInstallServiceBase):
         job = run.job
         with self._lock:
             self._check_stop(run)
-            self._set_status(run, InstallStatus.DOWNLOADING)
+            run.job.status = InstallStatus.DOWNLOADING
         name, files, downloader, headers = self._remote_files(run)
         with self._lock:
             self._check_stop(run)
@@ -412,7 +400,7 @@ class ModelInstallService(ModelInstallServiceBase):
             self._download_part(run, downloader, file, part, headers)
         with self._lock:
             self._check_stop(run)
-            self._set_status(run, InstallStatus.DOWNLOADS_DONE)
+            run.job.status = InstallStatus.DOWNLOADS_DONE
             done = ModelInstallDownloadsCompleteEvent(id=job.id, source=job.source)
         self._events.dispatch(done)
         return folder / name
