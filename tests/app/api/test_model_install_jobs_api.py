@@ -209,6 +209,8 @@ def hub(monkeypatch: pytest.MonkeyPatch, tiny_sd_model: Path) -> Iterator[tuple[
     files["vae/diffusion_pytorch_model.fp16.safetensors"] = files[vae_weights]
     files["README.md"] = b"# tiny"
     files["v1-5-pruned.safetensors"] = files[vae_weights]
+    # A name that would lead out of the job's folder: never fetched.
+    files["../escape.json"] = b"{}"
     served = Served(repos={"tester/tiny-sd": files})
     with serving(served) as url:
         # What HF_ENDPOINT sets when huggingface_hub is imported.

@@ -94,3 +94,5 @@ def test_a_url_file_is_saved_under_the_last_part_of_its_path() -> None:
     assert file_name("https://example.com/a/Ink%20v2.safetensors?download=true") == "Ink v2.safetensors"
     assert file_name("https://example.com/") == "model"
     assert file_name("https://example.com/a/..") == "model"
+    assert file_name("https://example.com/..%2F..%2Fetc%2Fcron.d%2Fx") == "x"
+    assert file_name("https://example.com/a%5C..%5Cb.safetensors") == "b.safetensors"

@@ -182,8 +182,7 @@ class ModelInstallService(ModelInstallServiceBase):
         parsed = parse_source(source, inplace)
         local_path = str(self._existing(parsed.path)) if isinstance(parsed, LocalModelSource) else ""
         with self._lock:
-            if self._stopping:
-                raise InstallJobStateError("The server is stopping: it starts no install")
+            self._check_running()
             for run in self._runs.values():
                 if str(run.job.source) == str(parsed) and run.job.status not in TERMINAL_STATUSES:
                     return run.job.model_copy(deep=True)
@@ -200,6 +199,11 @@ class ModelInstallService(ModelInstallServiceBase):
             self._submit(run)
             logger.info("Install job %d: %s", job.id, parsed)
             return job.model_copy(deep=True)
+
+    def _check_running(self) -> None:
+        """Raises once `stop` has begun, as no job runs after it; called with the lock held."""
+        if self._stopping:
+            raise InstallJobStateError("The server is stopping: it starts no install job")
 
     def _submit(self, run: _Run) -> None:
         run.stop = None
@@ -263,6 +267,7 @@ class ModelInstallService(ModelInstallServiceBase):
                 raise InstallJobStateError(
                     f"Install job {job_id} is {run.job.status.value}: only a paused job can be resumed"
                 )
+            self._check_running()
             run.job.status = InstallStatus.WAITING
             self._submit(run)
             return run.job.model_copy(deep=True)
@@ -274,6 +279,7 @@ class ModelInstallService(ModelInstallServiceBase):
                 raise InstallJobStateError(
                     f"Install job {job_id} is {run.job.status.value}: only a failed job can be restarted"
                 )
+            self._check_running()
             run.job = run.job.model_copy(
                 update={
                     "error": None,

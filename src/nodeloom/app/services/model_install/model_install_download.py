@@ -147,9 +147,10 @@ def _host(url: str) -> str:
 
 
 def file_name(url: str) -> str:
-    """The name a URL's file is saved under: the last part of its path."""
-    name = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
-    if name in ("", ".", ".."):
+    """The name a URL's file is saved under: the last part of its path, decoded, and of that what follows its last
+    slash (an encoded one included), so the name never leads out of the job's folder."""
+    name = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2]).replace("\\", "/").rpartition("/")[2]
+    if name in ("", ".", "..") or "\0" in name:
         return "model"
     return name
 

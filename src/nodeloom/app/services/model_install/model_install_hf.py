@@ -35,7 +35,8 @@ def repo_files(source: HFModelSource, endpoint: str, token: str | None) -> tuple
         ) from error
     except HfHubHTTPError as error:
         raise ModelDownloadError(f"The Hugging Face hub at {endpoint} refused '{source.repo_id}': {error}") from error
-    sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or []}
+    # A name that could lead out of the job's folder is no file of a model.
+    sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or [] if _is_plain(sibling.rfilename)}
     chosen = select_files(list(sizes), source.variant, source.subfolder)
     if not chosen:
         where = f"'{source.subfolder}' of " if source.subfolder else ""
@@ -81,6 +82,12 @@ def select_files(files: list[str], variant: ModelRepoVariant | None, subfolder: 
         plain = [path for path in candidates if labels[path] is None]
         chosen += [path.as_posix() for path in (wanted or plain or candidates)]
     return sorted(chosen)
+
+
+def _is_plain(name: str) -> bool:
+    """Whether a repo's file name is a relative path without `..`, `.` or empty parts."""
+    path = PurePosixPath(name)
+    return not path.is_absolute() and all(part not in ("", ".", "..") for part in name.split("/")) and "\\" not in name
 
 
 def _variant_label(path: PurePosixPath) -> str | None:
