@@ -300,3 +300,20 @@ def test_a_scan_does_not_follow_links_out_of_the_install_roots(store: SqlModelRe
     found = installer.scan_folder(models)
     assert [model.path for model in found] == [str(models.resolve() / "ink.safetensors")]
     assert [model.path for model in installer.list_orphaned()] == ["ink.safetensors"]
+
+
+def test_start_reports_models_without_files_and_files_not_installed(
+    installer: ModelInstallService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = installer.install_path(write_lora(tmp_path / "gone.safetensors"))
+    (tmp_path / "gone.safetensors").unlink()
+    (tmp_path / "models" / "sd-1" / "lora").mkdir(parents=True)
+    write_lora(tmp_path / "models" / "sd-1" / "lora" / "stray.safetensors")
+    (tmp_path / "models" / ".download-tmp" / "job-1").mkdir(parents=True)
+    with caplog.at_level("WARNING"):
+        installer.start()
+    assert [record.getMessage() for record in caplog.records] == [
+        f"1 installed model(s) have lost their files: 'gone' ({gone.path})",
+        f"1 model(s) in {tmp_path / 'models'} are not installed: sd-1/lora/stray.safetensors",
+    ]
+    assert not (tmp_path / "models" / ".download-tmp").exists()

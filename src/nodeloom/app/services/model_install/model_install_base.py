@@ -22,7 +22,8 @@ class ModelInstallServiceBase(ABC):
 
     @abstractmethod
     def start(self) -> None:
-        """Removes the downloads a previous run left unfinished."""
+        """Removes the downloads a previous run left unfinished; logs the models whose files are gone and those in
+        the models folder that are not installed."""
 
     @abstractmethod
     def stop(self, timeout_s: float | None = None) -> None:

@@ -39,6 +39,7 @@ from nodeloom.app.services.model_install.model_install_common import (
     ModelInstallJob,
     ModelPathNotAllowedError,
     OrphanedModelInfo,
+    ScanTooLargeError,
     UnknownInstallJobError,
     URLModelSource,
     parse_source,
@@ -156,6 +157,18 @@ class ModelInstallService(ModelInstallServiceBase):
 
     def start(self) -> None:
         shutil.rmtree(self._downloads_path, ignore_errors=True)
+        missing = self.list_missing()
+        if missing:
+            names = ", ".join(f"'{config.name}' ({config.path})" for config in missing)
+            logger.warning("%d installed model(s) have lost their files: %s", len(missing), names)
+        try:
+            orphaned = self.list_orphaned()
+        except ScanTooLargeError as error:
+            logger.warning("The models folder was not searched for models not installed: %s", error)
+            return
+        if orphaned:
+            paths = ", ".join(model.path for model in orphaned)
+            logger.warning("%d model(s) in %s are not installed: %s", len(orphaned), self._models_path, paths)
 
     def stop(self, timeout_s: float | None = None) -> None:
         with self._lock:
