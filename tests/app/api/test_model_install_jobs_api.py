@@ -1,5 +1,5 @@
 """Install jobs from URLs and Hugging Face repos on a real server, downloading from real servers on 127.0.0.1: one
-serving files, one standing in for the hub (huggingface_hub pointed at it, as HF_ENDPOINT does)."""
+serving files, one standing in for the hub (named by HF_ENDPOINT)."""
 
 from __future__ import annotations
 
@@ -213,10 +213,7 @@ def hub(monkeypatch: pytest.MonkeyPatch, tiny_sd_model: Path) -> Iterator[tuple[
     files["../escape.json"] = b"{}"
     served = Served(repos={"tester/tiny-sd": files})
     with serving(served) as url:
-        # What HF_ENDPOINT sets when huggingface_hub is imported.
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
-        template = url + "/{repo_id}/resolve/{revision}/{filename}"
-        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setenv("HF_ENDPOINT", url)
         # The tests keep huggingface_hub offline (tests/tiny_model.py); this hub is on 127.0.0.1.
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         yield url, served

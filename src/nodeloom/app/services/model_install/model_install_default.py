@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -463,12 +464,13 @@ class ModelInstallService(ModelInstallServiceBase):
         """The name the model is downloaded under, its files, the downloader to use and the headers to send."""
         source = run.job.source
         if isinstance(source, HFModelSource):
-            # Imported here: only repo installs load the hub's client. Its endpoint is read now, so HF_ENDPOINT
-            # and a test's hub stand-in apply.
+            # Imported here: only repo installs load the hub's client.
             from huggingface_hub import constants, get_token
 
+            # huggingface_hub reads HF_ENDPOINT once, when imported; read now, it applies without a restart.
+            endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
             token = run.access_token or self._downloads.hf_token or get_token()
-            name, files = repo_files(source, constants.ENDPOINT, token)
+            name, files = repo_files(source, endpoint, token)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             return name, files, self._hf_downloader, headers
         assert isinstance(source, URLModelSource)
