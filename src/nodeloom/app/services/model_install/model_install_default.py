@@ -276,24 +276,14 @@ class ModelInstallService(ModelInstallServiceBase):
 
     def resume_job(self, job_id: int) -> ModelInstallJob:
         with self._lock:
-            run = self._run_of(job_id)
-            if run.job.status is not InstallStatus.PAUSED:
-                raise InstallJobStateError(
-                    f"Install job {job_id} is {run.job.status.value}: only a paused job can be resumed"
-                )
-            self._check_running()
+            run = self._to_run_again(job_id, InstallStatus.PAUSED, "only a paused job can be resumed")
             run.job.status = InstallStatus.WAITING
             self._submit(run)
             return run.job.model_copy(deep=True)
 
     def restart_failed(self, job_id: int) -> ModelInstallJob:
         with self._lock:
-            run = self._run_of(job_id)
-            if run.job.status is not InstallStatus.ERROR:
-                raise InstallJobStateError(
-                    f"Install job {job_id} is {run.job.status.value}: only a failed job can be restarted"
-                )
-            self._check_running()
+            run = self._to_run_again(job_id, InstallStatus.ERROR, "only a failed job can be restarted")
             run.job = run.job.model_copy(
                 update={
                     "error": None,
@@ -307,6 +297,14 @@ class ModelInstallService(ModelInstallServiceBase):
             run.job.status = InstallStatus.WAITING
             self._submit(run)
             return run.job.model_copy(deep=True)
+
+    def _to_run_again(self, job_id: int, status: InstallStatus, rule: str) -> _Run:
+        """The job, if it is in `status` and the service is not stopping; else `InstallJobStateError` with `rule`."""
+        run = self._run_of(job_id)
+        if run.job.status is not status:
+            raise InstallJobStateError(f"Install job {job_id} is {run.job.status.value}: {rule}")
+        self._check_running()
+        return run
 
     def prune_jobs(self) -> None:
         with self._lock:
