@@ -53,11 +53,11 @@ from nodeloom.app.services.model_install.model_install_download import (
     hub_client,
 )
 from nodeloom.app.services.model_install.model_install_hf import repo_files
-from nodeloom.app.services.model_install.model_install_scan import find_models
+from nodeloom.app.services.model_install.model_install_scan import describe_orphan, find_models
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, ModelRecordChanges
 from nodeloom.backend.model_manager.configs import validate_model_config
 from nodeloom.backend.model_manager.errors import InvalidModelError, ModelPathNotFoundError
-from nodeloom.backend.model_manager.model_files import hash_model, model_files, size_on_disk
+from nodeloom.backend.model_manager.model_files import hash_model, size_on_disk
 from nodeloom.backend.model_manager.probe import probe_model
 from nodeloom.backend.model_manager.taxonomy import BaseModelType
 from nodeloom.errors import NodeloomError
@@ -581,21 +581,13 @@ class ModelInstallService(ModelInstallServiceBase):
     def list_orphaned(self) -> list[OrphanedModelInfo]:
         if not self._models_path.is_dir():
             return []
+        models_path = self._models_path.resolve()
         installed = self._installed_paths()
-        orphaned = []
-        for found in find_models(self._allowed, self._models_path.resolve()):
-            if found in installed:
-                continue
-            files = model_files(found)
-            orphaned.append(
-                OrphanedModelInfo(
-                    path=found.relative_to(self._models_path.resolve()).as_posix(),
-                    absolute_path=str(found),
-                    files=[file.relative_to(found).as_posix() for file in files if file != found] or [found.name],
-                    size_bytes=sum(file.stat().st_size for file in files),
-                )
-            )
-        return orphaned
+        return [
+            describe_orphan(models_path, found)
+            for found in find_models(self._allowed, models_path)
+            if found not in installed
+        ]
 
     def _installed_paths(self) -> set[Path]:
         """Where the installed models are, symlinks resolved."""

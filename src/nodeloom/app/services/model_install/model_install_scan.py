@@ -1,11 +1,16 @@
-"""Finding models on disk: the model folders and weights files under a folder, without looking inside them."""
+"""Finding models on disk: the model folders and weights files under a folder, without looking inside them, and
+describing those no record uses."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nodeloom.app.services.model_install.model_install_common import ModelPathNotAllowedError, ScanTooLargeError
-from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES
+from nodeloom.app.services.model_install.model_install_common import (
+    ModelPathNotAllowedError,
+    OrphanedModelInfo,
+    ScanTooLargeError,
+)
+from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, model_files
 from nodeloom.backend.model_manager.probe import is_model_folder
 
 if TYPE_CHECKING:
@@ -50,3 +55,14 @@ def find_models(allowed: Callable[[Path], Path], folder: Path) -> list[Path]:
             elif entry.suffix.lower() in WEIGHTS_SUFFIXES:
                 found.append(entry)
     return sorted(set(found))
+
+
+def describe_orphan(models_path: Path, model: Path) -> OrphanedModelInfo:
+    """InvokeAI's description of a model in the models folder that is not installed."""
+    files = model_files(model)
+    return OrphanedModelInfo(
+        path=model.relative_to(models_path).as_posix(),
+        absolute_path=str(model),
+        files=[file.relative_to(model).as_posix() for file in files if file != model] or [model.name],
+        size_bytes=sum(file.stat().st_size for file in files),
+    )
