@@ -44,7 +44,12 @@ from nodeloom.app.services.image_files.image_files_common import ImageFileNotFou
 from nodeloom.app.services.image_records.image_records_common import ImageRecordNotFoundError
 from nodeloom.app.services.invocation_services import build_services
 from nodeloom.app.services.invoker import Invoker
-from nodeloom.app.services.model_install.model_install_common import ModelBaseUnknownError, ModelPathNotAllowedError
+from nodeloom.app.services.model_install.model_install_common import (
+    InstallJobStateError,
+    ModelBaseUnknownError,
+    ModelPathNotAllowedError,
+    UnknownInstallJobError,
+)
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, UnknownModelError
 from nodeloom.app.services.names.names_common import InvalidImageNameError
 from nodeloom.app.services.session_queue.session_queue_common import (
@@ -89,6 +94,8 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (InvalidBoardNameError, 422),
     (InvalidBulkDownloadNameError, 422),
     (UnknownModelError, 404),
+    (UnknownInstallJobError, 404),
+    (InstallJobStateError, 409),
     (ModelPathNotFoundError, 404),
     (ModelPathNotAllowedError, 403),
     (ModelLinkNotAllowedError, 403),

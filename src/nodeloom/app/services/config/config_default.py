@@ -158,6 +158,16 @@ class NodeloomConfig(BaseSettings):
     model_install_roots: list[Path] = Field(
         default=[], description="Folders besides models_dir that models may be installed from"
     )
+    model_download_allow_private: bool = Field(
+        default=False,
+        description="Let model installs from a URL reach loopback, private, link-local and other non-public "
+        "addresses (the Hugging Face hub, HF_ENDPOINT, is reached wherever it is)",
+    )
+    hf_token: SecretStr | None = Field(
+        default=None,
+        description="The token sent to the Hugging Face hub for private and gated repos; unset, huggingface_hub's "
+        "own (HF_TOKEN, or a token stored by `hf auth login`)",
+    )
 
     # Gallery: bulk downloads
     bulk_download_max_age_s: float = Field(
