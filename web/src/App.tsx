@@ -1,4 +1,5 @@
 import { useQueryClient } from "@tanstack/react-query";
+import { Field } from "./components/Field";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { saveToken, useTokenNeeded } from "./api/client";
 import { reconnect, useConnectionState } from "./api/events";
@@ -67,10 +68,9 @@ function TokenDialog() {
       <form onSubmit={submit} className="stack">
         <h2>A token is needed</h2>
         <p>This server asks for a token. Make one on the server with <code>nodeloom tokens create NAME</code>.</p>
-        <label>
-          Token
+        <Field label="Token">
           <input type="password" autoComplete="current-password" value={token} onChange={(event) => setToken(event.target.value)} autoFocus />
-        </label>
+        </Field>
         <button type="submit">Save token</button>
       </form>
     </dialog>

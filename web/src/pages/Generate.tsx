@@ -1,4 +1,5 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
+import { Field } from "../components/Field";
 import { type FormEvent, useId, useState } from "react";
 import { api, QUEUE } from "../api/client";
 import { useRefetchOn } from "../api/hooks";
@@ -24,8 +25,7 @@ const RESULTS = 12;
 
 function NumberField({ label, value, onChange, min, max, step = 1 }: { label: string; value: number; onChange: (value: number) => void; min: number; max: number; step?: number }) {
   return (
-    <label>
-      {label}
+    <Field label={label}>
       <input
         type="number"
         value={Number.isFinite(value) ? value : ""}
@@ -35,7 +35,7 @@ function NumberField({ label, value, onChange, min, max, step = 1 }: { label: st
         required
         onChange={(event) => onChange(event.target.valueAsNumber)}
       />
-    </label>
+    </Field>
   );
 }
 
@@ -64,8 +64,7 @@ function LoRAs({ settings }: { settings: FormSettings }) {
       {chosen.map((entry, index) => (
         <div className="row" key={entry.model.key}>
           <span className="grow">{entry.model.name}</span>
-          <label>
-            Weight
+          <Field label="Weight">
             <input
               type="number"
               step={0.05}
@@ -74,7 +73,7 @@ function LoRAs({ settings }: { settings: FormSettings }) {
               value={entry.weight}
               onChange={(event) => updateSettings({ loras: chosen.map((other, at) => (at === index ? { ...other, weight: event.target.valueAsNumber } : other)) })}
             />
-          </label>
+          </Field>
           <button type="button" aria-label={`Remove LoRA ${entry.model.name}`} onClick={() => updateSettings({ loras: chosen.filter((_, at) => at !== index) })}>
             Remove
           </button>
@@ -167,8 +166,7 @@ export function Generate() {
     <div className="generate">
       <form className="card stack" onSubmit={submit} aria-labelledby={`${formId}-title`} noValidate>
         <h1 id={`${formId}-title`}>Generate</h1>
-        <label>
-          Model
+        <Field label="Model">
           <select
             value={settings.model?.key ?? ""}
             onChange={(event) => {
@@ -183,18 +181,15 @@ export function Generate() {
               </option>
             ))}
           </select>
-        </label>
-        <label>
-          Prompt
+        </Field>
+        <Field label="Prompt">
           <textarea rows={4} value={settings.prompt} onChange={(event) => updateSettings({ prompt: event.target.value })} placeholder="a lighthouse at dawn, {oil painting|watercolor}" />
-        </label>
+        </Field>
         <p className="hint">Write {"{a|b}"} to make one image set per choice.</p>
-        <label>
-          Negative prompt
+        <Field label="Negative prompt">
           <textarea rows={2} value={settings.negativePrompt} onChange={(event) => updateSettings({ negativePrompt: event.target.value })} />
-        </label>
-        <label>
-          Size preset
+        </Field>
+        <Field label="Size preset">
           <select
             value={SIZE_PRESETS.find(([, w, h]) => w === settings.width && h === settings.height)?.[0] ?? ""}
             onChange={(event) => {
@@ -207,21 +202,20 @@ export function Generate() {
               <option key={name}>{name}</option>
             ))}
           </select>
-        </label>
+        </Field>
         <div className="grid2">
           <NumberField label="Width" value={settings.width} min={64} max={4096} step={8} onChange={(width) => updateSettings({ width })} />
           <NumberField label="Height" value={settings.height} min={64} max={4096} step={8} onChange={(height) => updateSettings({ height })} />
           <NumberField label="Steps" value={settings.steps} min={1} max={500} onChange={(steps) => updateSettings({ steps })} />
           <NumberField label="CFG scale" value={settings.cfgScale} min={1} max={200} step={0.5} onChange={(cfgScale) => updateSettings({ cfgScale })} />
         </div>
-        <label>
-          Scheduler
+        <Field label="Scheduler">
           <select value={settings.scheduler} onChange={(event) => updateSettings({ scheduler: event.target.value as Scheduler })}>
             {SCHEDULERS.map((name) => (
               <option key={name}>{name}</option>
             ))}
           </select>
-        </label>
+        </Field>
         <div className="grid2">
           <NumberField label="Seed" value={settings.seed} min={0} max={MAX_SEED} onChange={(seed) => updateSettings({ seed })} />
           <label className="check">
@@ -231,8 +225,7 @@ export function Generate() {
           <NumberField label="Images" value={settings.images} min={1} max={100} onChange={(images) => updateSettings({ images })} />
           <NumberField label="Runs" value={settings.runs} min={1} max={100} onChange={(runs) => updateSettings({ runs })} />
         </div>
-        <label>
-          VAE
+        <Field label="VAE">
           <select
             value={settings.vae?.key ?? ""}
             onChange={(event) => {
@@ -247,7 +240,7 @@ export function Generate() {
               </option>
             ))}
           </select>
-        </label>
+        </Field>
         <LoRAs settings={settings} />
         {shown.length > 0 && (
           <ul role="alert" className="error">
