@@ -1,8 +1,8 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { Field } from "../components/Field";
-import { type FormEvent, useId, useState } from "react";
+import { type FormEvent, useEffect, useId, useState } from "react";
 import { api, QUEUE } from "../api/client";
-import { useRefetchOn } from "../api/hooks";
+import { onEvent } from "../api/events";
 import { identifier, ofType, useModels } from "../api/models";
 import { useQueue } from "../api/queueStore";
 import type { ImageDTO, Scheduler } from "../api/types";
@@ -115,14 +115,27 @@ function Progress() {
   );
 }
 
+type Result = Pick<ImageDTO, "image_name" | "image_url" | "thumbnail_url">;
+
+/** The newest images: those made while the page is open, from `image_created` events (a listing puts starred
+ * images first, so it cannot say which are newest), then the newest of a listing fetched when it opens. */
 function Results() {
-  useRefetchOn(["image_created"], RESULTS_KEY);
+  const [made, setMade] = useState<Result[]>([]);
+  useEffect(
+    () =>
+      onEvent((name, payload) => {
+        if (name !== "image_created" || payload.is_intermediate || payload.image_category !== "general") return;
+        const image = payload as unknown as Result;
+        setMade((shown) => [image, ...shown.filter((other) => other.image_name !== image.image_name)].slice(0, RESULTS));
+      }),
+    [],
+  );
   const { data } = useQuery({
     queryKey: RESULTS_KEY,
     queryFn: () => api<{ items: ImageDTO[] }>(`/api/v1/images/?is_intermediate=false&categories=general&limit=${RESULTS}`),
   });
-  // Starred images come first in a listing: the latest are the newest by date.
-  const latest = [...(data?.items ?? [])].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const listed = [...(data?.items ?? [])].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const latest = [...made, ...listed.filter((image) => !made.some((other) => other.image_name === image.image_name))].slice(0, RESULTS);
   return (
     <section aria-label="Results" className="stack">
       <h2>Latest results</h2>
