@@ -118,7 +118,8 @@ export function Gallery() {
   const [boardId, setBoardId] = useState(UNCATEGORIZED);
   const { data: boardData } = useBoards();
   const boards = boardData?.boards ?? [];
-  const images = useBoardImages(boardId);
+  const [starredFirst, setStarredFirst] = useState(true);
+  const images = useBoardImages(boardId, starredFirst);
   const actions = useGalleryActions();
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
   const [open, setOpen] = useState<string | null>(null);
@@ -192,7 +193,13 @@ export function Gallery() {
             Upload images
           </label>
         </div>
-        <p className="hint">Drop images here to upload them to this board. Starred images come first.</p>
+        <div className="row wrap">
+          <p className="hint grow">Drop images here to upload them to this board.</p>
+          <label className="check">
+            <input type="checkbox" checked={starredFirst} onChange={(event) => setStarredFirst(event.target.checked)} />
+            Starred first
+          </label>
+        </div>
         <div className="toolbar" aria-label="Selection">
           <span>{selected.size} selected</span>
           <Field label="Move to">

@@ -161,9 +161,12 @@ export function Generate() {
   const vaes = ofType(models, "vae").filter((vae) => settings.model === null || vae.base === settings.model.base);
   const [shown, setShown] = useState<string[]>([]);
   const formId = useId();
-  // The first installed model is the default; one that was removed is no longer offered.
-  if (mains.length > 0 && (settings.model === null || !mains.some((model) => model.key === settings.model!.key))) {
+  // The first installed model is the default; a model that was removed is no longer offered.
+  const installed = new Set((models ?? []).map((model) => model.key));
+  if (mains.length > 0 && (settings.model === null || !installed.has(settings.model.key))) {
     queueMicrotask(() => updateSettings({ model: identifier(mains[0]), vae: null, loras: [] }));
+  } else if (models !== undefined && ((settings.vae && !installed.has(settings.vae.key)) || settings.loras.some((lora) => !installed.has(lora.model.key)))) {
+    queueMicrotask(() => updateSettings({ vae: settings.vae && installed.has(settings.vae.key) ? settings.vae : null, loras: settings.loras.filter((lora) => installed.has(lora.model.key)) }));
   }
   const enqueue = useMutation({
     mutationFn: () => api(`${QUEUE}/enqueue_batch`, "POST", { batch: buildBatch({ ...settings, model: settings.model! }), prepend: false }),
