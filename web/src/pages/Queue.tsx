@@ -227,6 +227,11 @@ export function Queue() {
         </div>
         {selectedRow && <Details row={selectedRow} />}
       </div>
+      {counts && counts.total > rows.length && (
+        <p className="muted">
+          Showing the newest {rows.length} of {counts.total} items.
+        </p>
+      )}
     </div>
   );
 }
