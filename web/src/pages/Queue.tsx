@@ -96,6 +96,7 @@ function Details({ row }: { row: QueueRow }) {
             {stats.data.graph_stats.wall_time_seconds != null && ` (wall ${stats.data.graph_stats.wall_time_seconds.toFixed(2)} s)`}
             {stats.data.graph_stats.ram_usage_gb != null && ` · RAM ${stats.data.graph_stats.ram_usage_gb.toFixed(2)} GB`}
           </p>
+          <h3>Model cache</h3>
           <dl className="figures" aria-label="Model cache">
             {CACHE_FIGURES.map(([key, label]) => (
               <div key={key}>
