@@ -1,6 +1,6 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { Field } from "../components/Field";
-import { type FormEvent, useEffect, useId, useState } from "react";
+import { type FormEvent, lazy, Suspense, useEffect, useId, useState } from "react";
 import { api, QUEUE } from "../api/client";
 import { onEvent } from "../api/events";
 import { identifier, ofType, useModels } from "../api/models";
@@ -8,9 +8,29 @@ import { useQueue } from "../api/queueStore";
 import type { ImageDTO, Scheduler } from "../api/types";
 import { AuthImage } from "../components/AuthImage";
 import { UseSettingsButton } from "../components/UseSettingsButton";
-import { buildBatch, imageCount, MAX_SEED } from "../lib/batch";
+import { buildBatch, buildGraph, expandPrompt, imageCount, MAX_SEED } from "../lib/batch";
+import type { GraphJSON } from "../lib/graphLayout";
 import { SCHEDULERS } from "../lib/schedulers";
 import { type FormSettings, updateSettings, useSettings } from "../lib/settingsStore";
+
+const GraphView = lazy(() => import("../components/GraphView"));
+
+/** The graph a click on Generate enqueues, drawn when the user opens it. */
+function GraphPreview({ settings }: { settings: FormSettings }) {
+  const [open, setOpen] = useState(false);
+  const model = settings.model;
+  return (
+    <details className="card" onToggle={(event) => setOpen(event.currentTarget.open)}>
+      <summary>Graph</summary>
+      {open && model && (
+        <Suspense fallback={<p className="muted">Loading the graph…</p>}>
+          <GraphView graph={buildGraph({ ...settings, model }, expandPrompt(settings.prompt)[0], settings.seed) as unknown as GraphJSON} />
+        </Suspense>
+      )}
+      {open && !model && <p className="muted">Choose a model first.</p>}
+    </details>
+  );
+}
 
 const SIZE_PRESETS: [string, number, number][] = [
   ["Square 512", 512, 512],
@@ -277,6 +297,7 @@ export function Generate() {
       <div className="stack">
         <Progress />
         <Results />
+        <GraphPreview settings={settings} />
       </div>
     </div>
   );
