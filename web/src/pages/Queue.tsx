@@ -167,6 +167,7 @@ export function Queue() {
               <tr>
                 <th scope="col">Item</th>
                 <th scope="col">Status</th>
+                <th scope="col">Actions</th>
                 <th scope="col">Batch</th>
                 <th scope="col">Origin</th>
                 <th scope="col">Created</th>
@@ -174,7 +175,6 @@ export function Queue() {
                 <th scope="col">Finished</th>
                 <th scope="col">Duration</th>
                 <th scope="col">Error</th>
-                <th scope="col">Actions</th>
               </tr>
             </thead>
             <tbody>
@@ -198,15 +198,6 @@ export function Queue() {
                       <progress aria-label={`Progress of item ${row.item_id}`} max={1} value={progress.percentage ?? undefined} />
                     )}
                   </td>
-                  <td title={row.batch_id}>{row.batch_id.slice(0, 8)}</td>
-                  <td>{row.origin ?? ""}</td>
-                  <td>{time(row.created_at)}</td>
-                  <td>{time(row.started_at)}</td>
-                  <td>{time(row.completed_at)}</td>
-                  <td>{seconds(durationSeconds(row, now))}</td>
-                  <td className="error-cell" title={row.error_message ?? undefined}>
-                    {row.error_type ?? ""}
-                  </td>
                   <td>
                     <div className="actions">
                     <button type="button" disabled={isFinished(row.status)} onClick={(event) => (event.stopPropagation(), run(`i/${row.item_id}/cancel`))}>
@@ -220,6 +211,15 @@ export function Queue() {
                       Retry
                     </button>
                     </div>
+                  </td>
+                  <td title={row.batch_id}>{row.batch_id.slice(0, 8)}</td>
+                  <td>{row.origin ?? ""}</td>
+                  <td>{time(row.created_at)}</td>
+                  <td>{time(row.started_at)}</td>
+                  <td>{time(row.completed_at)}</td>
+                  <td>{seconds(durationSeconds(row, now))}</td>
+                  <td className="error-cell" title={row.error_message ?? undefined}>
+                    {row.error_type ?? ""}
                   </td>
                 </tr>
               ))}
