@@ -137,8 +137,8 @@ function Progress() {
 
 type Result = Pick<ImageDTO, "image_name" | "image_url" | "thumbnail_url">;
 
-/** The newest images: those made while the page is open, from `image_created` events (a listing puts starred
- * images first, so it cannot say which are newest), then the newest of a listing fetched when it opens. */
+/** The newest images: those made while the page is open, as `image_created` events announce them, then the
+ * newest of a listing fetched when it opens (and after a reconnect). */
 function Results() {
   const [made, setMade] = useState<Result[]>([]);
   useEffect(
@@ -152,9 +152,9 @@ function Results() {
   );
   const { data } = useQuery({
     queryKey: RESULTS_KEY,
-    queryFn: () => api<{ items: ImageDTO[] }>(`/api/v1/images/?is_intermediate=false&categories=general&limit=${RESULTS}`),
+    queryFn: () => api<{ items: ImageDTO[] }>(`/api/v1/images/?is_intermediate=false&categories=general&starred_first=false&limit=${RESULTS}`),
   });
-  const listed = [...(data?.items ?? [])].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const listed = data?.items ?? [];
   const latest = [...made, ...listed.filter((image) => !made.some((other) => other.image_name === image.image_name))].slice(0, RESULTS);
   return (
     <section aria-label="Results" className="stack">
