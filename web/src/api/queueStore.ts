@@ -1,12 +1,9 @@
 // The queue as the UI shows it, for every page: one snapshot per (re)subscription, then socket.io events only.
 import { useSyncExternalStore } from "react";
-import { initialQueueState, type QueueAction, queueReducer, type QueueState } from "../lib/queueReducer";
+import { initialQueueState, PAGE_ROWS, type QueueAction, queueReducer, type QueueState } from "../lib/queueReducer";
 import type { QueueAndProcessorStatus, SessionQueueItem } from "./types";
 import { api, QUEUE } from "./client";
 import { onEvent, onResync } from "./events";
-
-/** How many of the newest items the snapshot holds. */
-const SNAPSHOT_ITEMS = 100;
 
 let state: QueueState = initialQueueState;
 const listeners = new Set<() => void>();
@@ -18,14 +15,25 @@ function dispatch(action: QueueAction): void {
   listeners.forEach((listener) => listener());
 }
 
+const newestIds = async () => (await api<{ item_ids: number[] }>(`${QUEUE}/item_ids?order_dir=DESC`)).item_ids;
+const itemsByIds = (item_ids: number[]) => api<SessionQueueItem[]>(`${QUEUE}/items_by_ids`, "POST", { item_ids });
+
+/** Reads the newest items again, as many as the page shows, with the counts. */
 export async function refetchQueue(): Promise<void> {
   dispatch({ type: "snapshot_requested" });
-  const { item_ids } = await api<{ item_ids: number[] }>(`${QUEUE}/item_ids?order_dir=DESC`);
+  const ids = (await newestIds()).slice(0, state.limit);
   const [items, status] = await Promise.all([
-    api<SessionQueueItem[]>(`${QUEUE}/items_by_ids`, "POST", { item_ids: item_ids.slice(0, SNAPSHOT_ITEMS) }),
+    itemsByIds(ids),
     api<QueueAndProcessorStatus>(`${QUEUE}/status`),
   ]);
   dispatch({ type: "snapshot", items, counts: status.queue });
+}
+
+/** Adds the page of items just older than the oldest shown. Ids only grow, so the oldest row is the cursor. */
+export async function loadOlderItems(): Promise<void> {
+  const oldest = state.rows.at(-1)?.item_id ?? Infinity;
+  const ids = (await newestIds()).filter((id) => id < oldest).slice(0, PAGE_ROWS);
+  dispatch({ type: "older", items: ids.length > 0 ? await itemsByIds(ids) : [] });
 }
 
 export function startQueueStore(): void {

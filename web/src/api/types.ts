@@ -18,4 +18,5 @@ export type Scheduler = Schemas["DenoiseLatentsInvocation"]["scheduler"] & strin
 export type CoreMetadata = Schemas["CoreMetadataInvocation"];
 export type CacheStats = Schemas["CacheStats"];
 export type AnyModelConfig = Schemas["ModelsList"]["models"][number];
+export type ModelInstallJob = Schemas["ModelInstallJob"];
 export type GraphJSON = Schemas["Graph"];

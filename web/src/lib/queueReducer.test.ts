@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { QueueStatus, SessionQueueItem } from "../api/types";
-import { durationSeconds, initialQueueState, MAX_ROWS, type QueueAction, queueReducer, type QueueState, type StatusChangedEvent } from "./queueReducer";
+import { durationSeconds, initialQueueState, MAX_ROWS, PAGE_ROWS, type QueueAction, queueReducer, type QueueState, type StatusChangedEvent } from "./queueReducer";
 
 const counts = (changes: Partial<QueueStatus> = {}): QueueStatus => ({
   queue_id: "default",
@@ -101,12 +101,50 @@ describe("queueReducer", () => {
     expect(state.counts).toMatchObject({ in_progress: 0, total: 0 });
   });
 
-  it("keeps at most MAX_ROWS rows, the newest", () => {
-    const events = Array.from({ length: MAX_ROWS + 10 }, (_, index) => changed(event(index + 1, "pending", 1)));
+  it("keeps a page of the newest rows until older ones are loaded", () => {
+    const events = Array.from({ length: PAGE_ROWS + 10 }, (_, index) => changed(event(index + 1, "pending", 1)));
     const state = run(events);
-    expect(state.rows).toHaveLength(MAX_ROWS);
-    expect(state.rows[0].item_id).toBe(MAX_ROWS + 10);
+    expect(state.rows).toHaveLength(PAGE_ROWS);
+    expect(state.rows[0].item_id).toBe(PAGE_ROWS + 10);
     expect(state.rows.at(-1)!.item_id).toBe(11);
+  });
+
+  it("adds older pages below the newest rows, and events keep them", () => {
+    const page = (from: number) => Array.from({ length: PAGE_ROWS }, (_, index) => item(from - index, "completed", 2));
+    let state = run([{ type: "snapshot_requested" }, { type: "snapshot", items: page(300), counts: counts({ completed: 300, total: 300 }) }]);
+    state = run([{ type: "older", items: page(200) }], state);
+    expect(state.rows).toHaveLength(2 * PAGE_ROWS);
+    expect(state.rows.at(-1)!.item_id).toBe(101);
+    state = run([changed(event(301, "pending", 3)), changed(event(150, "failed", 5))], state);
+    expect(state.rows).toHaveLength(2 * PAGE_ROWS);
+    expect(state.rows[0].item_id).toBe(301);
+    expect(state.rows.find((row) => row.item_id === 150)!.status).toBe("failed");
+    expect(state.rows.at(-1)!.item_id).toBe(102);
+  });
+
+  it("keeps the older rows it loaded while a snapshot was on its way", () => {
+    const state = run([
+      changed(event(5, "completed", 2)),
+      { type: "snapshot_requested" },
+      { type: "older", items: [item(4, "completed", 2), item(3, "failed", 2)] },
+      { type: "snapshot", items: [item(5, "completed", 2)], counts: counts({ completed: 5, total: 5 }) },
+    ]);
+    expect(state.rows.map((row) => row.item_id)).toEqual([5, 4, 3]);
+  });
+
+  it("never keeps more than MAX_ROWS rows, however many pages are loaded", () => {
+    let state = initialQueueState;
+    for (let next = 2 * MAX_ROWS; next > 0; next -= PAGE_ROWS) {
+      state = run([{ type: "older", items: Array.from({ length: PAGE_ROWS }, (_, index) => item(next - index, "completed", 2)) }], state);
+    }
+    expect(state.limit).toBe(MAX_ROWS);
+    expect(state.rows).toHaveLength(MAX_ROWS);
+    expect(state.rows[0].item_id).toBe(2 * MAX_ROWS);
+  });
+
+  it("goes back to one page when the queue is cleared", () => {
+    const state = run([{ type: "older", items: [item(1, "completed", 2)] }, { type: "queue_cleared" }]);
+    expect(state.limit).toBe(PAGE_ROWS);
   });
 });
 

@@ -1,7 +1,8 @@
 // The Queue page's state: a snapshot fetched once (and again after a reconnect), then kept current by socket.io
 // events alone. Each row carries the time of its last change, so an event older than what is shown (a replayed
 // one, or one the snapshot already holds) changes nothing, whatever order they arrive in; the rows events bring
-// while a snapshot is on its way are kept when it lacks them.
+// while a snapshot is on its way are kept when it lacks them. The page shows the newest `limit` items: a page of
+// them at first, a page more each time the user loads older ones, never more than MAX_ROWS.
 import type { QueueItemStatus, QueueStatus, SessionQueueItem } from "../api/types";
 
 export interface QueueRow {
@@ -26,15 +27,19 @@ export interface Progress {
 }
 
 export interface QueueState {
-  /** The newest items, newest first, at most `MAX_ROWS`. */
+  /** The newest items, newest first, at most `limit`. */
   rows: QueueRow[];
+  /** How many of the newest items are kept: PAGE_ROWS, plus PAGE_ROWS for each older page loaded, at most MAX_ROWS. */
+  limit: number;
   counts: QueueStatus | null;
   progress: Progress | null;
   /** The items events changed while a snapshot is on its way; null when none is. */
   touched: ReadonlySet<number> | null;
 }
 
-export const MAX_ROWS = 500;
+export const PAGE_ROWS = 100;
+/** The most rows the page keeps (and the most ids the snapshot may ask for in one request). */
+export const MAX_ROWS = 1000;
 
 export interface StatusChangedEvent extends Omit<QueueRow, "origin" | "error_type" | "error_message" | "error_traceback" | "started_at" | "completed_at"> {
   queue_id: string;
@@ -51,11 +56,12 @@ export interface StatusChangedEvent extends Omit<QueueRow, "origin" | "error_typ
 export type QueueAction =
   | { type: "snapshot_requested" }
   | { type: "snapshot"; items: SessionQueueItem[]; counts: QueueStatus }
+  | { type: "older"; items: SessionQueueItem[] }
   | { type: "queue_item_status_changed"; event: StatusChangedEvent }
   | { type: "invocation_progress"; event: Progress }
   | { type: "queue_cleared" };
 
-export const initialQueueState: QueueState = { rows: [], counts: null, progress: null, touched: null };
+export const initialQueueState: QueueState = { rows: [], limit: PAGE_ROWS, counts: null, progress: null, touched: null };
 
 const FINISHED: ReadonlySet<QueueItemStatus> = new Set(["completed", "failed", "canceled"]);
 
@@ -81,14 +87,14 @@ export function rowOf(item: SessionQueueItem | StatusChangedEvent): QueueRow {
 
 const newer = (a: string, b: string) => Date.parse(a) > Date.parse(b);
 
-/** `rows` with `incoming` put in where they are newer than what is there, newest item first, bounded. */
-function merge(rows: QueueRow[], incoming: QueueRow[]): QueueRow[] {
+/** `rows` with `incoming` put in where they are newer than what is there, newest item first, at most `limit`. */
+function merge(rows: QueueRow[], incoming: QueueRow[], limit: number): QueueRow[] {
   const byId = new Map(rows.map((row) => [row.item_id, row]));
   for (const row of incoming) {
     const shown = byId.get(row.item_id);
     if (shown === undefined || !newer(shown.updated_at, row.updated_at)) byId.set(row.item_id, row);
   }
-  return [...byId.values()].sort((a, b) => b.item_id - a.item_id).slice(0, MAX_ROWS);
+  return [...byId.values()].sort((a, b) => b.item_id - a.item_id).slice(0, limit);
 }
 
 export function queueReducer(state: QueueState, action: QueueAction): QueueState {
@@ -99,20 +105,28 @@ export function queueReducer(state: QueueState, action: QueueAction): QueueState
       // The snapshot is the truth for the items it holds; a row it lacks is gone (cleared, pruned, deleted)
       // unless an event brought it while the snapshot was on its way.
       const kept = state.rows.filter((row) => state.touched?.has(row.item_id));
-      const rows = merge(kept, action.items.map(rowOf));
+      const rows = merge(kept, action.items.map(rowOf), state.limit);
       const running = state.progress && rows.find((row) => row.item_id === state.progress!.item_id);
       return {
         rows,
+        limit: state.limit,
         counts: action.counts,
         progress: running && running.status === "in_progress" ? state.progress : null,
         touched: null,
       };
     }
+    case "older": {
+      // A snapshot on its way may not hold these rows (it asked for fewer): they count as brought by events.
+      const limit = Math.min(MAX_ROWS, state.limit + PAGE_ROWS);
+      const touched = state.touched && new Set([...state.touched, ...action.items.map((item) => item.item_id)]);
+      return { ...state, rows: merge(state.rows, action.items.map(rowOf), limit), limit, touched };
+    }
     case "queue_item_status_changed": {
       const { event } = action;
       const progress = state.progress?.item_id === event.item_id && event.status !== "in_progress" ? null : state.progress;
       return {
-        rows: merge(state.rows, [rowOf(event)]),
+        rows: merge(state.rows, [rowOf(event)], state.limit),
+        limit: state.limit,
         counts: event.queue_status,
         progress,
         touched: state.touched && new Set(state.touched).add(event.item_id),
@@ -128,6 +142,7 @@ export function queueReducer(state: QueueState, action: QueueAction): QueueState
       return {
         ...state,
         rows: [],
+        limit: PAGE_ROWS,
         progress: null,
         counts: state.counts && { ...state.counts, pending: 0, in_progress: 0, completed: 0, failed: 0, canceled: 0, total: 0, item_id: null, batch_id: null, session_id: null },
       };

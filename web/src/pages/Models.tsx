@@ -1,49 +1,87 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Field } from "../components/Field";
-import { type FormEvent, useEffect, useState } from "react";
+import { type FormEvent, useState } from "react";
 import { api } from "../api/client";
-import { onEvent, onResync } from "../api/events";
-import { MODELS_KEY, useModels } from "../api/models";
-import { applyInstallEvent, asInstallJob, formatBytes, type InstallJob, isDone } from "../lib/installJob";
+import { INSTALLS_KEY, MODELS_KEY, useInstallJobs, useMissingModels, useModels } from "../api/models";
+import { describeJob, formatBytes, type InstallJob, isDone, sourceText } from "../lib/installJob";
 
 const BASES = ["sd-1", "sd-2", "sdxl", "sdxl-refiner", "any"];
 const TYPES = ["main", "vae", "lora", "embedding"];
 
-function describe(job: InstallJob): string {
-  switch (job.status) {
-    case "completed": {
-      const config = job.config_out ?? {};
-      return `Installed ${String(config.name ?? job.source)}: base ${String(config.base ?? "?")}, type ${String(config.type ?? "?")}, format ${String(config.format ?? "?")}`;
-    }
-    case "error":
-      return `Install failed: ${job.error ?? job.error_reason ?? "unknown error"}`;
-    case "cancelled":
-      return "Install cancelled";
-    default:
-      return `Installing ${job.source}: ${job.status.replace("_", " ")}…`;
-  }
+/** A job's download as a bar with its figures, while it downloads. */
+function Download({ job }: { job: InstallJob }) {
+  if (job.status !== "downloading" && job.status !== "paused") return null;
+  const known = job.total_bytes > 0;
+  return (
+    <span className="download">
+      <progress aria-label={`Download of ${sourceText(job.source)}`} max={known ? job.total_bytes : undefined} value={known ? job.bytes : undefined} />
+      <span className="muted">
+        {formatBytes(job.bytes)}
+        {known && ` of ${formatBytes(job.total_bytes)}`}
+      </span>
+    </span>
+  );
 }
 
-/** The job of the last install, followed by socket events until it is done (and read again after a reconnect). */
-function useInstallJob() {
-  const [job, setJob] = useState<InstallJob | null>(null);
-  const client = useQueryClient();
-  const running = job !== null && !isDone(job) && job.id !== null ? job.id : null;
-  useEffect(() => {
-    if (running === null) return;
-    const read = () => void api<Record<string, unknown>>(`/api/v2/models/install/${running}`).then((answer) => setJob((now) => (now?.id === running ? asInstallJob(answer, now.source) : now)));
-    const stopEvents = onEvent((name, payload) => setJob((now) => now && applyInstallEvent(now, name, payload)));
-    const stopResync = onResync(read);
-    read();
-    return () => {
-      stopEvents();
-      stopResync();
-    };
-  }, [running]);
-  useEffect(() => {
-    if (job !== null && isDone(job)) void client.invalidateQueries({ queryKey: MODELS_KEY });
-  }, [job, client]);
-  return [job, setJob] as const;
+function InstallJobs({ jobs, onCancel }: { jobs: InstallJob[]; onCancel: (id: number) => void }) {
+  return (
+    <section className="stack" aria-labelledby="jobs-title">
+      <h2 id="jobs-title">Installs since the server started</h2>
+      {jobs.length === 0 ? (
+        <p className="muted">No install yet: the installs you start above are listed here with their progress.</p>
+      ) : (
+        <div className="table-wrap">
+          <table aria-label="Install jobs">
+            <thead>
+              <tr>
+                <th scope="col">Source</th>
+                <th scope="col">Status</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {jobs.map((job) => (
+                <tr key={job.id}>
+                  <td className="break">{sourceText(job.source)}</td>
+                  <td>
+                    <span className={job.status === "error" ? "error" : undefined} title={job.error ?? undefined}>
+                      {job.status.replace("_", " ")}
+                    </span>
+                    <Download job={job} />
+                  </td>
+                  <td>
+                    {!isDone(job) && (
+                      <button type="button" aria-label={`Cancel install of ${sourceText(job.source)}`} onClick={() => onCancel(job.id)}>
+                        Cancel
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function MissingModels() {
+  const { data: missing } = useMissingModels();
+  if (!missing || missing.length === 0) return null;
+  return (
+    <section className="stack card" aria-labelledby="missing-title">
+      <h2 id="missing-title">Models with missing files</h2>
+      <p className="hint">Their files are gone from the server's disk, so they cannot be used: put the files back, or remove the models above.</p>
+      <ul aria-label="Missing models">
+        {missing.map((model) => (
+          <li key={model.key}>
+            <strong>{model.name}</strong> <span className="muted break">{model.path}</span>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
 }
 
 export function Models() {
@@ -52,18 +90,24 @@ export function Models() {
   const [source, setSource] = useState("");
   const [base, setBase] = useState("");
   const [type, setType] = useState("");
-  const [job, setJob] = useInstallJob();
+  const { data: jobs } = useInstallJobs();
+  const [lastId, setLastId] = useState<number | null>(null);
   const install = useMutation({
-    mutationFn: async () => {
+    mutationFn: () => {
       const overrides = { ...(base ? { base } : {}), ...(type ? { type } : {}) };
       const body = Object.keys(overrides).length > 0 ? overrides : undefined;
-      const answer = await api<Record<string, unknown>>(`/api/v2/models/install?source=${encodeURIComponent(source.trim())}&inplace=true`, "POST", body);
-      return asInstallJob(answer, source.trim());
+      return api<InstallJob>(`/api/v2/models/install?source=${encodeURIComponent(source.trim())}&inplace=true`, "POST", body);
     },
-    onMutate: () => setJob({ id: null, status: "waiting", source: source.trim() }),
-    onSuccess: setJob,
-    onError: (failure) => setJob({ id: null, status: "error", source: source.trim(), error: failure.message }),
+    onSuccess: (job) => {
+      setLastId(job.id);
+      client.setQueryData<InstallJob[]>(INSTALLS_KEY, (now) => [job, ...(now ?? []).filter((other) => other.id !== job.id)]);
+    },
   });
+  const cancel = useMutation({
+    mutationFn: (id: number) => api<InstallJob>(`/api/v2/models/install/${id}`, "DELETE"),
+    onSettled: () => void client.invalidateQueries({ queryKey: INSTALLS_KEY }),
+  });
+  const job = jobs?.find((candidate) => candidate.id === lastId) ?? null;
   const remove = useMutation({
     mutationFn: (key: string) => api(`/api/v2/models/i/${encodeURIComponent(key)}`, "DELETE"),
     onSettled: () => void client.invalidateQueries({ queryKey: MODELS_KEY }),
@@ -73,15 +117,19 @@ export function Models() {
     if (source.trim()) install.mutate();
   };
   const baseUnknown = job?.status === "error" && /base/i.test(job.error ?? "");
+  const statusText = install.isPending ? `Sending ${source.trim()}…` : install.isError ? `Install refused: ${install.error.message}` : job ? describeJob(job) : "";
   return (
     <div className="stack">
       <h1>Models</h1>
       <form className="card stack" onSubmit={submit} aria-labelledby="install-title">
         <h2 id="install-title">Install a model</h2>
         <Field label="Source">
-          <input value={source} onChange={(event) => setSource(event.target.value)} placeholder="/path/on/the/server/to/model" required spellCheck={false} />
+          <input value={source} onChange={(event) => setSource(event.target.value)} placeholder="/models/model.safetensors, https://… or owner/name" required spellCheck={false} aria-describedby="source-hint" />
         </Field>
-        <p className="hint">The absolute path, on the server, of a model file or diffusers folder; it is used where it is.</p>
+        <p className="hint" id="source-hint">
+          One of: the absolute path, on the server, of a model file or diffusers folder (used where it is); an http(s) URL of a model file; a Hugging Face repo id such as{" "}
+          <code>owner/name</code>, <code>owner/name:fp16</code> or <code>owner/name::subfolder</code>. Downloads go into the models folder.
+        </p>
         <div className="grid2">
           <Field label="Base">
             <select value={base} onChange={(event) => setBase(event.target.value)}>
@@ -100,14 +148,16 @@ export function Models() {
             </select>
           </Field>
         </div>
-        <button type="submit" className="primary" disabled={install.isPending || (job !== null && !isDone(job))}>
+        <button type="submit" className="primary" disabled={install.isPending}>
           Install
         </button>
-        <p role="status" aria-label="Install status" className={job?.status === "error" ? "error" : undefined}>
-          {job ? describe(job) : ""}
+        <p role="status" aria-label="Install status" className={install.isError || job?.status === "error" ? "error" : undefined}>
+          {statusText}
           {baseUnknown && " — choose the Base (and Type) above and install again."}
         </p>
       </form>
+      {cancel.isError && <p role="alert" className="error">{cancel.error.message}</p>}
+      <InstallJobs jobs={jobs ?? []} onCancel={(id) => cancel.mutate(id)} />
       <section className="stack">
         <h2>Installed models</h2>
         {error && <p role="alert" className="error">{error.message}</p>}
@@ -150,6 +200,7 @@ export function Models() {
           </table>
         </div>
       </section>
+      <MissingModels />
     </div>
   );
 }

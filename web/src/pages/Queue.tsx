@@ -2,8 +2,8 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { api, ApiError, QUEUE } from "../api/client";
 import { STATUS_KEY, useQueueStatus } from "../api/hooks";
-import { refetchQueue, useQueue } from "../api/queueStore";
-import { durationSeconds, isFinished, type QueueRow } from "../lib/queueReducer";
+import { loadOlderItems, refetchQueue, useQueue } from "../api/queueStore";
+import { durationSeconds, isFinished, MAX_ROWS, type QueueRow } from "../lib/queueReducer";
 
 interface NodeStats {
   node_type: string;
@@ -112,7 +112,8 @@ function Details({ row }: { row: QueueRow }) {
 }
 
 export function Queue() {
-  const { rows, counts, progress } = useQueue();
+  const { rows, limit, counts, progress } = useQueue();
+  const older = useMutation({ mutationFn: loadOlderItems });
   const { data: status } = useQueueStatus();
   const client = useQueryClient();
   const [selected, setSelected] = useState<number | null>(null);
@@ -229,9 +230,19 @@ export function Queue() {
         {selectedRow && <Details row={selectedRow} />}
       </div>
       {counts && counts.total > rows.length && (
-        <p className="muted">
-          Showing the newest {rows.length} of {counts.total} items.
-        </p>
+        <div className="row wrap">
+          <p className="muted">
+            Showing the newest {rows.length} of {counts.total} items.
+          </p>
+          {limit < MAX_ROWS ? (
+            <button type="button" onClick={() => older.mutate()} disabled={older.isPending}>
+              Load older
+            </button>
+          ) : (
+            <p className="muted">The page keeps at most the newest {MAX_ROWS} items.</p>
+          )}
+          {older.isError && <p role="alert" className="error">{older.error.message}</p>}
+        </div>
       )}
     </div>
   );
