@@ -3,7 +3,7 @@ import { Field } from "../components/Field";
 import { type FormEvent, lazy, Suspense, useEffect, useId, useState } from "react";
 import { api, QUEUE } from "../api/client";
 import { onEvent } from "../api/events";
-import { identifier, ofType, useModels } from "../api/models";
+import { identifier, ofType, useMissingModels, useModels } from "../api/models";
 import { useQueue } from "../api/queueStore";
 import type { ImageDTO, Scheduler } from "../api/types";
 import { AuthImage } from "../components/AuthImage";
@@ -178,13 +178,15 @@ export function Generate() {
   const settings = useSettings();
   const { data: models, isLoading } = useModels();
   const mains = ofType(models, "main");
+  const missing = new Set((useMissingModels().data ?? []).map((model) => model.key));
+  const usable = mains.filter((model) => !missing.has(model.key));
   const vaes = ofType(models, "vae").filter((vae) => settings.model === null || vae.base === settings.model.base);
   const [shown, setShown] = useState<string[]>([]);
   const formId = useId();
-  // The first installed model is the default; a model that was removed is no longer offered.
+  // The first usable model is the default; a model that was removed, or whose files are gone, is not kept.
   const installed = new Set((models ?? []).map((model) => model.key));
-  if (mains.length > 0 && (settings.model === null || !installed.has(settings.model.key))) {
-    queueMicrotask(() => updateSettings({ model: identifier(mains[0]), vae: null, loras: [] }));
+  if (usable.length > 0 && (settings.model === null || !usable.some((model) => model.key === settings.model!.key))) {
+    queueMicrotask(() => updateSettings({ model: identifier(usable[0]), vae: null, loras: [] }));
   } else if (models !== undefined && ((settings.vae && !installed.has(settings.vae.key)) || settings.loras.some((lora) => !installed.has(lora.model.key)))) {
     queueMicrotask(() => updateSettings({ vae: settings.vae && installed.has(settings.vae.key) ? settings.vae : null, loras: settings.loras.filter((lora) => installed.has(lora.model.key)) }));
   }
@@ -212,12 +214,13 @@ export function Generate() {
           >
             {mains.length === 0 && <option value="">{isLoading ? "Loading…" : "No main model installed"}</option>}
             {mains.map((model) => (
-              <option key={model.key} value={model.key}>
-                {model.name} ({model.base})
+              <option key={model.key} value={model.key} disabled={missing.has(model.key)}>
+                {model.name} ({model.base}){missing.has(model.key) && " — files missing"}
               </option>
             ))}
           </select>
         </Field>
+        {!isLoading && usable.length === 0 && <p className="hint">Install a main model on the Models page first (a path on the server, a URL or a Hugging Face repo id).</p>}
         <Field label="Prompt">
           <textarea rows={4} value={settings.prompt} onChange={(event) => updateSettings({ prompt: event.target.value })} placeholder="a lighthouse at dawn, {oil painting|watercolor}" />
         </Field>

@@ -23,10 +23,19 @@ function Download({ job }: { job: InstallJob }) {
   );
 }
 
-function InstallJobs({ jobs, onCancel }: { jobs: InstallJob[]; onCancel: (id: number) => void }) {
+function InstallJobs({ jobs, onCancel, onPrune }: { jobs: InstallJob[]; onCancel: (id: number) => void; onPrune: () => void }) {
   return (
     <section className="stack" aria-labelledby="jobs-title">
-      <h2 id="jobs-title">Installs since the server started</h2>
+      <div className="row wrap">
+        <h2 id="jobs-title" className="grow">
+          Installs since the server started
+        </h2>
+        {jobs.some(isDone) && (
+          <button type="button" onClick={onPrune} title="Forget the installs that completed, failed or were cancelled">
+            Clear finished
+          </button>
+        )}
+      </div>
       {jobs.length === 0 ? (
         <p className="muted">No install yet: the installs you start above are listed here with their progress.</p>
       ) : (
@@ -42,11 +51,11 @@ function InstallJobs({ jobs, onCancel }: { jobs: InstallJob[]; onCancel: (id: nu
             <tbody>
               {jobs.map((job) => (
                 <tr key={job.id}>
-                  <td className="break">{sourceText(job.source)}</td>
-                  <td>
-                    <span className={job.status === "error" ? "error" : undefined} title={job.error ?? undefined}>
-                      {job.status.replace("_", " ")}
-                    </span>
+                  <td className="break source">{sourceText(job.source)}</td>
+                  <td className="break">
+                    <span className={job.status === "error" ? "error" : undefined}>{job.status.replace("_", " ")}</span>
+                    {job.status === "error" && job.error && <span className="muted block">{job.error}</span>}
+                    {job.status === "completed" && job.config_out && <span className="muted block">as {job.config_out.name}</span>}
                     <Download job={job} />
                   </td>
                   <td>
@@ -91,6 +100,7 @@ export function Models() {
   const [base, setBase] = useState("");
   const [type, setType] = useState("");
   const { data: jobs } = useInstallJobs();
+  const missingKeys = new Set((useMissingModels().data ?? []).map((model) => model.key));
   const [lastId, setLastId] = useState<number | null>(null);
   const install = useMutation({
     mutationFn: () => {
@@ -103,8 +113,8 @@ export function Models() {
       client.setQueryData<InstallJob[]>(INSTALLS_KEY, (now) => [job, ...(now ?? []).filter((other) => other.id !== job.id)]);
     },
   });
-  const cancel = useMutation({
-    mutationFn: (id: number) => api<InstallJob>(`/api/v2/models/install/${id}`, "DELETE"),
+  const jobAction = useMutation({
+    mutationFn: (id: number | null) => api(`/api/v2/models/install${id === null ? "" : `/${id}`}`, "DELETE"),
     onSettled: () => void client.invalidateQueries({ queryKey: INSTALLS_KEY }),
   });
   const job = jobs?.find((candidate) => candidate.id === lastId) ?? null;
@@ -156,8 +166,8 @@ export function Models() {
           {baseUnknown && " — choose the Base (and Type) above and install again."}
         </p>
       </form>
-      {cancel.isError && <p role="alert" className="error">{cancel.error.message}</p>}
-      <InstallJobs jobs={jobs ?? []} onCancel={(id) => cancel.mutate(id)} />
+      {jobAction.isError && <p role="alert" className="error">{jobAction.error.message}</p>}
+      <InstallJobs jobs={jobs ?? []} onCancel={(id) => jobAction.mutate(id)} onPrune={() => jobAction.mutate(null)} />
       <section className="stack">
         <h2>Installed models</h2>
         {error && <p role="alert" className="error">{error.message}</p>}
@@ -177,7 +187,10 @@ export function Models() {
             <tbody>
               {(models ?? []).map((model) => (
                 <tr key={model.key}>
-                  <td title={model.path}>{model.name}</td>
+                  <td title={model.path}>
+                    {model.name}
+                    {missingKeys.has(model.key!) && <span className="error block">files missing</span>}
+                  </td>
                   <td>{model.base}</td>
                   <td>{model.type}</td>
                   <td>{model.format}</td>
