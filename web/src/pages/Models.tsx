@@ -52,9 +52,13 @@ function InstallJobs({ jobs, onCancel, onPrune }: { jobs: InstallJob[]; onCancel
               {jobs.map((job) => (
                 <tr key={job.id}>
                   <td className="break source">{sourceText(job.source)}</td>
-                  <td className="break">
+                  <td className="break job-status">
                     <span className={job.status === "error" ? "error" : undefined}>{job.status.replace("_", " ")}</span>
-                    {job.status === "error" && job.error && <span className="muted block">{job.error}</span>}
+                    {job.status === "error" && job.error && (
+                      <span className="muted clamp" title={job.error}>
+                        {job.error}
+                      </span>
+                    )}
                     {job.status === "completed" && job.config_out && <span className="muted block">as {job.config_out.name}</span>}
                     <Download job={job} />
                   </td>
@@ -161,7 +165,7 @@ export function Models() {
         <button type="submit" className="primary" disabled={install.isPending}>
           Install
         </button>
-        <p role="status" aria-label="Install status" className={install.isError || job?.status === "error" ? "error" : undefined}>
+        <p role="status" aria-label="Install status" className={install.isError || job?.status === "error" ? "error flush" : "flush"}>
           {statusText}
           {baseUnknown && " — choose the Base (and Type) above and install again."}
         </p>
