@@ -21,11 +21,16 @@ interface Page {
 const imagesQuery = (boardId: string, offset: number, limit: number, starredFirst = true) =>
   `/api/v1/images/?board_id=${encodeURIComponent(boardId)}&is_intermediate=false&starred_first=${starredFirst}&offset=${offset}&limit=${limit}`;
 
+interface Boards {
+  boards: BoardDTO[];
+  uncategorizedCount: number;
+}
+
 export function useBoards() {
   useRefetchOn(["image_created"], BOARDS_KEY, 1000);
   return useQuery({
     queryKey: BOARDS_KEY,
-    queryFn: async () => {
+    queryFn: async (): Promise<Boards> => {
       const [boards, uncategorized] = await Promise.all([
         api<BoardDTO[]>("/api/v1/boards/?all=true"),
         api<Page>(imagesQuery(UNCATEGORIZED, 0, 1)),
@@ -64,7 +69,15 @@ export function useGalleryActions() {
   return {
     error: mutation.error,
     pending: mutation.isPending,
-    createBoard: (name: string) => run(() => api<BoardDTO>(`/api/v1/boards/?board_name=${encodeURIComponent(name)}`, "POST")),
+    createBoard: (name: string) =>
+      run(async () => {
+        const board = await api<BoardDTO>(`/api/v1/boards/?board_name=${encodeURIComponent(name)}`, "POST");
+        // Shown at once, whatever a read of the boards begun before it brings back; the refetch after puts it in
+        // the server's order.
+        await client.cancelQueries({ queryKey: BOARDS_KEY });
+        client.setQueryData<Boards>(BOARDS_KEY, (data) => data && { ...data, boards: [...data.boards.filter((shown) => shown.board_id !== board.board_id), board] });
+        return board;
+      }) as Promise<BoardDTO>,
     renameBoard: (boardId: string, name: string) => run(() => api(`/api/v1/boards/${boardId}`, "PATCH", { board_name: name })),
     deleteBoard: (boardId: string, includeImages: boolean) => run(() => api(`/api/v1/boards/${boardId}?include_images=${includeImages}`, "DELETE")),
     move: (imageNames: string[], boardId: string) =>

@@ -28,9 +28,12 @@ export function useRefetchOn(names: readonly string[], queryKey: QueryKey, delay
 
 export const STATUS_KEY = ["queue-status"];
 
-/** The queue's counts and the processor's state, fetched again (at most each second) when items change status:
- * the processor has no events of its own. */
+const QUEUE_EVENTS = ["queue_item_status_changed", "batch_enqueued", "queue_items_retried", "queue_cleared"] as const;
+
+/** The queue's counts and the processor's state. The processor sends no event when it is paused or resumed (by
+ * this page, another one or the CLI), so its state is read again after every queue event (at most each second)
+ * and after each reconnect (as every query is). */
 export function useQueueStatus() {
-  useRefetchOn(["queue_item_status_changed"], STATUS_KEY, 1000);
+  useRefetchOn(QUEUE_EVENTS, STATUS_KEY, 1000);
   return useQuery({ queryKey: STATUS_KEY, queryFn: () => api<QueueAndProcessorStatus>(`${QUEUE}/status`) });
 }

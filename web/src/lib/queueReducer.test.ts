@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { QueueStatus, SessionQueueItem } from "../api/types";
-import { durationSeconds, initialQueueState, MAX_ROWS, PAGE_ROWS, type QueueAction, queueReducer, type QueueState, type StatusChangedEvent } from "./queueReducer";
+import { durationSeconds, initialQueueState, MAX_ROWS, PAGE_ROWS, type QueueAction, queueReducer, type QueueState, reduceAll, type StatusChangedEvent } from "./queueReducer";
 
 const counts = (changes: Partial<QueueStatus> = {}): QueueStatus => ({
   queue_id: "default",
@@ -142,9 +142,71 @@ describe("queueReducer", () => {
     expect(state.rows[0].item_id).toBe(2 * MAX_ROWS);
   });
 
+  it("adds the pending items of a new batch, which send no event, with the counts read with them", () => {
+    let state = run([{ type: "snapshot_requested" }, { type: "snapshot", items: [item(1, "in_progress", 2)], counts: counts({ in_progress: 1, total: 1 }) }]);
+    state = run([{ type: "newer", items: [item(3, "pending", 3), item(2, "pending", 3)], counts: counts({ pending: 2, in_progress: 1, total: 3 }) }], state);
+    expect(state.rows.map((row) => [row.item_id, row.status])).toEqual([
+      [3, "pending"],
+      [2, "pending"],
+      [1, "in_progress"],
+    ]);
+    expect(state.counts).toEqual(counts({ pending: 2, in_progress: 1, total: 3 }));
+  });
+
+  it("does not undo with a late read of new items what events have changed since", () => {
+    const state = run([changed(event(2, "completed", 6)), { type: "newer", items: [item(2, "pending", 3)], counts: counts({ pending: 1, total: 1 }) }]);
+    expect(state.rows[0].status).toBe("completed");
+  });
+
   it("goes back to one page when the queue is cleared", () => {
     const state = run([{ type: "older", items: [item(1, "completed", 2)] }, { type: "queue_cleared" }]);
     expect(state.limit).toBe(PAGE_ROWS);
+  });
+});
+
+describe("reduceAll", () => {
+  // A burst: 300 items, each pending, running and finished, their events interleaved as a busy queue sends them,
+  // with progress and a batch read among them.
+  const burst = (): QueueAction[] => {
+    const actions: QueueAction[] = [];
+    for (let id = 1; id <= 300; id++) {
+      actions.push(changed(event(id, "pending", 1)));
+      if (id > 1) actions.push(changed(event(id - 1, "in_progress", id)));
+      actions.push({ type: "invocation_progress", event: { item_id: id - 1, percentage: 0.5, message: "", image: null } });
+      if (id > 2) actions.push(changed(event(id - 2, id % 7 === 0 ? "failed" : "completed", id + 1, { queue_status: counts({ completed: id - 2, total: id }) })));
+      if (id % 50 === 25) actions.push({ type: "newer", items: [item(id, "pending", 1)], counts: counts({ total: id }) });
+    }
+    return actions;
+  };
+
+  it("applied at once, ends where the events applied one by one end, dropping no finished item", () => {
+    const state = { ...initialQueueState, limit: MAX_ROWS };
+    const actions = burst();
+    const together = reduceAll(state, actions);
+    expect(together).toEqual(actions.reduce(queueReducer, state));
+    expect(together.rows).toHaveLength(300);
+    expect(together.rows.filter((row) => row.status === "completed" || row.status === "failed")).toHaveLength(298);
+    expect(together.rows.slice(0, 2).map((row) => row.status)).toEqual(["pending", "in_progress"]);
+    expect(together.counts).toEqual(counts({ completed: 298, total: 300 }));
+  });
+
+  it("applied a frame at a time, in any split, ends the same", () => {
+    const actions = burst();
+    const state = { ...initialQueueState, limit: MAX_ROWS };
+    let split = state;
+    for (let start = 0; start < actions.length; start += 37) split = reduceAll(split, actions.slice(start, start + 37));
+    expect(split).toEqual(reduceAll(state, actions));
+  });
+
+  it("keeps the objects of the rows nothing changed, so that they are not drawn again", () => {
+    const before = run([changed(event(1, "completed", 2)), changed(event(2, "in_progress", 2))]);
+    const after = reduceAll(before, [changed(event(2, "completed", 3)), changed(event(3, "pending", 3))]);
+    expect(after.rows.find((row) => row.item_id === 1)).toBe(before.rows.find((row) => row.item_id === 1));
+    expect(after.rows.find((row) => row.item_id === 2)).not.toBe(before.rows.find((row) => row.item_id === 2));
+  });
+
+  it("leaves the state alone when there is nothing to apply", () => {
+    expect(reduceAll(initialQueueState, [])).toBe(initialQueueState);
   });
 });
 

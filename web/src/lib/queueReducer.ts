@@ -57,6 +57,7 @@ export type QueueAction =
   | { type: "snapshot_requested" }
   | { type: "snapshot"; items: SessionQueueItem[]; counts: QueueStatus }
   | { type: "older"; items: SessionQueueItem[] }
+  | { type: "newer"; items: SessionQueueItem[]; counts: QueueStatus }
   | { type: "queue_item_status_changed"; event: StatusChangedEvent }
   | { type: "invocation_progress"; event: Progress }
   | { type: "queue_cleared" };
@@ -68,6 +69,14 @@ const FINISHED: ReadonlySet<QueueItemStatus> = new Set(["completed", "failed", "
 export function isFinished(status: QueueItemStatus): boolean {
   return FINISHED.has(status);
 }
+
+export const STATUS_LABELS: Record<QueueItemStatus, string> = {
+  pending: "Pending",
+  in_progress: "In progress",
+  completed: "Completed",
+  failed: "Failed",
+  canceled: "Canceled",
+};
 
 export function rowOf(item: SessionQueueItem | StatusChangedEvent): QueueRow {
   return {
@@ -97,6 +106,10 @@ function merge(rows: QueueRow[], incoming: QueueRow[], limit: number): QueueRow[
   return [...byId.values()].sort((a, b) => b.item_id - a.item_id).slice(0, limit);
 }
 
+/** The items events brought while a snapshot is on its way, with these. */
+const touch = (touched: QueueState["touched"], items: readonly { item_id: number }[]) =>
+  touched && new Set([...touched, ...items.map((item) => item.item_id)]);
+
 export function queueReducer(state: QueueState, action: QueueAction): QueueState {
   switch (action.type) {
     case "snapshot_requested":
@@ -118,20 +131,18 @@ export function queueReducer(state: QueueState, action: QueueAction): QueueState
     case "older": {
       // A snapshot on its way may not hold these rows (it asked for fewer): they count as brought by events.
       const limit = Math.min(MAX_ROWS, state.limit + PAGE_ROWS);
-      const touched = state.touched && new Set([...state.touched, ...action.items.map((item) => item.item_id)]);
-      return { ...state, rows: merge(state.rows, action.items.map(rowOf), limit), limit, touched };
+      return { ...state, rows: merge(state.rows, action.items.map(rowOf), limit), limit, touched: touch(state.touched, action.items) };
     }
-    case "queue_item_status_changed": {
-      const { event } = action;
-      const progress = state.progress?.item_id === event.item_id && event.status !== "in_progress" ? null : state.progress;
+    case "newer":
+      // Items enqueued (or retried) since the page last looked: they send no status event until they change.
       return {
-        rows: merge(state.rows, [rowOf(event)], state.limit),
-        limit: state.limit,
-        counts: event.queue_status,
-        progress,
-        touched: state.touched && new Set(state.touched).add(event.item_id),
+        ...state,
+        rows: merge(state.rows, action.items.map(rowOf), state.limit),
+        counts: action.counts,
+        touched: touch(state.touched, action.items),
       };
-    }
+    case "queue_item_status_changed":
+      return applyStatusEvents(state, [action.event]);
     case "invocation_progress": {
       const row = state.rows.find((candidate) => candidate.item_id === action.event.item_id);
       if (row !== undefined && row.status !== "in_progress") return state;
@@ -147,6 +158,38 @@ export function queueReducer(state: QueueState, action: QueueAction): QueueState
         counts: state.counts && { ...state.counts, pending: 0, in_progress: 0, completed: 0, failed: 0, canceled: 0, total: 0, item_id: null, batch_id: null, session_id: null },
       };
   }
+}
+
+/** The state after `events`, in order, merged in one pass: as if each were reduced in turn, at the cost of one. */
+function applyStatusEvents(state: QueueState, events: readonly StatusChangedEvent[]): QueueState {
+  let progress = state.progress;
+  for (const event of events) {
+    if (progress?.item_id === event.item_id && event.status !== "in_progress") progress = null;
+  }
+  return {
+    rows: merge(state.rows, events.map(rowOf), state.limit),
+    limit: state.limit,
+    counts: events[events.length - 1].queue_status,
+    progress,
+    touched: touch(state.touched, events),
+  };
+}
+
+/** `actions` reduced in order as one change (the page applies what a frame brought at once): each run of status
+ * events merges into the rows in one pass rather than one pass per event. */
+export function reduceAll(state: QueueState, actions: readonly QueueAction[]): QueueState {
+  let next = state;
+  let events: StatusChangedEvent[] = [];
+  for (const action of actions) {
+    if (action.type === "queue_item_status_changed") {
+      events.push(action.event);
+      continue;
+    }
+    if (events.length > 0) next = applyStatusEvents(next, events);
+    events = [];
+    next = queueReducer(next, action);
+  }
+  return events.length > 0 ? applyStatusEvents(next, events) : next;
 }
 
 /** Seconds between an item's start and its end (or `now` while it runs); null before it starts. */

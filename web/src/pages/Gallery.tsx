@@ -65,7 +65,7 @@ function Boards({ current, onSelect }: { current: string; onSelect: (boardId: st
     <aside className="boards stack">
       <h2>Boards</h2>
       {creating ? (
-        <NameForm label="Board name" initial="" submitLabel="Create" onCancel={() => setCreating(false)} onSubmit={(name) => void actions.createBoard(name).then((board) => (setCreating(false), onSelect((board as BoardDTO).board_id)))} />
+        <NameForm label="Board name" initial="" submitLabel="Create" onCancel={() => setCreating(false)} onSubmit={(name) => void actions.createBoard(name).then((board) => (setCreating(false), onSelect(board.board_id)))} />
       ) : (
         <button type="button" onClick={() => setCreating(true)}>
           New board
@@ -87,10 +87,10 @@ function Boards({ current, onSelect }: { current: string; onSelect: (boardId: st
                 </button>
                 {entry.board && (
                   <span className="board-actions">
-                    <button type="button" title={`Rename ${entry.name}`} onClick={() => setRenaming(entry.id)}>
+                    <button type="button" aria-label={`Rename ${entry.name}`} title={`Rename ${entry.name}`} onClick={() => setRenaming(entry.id)}>
                       Rename
                     </button>
-                    <button type="button" title={`Delete ${entry.name}`} onClick={() => setDeleting(entry.board)}>
+                    <button type="button" aria-label={`Delete ${entry.name}`} title={`Delete ${entry.name}`} onClick={() => setDeleting(entry.board)}>
                       Delete
                     </button>
                   </span>

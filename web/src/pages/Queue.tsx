@@ -1,9 +1,9 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useEffect, useState } from "react";
+import { memo, useCallback, useEffect, useRef, useState } from "react";
 import { api, ApiError, QUEUE } from "../api/client";
 import { STATUS_KEY, useQueueStatus } from "../api/hooks";
 import { loadOlderItems, refetchQueue, useQueue } from "../api/queueStore";
-import { durationSeconds, isFinished, MAX_ROWS, type QueueRow } from "../lib/queueReducer";
+import { durationSeconds, isFinished, MAX_ROWS, type Progress, type QueueRow, STATUS_LABELS } from "../lib/queueReducer";
 
 interface NodeStats {
   node_type: string;
@@ -29,7 +29,8 @@ const CACHE_FIGURES: [string, string][] = [
   ["models_cleared", "Models cleared"],
 ];
 
-const time = (value: string | null) => (value === null ? "" : new Date(value).toLocaleTimeString());
+const TIME = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+const time = (value: string | null) => (value === null ? "" : TIME.format(new Date(value)));
 const seconds = (value: number | null) => (value === null ? "" : `${value.toFixed(1)} s`);
 
 /** Re-renders each second while `active`, for the running item's duration. */
@@ -51,10 +52,13 @@ function Details({ row }: { row: QueueRow }) {
     retry: false,
     queryFn: () => api<ItemStats>(`${QUEUE}/i/${row.item_id}/stats`),
   });
+  const ref = useRef<HTMLElement>(null);
+  // On a phone the details sit below the table, out of sight: bring them in when another item is opened.
+  useEffect(() => ref.current?.scrollIntoView({ block: "nearest", behavior: "smooth" }), [row.item_id]);
   return (
-    <section className="card stack" aria-label={`Item ${row.item_id}`}>
+    <section ref={ref} className="card stack" aria-label={`Item ${row.item_id}`}>
       <h2>
-        Item {row.item_id} · {row.status}
+        Item {row.item_id} · {STATUS_LABELS[row.status]}
       </h2>
       <p className="muted">Batch {row.batch_id}</p>
       {row.error_type && (
@@ -111,6 +115,57 @@ function Details({ row }: { row: QueueRow }) {
   );
 }
 
+interface RowProps {
+  row: QueueRow;
+  selected: boolean;
+  progress: Progress | null;
+  /** The time a running row's duration runs to; undefined for the others, so that the clock re-renders only them. */
+  now: number | undefined;
+  onSelect: (itemId: number) => void;
+  run: (path: string, body?: unknown) => void;
+}
+
+/** One item's row; re-rendered only when what it shows changes (the reducer keeps unchanged rows' objects). A
+ * click anywhere on it but an enabled button opens its details (disabled buttons let clicks through, see CSS). */
+const Row = memo(function Row({ row, selected, progress, now, onSelect, run }: RowProps) {
+  return (
+    <tr data-item-id={row.item_id} data-status={row.status} aria-selected={selected} onClick={() => onSelect(row.item_id)} className={selected ? "selected" : undefined}>
+      <td>
+        <button type="button" className="link" aria-label={`Details of item ${row.item_id}`} onClick={() => onSelect(row.item_id)}>
+          {row.item_id}
+        </button>
+      </td>
+      <td>
+        <span className={`status status-${row.status}`}>{STATUS_LABELS[row.status]}</span>
+        {progress && <progress aria-label={`Progress of item ${row.item_id}`} max={1} value={progress.percentage ?? undefined} />}
+      </td>
+      <td>
+        <div className="actions">
+          <button type="button" disabled={isFinished(row.status)} onClick={(event) => (event.stopPropagation(), run(`i/${row.item_id}/cancel`))}>
+            Cancel
+          </button>
+          <button
+            type="button"
+            disabled={row.status !== "failed" && row.status !== "canceled"}
+            onClick={(event) => (event.stopPropagation(), run("retry_items_by_id", [row.item_id]))}
+          >
+            Retry
+          </button>
+        </div>
+      </td>
+      <td title={row.batch_id}>{row.batch_id.slice(0, 8)}</td>
+      <td>{row.origin ?? ""}</td>
+      <td>{time(row.created_at)}</td>
+      <td>{time(row.started_at)}</td>
+      <td>{time(row.completed_at)}</td>
+      <td>{seconds(durationSeconds(row, now))}</td>
+      <td className="error-cell" title={row.error_message ?? undefined}>
+        {row.error_type ?? ""}
+      </td>
+    </tr>
+  );
+});
+
 export function Queue() {
   const { rows, limit, counts, progress } = useQueue();
   const older = useMutation({ mutationFn: loadOlderItems });
@@ -126,7 +181,8 @@ export function Queue() {
       if (path === "prune") void refetchQueue();
     },
   });
-  const run = (path: string, body?: unknown) => action.mutate({ path, body });
+  const { mutate } = action;
+  const run = useCallback((path: string, body?: unknown) => mutate({ path, body }), [mutate]);
   const selectedRow = rows.find((row) => row.item_id === selected) ?? null;
   const batchRow = selectedRow ?? rows.find((row) => row.status === "in_progress") ?? null;
   const paused = status !== undefined && !status.processor.is_processing;
@@ -156,7 +212,7 @@ export function Queue() {
       <dl className="figures counts" aria-label="Counts">
         {(["pending", "in_progress", "completed", "failed", "canceled", "total"] as const).map((key) => (
           <div key={key}>
-            <dt>{key.replace("_", " ")}</dt>
+            <dt>{key === "total" ? "Total" : STATUS_LABELS[key]}</dt>
             <dd>{counts?.[key] ?? "–"}</dd>
           </div>
         ))}
@@ -187,42 +243,15 @@ export function Queue() {
                 </tr>
               )}
               {rows.map((row) => (
-                <tr key={row.item_id} aria-selected={row.item_id === selected} onClick={() => setSelected(row.item_id)} className={row.item_id === selected ? "selected" : undefined}>
-                  <td>
-                    <button type="button" className="link" aria-label={`Details of item ${row.item_id}`} onClick={() => setSelected(row.item_id)}>
-                      {row.item_id}
-                    </button>
-                  </td>
-                  <td>
-                    <span className={`status status-${row.status}`}>{row.status}</span>
-                    {row.status === "in_progress" && progress?.item_id === row.item_id && (
-                      <progress aria-label={`Progress of item ${row.item_id}`} max={1} value={progress.percentage ?? undefined} />
-                    )}
-                  </td>
-                  <td>
-                    <div className="actions">
-                    <button type="button" disabled={isFinished(row.status)} onClick={(event) => (event.stopPropagation(), run(`i/${row.item_id}/cancel`))}>
-                      Cancel
-                    </button>
-                    <button
-                      type="button"
-                      disabled={row.status !== "failed" && row.status !== "canceled"}
-                      onClick={(event) => (event.stopPropagation(), run("retry_items_by_id", [row.item_id]))}
-                    >
-                      Retry
-                    </button>
-                    </div>
-                  </td>
-                  <td title={row.batch_id}>{row.batch_id.slice(0, 8)}</td>
-                  <td>{row.origin ?? ""}</td>
-                  <td>{time(row.created_at)}</td>
-                  <td>{time(row.started_at)}</td>
-                  <td>{time(row.completed_at)}</td>
-                  <td>{seconds(durationSeconds(row, now))}</td>
-                  <td className="error-cell" title={row.error_message ?? undefined}>
-                    {row.error_type ?? ""}
-                  </td>
-                </tr>
+                <Row
+                  key={row.item_id}
+                  row={row}
+                  selected={row.item_id === selected}
+                  progress={row.status === "in_progress" && progress?.item_id === row.item_id ? progress : null}
+                  now={row.status === "in_progress" ? now : undefined}
+                  onSelect={setSelected}
+                  run={run}
+                />
               ))}
             </tbody>
           </table>
