@@ -53,10 +53,14 @@ function Details({ row }: { row: QueueRow }) {
     queryFn: () => api<ItemStats>(`${QUEUE}/i/${row.item_id}/stats`),
   });
   const ref = useRef<HTMLElement>(null);
-  // On a phone the details sit below the table, out of sight: bring them in when another item is opened.
-  useEffect(() => ref.current?.scrollIntoView({ block: "nearest", behavior: "smooth" }), [row.item_id]);
+  // On a phone the details sit below the table, out of sight: bring them in when another item is opened, and
+  // again when its statistics arrive (the page was too short to scroll them to the top before).
+  const loaded = stats.data !== undefined;
+  useEffect(() => {
+    ref.current?.scrollIntoView({ block: "start", behavior: "smooth" });
+  }, [row.item_id, loaded]);
   return (
-    <section ref={ref} className="card stack" aria-label={`Item ${row.item_id}`}>
+    <section ref={ref} className="card stack item-details" aria-label={`Item ${row.item_id}`}>
       <h2>
         Item {row.item_id} · {STATUS_LABELS[row.status]}
       </h2>
