@@ -87,7 +87,8 @@ def _lokr(parts: _Parts) -> tuple[torch.Tensor, int | None]:
         first = first[:, :, None, None]
     # The rank is that of whichever factor is decomposed; with both whole there is none, and no scale.
     ranks = [parts[name].shape[0] for name in ("lokr_w1_b", "lokr_w2_b") if name in parts]
-    return torch.kron(first, second), ranks[0] if ranks else None
+    # torch.kron refuses the strided view einsum gives for a Tucker-decomposed factor.
+    return torch.kron(first, second.contiguous()), ranks[0] if ranks else None
 
 
 def _full(parts: _Parts) -> tuple[torch.Tensor, int | None]:
