@@ -177,7 +177,7 @@ def _probe_file(path: Path) -> ProbedModel:
         f"{path} holds {len(names)} tensors ({shown}) in no layout nodeloom knows: neither a single-file Stable "
         f"Diffusion checkpoint ({_CHECKPOINT_PREFIX}* names), a LoRA (lora_unet_*, lora_te_*, unet.* or "
         "text_encoder.* names ending in a LoRA, LoHa, LoKr or diff part) nor a textual-inversion embedding "
-        "(emb_params, string_to_param.*, clip_l/clip_g, or one tensor of vectors)"
+        "(emb_params, string_to_param.*, clip_l/clip_g, or one tensor named by its token)"
     )
 
 
@@ -218,7 +218,8 @@ def _probe_embedding(shapes: TensorShapes) -> ProbedModel | None:
     vectors = shapes.get("emb_params") or next(
         (shape for name, shape in shapes.items() if name.startswith("string_to_param.")), None
     )
-    if vectors is None and len(shapes) == 1:
+    # diffusers names its one tensor by the token (`<cat-toy>`): no layer's dotted path.
+    if vectors is None and len(shapes) == 1 and "." not in next(iter(shapes)):
         vectors = next(iter(shapes.values()))
     if vectors is None or len(vectors) not in (1, 2):
         return None
