@@ -284,3 +284,32 @@ def test_a_lora_layer_that_cannot_be_applied_is_refused_and_nothing_stays_patche
     with pytest.raises(ValueError, match=message), applied(sd1_models, [(lora, 1.0)]):
         pass
     assert changed(sd1_models, before) == set()
+
+
+@pytest.mark.parametrize("base", ["sd-1", "sdxl"])
+def test_a_kohya_lora_patches_what_diffusers_conversion_of_it_patches(
+    request: pytest.FixtureRequest, base: str
+) -> None:
+    """diffusers' own reading of a kohya LoRA (`lora_state_dict`, which maps SDXL's original-UNet names by the
+    UNet's config and renames the rest to its module paths, in its attention-processor format) patches the very
+    weights the kohya names do. Without alphas: diffusers keeps them apart, under names of its own."""
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+
+    models: Models = request.getfixturevalue("sd1_models" if base == "sd-1" else "sdxl_models")
+    layers = TINY_SD1_LORA_LAYERS if base == "sd-1" else TINY_SDXL_LORA_LAYERS
+    loader = StableDiffusionPipeline if base == "sd-1" else StableDiffusionXLPipeline
+    kohya = {name: tensor for name, tensor in lora_tensors("lora", layers).items() if not name.endswith(".alpha")}
+    converted, alphas = loader.lora_state_dict(dict(kohya), unet_config=models["unet"].config)
+    assert not alphas and set(converted).isdisjoint(kohya)
+
+    def patched(lora: dict[str, torch.Tensor]) -> dict[tuple[LoRATarget, str], torch.Tensor]:
+        with applied(models, [(lora, 0.6)]):
+            return snapshot(models)
+
+    before = snapshot(models)
+    by_kohya, by_diffusers = patched(kohya), patched(converted)
+    assert {name for name in before if not torch.equal(before[name], by_kohya[name])} == {
+        (*module_of(models, layer)[:1], f"{module_of(models, layer)[1]}.weight") for layer in layers
+    }
+    assert all(torch.equal(by_kohya[name], by_diffusers[name]) for name in before)

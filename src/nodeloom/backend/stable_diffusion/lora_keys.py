@@ -3,13 +3,16 @@ change it is. Names only, no torch: the probe reads them from a file's header.
 
 A tensor's name is a layer's name and a part: `lora_unet_down_blocks_0_..._to_k.lora_down.weight` (kohya: the
 module path with underscores for dots, behind a prefix naming the model) or `unet.down_blocks.0....to_k.lora_A.weight`
-(diffusers and PEFT: the dotted module path behind `unet.`, `text_encoder.` or `text_encoder_2.`). The parts are
+(diffusers and PEFT: the dotted module path behind `unet.`, `text_encoder.` or `text_encoder_2.`; diffusers' older
+attention-processor format names an attention's projections `processor.to_q_lora` in a UNet and `to_q_lora` in a
+text encoder). The parts are
 those of the kinds of layer LyCORIS writes: LoRA (`lora_down`, `lora_up`, optional `lora_mid`), LoHa (`hada_*`),
 LoKr (`lokr_*`) and full differences (`diff`, `diff_b`), each with an optional `alpha`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -54,6 +57,13 @@ _PART_BY_SUFFIX: Mapping[str, str] = {
 }
 KNOWN_PARTS = ", ".join(_PART_BY_SUFFIX)
 
+_PROCESSOR_KEY = re.compile(
+    r"(?P<attention>.+?)(\.processor)?\.(?P<projection>to_q|to_k|to_v|to_out)_lora\.(?P<part>down|up)\.weight"
+)
+# The module each projection of the attention-processor format is, in a UNet's attention and a CLIP encoder's.
+_UNET_PROJECTIONS = {"to_q": "to_q", "to_k": "to_k", "to_v": "to_v", "to_out": "to_out.0"}
+_TEXT_PROJECTIONS = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out": "out_proj"}
+
 
 def lora_target(name: str) -> LoRATarget | None:
     """The model a LoRA tensor patches, by its name's prefix; None for a name with no known prefix."""
@@ -66,6 +76,10 @@ def lora_target(name: str) -> LoRATarget | None:
 def split_lora_key(name: str) -> tuple[str, str] | None:
     """The layer a LoRA tensor belongs to, as the file names it, and the part it is (`down`, `up`, `mid` or the
     LyCORIS name: `alpha`, `hada_w1_a`, `lokr_w2`, `diff`, ...); None for a name that ends in no known part."""
+    processor = _PROCESSOR_KEY.fullmatch(name)
+    if processor is not None:
+        projections = _UNET_PROJECTIONS if name.startswith(DIFFUSERS_PREFIXES["unet"]) else _TEXT_PROJECTIONS
+        return f"{processor['attention']}.{projections[processor['projection']]}", processor["part"]
     for suffix, part in _PART_BY_SUFFIX.items():
         if name.endswith(f".{suffix}"):
             return name[: -len(suffix) - 1], part
