@@ -33,7 +33,7 @@ from nodeloom.app.invocations.model import (
 from nodeloom.app.invocations.noise import NoiseInvocation
 from nodeloom.app.invocations.sdxl import SDXLLoRALoaderInvocation, SDXLModelLoaderInvocation, SDXLModelLoaderOutput
 from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
-from nodeloom.backend.model_manager.taxonomy import BaseModelType
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat
 
 pytestmark = filter_diffusers_numpy
 
@@ -131,8 +131,16 @@ def embedding_vectors(seed: int) -> torch.Tensor:
 
 def test_an_sd1_embedding_in_a_prompt_gives_diffusers_embeddings(sd1: NodeRunner, tiny_sd_model: Path) -> None:
     ink = embedding_vectors(0)
-    install(sd1, "ink-style.safetensors", {"<ink-style>": ink}, BaseModelType.StableDiffusion1)
     reference = load_pipeline(tiny_sd_model)
+    # As diffusers saves a trained embedding: a folder, named after it, with a learned_embeds.bin.
+    settings = sd1.services.config
+    folder = settings.resolve(settings.models_dir) / "ink-style"
+    folder.mkdir(parents=True)
+    torch.save({"<ink-style>": ink}, folder / "learned_embeds.bin")
+    config = sd1.services.model_manager.install.install_path(
+        folder, ModelRecordChanges(base=BaseModelType.StableDiffusion1)
+    )
+    assert (config.name, config.format) == ("ink-style", ModelFormat.EmbeddingFolder)
     reference.load_textual_inversion({"<ink-style>": ink}, token="<ink-style>")
     clip = sd1.run(MainModelLoaderInvocation(model=sd1.model)).clip
 

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from tests.tiny_model import LORA_KINDS, SD1_TEXT_WIDTH, LoRAKind, LoRALayerSpec, write_lora_of_kind
 
 from nodeloom.backend.model_manager.errors import InvalidModelError
-from nodeloom.backend.model_manager.probe import ProbedModel, probe_model
+from nodeloom.backend.model_manager.probe import ProbedModel, is_model_folder, probe_model
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType
 
 SDXL_TEXT_WIDTH = 2048
@@ -85,6 +85,19 @@ def test_each_embedding_layout_is_recognised_with_its_base(tmp_path: Path) -> No
     assert probe_model(tmp_path / "xl.safetensors") == embedding(BaseModelType.StableDiffusionXL)
     assert probe_model(tmp_path / "a1111.pt") == embedding(BaseModelType.StableDiffusion2)
     assert probe_model(tmp_path / "learned_embeds.bin") == embedding(BaseModelType.StableDiffusion1)
+
+
+def test_a_folder_diffusers_saved_an_embedding_in_is_one_model(tmp_path: Path) -> None:
+    (tmp_path / "ink").mkdir()
+    torch.save({"<ink>": torch.zeros(SD1_TEXT_WIDTH)}, tmp_path / "ink" / "learned_embeds.bin")
+    assert is_model_folder(tmp_path / "ink")
+    assert probe_model(tmp_path / "ink") == ProbedModel(
+        ModelType.TextualInversion, ModelFormat.EmbeddingFolder, BaseModelType.StableDiffusion1
+    )
+    (tmp_path / "odd").mkdir()
+    save_file({"a.weight": torch.zeros(2), "b.weight": torch.zeros(2)}, tmp_path / "odd" / "learned_embeds.safetensors")
+    with pytest.raises(InvalidModelError, match=r"learned_embeds\.safetensors holds no textual-inversion embedding"):
+        probe_model(tmp_path / "odd")
 
 
 def test_an_embedding_of_an_unknown_width_asks_for_a_base(tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 WEIGHTS_SUFFIXES = PICKLE_SUFFIXES | {SAFETENSORS_SUFFIX}
 
+# The file holding the embedding in a folder diffusers saved a textual inversion in, in the order it looks for them.
+_EMBEDDING_FOLDER_FILES = ("learned_embeds.safetensors", "learned_embeds.bin")
+
 TensorShapes = dict[str, tuple[int, ...]]
 """Each tensor's name and shape."""
 
@@ -41,6 +44,11 @@ def model_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted((file for file in path.rglob("*") if file.is_file()), key=lambda file: file.relative_to(path))
+
+
+def folder_embedding(folder: Path) -> Path | None:
+    """The weights file of a textual-inversion embedding's folder (`learned_embeds.*`), or None."""
+    return next((folder / name for name in _EMBEDDING_FOLDER_FILES if (folder / name).is_file()), None)
 
 
 def size_on_disk(path: Path) -> int:

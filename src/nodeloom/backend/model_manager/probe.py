@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from nodeloom.backend.model_manager.errors import InvalidModelError, ModelPathNotFoundError
-from nodeloom.backend.model_manager.model_files import WEIGHTS_SUFFIXES, TensorShapes, read_tensor_shapes
+from nodeloom.backend.model_manager.model_files import (
+    WEIGHTS_SUFFIXES,
+    TensorShapes,
+    folder_embedding,
+    read_tensor_shapes,
+)
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
 from nodeloom.backend.stable_diffusion.lora_keys import linear_input_width, lora_target, split_lora_key
 
@@ -56,8 +61,9 @@ def probe_model(path: Path) -> ProbedModel:
 
 
 def is_model_folder(path: Path) -> bool:
-    """Whether a folder is one model (a diffusers pipeline or model), not a folder of models."""
-    return (path / "model_index.json").is_file() or (path / "config.json").is_file()
+    """Whether a folder is one model (a diffusers pipeline or model, or an embedding), not a folder of models."""
+    has_config = (path / "model_index.json").is_file() or (path / "config.json").is_file()
+    return has_config or folder_embedding(path) is not None
 
 
 def _by_text_width(
@@ -92,10 +98,13 @@ def _probe_folder(path: Path) -> ProbedModel:
             f"{path} holds a config.json for {class_name or 'no diffusers class'}: from a folder with a config.json "
             "only VAEs (AutoencoderKL) are installed, and a whole pipeline's folder has a model_index.json"
         )
+    embedding = folder_embedding(path)
+    if embedding is not None:
+        return _probe_embedding_folder(embedding)
     # What else the folder holds is left unsaid: an error message never lists a folder.
     raise InvalidModelError(
         f"{path} is a folder with neither a model_index.json (a diffusers pipeline) nor a config.json (a diffusers "
-        "VAE): not a model"
+        "VAE) nor a learned_embeds file (an embedding): not a model"
     )
 
 
@@ -210,11 +219,18 @@ def _probe_lora(shapes: TensorShapes) -> ProbedModel | None:
     )
 
 
-def _probe_embedding(shapes: TensorShapes) -> ProbedModel | None:
+def _probe_embedding_folder(file: Path) -> ProbedModel:
+    probed = _probe_embedding(read_tensor_shapes(file), ModelFormat.EmbeddingFolder)
+    if probed is None:
+        raise InvalidModelError(f"{file} holds no textual-inversion embedding, so its folder is not a model")
+    return probed
+
+
+def _probe_embedding(shapes: TensorShapes, format: ModelFormat = ModelFormat.EmbeddingFile) -> ProbedModel | None:
     """A textual-inversion embedding: SDXL's two parts (`clip_l`, `clip_g`), Automatic1111's (`emb_params`,
     `string_to_param.*`) or diffusers' (one vector or matrix, named by its token); else None."""
     if "clip_l" in shapes and "clip_g" in shapes:
-        return ProbedModel(ModelType.TextualInversion, ModelFormat.EmbeddingFile, BaseModelType.StableDiffusionXL)
+        return ProbedModel(ModelType.TextualInversion, format, BaseModelType.StableDiffusionXL)
     vectors = shapes.get("emb_params") or next(
         (shape for name, shape in shapes.items() if name.startswith("string_to_param.")), None
     )
@@ -223,4 +239,4 @@ def _probe_embedding(shapes: TensorShapes) -> ProbedModel | None:
         vectors = next(iter(shapes.values()))
     if vectors is None or len(vectors) not in (1, 2):
         return None
-    return _by_text_width(ModelType.TextualInversion, ModelFormat.EmbeddingFile, vectors[-1], "the embedding's width")
+    return _by_text_width(ModelType.TextualInversion, format, vectors[-1], "the embedding's width")
