@@ -16,7 +16,12 @@ from safetensors.torch import save_file
 from tests.diffusion_helpers import NOISE_SIZE, PROMPT, SEED, NodeRunner, filter_diffusers_numpy, load_pipeline
 from tests.tiny_model import TINY_SD1_LORA_LAYERS, TINY_SDXL_LORA_LAYERS, lora_tensors
 
-from nodeloom.app.invocations.compel import CompelInvocation, SDXLCompelPromptInvocation, WrongEmbeddingBaseError
+from nodeloom.app.invocations.compel import (
+    CompelInvocation,
+    SDXLCompelPromptInvocation,
+    SDXLRefinerCompelPromptInvocation,
+    WrongEmbeddingBaseError,
+)
 from nodeloom.app.invocations.denoise_latents import DenoiseLatentsInvocation
 from nodeloom.app.invocations.fields import ModelIdentifierField
 from nodeloom.app.invocations.latents import LatentsToImageInvocation
@@ -31,7 +36,12 @@ from nodeloom.app.invocations.model import (
     VAEField,
 )
 from nodeloom.app.invocations.noise import NoiseInvocation
-from nodeloom.app.invocations.sdxl import SDXLLoRALoaderInvocation, SDXLModelLoaderInvocation, SDXLModelLoaderOutput
+from nodeloom.app.invocations.sdxl import (
+    SDXLLoRALoaderInvocation,
+    SDXLModelLoaderInvocation,
+    SDXLModelLoaderOutput,
+    SDXLRefinerModelLoaderInvocation,
+)
 from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat
 
@@ -65,7 +75,9 @@ def install(runner: NodeRunner, file_name: str, tensors: dict[str, torch.Tensor]
     return ModelIdentifierField.from_config(config)
 
 
-def conditioning(runner: NodeRunner, node: CompelInvocation | SDXLCompelPromptInvocation) -> dict[str, torch.Tensor]:
+def conditioning(
+    runner: NodeRunner, node: CompelInvocation | SDXLCompelPromptInvocation | SDXLRefinerCompelPromptInvocation
+) -> dict[str, torch.Tensor]:
     stored: dict[str, torch.Tensor] = runner.services.conditioning.load(runner.run(node).conditioning.conditioning_name)
     return stored
 
@@ -181,6 +193,27 @@ def test_an_sdxl_embedding_gives_each_text_encoder_its_part(
     stored = conditioning(
         sdxl, SDXLCompelPromptInvocation(prompt="a <xl-ink> cab", clip=loaded.clip, clip2=loaded.clip2)
     )
+    assert torch.equal(stored["embeds"], embeds)
+    assert torch.equal(stored["pooled_embeds"], pooled)
+
+    # The refiner has SDXL's second text encoder: it takes the embedding's clip_g part.
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import (
+        StableDiffusionXLImg2ImgPipeline,
+    )
+
+    refiner_config = sdxl.services.model_manager.install.install_path(tiny_sdxl_models[1], ModelRecordChanges())
+    refiner = sdxl.run(SDXLRefinerModelLoaderInvocation(model=ModelIdentifierField.from_config(refiner_config)))
+    reference_refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(tiny_sdxl_models[1], local_files_only=True)
+    reference_refiner.load_textual_inversion(
+        {"<xl-ink>": parts["clip_g"]},
+        token="<xl-ink>",
+        text_encoder=reference_refiner.text_encoder_2,
+        tokenizer=reference_refiner.tokenizer_2,
+    )
+    embeds, _, pooled, _ = reference_refiner.encode_prompt(
+        "a <xl-ink> cab", device=torch.device("cpu"), do_classifier_free_guidance=False
+    )
+    stored = conditioning(sdxl, SDXLRefinerCompelPromptInvocation(style="a <xl-ink> cab", clip2=refiner.clip2))
     assert torch.equal(stored["embeds"], embeds)
     assert torch.equal(stored["pooled_embeds"], pooled)
 

@@ -4,7 +4,7 @@ Each layer a LoRA file names (see `lora_keys` for the names) gets `weight * scal
 `delta` is `up @ down` for a LoRA (through `mid` for a Tucker-decomposed convolution), the elementwise product of two
 such products for a LoHa, the Kronecker product of two matrices for a LoKr, and the stored difference for a full
 layer (`diff`, and `diff_b` for the bias); `scale` is `alpha / rank` where the file gives an alpha, else 1. The
-layers' parameters as they were are copied aside first and copied back on exit, so the cached model is restored
+layers' parameters as they were are copied to the CPU first and copied back on exit, so the cached model is restored
 bit for bit. Several LoRAs add up.
 
 A kohya LoRA names a UNet's layers by their diffusers module path, or, as kohya's SDXL LoRAs do, by the original
@@ -227,7 +227,9 @@ def apply_loras(model: torch.nn.Module, loras: Iterable[LoRA], target: LoRATarge
                     if module is None:
                         raise ValueError(f"The LoRA's layer '{layer_name}' matches no layer of the {target}")
                     for parameter, delta in _deltas(layer_name, parts, module):
-                        originals.setdefault(parameter, parameter.detach().clone())
+                        # Kept in RAM: a LoRA over most of a UNet would otherwise double its layers in VRAM.
+                        if parameter not in originals:
+                            originals[parameter] = parameter.detach().to("cpu", copy=True)
                         parameter.add_((delta * weight).to(dtype=parameter.dtype))
         yield
     finally:
