@@ -41,10 +41,11 @@ class WrongEmbeddingBaseError(NodeloomError):
 
 
 def _embedding_bases(text_encoder_base: BaseModelType) -> set[BaseModelType]:
+    """The bases of the embeddings a text encoder takes: its own, and `any` (the vectors' width is checked still)."""
     # SDXL's refiner has SDXL's second text encoder, so it takes the clip_g part of SDXL embeddings.
     if text_encoder_base == BaseModelType.StableDiffusionXLRefiner:
-        return {text_encoder_base, BaseModelType.StableDiffusionXL}
-    return {text_encoder_base}
+        return {text_encoder_base, BaseModelType.StableDiffusionXL, BaseModelType.Any}
+    return {text_encoder_base, BaseModelType.Any}
 
 
 def _lock_embeddings(

@@ -5,9 +5,8 @@ A tensor's name is a layer's name and a part: `lora_unet_down_blocks_0_..._to_k.
 module path with underscores for dots, behind a prefix naming the model) or `unet.down_blocks.0....to_k.lora_A.weight`
 (diffusers and PEFT: the dotted module path behind `unet.`, `text_encoder.` or `text_encoder_2.`; diffusers' older
 attention-processor format names an attention's projections `processor.to_q_lora` in a UNet and `to_q_lora` in a
-text encoder). The parts are
-those of the kinds of layer LyCORIS writes: LoRA (`lora_down`, `lora_up`, optional `lora_mid`), LoHa (`hada_*`),
-LoKr (`lokr_*`) and full differences (`diff`, `diff_b`), each with an optional `alpha`.
+text encoder). The parts are those of the kinds of layer LyCORIS writes: LoRA (`lora_down`, `lora_up`, optional
+`lora_mid`), LoHa (`hada_*`), LoKr (`lokr_*`) and full differences (`diff`, `diff_b`), each with an optional `alpha`.
 """
 
 from __future__ import annotations
