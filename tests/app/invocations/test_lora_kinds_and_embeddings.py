@@ -37,6 +37,7 @@ from nodeloom.app.invocations.model import (
 )
 from nodeloom.app.invocations.noise import NoiseInvocation
 from nodeloom.app.invocations.sdxl import (
+    SDXLLoRACollectionLoader,
     SDXLLoRALoaderInvocation,
     SDXLModelLoaderInvocation,
     SDXLModelLoaderOutput,
@@ -119,11 +120,12 @@ def test_a_loha_a_lokr_and_both_change_the_sd1_image_only_while_applied(sd1: Nod
     assert np.array_equal(sd1_image(sd1, loaded.unet, loaded.clip, loaded.vae), plain)
 
 
-def test_an_sdxl_lokr_changes_the_image_only_while_applied(sdxl: NodeRunner) -> None:
+def test_an_sdxl_lokr_and_a_collection_change_the_image_only_while_applied(sdxl: NodeRunner) -> None:
     loaded = sdxl.run(SDXLModelLoaderInvocation(model=sdxl.model))
     assert isinstance(loaded, SDXLModelLoaderOutput)
     lokr = install(sdxl, "xl-lokr.safetensors", lora_tensors("lokr", TINY_SDXL_LORA_LAYERS), None)
-    assert lokr.base == BaseModelType.StableDiffusionXL
+    peft = install(sdxl, "xl-peft.safetensors", lora_tensors("peft", TINY_SDXL_LORA_LAYERS), None)
+    assert lokr.base == peft.base == BaseModelType.StableDiffusionXL
 
     def sdxl_image(unet: UNetField, clip: CLIPField, clip2: CLIPField) -> np.ndarray[Any, Any]:
         positive = SDXLCompelPromptInvocation(prompt=PROMPT, clip=clip, clip2=clip2)
@@ -133,7 +135,15 @@ def test_an_sdxl_lokr_changes_the_image_only_while_applied(sdxl: NodeRunner) -> 
     patched = sdxl.run(
         SDXLLoRALoaderInvocation(lora=lokr, weight=0.7, unet=loaded.unet, clip=loaded.clip, clip2=loaded.clip2)
     )
-    assert not np.array_equal(sdxl_image(patched.unet, patched.clip, patched.clip2), plain)
+    lokr_image = sdxl_image(patched.unet, patched.clip, patched.clip2)
+    both = [LoRAField(lora=lokr, weight=0.7), LoRAField(lora=peft, weight=0.4), LoRAField(lora=lokr, weight=0.1)]
+    collected = sdxl.run(SDXLLoRACollectionLoader(loras=both, unet=loaded.unet, clip=loaded.clip, clip2=loaded.clip2))
+    for field in (collected.unet, collected.clip, collected.clip2):
+        assert [(applied.lora.key, applied.weight) for applied in field.loras] == [(lokr.key, 0.7), (peft.key, 0.4)]
+    both_image = sdxl_image(collected.unet, collected.clip, collected.clip2)
+
+    assert not np.array_equal(lokr_image, plain)
+    assert not np.array_equal(both_image, plain) and not np.array_equal(both_image, lokr_image)
     assert np.array_equal(sdxl_image(loaded.unet, loaded.clip, loaded.clip2), plain)
 
 
