@@ -66,9 +66,9 @@ def test_an_embedding_for_another_width_is_refused_and_nothing_changes(pipeline:
 
 
 def test_names_are_read_between_angle_brackets_once_each() -> None:
-    assert embedding_names("<ink-style> and <my style.v2>, <ink-style> but not <a(b)> or <>") == [
+    assert embedding_names("<ink-style> and <my style.v2,b_w>, <ink-style> but not <a(b)> or <>") == [
         "ink-style",
-        "my style.v2",
+        "my style.v2,b_w",
     ]
 
 

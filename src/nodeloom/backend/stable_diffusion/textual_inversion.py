@@ -24,8 +24,8 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 EmbeddingPart = Literal["clip_l", "clip_g"]
 """Which of SDXL's text encoders an embedding's vectors are for: the first (`clip_l`) or the second (`clip_g`)."""
 
-# InvokeAI's trigger syntax: the name between angle brackets, of letters, digits, spaces and `._-`.
-_TRIGGER = re.compile(r"<([\w. -]+)>")
+# InvokeAI's trigger syntax: the name between angle brackets, of letters, digits, spaces and `.,_-`.
+_TRIGGER = re.compile(r"<([\w., -]+)>")
 
 
 def embedding_names(prompt: str) -> list[str]:
