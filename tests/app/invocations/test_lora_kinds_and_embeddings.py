@@ -180,25 +180,28 @@ def test_an_sdxl_embedding_gives_each_text_encoder_its_part(
     sdxl: NodeRunner, tiny_sdxl_models: tuple[Path, Path]
 ) -> None:
     from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import (
+        StableDiffusionXLImg2ImgPipeline,
+    )
 
     parts = {"clip_l": embedding_vectors(1), "clip_g": embedding_vectors(2)}
     assert install(sdxl, "xl-ink.safetensors", parts, None).base == BaseModelType.StableDiffusionXL
+
+    def reference_embeddings(pipeline: Any, encoders: dict[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """diffusers' prompt and pooled embeddings of the prompt, each encoder given its part of the embedding."""
+        for encoder, part in encoders.items():
+            tokenizer = getattr(pipeline, encoder.replace("text_encoder", "tokenizer"))
+            vectors = {"<xl-ink>": parts[part]}
+            pipeline.load_textual_inversion(
+                vectors, token="<xl-ink>", text_encoder=getattr(pipeline, encoder), tokenizer=tokenizer
+            )
+        embeds, _, pooled, _ = pipeline.encode_prompt(
+            "a <xl-ink> cab", device=torch.device("cpu"), do_classifier_free_guidance=False
+        )
+        return embeds, pooled
+
     reference = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_models[0], local_files_only=True)
-    reference.load_textual_inversion(
-        {"<xl-ink>": parts["clip_l"]},
-        token="<xl-ink>",
-        text_encoder=reference.text_encoder,
-        tokenizer=reference.tokenizer,
-    )
-    reference.load_textual_inversion(
-        {"<xl-ink>": parts["clip_g"]},
-        token="<xl-ink>",
-        text_encoder=reference.text_encoder_2,
-        tokenizer=reference.tokenizer_2,
-    )
-    embeds, _, pooled, _ = reference.encode_prompt(
-        "a <xl-ink> cab", device=torch.device("cpu"), do_classifier_free_guidance=False
-    )
+    embeds, pooled = reference_embeddings(reference, {"text_encoder": "clip_l", "text_encoder_2": "clip_g"})
     loaded = sdxl.run(SDXLModelLoaderInvocation(model=sdxl.model))
     stored = conditioning(
         sdxl, SDXLCompelPromptInvocation(prompt="a <xl-ink> cab", clip=loaded.clip, clip2=loaded.clip2)
@@ -207,22 +210,10 @@ def test_an_sdxl_embedding_gives_each_text_encoder_its_part(
     assert torch.equal(stored["pooled_embeds"], pooled)
 
     # The refiner has SDXL's second text encoder: it takes the embedding's clip_g part.
-    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import (
-        StableDiffusionXLImg2ImgPipeline,
-    )
-
     refiner_config = sdxl.services.model_manager.install.install_path(tiny_sdxl_models[1], ModelRecordChanges())
     refiner = sdxl.run(SDXLRefinerModelLoaderInvocation(model=ModelIdentifierField.from_config(refiner_config)))
     reference_refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(tiny_sdxl_models[1], local_files_only=True)
-    reference_refiner.load_textual_inversion(
-        {"<xl-ink>": parts["clip_g"]},
-        token="<xl-ink>",
-        text_encoder=reference_refiner.text_encoder_2,
-        tokenizer=reference_refiner.tokenizer_2,
-    )
-    embeds, _, pooled, _ = reference_refiner.encode_prompt(
-        "a <xl-ink> cab", device=torch.device("cpu"), do_classifier_free_guidance=False
-    )
+    embeds, pooled = reference_embeddings(reference_refiner, {"text_encoder_2": "clip_g"})
     stored = conditioning(sdxl, SDXLRefinerCompelPromptInvocation(style="a <xl-ink> cab", clip2=refiner.clip2))
     assert torch.equal(stored["embeds"], embeds)
     assert torch.equal(stored["pooled_embeds"], pooled)
