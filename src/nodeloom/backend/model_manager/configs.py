@@ -97,6 +97,13 @@ class TextualInversionFileConfig(ModelConfigBase):
     format: Literal[ModelFormat.EmbeddingFile] = ModelFormat.EmbeddingFile
 
 
+class TextualInversionFolderConfig(ModelConfigBase):
+    """A textual-inversion embedding in a folder, as diffusers saves one."""
+
+    type: Literal[ModelType.TextualInversion] = ModelType.TextualInversion
+    format: Literal[ModelFormat.EmbeddingFolder] = ModelFormat.EmbeddingFolder
+
+
 def _type_and_format(value: Any) -> str:
     """The tag choosing a config class: "{type}.{format}" of a config or of its dict."""
     if isinstance(value, dict):
@@ -113,7 +120,8 @@ AnyModelConfig = Annotated[
     | Annotated[MainCheckpointConfig, _tag(MainCheckpointConfig)]
     | Annotated[VAEDiffusersConfig, _tag(VAEDiffusersConfig)]
     | Annotated[LoRALyCORISConfig, _tag(LoRALyCORISConfig)]
-    | Annotated[TextualInversionFileConfig, _tag(TextualInversionFileConfig)],
+    | Annotated[TextualInversionFileConfig, _tag(TextualInversionFileConfig)]
+    | Annotated[TextualInversionFolderConfig, _tag(TextualInversionFolderConfig)],
     Discriminator(
         _type_and_format,
         custom_error_type="model_type_and_format",

@@ -27,6 +27,9 @@ SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 WEIGHTS_SUFFIXES = PICKLE_SUFFIXES | {SAFETENSORS_SUFFIX}
 
+# The file holding the embedding in a folder diffusers saved a textual inversion in, in the order it looks for them.
+_EMBEDDING_FOLDER_FILES = ("learned_embeds.safetensors", "learned_embeds.bin")
+
 TensorShapes = dict[str, tuple[int, ...]]
 """Each tensor's name and shape."""
 
@@ -68,6 +71,11 @@ def _copy_file(source: Path, destination: Path | str, roots: Sequence[Path]) -> 
             "model_install_roots setting: put the file it leads to in the model, or install the model in place"
         )
     shutil.copy2(resolved, destination)
+
+
+def folder_embedding(folder: Path) -> Path | None:
+    """The weights file of a textual-inversion embedding's folder (`learned_embeds.*`), or None."""
+    return next((folder / name for name in _EMBEDDING_FOLDER_FILES if (folder / name).is_file()), None)
 
 
 def size_on_disk(path: Path) -> int:

@@ -41,6 +41,8 @@ class ModelFormat(StrEnum):
     """A LoRA (or LyCORIS) weights file."""
     EmbeddingFile = "embedding_file"
     """A textual-inversion embedding in one file."""
+    EmbeddingFolder = "embedding_folder"
+    """A textual-inversion embedding in a folder, as diffusers saves one (`learned_embeds.safetensors` or `.bin`)."""
 
 
 class SubModelType(StrEnum):

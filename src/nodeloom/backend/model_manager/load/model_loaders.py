@@ -17,7 +17,7 @@ from nodeloom.backend.model_manager.configs import MainDiffusersConfig
 from nodeloom.backend.model_manager.errors import CheckpointNotSupportedError, ModelLoadError, SubmodelTypeError
 from nodeloom.backend.model_manager.load.load_base import ModelLoaderBase
 from nodeloom.backend.model_manager.load.model_loader_registry import ModelLoaderRegistry
-from nodeloom.backend.model_manager.model_files import load_state_dict
+from nodeloom.backend.model_manager.model_files import folder_embedding, load_state_dict
 from nodeloom.backend.model_manager.taxonomy import ModelFormat, ModelType
 
 if TYPE_CHECKING:
@@ -99,14 +99,19 @@ class VAEDiffusersLoader(ModelLoaderBase):
 
 @loader_registry.register(type=ModelType.LoRA, format=ModelFormat.LyCORIS)
 @loader_registry.register(type=ModelType.TextualInversion, format=ModelFormat.EmbeddingFile)
+@loader_registry.register(type=ModelType.TextualInversion, format=ModelFormat.EmbeddingFolder)
 class StateDictLoader(ModelLoaderBase):
-    """Loads a LoRA's or an embedding's tensors by name, as stored; the nodes that use them apply them."""
+    """Loads a LoRA's or an embedding's tensors by name, as stored (an embedding folder's from its learned_embeds
+    file); the nodes that use them apply them."""
 
     def load_model(
         self, config: AnyModelConfig, path: Path, submodel_type: SubModelType | None, dtype: torch.dtype
     ) -> Any:
         _refuse_submodel(config, submodel_type)
-        return load_state_dict(path)
+        file = folder_embedding(path) if path.is_dir() else path
+        if file is None:
+            raise ModelLoadError(f"'{config.name}' ({path}) is a folder without a learned_embeds file")
+        return load_state_dict(file)
 
 
 @loader_registry.register(type=ModelType.Main, format=ModelFormat.Checkpoint)
