@@ -42,7 +42,11 @@ from nodeloom.app.services.image_files.image_files_common import ImageFileNotFou
 from nodeloom.app.services.image_records.image_records_common import ImageRecordNotFoundError
 from nodeloom.app.services.invocation_services import build_services
 from nodeloom.app.services.invoker import Invoker
-from nodeloom.app.services.model_install.model_install_common import ModelBaseUnknownError, ModelPathNotAllowedError
+from nodeloom.app.services.model_install.model_install_common import (
+    ModelBaseUnknownError,
+    ModelPathNotAllowedError,
+    ModelSettingUnknownError,
+)
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, UnknownModelError
 from nodeloom.app.services.names.names_common import InvalidImageNameError
 from nodeloom.app.services.session_queue.session_queue_common import (
@@ -82,6 +86,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (ModelPathNotAllowedError, 403),
     (DuplicateModelError, 409),
     (ModelBaseUnknownError, 422),
+    (ModelSettingUnknownError, 422),
     (InvalidModelConfigError, 422),
     (InvalidModelError, 415),
     (ModelFileError, 415),
