@@ -80,7 +80,7 @@ def test_a_file_that_does_not_fit_the_configs_is_refused_naming_both(tiny_sd_mod
     path = write_checkpoint(tmp_path / "dream.safetensors")
     with pytest.raises(ModelLoadError, match=rf"the UNet2DConditionModel of {path} lacks \d+ tensors that the configs"):
         single_file.load_checkpoint_part(path, tiny_sd_model, SubModelType.UNet, torch.float32)
-    with pytest.raises(ModelLoadError, match="holds no text encoder under cond_stage_model.transformer."):
+    with pytest.raises(ModelLoadError, match=r"holds no text encoder under cond_stage_model\.transformer\."):
         single_file.load_checkpoint_part(path, tiny_sd_model, SubModelType.TextEncoder, torch.float32)
 
 

@@ -103,7 +103,9 @@ def load_state_dict(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
 
         try:
             with safe_open(path, framework="pt", device="cpu") as weights:
-                return {name: weights.get_tensor(name) for name in weights.keys() if name.startswith(prefix)}
+                # A safe_open handle has keys() but is not iterable.
+                names = [name for name in weights.keys() if name.startswith(prefix)]  # noqa: SIM118
+                return {name: weights.get_tensor(name) for name in names}
         except SafetensorError as error:
             raise ModelFileError(f"{path} is not a readable safetensors file: {error}") from error
     if path.suffix.lower() not in PICKLE_SUFFIXES:

@@ -173,7 +173,7 @@ def _probe_file(path: Path) -> ProbedModel:
     names = list(shapes)
     if any(name.startswith(_CHECKPOINT_PREFIX) for name in names):
         return _probe_checkpoint(shapes)
-    if _VAE_CHECKPOINT_NAMES <= shapes.keys():
+    if all(name in shapes for name in _VAE_CHECKPOINT_NAMES):
         return ProbedModel(
             ModelType.VAE,
             ModelFormat.Checkpoint,
@@ -189,7 +189,8 @@ def _probe_file(path: Path) -> ProbedModel:
     raise InvalidModelError(
         f"{path} holds {len(names)} tensors ({shown}) in no layout nodeloom knows: neither a single-file Stable "
         f"Diffusion checkpoint ({_CHECKPOINT_PREFIX}* names), a VAE (encoder.* and decoder.* names), a LoRA "
-        "(lora_unet_*, lora_te_*, *.lora_down.* or *.lora_A.* names) nor a textual-inversion embedding (emb_params, string_to_param.* or clip_l/clip_g)"
+        "(lora_unet_*, lora_te_*, *.lora_down.* or *.lora_A.* names) nor a textual-inversion embedding "
+        "(emb_params, string_to_param.* or clip_l/clip_g)"
     )
 
 
