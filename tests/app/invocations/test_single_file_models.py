@@ -78,7 +78,8 @@ def denoise(runner: NodeRunner, positive: str, negative: str, **fields: Any) -> 
         ),
         LatentsOutput,
     )
-    return runner.services.tensors.load(output.latents.latents_name)
+    latents: torch.Tensor = runner.services.tensors.load(output.latents.latents_name)
+    return latents
 
 
 def decode(runner: NodeRunner, latents: torch.Tensor, vae: VAEField) -> torch.Tensor:

@@ -112,6 +112,7 @@ def test_the_shipped_configs_build_the_published_architectures(
         assert count(AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))) == 83_653_863
         for part, parameters in text_encoders.items():
             config = transformers.CLIPTextConfig.from_pretrained(folder / part)
+            assert config.architectures is not None
             assert count(getattr(transformers, config.architectures[0])(config)) == parameters
     assert set(single_file.pipeline_parts(folder)) == {
         SubModelType.UNet,

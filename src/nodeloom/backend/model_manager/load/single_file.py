@@ -185,14 +185,16 @@ def load_tokenizer(folder: Path) -> CLIPTokenizer:
     from transformers import CLIPTokenizer
 
     if any((folder / name).is_file() for name in _TOKENIZER_FILES):
-        return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer: CLIPTokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+        return tokenizer
     try:
         settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"Cannot read the tokenizer config in {folder}: {error}") from error
     settings.pop("tokenizer_class", None)
     vocabulary, merges = clip_vocabulary()
-    return CLIPTokenizer(vocab=vocabulary, merges=merges, **settings)
+    # transformers annotates merges as strings, but the tokenizers BPE model it hands them to takes pairs.
+    return CLIPTokenizer(vocab=vocabulary, merges=merges, **settings)  # type: ignore[arg-type]
 
 
 @functools.cache
