@@ -114,8 +114,8 @@ def bench(name: str, folder: Path, root: Path, base: BaseModelType | None, confi
         seconds = time_loads(services, {"folder": folder_config, "single_file": single})
     finally:
         services.database.close()
-    for when, pick in (("first", lambda runs: runs[0]), ("second", lambda runs: statistics.median(runs[1:]))):
-        folder_s, single_s = pick(seconds["folder"]), pick(seconds["single_file"])
+    for when, runs in (("first", slice(0, 1)), ("second", slice(1, None))):
+        folder_s, single_s = (statistics.median(seconds[kind][runs]) for kind in ("folder", "single_file"))
         emit(
             {
                 "measurement": "model_load",
