@@ -131,16 +131,23 @@ def clip_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def open_clip_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A transformers CLIPTextModelWithProjection's tensors under OpenCLIP's names."""
+    """A transformers CLIP text encoder's tensors (under `text_model.`) under OpenCLIP's names."""
     import torch
 
+    # transformers' CLIPTextModel has no "text_model." level since 5.6; its WithProjection sibling still has.
+    state = {
+        name if name.startswith(("text_model.", "text_projection.")) else f"text_model.{name}": t
+        for name, t in state.items()
+    }
     original = {
         "token_embedding.weight": state["text_model.embeddings.token_embedding.weight"],
         "positional_embedding": state["text_model.embeddings.position_embedding.weight"],
         "ln_final.weight": state["text_model.final_layer_norm.weight"],
         "ln_final.bias": state["text_model.final_layer_norm.bias"],
-        "text_projection": state["text_projection.weight"].T.contiguous(),
     }
+    # SD-2's encoder is used without its projection: a CLIPTextModel has none.
+    if "text_projection.weight" in state:
+        original["text_projection"] = state["text_projection.weight"].T.contiguous()
     layers = {int(name.split(".")[3]) for name in state if name.startswith("text_model.encoder.layers.")}
     for layer in sorted(layers):
         source = f"text_model.encoder.layers.{layer}."
@@ -161,27 +168,33 @@ def _prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return {prefix + name: tensor for name, tensor in state.items()}
 
 
+def original_tensors(parts: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> dict[str, torch.Tensor]:
+    """A pipeline's tensors in the original layout, from each part's diffusers tensors and config by part name:
+    SD-1's with a `text_encoder` alone, SD-2's with an `open_clip_text_encoder` (OpenCLIP ViT-H), SDXL's with
+    `text_encoder` and `text_encoder_2`, the refiner's with `text_encoder_2` alone."""
+    tensors = _prefixed("model.diffusion_model.", unet_to_original(*parts["unet"]))
+    tensors |= _prefixed("first_stage_model.", vae_to_original(*parts["vae"]))
+    if "open_clip_text_encoder" in parts:
+        tensors |= _prefixed("cond_stage_model.model.", open_clip_to_original(parts["open_clip_text_encoder"][0]))
+    elif "text_encoder_2" not in parts:
+        tensors |= _prefixed("cond_stage_model.transformer.", clip_to_original(parts["text_encoder"][0]))
+    elif "text_encoder" not in parts:
+        tensors |= _prefixed("conditioner.embedders.0.model.", open_clip_to_original(parts["text_encoder_2"][0]))
+    else:
+        tensors |= _prefixed("conditioner.embedders.0.transformer.", clip_to_original(parts["text_encoder"][0]))
+        tensors |= _prefixed("conditioner.embedders.1.model.", open_clip_to_original(parts["text_encoder_2"][0]))
+    return tensors
+
+
 def write_single_file(pipeline: Path, path: Path) -> Path:
     """The SD-1, SDXL base or SDXL refiner diffusers pipeline in `pipeline` saved as one safetensors file in the
     original layout at `path`."""
     from safetensors.torch import save_file
 
     index = json.loads((pipeline / "model_index.json").read_text())
-    unet, unet_config = _read(pipeline / "unet")
-    vae, vae_config = _read(pipeline / "vae")
-    tensors = _prefixed("model.diffusion_model.", unet_to_original(unet, unet_config))
-    tensors |= _prefixed("first_stage_model.", vae_to_original(vae, vae_config))
-    if index.get("text_encoder_2", [None])[0] is None:
-        tensors |= _prefixed("cond_stage_model.transformer.", clip_to_original(_read(pipeline / "text_encoder")[0]))
-    else:
-        second = open_clip_to_original(_read(pipeline / "text_encoder_2")[0])
-        if index.get("text_encoder", [None])[0] is None:
-            tensors |= _prefixed("conditioner.embedders.0.model.", second)
-        else:
-            first = clip_to_original(_read(pipeline / "text_encoder")[0])
-            tensors |= _prefixed("conditioner.embedders.0.transformer.", first)
-            tensors |= _prefixed("conditioner.embedders.1.model.", second)
-    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, path)
+    names = ("unet", "vae", "text_encoder", "text_encoder_2")
+    parts = {name: _read(pipeline / name) for name in names if index.get(name, [None])[0] is not None}
+    save_file({name: tensor.contiguous() for name, tensor in original_tensors(parts).items()}, path)
     return path
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.original_layout import write_single_file, write_vae_file
+from tests.original_layout import original_tensors, write_single_file, write_vae_file
 from tests.tiny_model import write_checkpoint
 
 from nodeloom.backend.model_manager.errors import ModelLoadError
@@ -123,6 +124,49 @@ def test_the_shipped_configs_build_the_published_architectures(
     }
     scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["prediction_type"] == ("v_prediction" if name == "sd-2-v" else "epsilon")
+
+
+@pytest.mark.parametrize("name", ["sd-1", "sd-2", "sd-2-v", "sdxl", "sdxl-refiner"])
+def test_a_single_file_of_real_size_converts_to_every_tensor_of_the_shipped_configs(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the meta device, so that no weights are made: each part built from the shipped configs, its tensors put
+    in the original layout, converts back to the part's every tensor, in its shape."""
+    import transformers
+    from accelerate import init_empty_weights
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+    folder = single_file.CHECKPOINT_CONFIGS / name
+    parts = [part for part in single_file.pipeline_parts(folder) if part in WEIGHT_PARTS]
+    with init_empty_weights():
+        models: dict[SubModelType, Any] = {
+            SubModelType.UNet: UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet")),
+            SubModelType.VAE: AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae")),
+        }
+        for part in parts:
+            if part in (SubModelType.TextEncoder, SubModelType.TextEncoder2):
+                config = transformers.CLIPTextConfig.from_pretrained(folder / part.value)
+                assert config.architectures is not None
+                models[part] = getattr(transformers, config.architectures[0])(config)
+    layout_names = {part: part.value for part in models}
+    if name.startswith("sd-2"):
+        layout_names[SubModelType.TextEncoder] = "open_clip_text_encoder"
+    # The UNet's and the VAE's diffusers configs say how their blocks are laid out; the text encoders need none.
+    configs = {part: dict(models[part].config) for part in (SubModelType.UNet, SubModelType.VAE)}
+    tensors = original_tensors(
+        {layout_names[part]: (model.state_dict(), configs.get(part, {})) for part, model in models.items()}
+    )
+    monkeypatch.setattr(
+        single_file,
+        "load_state_dict",
+        lambda path, prefix="": {key: tensor for key, tensor in tensors.items() if key.startswith(prefix)},
+    )
+    for part in parts:
+        loaded = single_file.load_checkpoint_part(Path(f"{name}.safetensors"), folder, part, torch.float16)
+        expected = {key: tensor.shape for key, tensor in models[part].state_dict().items()}
+        assert {key: tensor.shape for key, tensor in loaded.state_dict().items()} == expected
+        assert {parameter.dtype for parameter in loaded.parameters()} == {torch.float16}
 
 
 def test_the_shipped_tokenizers_are_clips(tmp_path: Path) -> None:
