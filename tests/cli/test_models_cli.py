@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import LiveServer
+from tests.model_sources import Served, serving
 from tests.tiny_model import write_lora
 
 
@@ -17,7 +18,7 @@ from tests.tiny_model import write_lora
 def models_cli(
     live_server: Callable[..., LiveServer], tiny_sd_model: Path, tmp_path: Path
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
-    server = live_server(model_install_roots=[tiny_sd_model.parent, tmp_path])
+    server = live_server(model_install_roots=[tiny_sd_model.parent, tmp_path], model_download_allow_private=True)
 
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -37,7 +38,7 @@ def test_install_list_and_remove(
 ) -> None:
     refused = models_cli("install", tiny_sd_model)
     assert refused.returncode == 1
-    assert "nodeloom models install: the server answered 422 Unprocessable" in refused.stderr
+    assert "nodeloom models install: install job 1 error: ModelBaseUnknownError: Cannot tell the base" in refused.stderr
     assert "base override" in refused.stderr
 
     pipeline = models_cli("install", tiny_sd_model, "--base", "sd-1", "--name", "Tiny")
@@ -68,6 +69,24 @@ def test_a_relative_path_is_sent_made_absolute(
     result = models_cli("install", "ink.safetensors", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["path"] == str(tmp_path / "ink.safetensors")
+
+
+def test_a_url_install_follows_its_job_with_a_progress_bar(
+    models_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    body = write_lora(tmp_path / "ink.safetensors").read_bytes()
+    with serving(Served(files={"/ink.safetensors": body}, seconds_per_chunk=0.002)) as url:
+        result = models_cli("install", f"{url}/ink.safetensors")
+        missing = models_cli("install", f"{url}/gone.safetensors")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("installed 'ink' (sd-1 lora, lycoris) as ")
+    # The bar's last state: the whole download, in rich's units.
+    assert (
+        f"{url}/ink.safetensors: completed" in result.stderr
+        and f"{len(body) / 1000:.1f}/{len(body) / 1000:.1f} kB" in result.stderr
+    )
+    assert missing.returncode == 1
+    assert "install job 2 error: ModelDownloadError:" in missing.stderr and "answered 404 Not Found" in missing.stderr
 
 
 def test_an_unreachable_server_is_reported() -> None:

@@ -1,20 +1,24 @@
 """`nodeloom models ACTION`: list, install and remove a running server's models.
 
-The server reads the files itself: `install PATH` sends PATH made absolute, so the server must see the same
-files at the same path (it runs on this machine, or shares its disk).
+`install SOURCE` starts an install job on the server and follows it with a progress bar until it ends. A local
+SOURCE is sent made absolute: the server reads the files itself, so it must see them at the same path (it runs on
+this machine, or shares its disk). A URL or a Hugging Face repo id is sent as it is; the server downloads it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType
 from nodeloom.cli.client import ClientError, JSONObject, ServerClient, add_connection_arguments, count, print_json
 
-INSTALL_TIMEOUT_S = 3600.0
-"""Installing hashes every byte of the model, minutes for a large one, before the server answers."""
+JOB_POLL_S = 0.25
+"""How often the install job is read while it runs."""
+ENDED = frozenset({"completed", "error", "cancelled"})
+"""The statuses of an install job that has ended."""
 
 
 class ModelsClient:
@@ -27,14 +31,22 @@ class ModelsClient:
         result: JSONObject = self._server.request("GET", "/api/v2/models/")
         return result
 
-    def install(self, path: Path, overrides: JSONObject, inplace: bool) -> JSONObject:
+    def install(self, source: str, overrides: JSONObject, inplace: bool) -> JSONObject:
+        """Starts the install; its job."""
         result: JSONObject = self._server.request(
             "POST",
             "/api/v2/models/install",
-            params={"source": str(path), "inplace": inplace},
+            params={"source": source, "inplace": inplace},
             json=overrides or None,
-            timeout=INSTALL_TIMEOUT_S,
         )
+        return result
+
+    def get_job(self, job_id: int) -> JSONObject:
+        result: JSONObject = self._server.request("GET", f"/api/v2/models/install/{job_id}")
+        return result
+
+    def cancel_job(self, job_id: int) -> JSONObject:
+        result: JSONObject = self._server.request("DELETE", f"/api/v2/models/install/{job_id}")
         return result
 
     def delete(self, key: str) -> None:
@@ -50,12 +62,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         return sub
 
     add("list", "The installed models")
-    install = add("install", "Install a model file or folder, probing what it is")
-    install.add_argument("path", type=Path, metavar="PATH", help="the model's file or folder")
+    install = add("install", "Install a model from a file or folder, a URL or a Hugging Face repo, probing what it is")
+    install.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="the model's file or folder, an http(s) URL, or a Hugging Face repo id (owner/name, "
+        "owner/name:fp16, owner/name:fp16:subfolder, owner/name::subfolder)",
+    )
     install.add_argument("--name", help="the model's name (default: the file or folder name)")
     install.add_argument("--base", choices=[base.value for base in BaseModelType], help="override the probed base")
     install.add_argument("--type", choices=[kind.value for kind in ModelType], help="override the probed type")
-    install.add_argument("--copy", action="store_true", help="copy the model into the models folder")
+    install.add_argument("--copy", action="store_true", help="copy a local model into the models folder")
     add("remove", "Remove a model (and its files, if installing copied them)").add_argument(
         "key", metavar="KEY", help="the model's key"
     )
@@ -68,16 +85,7 @@ def run(args: argparse.Namespace) -> int:
             if args.action == "list":
                 _show_list(client.list_models(), args.json)
             elif args.action == "install":
-                overrides = {field: getattr(args, field) for field in ("name", "base", "type")}
-                installed = client.install(
-                    args.path.expanduser().resolve(),
-                    {field: value for field, value in overrides.items() if value is not None},
-                    inplace=not args.copy,
-                )
-                if args.json:
-                    print_json(installed)
-                else:
-                    print(f"installed {_describe(installed)} as {installed['key']}")
+                return _install(client, args)
             else:
                 client.delete(args.key)
                 print(f"removed model {args.key}")
@@ -85,6 +93,72 @@ def run(args: argparse.Namespace) -> int:
         print(f"nodeloom models {args.action}: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _install(client: ModelsClient, args: argparse.Namespace) -> int:
+    overrides = {field: getattr(args, field) for field in ("name", "base", "type")}
+    job = client.install(
+        _source(args.source),
+        {field: value for field, value in overrides.items() if value is not None},
+        inplace=not args.copy,
+    )
+    try:
+        job = _follow(client, job)
+    except KeyboardInterrupt:
+        client.cancel_job(job["id"])
+        print(f"nodeloom models install: cancelled install job {job['id']}", file=sys.stderr)
+        return 130
+    if job["status"] != "completed":
+        reason = f"{job['error_reason']}: {job['error']}" if job["status"] == "error" else job["status"]
+        print(f"nodeloom models install: install job {job['id']} {job['status']}: {reason}", file=sys.stderr)
+        return 1
+    installed: JSONObject = job["config_out"]
+    if args.json:
+        print_json(installed)
+    else:
+        print(f"installed {_describe(installed)} as {installed['key']}")
+    return 0
+
+
+def _source(source: str) -> str:
+    """What the server is sent: a local file or folder made absolute, anything else (a URL, a repo id) as it is."""
+    if "://" in source:
+        return source
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")):
+        return str(path.resolve())
+    return source
+
+
+def _follow(client: ModelsClient, job: JSONObject) -> JSONObject:
+    """The job once it has ended, with its download's progress shown on stderr meanwhile."""
+    # rich is imported here, not at the top: `nodeloom --help` imports every subcommand module.
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    source = job["source"]
+    label = source.get("url") or source.get("repo_id") or source.get("path")
+    with progress:
+        task = progress.add_task(f"{label}: {job['status']}", total=None)
+        while job["status"] not in ENDED:
+            time.sleep(JOB_POLL_S)
+            job = client.get_job(job["id"])
+            progress.update(
+                task,
+                description=f"{label}: {job['status']}",
+                completed=job["bytes"],
+                total=job["total_bytes"] or None,
+            )
+    return job
 
 
 def _describe(model: JSONObject) -> str:

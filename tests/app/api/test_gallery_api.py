@@ -338,3 +338,29 @@ def test_archives_are_removed_after_their_age_and_at_start_up(live_server: Start
         assert archives(again) == []
     finally:
         again.stop()
+
+
+def test_bulk_downloads_past_their_limits_are_refused_naming_the_setting(live_server: StartServer) -> None:
+    server = live_server(bulk_download_max_archives=2, bulk_download_max_images=2)
+    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as client:
+        board = make_board(client)
+        images = [upload(client, board_id=board)["image_name"] for _ in range(3)]
+
+        for body in ({"image_names": images}, {"board_id": board}):
+            response = client.post("/images/download", json=body)
+            assert response.status_code == 422, body
+            assert "at most 2 images (bulk_download_max_images) and 3 were asked for" in response.json()["detail"]
+
+        first = start_download(client, image_names=images[:2])
+        second = start_download(client, image_names=images[2:])
+        wait_for(lambda: archives(server) == sorted([first, second]), what="both archives")
+        # Two archives wait to be fetched: a third job would make the folder hold more than allowed.
+        response = client.post("/images/download", json={"image_names": images[:1]})
+        assert response.status_code == 429
+        assert "bulk_download_max_archives is 2" in response.json()["detail"]
+        assert archives(server) == sorted([first, second])
+
+        assert len(fetch_zip(client, first)) == 2
+        wait_for(lambda: archives(server) == [second], what="the fetched archive's removal")
+        third = start_download(client, image_names=images[:1])
+        wait_for(lambda: archives(server) == sorted([second, third]), what="the third archive")

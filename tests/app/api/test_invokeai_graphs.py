@@ -25,6 +25,7 @@ from tests.app.api.image_api_helpers import encode
 from tests.conftest import LiveServer
 from tests.diffusion_helpers import filter_diffusers_numpy
 from tests.helpers import edge
+from tests.model_sources import install_and_wait
 from tests.tiny_model import write_tiny_lora
 
 from nodeloom.app.services.shared.default_graphs import DECODE_ID, DENOISE_ID, MODEL_LOADER_ID, text_to_image_graph
@@ -65,9 +66,10 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 
 
 def install(client: httpx.Client, path: Path) -> dict[str, Any]:
-    response = client.post("/v2/models/install", params={"source": str(path)}, json={"base": "sd-1"})
-    assert response.status_code == 201, response.text
-    config: dict[str, Any] = response.json()
+    with httpx.Client(base_url=f"{client.base_url}v2/models", timeout=60) as models:
+        job = install_and_wait(models, path, base="sd-1")
+    assert job["status"] == "completed", job
+    config: dict[str, Any] = job["config_out"]
     return config
 
 

@@ -1,4 +1,5 @@
-"""The model manager routes on a real server: install, list, get, update, delete, scan, and the cache."""
+"""The model manager routes on a real server: install jobs from a path, list, get, update, delete, scan, missing and
+orphaned models, and the cache. Installs from URLs and repos: test_model_install_jobs_api.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import LiveServer
+from tests.model_sources import install_and_wait
 from tests.tiny_model import write_checkpoint, write_lora
 
 StartServer = Callable[..., LiveServer]
@@ -27,22 +29,18 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
         yield c
 
 
-def install(client: httpx.Client, path: Path, **overrides: Any) -> httpx.Response:
-    return client.post("/install", params={"source": str(path)}, json=overrides or None)
-
-
 def installed(client: httpx.Client, path: Path, **overrides: Any) -> dict[str, Any]:
-    response = install(client, path, **overrides)
-    assert response.status_code == 201, response.text
-    config: dict[str, Any] = response.json()
+    job = install_and_wait(client, path, **overrides)
+    assert job["status"] == "completed", job
+    config: dict[str, Any] = job["config_out"]
     return config
 
 
 def test_a_model_installs_lists_updates_and_deletes(client: httpx.Client, tiny_sd_model: Path) -> None:
-    refused = install(client, tiny_sd_model)
-    assert refused.status_code == 422
-    assert refused.json()["error_type"] == "ModelBaseUnknownError"
-    assert "base override" in refused.json()["detail"]
+    refused = install_and_wait(client, tiny_sd_model)
+    assert (refused["status"], refused["error_reason"]) == ("error", "ModelBaseUnknownError")
+    assert "base override" in refused["error"] and refused["config_out"] is None
+    assert refused["source"] == {"path": str(tiny_sd_model), "inplace": True, "type": "local"}
 
     config = installed(client, tiny_sd_model, base="sd-1", description="tiny")
     assert (config["type"], config["format"], config["base"], config["name"]) == (
@@ -65,7 +63,8 @@ def test_a_model_installs_lists_updates_and_deletes(client: httpx.Client, tiny_s
     bad = client.patch(f"/i/{config['key']}", json={"default_settings": {"scheduler": "warp"}})
     assert bad.status_code == 422
 
-    assert install(client, tiny_sd_model, base="sd-1").status_code == 409
+    again = install_and_wait(client, tiny_sd_model, base="sd-1")
+    assert (again["status"], again["error_reason"]) == ("error", "DuplicateModelError")
     assert client.delete(f"/i/{config['key']}").status_code == 204
     assert client.get(f"/i/{config['key']}").status_code == 404
     assert client.delete(f"/i/{config['key']}").json()["detail"] == f"No model has the key '{config['key']}'"
@@ -75,30 +74,77 @@ def test_paths_that_hold_no_model_are_refused_with_a_4xx_naming_the_problem(
     client: httpx.Client, tmp_path: Path
 ) -> None:
     (tmp_path / "notes.txt").write_text("hello")
-    cases = [
+    refused_at_once = [
         ("relative/model.safetensors", 400, "is a relative path"),
+        ("not a source", 400, "is no model source"),
         (str(tmp_path / "missing.safetensors"), 404, "Nothing exists at"),
-        (str(tmp_path / "notes.txt"), 415, "is a .txt file, not a model"),
-        (str(tmp_path), 415, "with neither a model_index.json"),
     ]
-    for source, status, message in cases:
+    for source, status, message in refused_at_once:
         response = client.post("/install", params={"source": source})
         assert response.status_code == status, response.text
         assert message in response.json()["detail"]
-    unknown = install(client, write_lora(tmp_path / "ink.safetensors"), type="nonsense")
+    failed_jobs = [
+        (tmp_path / "notes.txt", "is a .txt file, not a model"),
+        (tmp_path, "with neither a model_index.json"),
+    ]
+    for path, message in failed_jobs:
+        job = install_and_wait(client, path)
+        assert job["status"] == "error" and message in job["error"], job
+    unknown = client.post("/install", params={"source": str(tmp_path / "ink.safetensors")}, json={"type": "nonsense"})
     assert unknown.status_code == 422
 
 
-def test_a_folder_scan_installs_what_it_can(client: httpx.Client, tiny_sd_model: Path, tmp_path: Path) -> None:
-    write_lora(tmp_path / "ink.safetensors")
-    write_checkpoint(tmp_path / "dream.safetensors")
+def test_a_folder_scan_lists_models_and_installs_none(
+    client: httpx.Client, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    lora = write_lora(tmp_path / "ink.safetensors")
+    checkpoint = write_checkpoint(tmp_path / "dream.safetensors")
     (tmp_path / "tiny").symlink_to(tiny_sd_model)
-    response = client.post("/scan_folder", params={"scan_path": str(tmp_path)})
+    installed(client, lora)
+    response = client.get("/scan_folder", params={"scan_path": str(tmp_path)})
     assert response.status_code == 200, response.text
-    result = response.json()
-    assert sorted(config["name"] for config in result["installed"]) == ["dream", "ink"]
-    assert [skipped["path"] for skipped in result["skipped"]] == [str(tmp_path / "tiny")]
-    assert client.post("/scan_folder", params={"scan_path": "models"}).status_code == 400
+    assert {found["path"]: found["is_installed"] for found in response.json()} == {
+        str(checkpoint): False,
+        str(lora): True,
+        str(tiny_sd_model): False,
+    }
+    assert len(client.get("/").json()["models"]) == 1
+    assert client.get("/scan_folder", params={"scan_path": "models"}).status_code == 400
+
+
+def test_missing_and_orphaned_models(client: httpx.Client, server: LiveServer, tmp_path: Path) -> None:
+    lora = installed(client, write_lora(tmp_path / "ink.safetensors"))
+    copied = install_and_wait(client, write_lora(tmp_path / "copied.safetensors"), inplace=False)["config_out"]
+    assert copied["path"] == "sd-1/lora/copied.safetensors"
+    assert client.get("/missing").json() == {"models": []}
+    (tmp_path / "ink.safetensors").unlink()
+    assert [model["key"] for model in client.get("/missing").json()["models"]] == [lora["key"]]
+
+    models = server.config.resolve(server.config.models_dir).resolve()
+    assert client.get("/sync/orphaned").json() == []
+    stray = write_lora(models / "sd-1" / "lora" / "stray.safetensors")
+    (models / ".download-tmp" / "job-1").mkdir(parents=True)
+    write_lora(models / ".download-tmp" / "job-1" / "partial.safetensors")
+    (models / "pipelines" / "tiny").mkdir(parents=True)
+    (models / "pipelines" / "tiny" / "model_index.json").write_text("{}")
+    (models / "pipelines" / "tiny" / "unet").mkdir()
+    (models / "pipelines" / "tiny" / "unet" / "weights.safetensors").write_bytes(b"12345")
+    orphaned = client.get("/sync/orphaned").json()
+    assert orphaned == [
+        {
+            "path": "pipelines/tiny",
+            "absolute_path": str(models / "pipelines" / "tiny"),
+            "files": ["model_index.json", "unet/weights.safetensors"],
+            "size_bytes": 2 + 5,
+        },
+        {
+            "path": "sd-1/lora/stray.safetensors",
+            "absolute_path": str(stray),
+            "files": ["stray.safetensors"],
+            "size_bytes": stray.stat().st_size,
+        },
+    ]
+    assert copied["path"] not in str(orphaned)
 
 
 def test_installs_outside_the_install_roots_get_one_403_that_tells_nothing(
@@ -116,7 +162,7 @@ def test_installs_outside_the_install_roots_get_one_403_that_tells_nothing(
             client.post("/install", params={"source": source})
             for source in ("/root", "/", "/no/such/path", str(tmp_path / "secret"), str(models / "escape"))
         ] + [
-            client.post("/scan_folder", params={"scan_path": scan_path})
+            client.get("/scan_folder", params={"scan_path": scan_path})
             for scan_path in ("/", "/no/such/path", str(tmp_path / "secret"))
         ]
         assert {(answer.status_code, answer.text) for answer in answers} == {
@@ -127,11 +173,11 @@ def test_installs_outside_the_install_roots_get_one_403_that_tells_nothing(
             )
         }
         # Inside the models folder a path is told apart from a missing one, but a folder's entries are never listed.
-        not_a_model = client.post("/install", params={"source": str(models / "photos")})
-        assert not_a_model.status_code == 415 and "cat.png" not in not_a_model.text
+        not_a_model = install_and_wait(client, models / "photos")
+        assert not_a_model["status"] == "error" and "cat.png" not in json.dumps(not_a_model)
         assert client.post("/install", params={"source": str(models / "missing")}).status_code == 404
-        scan = client.post("/scan_folder", params={"scan_path": str(models)}).json()
-        assert scan["installed"] == [] and "passwords" not in json.dumps(scan)
+        scan = client.get("/scan_folder", params={"scan_path": str(models)}).json()
+        assert scan == [] and "passwords" not in json.dumps(scan)
 
 
 def test_the_cache_stats_and_emptying_the_cache(client: httpx.Client, server: LiveServer, tiny_sd_model: Path) -> None:
@@ -157,11 +203,20 @@ def test_the_routes_have_invokeai_operation_ids(server: LiveServer) -> None:
     }
     assert operation_ids == {
         "list_model_records",
+        "list_missing_models",
+        "get_orphaned_models",
         "get_model_record",
         "update_model_record",
         "delete_model",
         "install_model",
-        "scan_folder",
+        "list_model_installs",
+        "get_model_install_job",
+        "cancel_model_install_job",
+        "pause_model_install_job",
+        "resume_model_install_job",
+        "restart_failed_model_install_job",
+        "prune_model_install_jobs",
+        "scan_for_models",
         "get_stats",
         "empty_model_cache",
     }

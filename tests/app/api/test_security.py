@@ -132,7 +132,7 @@ def cross_site_requests(server: LiveServer) -> list[tuple[str, str, dict[str, An
         ("POST", "/api/v1/images/upload", {"files": {"file": ("a.png", encode(), "image/png")}}),
         ("POST", "/api/v1/boards/", {"params": {"board_name": "pwned"}}),
         ("POST", "/api/v2/models/install", {"params": {"source": "/root"}}),
-        ("POST", "/api/v2/models/scan_folder", {"params": {"scan_path": "/"}}),
+        ("DELETE", "/api/v2/models/install", {}),
         ("POST", "/api/v2/models/empty_model_cache", {}),
         ("POST", "/api/v1/queue/default/enqueue_batch", {"json": {"batch": {"graph": PROMPT_GRAPH}}}),
         ("GET", "/api/v1/queue/default/list", {}),

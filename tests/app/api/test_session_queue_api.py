@@ -195,3 +195,16 @@ class TestErrors:
     def test_malformed_body_is_422(self, client: httpx.Client) -> None:
         response = client.post("/enqueue_batch", content=b"{not json", headers={"content-type": "application/json"})
         assert response.status_code == 422
+
+
+def test_deleting_an_item_whose_webhook_is_due_is_409_and_keeps_it(client: httpx.Client) -> None:
+    assert client.put("/processor/pause").json()["is_processing"] is False
+    batch = {"graph": ADD_GRAPH, "callback_url": "http://example.com/hook"}
+    [item_id] = client.post("/enqueue_batch", json={"batch": batch}).json()["item_ids"]
+
+    response = client.delete(f"/i/{item_id}")
+
+    assert response.status_code == 409
+    assert f"Queue item {item_id} was canceled" in response.json()["detail"]
+    assert "webhook" in response.json()["detail"]
+    assert client.get(f"/i/{item_id}").json()["status"] == "canceled"

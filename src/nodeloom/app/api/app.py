@@ -34,7 +34,9 @@ from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.invocations.limits import LimitExceededError
 from nodeloom.app.services.board_records.board_records_common import BoardRecordNotFoundError, InvalidBoardNameError
 from nodeloom.app.services.bulk_download.bulk_download_common import (
+    BulkDownloadBusyError,
     BulkDownloadNotFoundError,
+    BulkDownloadTooLargeError,
     InvalidBulkDownloadNameError,
 )
 from nodeloom.app.services.config.config_default import NodeloomConfig
@@ -43,9 +45,11 @@ from nodeloom.app.services.image_records.image_records_common import ImageRecord
 from nodeloom.app.services.invocation_services import build_services
 from nodeloom.app.services.invoker import Invoker
 from nodeloom.app.services.model_install.model_install_common import (
+    InstallJobStateError,
     ModelBaseUnknownError,
     ModelPathNotAllowedError,
     ModelSettingUnknownError,
+    UnknownInstallJobError,
 )
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, UnknownModelError
 from nodeloom.app.services.names.names_common import InvalidImageNameError
@@ -56,10 +60,16 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     QueueFullError,
     SessionQueueItemNotFoundError,
     SessionQueueItemUnreadableError,
+    WebhookDueError,
 )
 from nodeloom.app.services.shared.graph_common import GraphError
 from nodeloom.backend.model_manager.configs import InvalidModelConfigError
-from nodeloom.backend.model_manager.errors import InvalidModelError, ModelFileError, ModelPathNotFoundError
+from nodeloom.backend.model_manager.errors import (
+    InvalidModelError,
+    ModelFileError,
+    ModelLinkNotAllowedError,
+    ModelPathNotFoundError,
+)
 from nodeloom.errors import NodeloomError
 
 logger = logging.getLogger(__name__)
@@ -73,17 +83,23 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (BoardRecordNotFoundError, 404),
     (BulkDownloadNotFoundError, 404),
     (QueueFullError, 409),
+    (BulkDownloadBusyError, 429),
     (BatchExistsError, 409),
     (SessionQueueItemUnreadableError, 409),
+    (WebhookDueError, 409),
     (LimitExceededError, 422),
+    (BulkDownloadTooLargeError, 422),
     (BatchValidationError, 422),
     (GraphError, 422),
     (InvalidImageNameError, 422),
     (InvalidBoardNameError, 422),
     (InvalidBulkDownloadNameError, 422),
     (UnknownModelError, 404),
+    (UnknownInstallJobError, 404),
+    (InstallJobStateError, 409),
     (ModelPathNotFoundError, 404),
     (ModelPathNotAllowedError, 403),
+    (ModelLinkNotAllowedError, 403),
     (DuplicateModelError, 409),
     (ModelBaseUnknownError, 422),
     (ModelSettingUnknownError, 422),

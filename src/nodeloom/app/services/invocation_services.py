@@ -22,7 +22,7 @@ from nodeloom.app.services.invocation_stats.invocation_stats_default import Invo
 from nodeloom.app.services.metrics.metrics_base import MetricsServiceBase
 from nodeloom.app.services.metrics.metrics_collectors import ServiceStateCollector
 from nodeloom.app.services.metrics.metrics_prometheus import PrometheusMetricsService
-from nodeloom.app.services.model_install.model_install_default import ModelInstallService
+from nodeloom.app.services.model_install.model_install_default import DownloadSettings, ModelInstallService
 from nodeloom.app.services.model_load.model_load_default import ModelLoadService
 from nodeloom.app.services.model_manager.model_manager_base import ModelManagerServiceBase
 from nodeloom.app.services.model_manager.model_manager_default import ModelManagerService
@@ -127,8 +127,13 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         store=model_records,
         install=ModelInstallService(
             store=model_records,
+            events=events,
             models_path=models_path,
             install_roots=[config.resolve(root) for root in config.model_install_roots],
+            downloads=DownloadSettings(
+                allow_private=config.model_download_allow_private,
+                hf_token=None if config.hf_token is None else config.hf_token.get_secret_value(),
+            ),
         ),
         load=ModelLoadService(
             registry=loader_registry,
@@ -191,6 +196,12 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         model_manager=model_manager,
         auth_tokens=SqlAuthTokenStore(database),
         bulk_download=ZipBulkDownloadService(
-            config.outputs_path / "bulk_downloads", images, boards, events, config.bulk_download_max_age_s
+            config.outputs_path / "bulk_downloads",
+            images,
+            boards,
+            events,
+            max_age_s=config.bulk_download_max_age_s,
+            max_archives=config.bulk_download_max_archives,
+            max_images=config.bulk_download_max_images,
         ),
     )

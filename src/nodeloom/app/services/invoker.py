@@ -29,14 +29,14 @@ class Invoker:
         for objects in (services.tensors, services.conditioning):
             objects.remove_temporary_files()
         services.bulk_download.start()
+        services.model_manager.install.start()
         services.events.start()
         services.webhooks.start()
         services.session_processor.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
-        """Stops the processor and the bulk downloads, delivers the last events, stops the webhooks and closes the
-        database, within
-        `timeout_s` (default: the `shutdown_timeout_s` setting).
+        """Stops the processor, the bulk downloads and the model installs, delivers the last events, stops the
+        webhooks and closes the database, within `timeout_s` (default: the `shutdown_timeout_s` setting).
 
         In this order, because each step feeds the next: the processor's last status change is an event, which the
         webhooks act on, and all of them write to the database. A node that ignores its cancel is left running and
@@ -50,6 +50,8 @@ class Invoker:
             self._remove_images_of_interrupted(running)
         # Half the time left at most: its job stops between two images, and its last event is yet to be delivered.
         services.bulk_download.stop(timeout_s=max(0.0, deadline - time.monotonic()) / 2)
+        # Likewise: its downloads stop between two chunks, and each cancelled job has an event to deliver.
+        services.model_manager.install.stop(timeout_s=max(0.0, deadline - time.monotonic()) / 2)
         services.events.stop(timeout_s=max(0.0, deadline - time.monotonic()))
         services.webhooks.stop()
         services.database.close()

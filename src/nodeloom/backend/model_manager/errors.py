@@ -13,6 +13,10 @@ class ModelPathNotFoundError(NodeloomError):
     """Nothing exists at that path."""
 
 
+class ModelLinkNotAllowedError(NodeloomError):
+    """A link inside a model leads outside the folders models are installed from."""
+
+
 class ModelLoadError(NodeloomError):
     """The model could not be loaded."""
 

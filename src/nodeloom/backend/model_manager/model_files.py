@@ -11,12 +11,14 @@ import hashlib
 import json
 import pickle
 import re
+import shutil
 import struct
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nodeloom.backend.model_manager.errors import ModelFileError, UnsafeModelFileError
+from nodeloom.backend.model_manager.errors import ModelFileError, ModelLinkNotAllowedError, UnsafeModelFileError
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +43,31 @@ def model_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted((file for file in path.rglob("*") if file.is_file()), key=lambda file: file.relative_to(path))
+
+
+def copy_model(source: Path, destination: Path, roots: Sequence[Path]) -> None:
+    """Copies the model file or folder at `source` to `destination`, each file that a link leads to as a file of
+    its own, but only inside `roots` (resolved paths): a link inside the model that leads elsewhere raises
+    `ModelLinkNotAllowedError` as the copy reaches it, and what was copied is left for the caller to remove."""
+    if source.is_dir():
+        # copytree follows links to folders and hands every file, reached through them too, to the copy function.
+        shutil.copytree(source, destination, copy_function=lambda file, to: _copy_file(Path(file), to, roots))
+    else:
+        _copy_file(source, destination, roots)
+
+
+def _copy_file(source: Path, destination: Path | str, roots: Sequence[Path]) -> None:
+    """Copies one file, checked where it really lies as it is copied, so that a link cannot take it elsewhere."""
+    try:
+        resolved: Path | None = source.resolve(strict=True)
+    except (OSError, RuntimeError):
+        resolved = None  # a loop, or a link to nothing: where it leads cannot be told
+    if resolved is None or not any(resolved.is_relative_to(root) for root in roots):
+        raise ModelLinkNotAllowedError(
+            f"{source} is reached through a link that leads outside the models folder and the folders of the "
+            "model_install_roots setting: put the file it leads to in the model, or install the model in place"
+        )
+    shutil.copy2(resolved, destination)
 
 
 def size_on_disk(path: Path) -> int:

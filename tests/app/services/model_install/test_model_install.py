@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from tests.tiny_model import (
     write_random_safetensors,
 )
 
-from nodeloom.app.services.model_install import model_install_default
+from nodeloom.app.services.events.events_default import InProcessEventService
+from nodeloom.app.services.model_install import model_install_scan
 from nodeloom.app.services.model_install.model_install_common import (
     ModelBaseUnknownError,
     ModelPathNotAllowedError,
@@ -37,6 +40,7 @@ from nodeloom.backend.model_manager.configs import (
 from nodeloom.backend.model_manager.errors import (
     InvalidModelError,
     ModelFileError,
+    ModelLinkNotAllowedError,
     ModelPathNotFoundError,
     UnsafeModelFileError,
 )
@@ -63,7 +67,10 @@ def store(tmp_path: Path) -> Iterator[SqlModelRecordService]:
 def installer(store: SqlModelRecordService, tmp_path: Path, tiny_sd_model: Path) -> ModelInstallService:
     # The models these tests install lie in temporary folders: those are install roots.
     return ModelInstallService(
-        store=store, models_path=tmp_path / "models", install_roots=[tmp_path, tiny_sd_model.parent]
+        store=store,
+        events=InProcessEventService(),
+        models_path=tmp_path / "models",
+        install_roots=[tmp_path, tiny_sd_model.parent],
     )
 
 
@@ -260,7 +267,7 @@ def test_a_pipeline_without_a_unet_is_refused(installer: ModelInstallService, tm
         installer.install_path(tmp_path / "pipe")
 
 
-def test_a_scan_installs_each_model_and_says_why_it_skipped_the_others(
+def test_a_scan_lists_each_model_and_whether_it_is_installed_and_installs_nothing(
     installer: ModelInstallService, tiny_sd_model: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "downloads"
@@ -273,17 +280,20 @@ def test_a_scan_installs_each_model_and_says_why_it_skipped_the_others(
     write_lora(folder / ".cache" / "hidden.safetensors")
     (folder / "README.txt").write_text("models I like")
     installer.install_path(lora)
-    result = installer.scan_folder(folder)
-    assert [config.path for config in result.installed] == [str(checkpoint)]
-    assert [skipped.path for skipped in result.skipped] == [str(lora), str(folder / "pipelines" / "tiny")]
-    assert "installed already" in result.skipped[0].reason
-    assert "base override" in result.skipped[1].reason
+    found = installer.scan_folder(folder)
+    # A link is listed by where it leads, the path an install records.
+    assert {model.path: model.is_installed for model in found} == {
+        str(checkpoint): False,
+        str(lora): True,
+        str(tiny_sd_model): False,
+    }
+    assert [config.path for config in store_of(installer).search_by_attr()] == [str(lora)]
 
 
 def test_a_scan_of_too_many_files_is_refused(
     installer: ModelInstallService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(model_install_default, "MAX_SCAN_ENTRIES", 3)
+    monkeypatch.setattr(model_install_scan, "MAX_SCAN_ENTRIES", 3)
     for name in "abcd":
         (tmp_path / f"{name}.txt").write_text(name)
     with pytest.raises(ScanTooLargeError, match="holds more than 3 files and folders"):
@@ -296,7 +306,9 @@ def test_installs_read_only_the_models_folder_and_the_install_roots(
     models, extra, outside = tmp_path / "models", tmp_path / "extra", tmp_path / "outside"
     for folder in (models, extra, outside):
         folder.mkdir()
-    installer = ModelInstallService(store=store, models_path=models, install_roots=[extra])
+    installer = ModelInstallService(
+        store=store, events=InProcessEventService(), models_path=models, install_roots=[extra]
+    )
     assert installer.install_path(write_lora(models / "in-models.safetensors")).name == "in-models"
     assert installer.install_path(write_lora(extra / "in-extra.safetensors")).name == "in-extra"
 
@@ -337,12 +349,67 @@ def test_a_scan_does_not_follow_links_out_of_the_install_roots(store: SqlModelRe
     write_lora(models / "ink.safetensors")
     (models / "elsewhere").symlink_to(outside)
     (models / "other.safetensors").symlink_to(outside / "other.safetensors")
-    installer = ModelInstallService(store=store, models_path=models)
-    result = installer.scan_folder(models)
-    assert [config.name for config in result.installed] == ["ink"]
-    assert sorted(skipped.path for skipped in result.skipped) == [
-        str(models / "elsewhere"),
-        str(models / "other.safetensors"),
+    installer = ModelInstallService(store=store, events=InProcessEventService(), models_path=models)
+    found = installer.scan_folder(models)
+    assert [model.path for model in found] == [str(models.resolve() / "ink.safetensors")]
+    assert [model.path for model in installer.list_orphaned()] == ["ink.safetensors"]
+
+
+def test_start_reports_models_without_files_and_files_not_installed(
+    installer: ModelInstallService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = installer.install_path(write_lora(tmp_path / "gone.safetensors"))
+    (tmp_path / "gone.safetensors").unlink()
+    (tmp_path / "models" / "sd-1" / "lora").mkdir(parents=True)
+    write_lora(tmp_path / "models" / "sd-1" / "lora" / "stray.safetensors")
+    (tmp_path / "models" / ".download-tmp" / "job-1").mkdir(parents=True)
+    with caplog.at_level("WARNING"):
+        installer.start()
+    assert [record.getMessage() for record in caplog.records] == [
+        f"1 installed model(s) have lost their files: 'gone' ({gone.path})",
+        f"1 model(s) in {tmp_path / 'models'} are not installed: sd-1/lora/stray.safetensors",
     ]
-    assert {skipped.reason for skipped in result.skipped} == {str(ModelPathNotAllowedError())}
-    assert "secret" not in result.model_dump_json()
+    assert not (tmp_path / "models" / ".download-tmp").exists()
+
+
+@pytest.mark.parametrize("link", ["unet/notes.txt", "extras"])
+def test_a_copy_refuses_a_link_inside_the_model_that_leads_out_of_the_install_roots(
+    store: SqlModelRecordService, tmp_path: Path, tiny_sd_model: Path, link: str
+) -> None:
+    models, extra, outside = tmp_path / "models", tmp_path / "extra", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("SECRET")
+    model = extra / "linked-sd"
+    shutil.copytree(tiny_sd_model, model)
+    (extra / "inside.txt").write_text("shared notes")
+    (model / "text_encoder" / "inside.txt").symlink_to(extra / "inside.txt")
+    (model / link).symlink_to(outside / "notes.txt" if link.endswith(".txt") else outside)
+    installer = ModelInstallService(
+        store=store, events=InProcessEventService(), models_path=models, install_roots=[extra]
+    )
+
+    leads_out = rf"{re.escape(str(model / link))}\S* is reached through a link that leads outside"
+    with pytest.raises(ModelLinkNotAllowedError, match=leads_out):
+        installer.install_path(model, SD1, inplace=False)
+
+    assert store.search_by_attr() == []
+    assert not (models / "sd-1" / "main" / "linked-sd").exists()
+    assert not [path for path in models.rglob("*") if path.is_file() and path.read_bytes() == b"SECRET"]
+
+
+def test_a_copy_follows_a_link_that_stays_inside_the_install_roots(
+    store: SqlModelRecordService, tmp_path: Path, tiny_sd_model: Path
+) -> None:
+    models, extra = tmp_path / "models", tmp_path / "extra"
+    model = extra / "linked-sd"
+    shutil.copytree(tiny_sd_model, model)
+    (extra / "inside.txt").write_text("shared notes")
+    (model / "text_encoder" / "inside.txt").symlink_to(extra / "inside.txt")
+    installer = ModelInstallService(
+        store=store, events=InProcessEventService(), models_path=models, install_roots=[extra]
+    )
+
+    copy = installer.install_path(model, SD1, inplace=False)
+
+    copied = models / copy.path / "text_encoder" / "inside.txt"
+    assert not copied.is_symlink() and copied.read_text() == "shared notes"

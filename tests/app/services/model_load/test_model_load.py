@@ -75,7 +75,7 @@ def models(tmp_path: Path, tiny_sd_model: Path) -> Iterator[Models]:
     manager = ModelManagerService(
         store=store,
         install=ModelInstallService(
-            store=store, models_path=tmp_path / "models", install_roots=[tmp_path, tiny_sd_model.parent]
+            store=store, events=events, models_path=tmp_path / "models", install_roots=[tmp_path, tiny_sd_model.parent]
         ),
         load=ModelLoadService(registry=loader_registry, cache=cache, events=events, models_path=tmp_path / "models"),
     )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from tests.database_engines import OpenDatabase, postgres_only, sqlite_only
-from tests.helpers import edge, graph_json, node_of, ran_whole
+from tests.helpers import edge, graph_json, node_of, ran_whole, wait_for
 
 from nodeloom.app.invocations.fields import ImageField
 from nodeloom.app.invocations.image import ImageBlurInvocation
@@ -42,6 +42,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueError,
     SessionQueueItem,
     SessionQueueItemNotFoundError,
+    WebhookDueError,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.session_queue.session_queue_sql_rows import new_session_json
@@ -862,6 +863,55 @@ def test_retry_enqueues_a_fresh_copy_of_each_failed_or_canceled_item(env: Env, q
     assert_counts_right(env, queue)
 
 
+def waiting_for_a_lock(env: Env) -> int:
+    """How many transactions on the test's PostgreSQL database wait for a row lock."""
+    rows = env.rows(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return int(rows[0]["n"])
+
+
+@postgres_only
+def test_a_retry_racing_the_delete_of_its_batch_last_item_keeps_the_batch_row(env: Env, queue: SqlSessionQueue) -> None:
+    workflow = {"w": "kept"}
+    batch = queue.enqueue_batch(Q, make_batch(workflow=workflow), prepend=False).batch
+    [original] = queue.get_queue_item_ids(Q)
+    queue.enqueue_batch(Q, make_batch(), prepend=False)  # a pending item: the queue's pending count has a row
+    queue.cancel_queue_item(original)
+    other = env.open()  # another process on the same database
+    blocker = env.open_db()
+    retried: list[list[int]] = []
+    try:
+        with blocker.transaction() as cursor:
+            # Holds the row the retry counts its new item in: the retry stops there, its item inserted and not
+            # yet committed, while the other process deletes the batch's last item.
+            cursor.execute(
+                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'pending' "
+                "FOR UPDATE",
+                (Q, sql.QUEUE_TOTAL),
+            )
+            thread = threading.Thread(
+                target=lambda: retried.append(queue.retry_items_by_id(Q, [original]).retried_item_ids)
+            )
+            thread.start()
+            wait_for(lambda: waiting_for_a_lock(env) == 1, what="the retry waiting for the count row")
+            other.delete_queue_item(original)
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    finally:
+        blocker.close()
+
+    assert retried == [[original]]
+    [copy] = [item for item in queue.list_all_queue_items(Q) if item.retried_from_item_id == original]
+    assert (copy.batch_id, copy.workflow) == (batch.batch_id, workflow)
+    assert env.rows("SELECT workflow FROM session_queue_batches WHERE batch_id = ?", (batch.batch_id,)) == [
+        {"workflow": json.dumps(workflow)}
+    ]
+    with pytest.raises(BatchExistsError):
+        queue.enqueue_batch(Q, batch, prepend=False)
+    assert_counts_right(env, queue)
+
+
 def test_a_new_item_stores_the_session_as_graph_execution_state_writes_an_unstarted_one(
     env: Env, queue: SqlSessionQueue
 ) -> None:
@@ -1114,6 +1164,45 @@ def test_pruning_keeps_an_item_until_its_webhook_is_done(env: Env) -> None:
     queue.set_webhook_done(hooked[2], delivered=False)  # done already: left as it is
     assert env.rows("SELECT webhook_state FROM session_queue") == [{"webhook_state": "delivered"}]
     assert queue.prune(Q).deleted == 1
+    assert_counts_right(env, queue)
+
+
+def test_clear_and_delete_keep_an_item_until_its_webhook_is_done(env: Env) -> None:
+    queue = env.open()
+    url = "http://example.com/hook"
+    done, due = run_one_item_batches(queue, 2, callback_url=url)
+    queue.set_webhook_done(done, delivered=True)
+    [running] = queue.enqueue_batch(Q, make_batch(callback_url=url), prepend=False).item_ids
+    assert queue.dequeue() is not None
+    [waiting] = queue.enqueue_batch(Q, make_batch(callback_url=url), prepend=False).item_ids
+
+    with pytest.raises(WebhookDueError, match=rf"Queue item {due} .*webhook .*still to be called"):
+        queue.delete_queue_item(due)
+    assert history(env) == [done, due, running, waiting]
+
+    # The item in progress is canceled, which makes its call due: it stays with the one due already.
+    assert queue.clear(Q).deleted == 2
+    assert history(env) == [due, running]
+    assert queue.get_webhooks_due() == [due, running]
+    assert queue.get_queue_item(running).status == "canceled"
+
+    queue.set_webhook_done(due, delivered=True)
+    queue.delete_queue_item(due)
+    queue.set_webhook_done(running, delivered=False)
+    assert queue.clear(Q).deleted == 1
+    assert history(env) == []
+    assert_counts_right(env, queue)
+
+
+def test_deleting_an_unfinished_item_with_a_webhook_cancels_it_and_keeps_it_for_its_call(env: Env) -> None:
+    queue = env.open()
+    [item_id] = queue.enqueue_batch(Q, make_batch(callback_url="http://example.com/hook"), prepend=False).item_ids
+
+    with pytest.raises(WebhookDueError, match=rf"Queue item {item_id} was canceled"):
+        queue.delete_queue_item(item_id)
+
+    assert queue.get_queue_item(item_id).status == "canceled"
+    assert queue.get_webhooks_due() == [item_id]
     assert_counts_right(env, queue)
 
 

@@ -212,7 +212,7 @@ def test_a_call_connects_to_the_address_it_checked(receiver: Receiver, monkeypat
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     caller = WebhookCaller(timeout_s=5, allow_private=True)
     try:
-        status = caller.post(f"http://rebind.test:{receiver.port}/hook?x=1", b"{}", {"X-Test": "1"})
+        status = caller.post(caller.resolve(f"http://rebind.test:{receiver.port}/hook?x=1"), b"{}", {"X-Test": "1"})
     finally:
         caller.close()
 
@@ -229,7 +229,7 @@ def test_a_name_that_resolves_only_to_private_addresses_is_refused(receiver: Rec
     caller = WebhookCaller(timeout_s=5, allow_private=False)
     try:
         with pytest.raises(WebhookAddressError, match=r"'localhost' resolves only to .*127\.0\.0\.1"):
-            caller.post(receiver.url("localhost"), b"{}", {})
+            caller.resolve(receiver.url("localhost"))
     finally:
         caller.close()
     assert receiver.calls == []
@@ -239,7 +239,7 @@ def test_a_call_is_cut_at_its_deadline(hanging: HangingTarget) -> None:
     caller = WebhookCaller(timeout_s=0.3, allow_private=True)
     try:
         with pytest.raises(TimeoutError, match=r"no answer within 0\.3 s"):
-            caller.post(hanging.url(), b"{}", {})
+            caller.post(caller.resolve(hanging.url()), b"{}", {})
     finally:
         caller.close()
     assert len(hanging.accepted) == 1
@@ -382,3 +382,58 @@ def test_an_item_retried_after_a_restart_gets_its_call(
     assert restarted.session_queue.retry_items_by_id(DEFAULT_QUEUE_ID, [failed]).retried_item_ids == [failed]
     wait_for(lambda: len(receiver.item_ids()) == 2, what="the retried item's call")
     assert receiver.item_ids()[0] == failed
+
+
+def test_a_call_due_when_the_queue_is_cleared_is_still_made(
+    start_services: StartServices, hanging: HangingTarget
+) -> None:
+    services, _ = start_services(webhook_allow_private=True, webhook_tries=5, webhook_timeout_s=60.0)
+    [item_id] = enqueue(services, hanging.url())
+    wait_for(lambda: len(hanging.accepted) == 1, what="the call under way")
+
+    # The item finished and its call is under way: the clear must not take the outcome the call sends.
+    assert services.session_queue.clear(DEFAULT_QUEUE_ID).deleted == 0
+
+    port = hanging.port
+    hanging.close()  # the call breaks; its next try reaches the receiver that takes the port
+    answering = Receiver(port)
+    try:
+        [call] = wait_for(lambda: answering.calls, what="the call after the clear")
+        assert json.loads(call.body)["item_id"] == item_id
+        assert json.loads(call.body)["status"] == "completed"
+        wait_for(lambda: webhook_states(services, [item_id]) == ["delivered"], what="the call recorded")
+    finally:
+        answering.close()
+    assert services.session_queue.clear(DEFAULT_QUEUE_ID).deleted == 1
+
+
+def test_names_and_spellings_of_one_address_share_its_limit_and_other_ports_do_not(
+    start_services: StartServices,
+    receiver: Receiver,
+    hanging: HangingTarget,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolve = socket.getaddrinfo
+
+    def aliasing(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        # Every name under .test is another name of 127.0.0.1, as several DNS names of one server are.
+        return resolve("127.0.0.1" if host.endswith(".test") else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", aliasing)
+    services, _ = start_services(webhook_allow_private=True, webhook_timeout_s=60.0, webhook_senders=4)
+    port = hanging.port
+
+    stuck = [
+        *enqueue(services, f"http://127.0.0.1:{port}/hook", runs=2),
+        *enqueue(services, f"http://one.test:{port}/hook", runs=2),
+        *enqueue(services, f"http://TWO.test:{port}/hook", runs=2),
+        *enqueue(services, f"http://two.test:{port}/hook", runs=2),
+    ]
+    fast = enqueue(services, receiver.url(), runs=3)
+
+    # One server behind four spellings holds two senders (its half), so the other port's calls get the rest.
+    wait_for(lambda: receiver.item_ids() == fast, timeout=20, what="the other port's calls")
+    wait_for(lambda: len(hanging.accepted) >= 2, what="the hanging calls")
+    time.sleep(0.5)  # time for any further call to the hanging server to connect
+    assert len(hanging.accepted) == 2
+    assert webhook_states(services, stuck) == ["pending"] * len(stuck)

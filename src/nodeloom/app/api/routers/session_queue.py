@@ -193,7 +193,7 @@ def cancel_by_batch_ids(
 
 @session_queue_router.put("/{queue_id}/clear", operation_id="clear")
 def clear(services: Services, queue_id: str = QueueId) -> ClearResult:
-    """Deletes every item of the queue, stopping the running one."""
+    """Deletes every item of the queue, stopping the running one, but those whose webhook is still due."""
     return services.session_queue.clear(queue_id)
 
 
@@ -303,7 +303,7 @@ def get_queue_item_stats(services: Services, queue_id: str = QueueId, item_id: i
 
 @session_queue_router.delete("/{queue_id}/i/{item_id}", operation_id="delete_queue_item")
 def delete_queue_item(services: Services, queue_id: str = QueueId, item_id: int = ItemId) -> None:
-    """Deletes the item, stopping it first if it is running."""
+    """Deletes the item, stopping it first if it is running; 409 when its webhook is still due (it is kept)."""
     _check_in_queue(services.session_queue, queue_id, item_id)
     services.session_queue.delete_queue_item(item_id)
 

@@ -44,6 +44,14 @@ class BulkDownloadNotFoundError(BulkDownloadError):
         self.name = name
 
 
+class BulkDownloadBusyError(BulkDownloadError):
+    """As many bulk downloads as allowed are being made or wait to be fetched."""
+
+
+class BulkDownloadTooLargeError(BulkDownloadError):
+    """The bulk download asks for more images than one archive may hold."""
+
+
 class BulkDownloadStoppedError(BulkDownloadError):
     """The server stopped before the archive was made."""
 

@@ -17,9 +17,11 @@ from nodeloom.app.services.bulk_download.bulk_download_base import BulkDownloadB
 from nodeloom.app.services.bulk_download.bulk_download_common import (
     ARCHIVE_EXTENSION,
     DEFAULT_BULK_DOWNLOAD_ID,
+    BulkDownloadBusyError,
     BulkDownloadNotFoundError,
     BulkDownloadParametersError,
     BulkDownloadStoppedError,
+    BulkDownloadTooLargeError,
     InvalidBulkDownloadNameError,
     new_archive_name,
     validate_archive_name,
@@ -45,7 +47,9 @@ class ZipBulkDownloadService(BulkDownloadBase):
     layout), written atomically, so an archive is fetchable whole or not at all.
 
     Jobs run one at a time, in order, on one thread. An archive is removed once fetched, `max_age_s` after it was
-    made if it never is, and at start-up and stop: the folder holds nothing that outlives the process.
+    made if it never is, and at start-up and stop: the folder holds nothing that outlives the process. At most
+    `max_archives` archives are queued, being made or waiting to be fetched, each of at most `max_images` images,
+    so neither the queue of jobs nor the folder grows without bound.
     """
 
     def __init__(
@@ -55,6 +59,8 @@ class ZipBulkDownloadService(BulkDownloadBase):
         boards: BoardServiceABC,
         events: EventServiceBase,
         max_age_s: float,
+        max_archives: int,
+        max_images: int,
     ) -> None:
         self._folder = folder.resolve()
         self._folder.mkdir(parents=True, exist_ok=True)
@@ -62,6 +68,8 @@ class ZipBulkDownloadService(BulkDownloadBase):
         self._boards = boards
         self._events = events
         self._max_age_s = max_age_s
+        self._max_archives = max_archives
+        self._max_images = max_images
         self._stopping = threading.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodeloom-zip")
         self._jobs: set[concurrent.futures.Future[None]] = set()
@@ -85,13 +93,33 @@ class ZipBulkDownloadService(BulkDownloadBase):
             validate_image_name(image_name)
         if board_id is not None and board_id != BOARD_ID_NONE:
             self._boards.get_dto(board_id)
+        if board_id is not None:
+            # Read now, so that an archive too large is refused rather than failed later.
+            image_names = self._images.get_image_names(ImageNamesQuery(board_id=board_id)).image_names
+        if len(image_names or []) > self._max_images:
+            raise BulkDownloadTooLargeError(
+                f"A bulk download holds at most {self._max_images} images (bulk_download_max_images) and "
+                f"{len(image_names or [])} were asked for"
+            )
         self._remove_archives(older_than_s=self._max_age_s)
         archive_name = new_archive_name()
-        job = self._executor.submit(self._make_archive, archive_name, image_names, board_id)
         with self._jobs_lock:
+            # A job that has just written its archive may be counted twice, never none.
+            held = len(self._jobs) + self._archive_count()
+            if held >= self._max_archives:
+                raise BulkDownloadBusyError(
+                    f"{held} bulk downloads are being made or wait to be fetched, the most allowed "
+                    f"(bulk_download_max_archives is {self._max_archives}); fetch one, or try again once one "
+                    f"expires after bulk_download_max_age_s ({self._max_age_s:g} s)"
+                )
+            job = self._executor.submit(self._make_archive, archive_name, image_names)
             self._jobs.add(job)
         job.add_done_callback(self._forget)
         return archive_name
+
+    def _archive_count(self) -> int:
+        with os.scandir(self._folder) as entries:
+            return sum(1 for entry in entries if entry.name.endswith(ARCHIVE_EXTENSION))
 
     def _forget(self, job: concurrent.futures.Future[None]) -> None:
         with self._jobs_lock:
@@ -110,7 +138,7 @@ class ZipBulkDownloadService(BulkDownloadBase):
     def delete(self, archive_name: str) -> None:
         (self._folder / validate_archive_name(archive_name)).unlink(missing_ok=True)
 
-    def _make_archive(self, archive_name: str, image_names: list[str] | None, board_id: str | None) -> None:
+    def _make_archive(self, archive_name: str, image_names: list[str] | None) -> None:
         ids = {
             "bulk_download_id": DEFAULT_BULK_DOWNLOAD_ID,
             "bulk_download_item_id": archive_name.removesuffix(ARCHIVE_EXTENSION),
@@ -118,8 +146,6 @@ class ZipBulkDownloadService(BulkDownloadBase):
         }
         self._events.dispatch(BulkDownloadStartedEvent(**ids))
         try:
-            if board_id is not None:
-                image_names = self._images.get_image_names(ImageNamesQuery(board_id=board_id)).image_names
             records = [self._images.get_record(image_name) for image_name in image_names or []]
             write_atomically(self._folder / archive_name, lambda file: self._write_zip(file, records))
         except NodeloomError as error:

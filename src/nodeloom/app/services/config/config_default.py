@@ -158,12 +158,30 @@ class NodeloomConfig(BaseSettings):
     model_install_roots: list[Path] = Field(
         default=[], description="Folders besides models_dir that models may be installed from"
     )
+    model_download_allow_private: bool = Field(
+        default=False,
+        description="Let model installs from a URL reach loopback, private, link-local and other non-public "
+        "addresses (the Hugging Face hub, HF_ENDPOINT, is reached wherever it is)",
+    )
+    hf_token: SecretStr | None = Field(
+        default=None,
+        description="The token sent to the Hugging Face hub for private and gated repos; unset, huggingface_hub's "
+        "own (HF_TOKEN, or a token stored by `hf auth login`)",
+    )
 
     # Gallery: bulk downloads
     bulk_download_max_age_s: float = Field(
         default=3600,
         gt=0,
         description="How long a bulk download's zip waits to be fetched, in seconds, before it is removed",
+    )
+    bulk_download_max_archives: int = Field(
+        default=8,
+        ge=1,
+        description="The most bulk downloads queued, being made or waiting to be fetched at once; more is a 429",
+    )
+    bulk_download_max_images: int = Field(
+        default=10_000, ge=1, description="The most images one bulk download may hold; more is a 422"
     )
 
     # Database: which engine holds the queue and the records

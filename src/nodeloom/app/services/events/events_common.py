@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
 from nodeloom.app.invocations.baseinvocation import AnyInvocation, AnyInvocationOutput
+from nodeloom.app.services.model_install.model_install_common import ModelInstallJob, ModelSource
 from nodeloom.app.services.session_queue.session_queue_common import (
     QUEUE_ITEM_STATUS,
     BatchStatus,
     SessionQueueStatus,
 )
+from nodeloom.backend.model_manager.configs import AnyModelConfig
 
 if TYPE_CHECKING:
     from nodeloom.app.invocations.baseinvocation import BaseInvocation, BaseInvocationOutput
@@ -190,6 +192,72 @@ class ModelLoadStartedEvent(ModelEventBase):
 
 class ModelLoadCompleteEvent(ModelEventBase):
     event_name = "model_load_complete"
+
+
+class ModelInstallEventBase(EventBase):
+    """An event of a model install job (InvokeAI's payloads), sent to every client."""
+
+    id: int = Field(description="The id of the install job")
+    source: ModelSource = Field(description="Where the model comes from: a local path, a URL or a repo id")
+
+
+class ModelInstallDownloadEventBase(ModelInstallEventBase):
+    local_path: str = Field(description="Where the model is downloading to")
+    bytes: int = Field(description="Bytes downloaded so far, all files together")
+    total_bytes: int = Field(description="The size of the download, all files together")
+    parts: list[dict[str, int | str]] = Field(
+        description="Each file's progress: its url, local_path, bytes and total_bytes"
+    )
+
+    @classmethod
+    def build(cls, job: ModelInstallJob) -> Self:
+        parts: list[dict[str, int | str]] = [
+            {"url": part.source, "local_path": part.dest, "bytes": part.bytes, "total_bytes": part.total_bytes}
+            for part in job.download_parts
+        ]
+        return cls(
+            id=job.id,
+            source=job.source,
+            local_path=job.local_path,
+            bytes=job.bytes,
+            total_bytes=job.total_bytes,
+            parts=parts,
+        )
+
+
+class ModelInstallDownloadStartedEvent(ModelInstallDownloadEventBase):
+    event_name = "model_install_download_started"
+
+
+class ModelInstallDownloadProgressEvent(ModelInstallDownloadEventBase):
+    event_name = "model_install_download_progress"
+
+
+class ModelInstallDownloadsCompleteEvent(ModelInstallEventBase):
+    event_name = "model_install_downloads_complete"
+
+
+class ModelInstallStartedEvent(ModelInstallEventBase):
+    event_name = "model_install_started"
+
+
+class ModelInstallCompleteEvent(ModelInstallEventBase):
+    event_name = "model_install_complete"
+
+    key: str = Field(description="The installed model's key")
+    total_bytes: int | None = Field(description="The size of the model in bytes")
+    config: AnyModelConfig = Field(description="The installed model's config")
+
+
+class ModelInstallCancelledEvent(ModelInstallEventBase):
+    event_name = "model_install_cancelled"
+
+
+class ModelInstallErrorEvent(ModelInstallEventBase):
+    event_name = "model_install_error"
+
+    error_type: str = Field(description="The kind of error")
+    error: str = Field(description="What failed")
 
 
 class ImageCreatedEvent(EventBase):

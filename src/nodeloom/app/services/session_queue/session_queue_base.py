@@ -197,11 +197,13 @@ class SessionQueueBase(ABC):
 
     @abstractmethod
     def delete_queue_item(self, item_id: int) -> None:
-        """Deletes the item, canceling it first if it is unfinished."""
+        """Deletes the item, canceling it first if it is unfinished; raises `WebhookDueError` and keeps the item
+        when its webhook is still due (the call reads it)."""
 
     @abstractmethod
     def clear(self, queue_id: str) -> ClearResult:
-        """Deletes every item of the queue (canceling the one in progress) and emits `QueueCleared`."""
+        """Deletes every item of the queue (canceling the one in progress), but those whose webhook is still due,
+        and emits `QueueCleared`."""
 
     @abstractmethod
     def prune(self, queue_id: str) -> PruneResult:

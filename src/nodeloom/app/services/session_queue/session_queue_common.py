@@ -60,6 +60,10 @@ class BatchValidationError(SessionQueueError):
     """The batch's data does not fit its graph."""
 
 
+class WebhookDueError(SessionQueueError):
+    """The queue item's webhook is still to be called, so the item is kept until the call is made or given up."""
+
+
 class SessionQueueItemUnreadableError(SessionQueueError):
     """A queue item is stored but cannot be read back (its session no longer loads)."""
 

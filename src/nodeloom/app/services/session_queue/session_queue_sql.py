@@ -45,6 +45,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItem,
     SessionQueueItemNotFoundError,
     SessionQueueItemUnreadableError,
+    WebhookDueError,
 )
 from nodeloom.app.services.session_queue.session_queue_sql_batch import BatchSessions
 from nodeloom.app.services.session_queue.session_queue_sql_counts import StatusChange
@@ -416,6 +417,9 @@ class SqlSessionQueue(SqlSessionQueueReads):
                 cursor.execute(sql.INSERT_ITEM_RETURNING, NewItem.retry_row(row, now))
                 inserted += [(None, new_row) for new_row in cursor.fetchall()]
             self._record(write, inserted)
+            # Last, once no other row is to be locked: a delete holding the batch's row waits for nothing here.
+            batches = {row["batch_id"]: row["workflow"] for row in originals}
+            cursor.executemany(sql.KEEP_BATCH, [(queue_id, *batch) for batch in sorted(batches.items())])
             retried = [row["item_id"] for row in originals]
             if retried:
                 write.events.append(QueueItemsRetriedEvent(queue_id=queue_id, retried_item_ids=retried))
@@ -427,10 +431,18 @@ class SqlSessionQueue(SqlSessionQueueReads):
             row = write.cursor.fetchone()
             if row is None:
                 raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
-            if row["status"] not in FINISHED_STATUSES:
+            canceled = row["status"] not in FINISHED_STATUSES
+            if canceled:
                 self._change_status(write, [(item_id, row["status"])], "canceled")
             write.cursor.execute(sql.DELETE_ITEM, (item_id,))
-            counts.count_deleted(write.cursor, write.cursor.fetchall())
+            deleted = write.cursor.fetchall()
+            counts.count_deleted(write.cursor, deleted)
+        # Raised once the cancel has committed: the item stopped, and only its row is kept.
+        if not deleted:
+            raise WebhookDueError(
+                f"Queue item {item_id} {'was canceled and ' if canceled else ''}is kept while its webhook is "
+                "still to be called; it can be deleted once the call is made or given up"
+            )
 
     def clear(self, queue_id: str) -> ClearResult:
         with self._write() as write:

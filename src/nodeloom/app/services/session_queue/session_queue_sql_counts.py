@@ -47,6 +47,11 @@ def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
     batches = {(queue_id, batch_id) for queue_id, batch_id, _ in deltas}
     queues = {(queue_id, sql.QUEUE_TOTAL) for queue_id, _ in batches}
     cursor.executemany(sql.DELETE_EMPTY_COUNTS, [*batches, *queues])
+    if cursor.dialect == "postgres":
+        # A retry in another process may be adding items to the batch (see `LOCK_BATCH`); taken in sorted order,
+        # so that two deletes locking several batch rows never deadlock.
+        for batch in sorted(batches):
+            cursor.execute(sql.LOCK_BATCH, batch)
     cursor.executemany(sql.DELETE_EMPTY_BATCH, batches)
 
 

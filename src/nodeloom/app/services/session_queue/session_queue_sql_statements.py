@@ -37,6 +37,12 @@ INSERT_ITEM = (
 SELECT_BATCH_EXISTS = "SELECT batch_id FROM session_queue_batches WHERE queue_id = ? AND batch_id = ?"
 INSERT_BATCH = "INSERT INTO session_queue_batches (queue_id, batch_id, workflow) VALUES (?, ?, ?)"
 INSERT_ITEM_RETURNING = f"{INSERT_ITEM} RETURNING {ITEM_COLUMNS}"
+# The last statement of a retry: locks the row of the retried items' batch, or puts it back (with the workflow read
+# from the original) where another transaction deleted it with the batch's last item meanwhile.
+KEEP_BATCH = (
+    "INSERT INTO session_queue_batches (queue_id, batch_id, workflow) VALUES (?, ?, ?) "
+    "ON CONFLICT (queue_id, batch_id) DO UPDATE SET workflow = session_queue_batches.workflow"
+)
 SELECT_BATCH_SESSION_IDS = "SELECT item_id, session_id FROM session_queue WHERE queue_id = ? AND batch_id = ?"
 SELECT_MAX_PENDING_PRIORITY = (
     "SELECT MAX(priority) AS priority FROM session_queue WHERE queue_id = ? AND status = 'pending'"
@@ -153,10 +159,12 @@ LIST_PAGE: dict[tuple[bool, bool, bool], str] = {
 """Keyed by (filtered by a status, filtered by a destination, after a cursor); bound by name: `queue_id`,
 `status`, `destination`, the cursor's `priority` and `item_id`, and the `limit`."""
 
-DELETE_ITEM = "DELETE FROM session_queue WHERE item_id = ? RETURNING queue_id, batch_id, status"
-DELETE_QUEUE = "DELETE FROM session_queue WHERE queue_id = ? RETURNING queue_id, batch_id, status"
 # An item whose webhook is still to be called stays until the call is made or given up on: the call reads it.
+# Every delete keeps it: of one item, of a queue, of its finished items, and pruning.
 _NO_WEBHOOK_DUE = "(webhook_state IS NULL OR webhook_state <> 'pending')"
+_DELETED = "RETURNING queue_id, batch_id, status"
+DELETE_ITEM = f"DELETE FROM session_queue WHERE item_id = ? AND {_NO_WEBHOOK_DUE} {_DELETED}"
+DELETE_QUEUE = f"DELETE FROM session_queue WHERE queue_id = ? AND {_NO_WEBHOOK_DUE} {_DELETED}"
 DELETE_FINISHED = (
     "DELETE FROM session_queue WHERE queue_id = ? AND status IN ('completed', 'failed', 'canceled') "
     f"AND {_NO_WEBHOOK_DUE} RETURNING queue_id, batch_id, status"
@@ -182,6 +190,9 @@ def _history(older_than: bool) -> str:
 
 PRUNE_OLDEST = _history(older_than=False)
 PRUNE_OLDER_THAN = _history(older_than=True)
+# PostgreSQL: taken on a batch's row before `DELETE_EMPTY_BATCH`, in a statement of its own, so that the delete's
+# snapshot, taken after the lock, sees the items of a retry that held the row (by `KEEP_BATCH`) and committed.
+LOCK_BATCH = "SELECT batch_id FROM session_queue_batches WHERE queue_id = ? AND batch_id = ? FOR UPDATE"
 DELETE_EMPTY_BATCH = (
     "DELETE FROM session_queue_batches WHERE queue_id = ? AND batch_id = ? AND NOT EXISTS ("
     "SELECT 1 FROM session_queue q "

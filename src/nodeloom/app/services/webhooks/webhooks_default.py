@@ -7,7 +7,6 @@ import logging
 import queue
 import threading
 import time
-import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from nodeloom.app.services.webhooks.webhooks_common import (
     WebhookAddressError,
     signature,
 )
-from nodeloom.app.services.webhooks.webhooks_default_http import WebhookCaller
+from nodeloom.app.services.webhooks.webhooks_default_http import Endpoint, WebhookCaller
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +64,14 @@ class _Stopped(Exception):
     """The run stopped: the call is left due, for the next start."""
 
 
+class _Refused(Exception):
+    """The target answered the call with a status other than 2xx."""
+
+
+_Call = tuple[int, str, Endpoint]
+"""A call to make: the item's id, its webhook's URL and the URL's endpoint."""
+
+
 @dataclass
 class _Run:
     """One start-to-stop of the service; a sender left behind by `stop()` holds its own run, never the next one."""
@@ -77,9 +84,9 @@ class _Run:
     """Items queued or being called, so that an item read as due at start-up and announced by an event is
     called once."""
     busy: dict[str, int] = field(default_factory=dict)
-    """Calls under way per target (scheme, host and port)."""
-    waiting: dict[str, deque[tuple[int, str]]] = field(default_factory=dict)
-    """Per target at its limit: the (item id, URL) of calls waiting for one of its calls to end."""
+    """Calls under way per target (`Endpoint.target`: the address and port connected to)."""
+    waiting: dict[str, deque[_Call]] = field(default_factory=dict)
+    """Per target at its limit: the calls waiting for one of its calls to end."""
     threads: list[threading.Thread] = field(default_factory=list)
 
 
@@ -194,15 +201,20 @@ class HttpWebhookService(WebhookServiceBase):
                 return
 
     def _call_target(self, run: _Run, item_id: int, url: str) -> None:
-        """Makes the call, then those waiting for the same target, unless the target has its share of calls."""
-        parts = urllib.parse.urlsplit(url)
-        target = f"{parts.scheme}://{parts.netloc}"
+        """Resolves the call's host, then makes the call and those waiting for the same target, unless the target
+        has its share of calls."""
+        endpoint = self._handled(run, item_id, lambda: self._tried(run, item_id, url, lambda: run.caller.resolve(url)))
+        if endpoint is None:
+            self._unschedule(run, item_id)
+            return
+        # The address and port connected to, so that no other name or spelling of a server escapes its share.
+        target = endpoint.target
         with run.lock:
             if run.busy.get(target, 0) >= self._per_target:
-                run.waiting.setdefault(target, deque()).append((item_id, url))
+                run.waiting.setdefault(target, deque()).append((item_id, url, endpoint))
                 return
             run.busy[target] = run.busy.get(target, 0) + 1
-        call: tuple[int, str] | None = (item_id, url)
+        call: _Call | None = (item_id, url, endpoint)
         try:
             while call is not None:
                 self._call(run, *call)
@@ -217,9 +229,17 @@ class HttpWebhookService(WebhookServiceBase):
                 if not run.busy[target]:
                     del run.busy[target]
 
-    def _call(self, run: _Run, item_id: int, url: str) -> None:
+    def _call(self, run: _Run, item_id: int, url: str, endpoint: Endpoint) -> None:
         try:
-            self._try_call(run, item_id, url)
+            self._handled(run, item_id, lambda: self._try_call(run, item_id, url, endpoint))
+        finally:
+            self._unschedule(run, item_id)
+
+    def _handled(self, run: _Run, item_id: int, step: Callable[[], T]) -> T | None:
+        """`step()`'s result, or None when it failed, logged (and the call given up on where it cannot be made);
+        `_Stopped` goes through."""
+        try:
+            return step()
         except _Stopped:
             raise
         except SessionQueueItemNotFoundError:
@@ -230,38 +250,50 @@ class HttpWebhookService(WebhookServiceBase):
             self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=False))
         except Exception:
             logger.exception("Webhook for item %s failed; it is called again later", item_id)
-        finally:
-            self._unschedule(run, item_id)
+        return None
 
-    def _try_call(self, run: _Run, item_id: int, url: str) -> None:
-        """Tries the call until it is answered with a 2xx or given up on; raises `_Stopped` when the run stops
-        first, leaving the call due."""
+    def _try_call(self, run: _Run, item_id: int, url: str, endpoint: Endpoint) -> None:
+        """Tries the call until it is answered with a 2xx or given up on."""
         item = self._while_running(run, lambda: self._queue.get_queue_item(item_id))
         body = QueueItemOutcome.from_item(item).model_dump_json().encode()
+
+        def post() -> bool:
+            status = run.caller.post(endpoint, body, self._headers(body))
+            if not 200 <= status < 300:
+                raise _Refused(f"HTTP {status}")
+            return True
+
+        if self._tried(run, item_id, url, post):
+            self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=True))
+
+    def _tried(self, run: _Run, item_id: int, url: str, attempt: Callable[[], T]) -> T | None:
+        """`attempt()`'s result, tried up to `tries` times with backoff; None once given up on (and recorded so).
+
+        Raises `_Stopped` when the run stops first, leaving the call due.
+        """
         settings = self._settings
         backoff = settings.first_backoff_s
-        for attempt in range(1, settings.tries + 1):
+        for number in range(1, settings.tries + 1):
             try:
-                status = run.caller.post(url, body, self._headers(body))
-                if 200 <= status < 300:
-                    self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=True))
-                    return
-                problem = f"HTTP {status}"
+                return attempt()
             except WebhookAddressError as e:
                 problem = str(e)
                 break  # the next try would be refused as well
+            except _Refused as e:
+                problem = str(e)
             except (OSError, http.client.HTTPException) as e:
                 problem = f"{type(e).__name__}: {e}"
             if run.stopping.is_set():
                 raise _Stopped  # cut by stop(), not failed
             logger.warning(
-                "Webhook %s for item %s failed (try %d of %d): %s", url, item_id, attempt, settings.tries, problem
+                "Webhook %s for item %s failed (try %d of %d): %s", url, item_id, number, settings.tries, problem
             )
-            if attempt < settings.tries and run.stopping.wait(backoff):
+            if number < settings.tries and run.stopping.wait(backoff):
                 raise _Stopped
             backoff *= 2
         logger.error("Gave up on the webhook %s for item %s: %s", url, item_id, problem)
         self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=False))
+        return None
 
     def _headers(self, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": f"nodeloom/{nodeloom.__version__}"}

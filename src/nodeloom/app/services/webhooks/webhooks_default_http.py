@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nodeloom.app.services.webhooks.webhooks_common import WebhookAddressError, is_public
@@ -136,6 +137,25 @@ class _PinnedConnection(http.client.HTTPConnection):
         super().close()
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """A webhook URL whose host has been resolved and checked: every try of its call connects to these addresses."""
+
+    host: str
+    port: int
+    tls: bool
+    request_target: str
+    """The path and query, as the request line names them."""
+    addresses: tuple[_AddrInfo, ...]
+
+    @property
+    def target(self) -> str:
+        """The address and port a call connects to first: the server it loads, however its name is spelled or
+        whichever of its names the URL uses."""
+        address = str(self.addresses[0][4][0])
+        return f"[{address}]:{self.port}" if ":" in address else f"{address}:{self.port}"
+
+
 class WebhookCaller:
     """POSTs webhook calls, each within `timeout_s`, only to public addresses unless `allow_private`."""
 
@@ -145,23 +165,31 @@ class WebhookCaller:
         self._tls = ssl.create_default_context()
         self._in_flight = _InFlight()
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-        """The status code of the answer to POSTing `body` to `url`.
-
-        Raises `WebhookAddressError` when the host has no address it may reach, `TimeoutError` when the call
-        outlives its deadline, and other `OSError`s and `http.client.HTTPException`s as the call fails.
-        """
+    def resolve(self, url: str) -> Endpoint:
+        """`url`'s endpoint, its host resolved once; raises `WebhookAddressError` when the host has no address it
+        may reach, an `OSError` when it does not resolve."""
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
-        tls = self._tls if parts.scheme == "https" else None
-        port = parts.port or (443 if tls is not None else 80)
-        deadline = time.monotonic() + self._timeout_s
-        connection = _PinnedConnection(host, port, self._addresses(host, port), tls, self._in_flight, deadline)
-        target = parts.path or "/"
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        request_target = parts.path or "/"
         if parts.query:
-            target += f"?{parts.query}"
+            request_target += f"?{parts.query}"
+        return Endpoint(host, port, tls, request_target, tuple(self._addresses(host, port)))
+
+    def post(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> int:
+        """The status code of the answer to POSTing `body` to the endpoint.
+
+        Raises `TimeoutError` when the call outlives its deadline, and other `OSError`s and
+        `http.client.HTTPException`s as the call fails.
+        """
+        deadline = time.monotonic() + self._timeout_s
+        tls = self._tls if endpoint.tls else None
+        connection = _PinnedConnection(
+            endpoint.host, endpoint.port, list(endpoint.addresses), tls, self._in_flight, deadline
+        )
         try:
-            connection.request("POST", target, body=body, headers=dict(headers))
+            connection.request("POST", endpoint.request_target, body=body, headers=dict(headers))
             with connection.getresponse() as response:
                 return response.status
         except OSError as e:
