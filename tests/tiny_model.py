@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 # Read by huggingface_hub when it is first imported: nothing in the tests may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Read by MKL when it first computes. MKL may sum a product in another order when an operand's memory is aligned
+# otherwise, and weights loaded from two files (a diffusers folder, the single file written from it) sit at
+# different alignments: in strict mode the results depend on the values alone, so that the tests can ask for
+# exact equality.
+os.environ["MKL_CBWR"] = "AUTO,STRICT"
 
 TINY_CROSS_ATTENTION_DIM = 32
 """The text width of the tiny pipeline: no real base has it, so installing it needs a base override."""

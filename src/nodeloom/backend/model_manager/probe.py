@@ -3,7 +3,8 @@
 Only configs (JSON) and tensor names and shapes are read, never whole weights of a safetensors model; the base
 is read from the width of the text embeddings a model was built for (the UNet's cross-attention width, or the
 text encoder's hidden size): 768 for sd-1, 1024 for sd-2, 2048 for sdxl. A diffusers pipeline with a
-`text_encoder_2` is SDXL: the base with both text encoders, the refiner (`sdxl-refiner`) with the second only.
+`text_encoder_2`, or a single file with SDXL's `conditioner.embedders`, is SDXL: the base with both text encoders,
+the refiner (`sdxl-refiner`) with the second only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from nodeloom.backend.model_manager.model_files import (
     folder_embedding,
     read_tensor_shapes,
 )
-from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
+from nodeloom.backend.model_manager.taxonomy import (
+    BaseModelType,
+    ModelFormat,
+    ModelType,
+    SchedulerPredictionType,
+    SubModelType,
+)
 from nodeloom.backend.stable_diffusion.lora_keys import linear_input_width, lora_target, split_lora_key
 
 _BASE_BY_TEXT_WIDTH = {
@@ -35,6 +42,11 @@ _KNOWN_WIDTHS = ", ".join(f"{width} ({base})" for width, base in _BASE_BY_TEXT_W
 _BASE_BY_VAE_SCALING_FACTOR = {0.18215: BaseModelType.StableDiffusion1, 0.13025: BaseModelType.StableDiffusionXL}
 
 _CHECKPOINT_PREFIX = "model.diffusion_model."
+_SDXL_SECOND_EMBEDDER = "conditioner.embedders.1."
+_SDXL_REFINER_EMBEDDER = "conditioner.embedders.0.model."
+_EPS = {"prediction_type": SchedulerPredictionType.Epsilon}
+# Names a VAE has in the original layout and in diffusers' alike.
+_VAE_CHECKPOINT_NAMES = frozenset({"encoder.conv_in.weight", "decoder.conv_in.weight", "decoder.conv_out.weight"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class ProbedModel:
     unknown_base_reason: str = ""
     extra_fields: dict[str, Any] = field(default_factory=dict)
     """Config fields that only this kind of model has."""
+    undecided: dict[str, str] = field(default_factory=dict)
+    """Config fields, besides the base, that probing could not tell, each with why: an install must be given them."""
 
 
 def probe_model(path: Path) -> ProbedModel:
@@ -165,15 +179,13 @@ def _probe_file(path: Path) -> ProbedModel:
         raise InvalidModelError(f"{path} holds no tensors, so it is not a model")
     names = list(shapes)
     if any(name.startswith(_CHECKPOINT_PREFIX) for name in names):
-        # Any cross-attention key projection: its input width is the text width (the first block with attention
-        # differs between SD 1/2 and SDXL).
-        widths = (
-            shape[1]
-            for name, shape in shapes.items()
-            if name.startswith(_CHECKPOINT_PREFIX) and name.endswith("attn2.to_k.weight") and len(shape) == 2
-        )
-        return _by_text_width(
-            ModelType.Main, ModelFormat.Checkpoint, next(widths, None), "the UNet's cross-attention width"
+        return _probe_checkpoint(shapes)
+    if all(name in shapes for name in _VAE_CHECKPOINT_NAMES):
+        return ProbedModel(
+            ModelType.VAE,
+            ModelFormat.Checkpoint,
+            None,
+            "the VAEs of sd-1, sd-2 and sdxl have the same tensors, so their weights cannot tell them apart",
         )
     lora = _probe_lora(shapes)
     if lora is not None:
@@ -184,9 +196,43 @@ def _probe_file(path: Path) -> ProbedModel:
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     raise InvalidModelError(
         f"{path} holds {len(names)} tensors ({shown}) in no layout nodeloom knows: neither a single-file Stable "
-        f"Diffusion checkpoint ({_CHECKPOINT_PREFIX}* names), a LoRA (lora_unet_*, lora_te_*, unet.* or "
-        "text_encoder.* names ending in a LoRA, LoHa, LoKr or diff part) nor a textual-inversion embedding "
-        "(emb_params, string_to_param.*, clip_l/clip_g, or one tensor named by its token)"
+        f"Diffusion checkpoint ({_CHECKPOINT_PREFIX}* names), a VAE (encoder.* and decoder.* names), a LoRA "
+        "(lora_unet_*, lora_te_*, unet.* or text_encoder.* names ending in a LoRA, LoHa, LoKr or diff part) nor "
+        "a textual-inversion embedding (emb_params, string_to_param.*, clip_l/clip_g, or one tensor named by its "
+        "token)"
+    )
+
+
+def _probe_checkpoint(shapes: TensorShapes) -> ProbedModel:
+    # SDXL is told by its text encoders, as its diffusers folders are: the base has two (CLIP-L as embedder 0,
+    # OpenCLIP bigG as embedder 1), the refiner only OpenCLIP bigG, as embedder 0.
+    if any(name.startswith(_SDXL_SECOND_EMBEDDER) for name in shapes):
+        return ProbedModel(ModelType.Main, ModelFormat.Checkpoint, BaseModelType.StableDiffusionXL, extra_fields=_EPS)
+    if any(name.startswith(_SDXL_REFINER_EMBEDDER) for name in shapes):
+        return ProbedModel(
+            ModelType.Main, ModelFormat.Checkpoint, BaseModelType.StableDiffusionXLRefiner, extra_fields=_EPS
+        )
+    # Any cross-attention key projection: its input width is the text width (which block has attention first
+    # differs between SD 1/2 and SDXL).
+    widths = (
+        shape[1]
+        for name, shape in shapes.items()
+        if name.startswith(_CHECKPOINT_PREFIX) and name.endswith("attn2.to_k.weight") and len(shape) == 2
+    )
+    probed = _by_text_width(
+        ModelType.Main, ModelFormat.Checkpoint, next(widths, None), "the UNet's cross-attention width"
+    )
+    if probed.base != BaseModelType.StableDiffusion2:
+        return ProbedModel(probed.type, probed.format, probed.base, probed.unknown_base_reason, _EPS)
+    # SD-2's 512-pixel models predict the noise and its 768-pixel ones the velocity, with the same tensors.
+    return ProbedModel(
+        probed.type,
+        probed.format,
+        probed.base,
+        undecided={
+            "prediction_type": "sd-2 models that predict the noise (epsilon) and the velocity (v_prediction) have "
+            "the same tensors"
+        },
     )
 
 
