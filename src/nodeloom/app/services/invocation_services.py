@@ -120,6 +120,7 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         max_history=config.max_queue_history,
         max_history_days=config.max_queue_history_days,
         limits=BatchLimits.from_config(config),
+        lease_s=config.lease_s,
     )
     models_path = config.resolve(config.models_dir)
     model_records = SqlModelRecordService(database)
@@ -160,6 +161,8 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
             profile_prefix=config.profile_prefix,
             restart_interval_s=config.processor_restart_interval_s,
             max_session_nodes=config.max_session_nodes,
+            devices=(config.device,),
+            heartbeat_interval_s=config.heartbeat_interval_s,
         ),
     )
     metrics.add_collector(ServiceStateCollector(queue, cache, processor))

@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -172,6 +172,27 @@ class NodeloomConfig(BaseSettings):
         description="Empty for the SQLite file db_file in the root; postgresql://user:password@host:port/dbname for "
         "a PostgreSQL database, which several servers may share",
     )
+    lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a processor may go without a heartbeat before the items it holds are recovered as "
+        "interrupted by another (requeued under requeue_interrupted)",
+    )
+    heartbeat_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each processor renews its lease and sweeps for items whose processor is gone; "
+        "less than lease_s",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> NodeloomConfig:
+        if self.heartbeat_interval_s >= self.lease_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s:g}) must be less than lease_s ({self.lease_s:g}), "
+                "or live processors would lose their items"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

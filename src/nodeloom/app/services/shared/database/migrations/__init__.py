@@ -15,6 +15,7 @@ from nodeloom.app.services.shared.database.migrations import (
     migration_4,
     migration_5,
     migration_6,
+    migration_7,
 )
 
 MIGRATIONS: list[Migration] = [
@@ -24,5 +25,6 @@ MIGRATIONS: list[Migration] = [
     Migration(version=4, description="each image's board on its row", up=migration_4.up),
     Migration(version=5, description="queue history: workflows per batch, webhook state", up=migration_5.up),
     Migration(version=6, description="API tokens", up=migration_6.up),
+    Migration(version=7, description="processor leases", up=migration_7.up),
 ]
 """The schema's history in order; a database records the last version it ran (see `Migrator`)."""
