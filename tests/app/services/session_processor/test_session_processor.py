@@ -31,7 +31,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItem,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Dialect, Params
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Dialect, Listener, Params
 from nodeloom.app.services.shared.graph import STORED_SESSION, GraphExecutionState
 from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
 
@@ -453,6 +453,9 @@ class RecordingDatabase(DatabaseBase):
 
     def read(self) -> AbstractContextManager[DbCursor]:
         return self._db.read()
+
+    def listen(self, channel: str) -> Listener | None:
+        return self._db.listen(channel)
 
     def close(self) -> None:
         self._db.close()

@@ -46,6 +46,11 @@ class NodeloomConfig(BaseSettings):
     save_state_after_s: float = Field(
         default=1.0, ge=0, description="Save a session's state after each node that ran at least this long"
     )
+    run_processor: bool = Field(
+        default=True,
+        description="Run a session processor in the server; off (serve --no-processor), the server only serves the "
+        "API and `nodeloom worker` processes run the sessions",
+    )
     processor_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the processor looks for work when no event woke it"
     )
@@ -183,6 +188,16 @@ class NodeloomConfig(BaseSettings):
         gt=0,
         description="How often each processor renews its lease and sweeps for items whose processor is gone; "
         "less than lease_s",
+    )
+
+    events_poll_interval_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="On SQLite, how often each process reads the events other processes stored (PostgreSQL "
+        "notifies them)",
+    )
+    events_keep_s: float = Field(
+        default=3600.0, gt=0, description="How long stored events are kept (progress events: a minute)"
     )
 
     @model_validator(mode="after")

@@ -123,9 +123,10 @@ class SqlSessionQueue(SqlSessionQueueReads):
         with self._in_order:
             with self._db.transaction() as cursor:
                 yield _Write(cursor, events)
-            # Only after the commit: a subscriber reacting to an event must find the change in the database.
-            for event in events:
-                self._events.dispatch(event)
+                # Stored with the change, where events are stored; handed on only after the commit, as a subscriber
+                # reacting to an event must find the change in the database.
+                hand_on = self._events.dispatch_in(cursor, events)
+            hand_on()
 
     # --- status changes, counts and their events
 
