@@ -33,8 +33,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
 def api_and_worker(
     start_services: StartServices, tmp_path: Path, shared: dict[str, Any]
 ) -> tuple[tuple[InvocationServices, Recorder], tuple[InvocationServices, Recorder]]:
-    api = start_services(tmp_path / "api", **shared)
-    api[0].session_processor.stop()  # the API server runs no node
+    api = start_services(tmp_path / "api", run_processor=False, **shared)
     worker = start_services(tmp_path / "worker", **shared)
     return api, worker
 

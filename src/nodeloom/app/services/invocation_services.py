@@ -180,7 +180,7 @@ def build_processor(services: InvocationServices, device: DeviceName) -> Session
 def build_services(config: NodeloomConfig) -> InvocationServices:
     """Opens (and migrates) the database under the root and wires every service; nothing runs until started."""
     database = open_database(config)
-    events = DatabaseEventService(database, poll_interval_s=config.events_poll_interval_s, keep_s=config.events_keep_s)
+    events = DatabaseEventService(database, poll_interval_s=config.events_poll_interval_s, keep=config.events_keep)
     image_services = build_image_services(database, config.outputs_path / "images", events)
     images, boards = image_services.images, image_services.boards
     tensors: ObjectSerializerBase[Any] = ObjectSerializerForwardCache(

@@ -147,23 +147,26 @@ def test_events_stored_before_a_process_started_are_not_delivered_to_it(processe
     assert [e.seq for e in late.queue_events("q")] == [2]
 
 
-def test_old_events_are_pruned_and_progress_events_sooner(processes: Processes) -> None:
-    process = processes.start(keep_s=3600, keep_progress_s=60, prune_interval_s=0.05)
+def test_the_newest_events_are_kept_and_progress_events_a_short_while(processes: Processes) -> None:
+    process = processes.start(keep=5, keep_progress_s=60, prune_interval_s=0.05)
     with process.db.transaction() as cursor:
-        for name, age_s in (("queue_cleared", 7200), ("invocation_progress", 120), ("queue_cleared", 120)):
+        for age_s in (120, 30):
             created = to_timestamp(datetime.now(UTC) - timedelta(seconds=age_s))
             cursor.execute(
                 "INSERT INTO events (queue_id, seq, event_name, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-                ("q", None, name, "{}", created),
+                ("other", age_s, "invocation_progress", "{}", created),
             )
+    for _ in range(8):
+        process.events.dispatch(QueueClearedEvent(queue_id="q"))
 
-    def left() -> list[tuple[str, str]]:
+    def left() -> list[tuple[str, int]]:
         with process.db.read() as cursor:
-            cursor.execute("SELECT event_name, created_at FROM events ORDER BY event_id")
-            return [(row["event_name"], row["created_at"]) for row in cursor.fetchall()]
+            cursor.execute("SELECT queue_id, seq FROM events ORDER BY event_id")
+            return [(row["queue_id"], row["seq"]) for row in cursor.fetchall()]
 
-    wait_for(lambda: len(left()) == 1, what="the pruning")
-    assert [name for name, _ in left()] == ["queue_cleared"]
+    wait_for(lambda: len(left()) == 5, what="the pruning")
+    assert left() == [("q", seq) for seq in range(4, 9)]
+    assert len(process.queue_events("q")) == 8  # pruning drops what was delivered
 
 
 IMAGE = {

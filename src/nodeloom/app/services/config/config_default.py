@@ -196,8 +196,11 @@ class NodeloomConfig(BaseSettings):
         description="On SQLite, how often each process reads the events other processes stored (PostgreSQL "
         "notifies them)",
     )
-    events_keep_s: float = Field(
-        default=3600.0, gt=0, description="How long stored events are kept (progress events: a minute)"
+    events_keep: int = Field(
+        default=10_000,
+        ge=1000,
+        description="How many of the newest stored events are kept (progress events: a minute at most); a "
+        "process that falls further behind misses the older ones",
     )
 
     @model_validator(mode="after")

@@ -33,11 +33,13 @@ _NOTIFY = "SELECT pg_notify(?, ?) AS notified"
 _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
 _AFTER = "SELECT event_id, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
 _BETWEEN = "SELECT event_id, event_name, payload FROM events WHERE event_id BETWEEN ? AND ? ORDER BY event_id"
-_PRUNE = "DELETE FROM events WHERE created_at < ?"
+_PRUNE = "DELETE FROM events WHERE event_id <= ?"
 _PRUNE_PROGRESS = "DELETE FROM events WHERE event_name = 'invocation_progress' AND created_at < ?"
 
 _BATCH = 1000
 """The most events one read of the tail takes."""
+_PRUNE_EVERY = 1000
+"""A tail prunes after reading this many events (or `prune_interval_s`), so that the table stays near its bound."""
 _GAP_WAIT_S = 30.0
 """How long the tail waits for an id it skipped to be committed: on PostgreSQL ids are taken before commits, so a
 later one can commit first; one that never comes was rolled back."""
@@ -50,21 +52,21 @@ class DatabaseEventService(EventServiceBase):
     queue's changes committed and are the same for every process. The tail reads events in their id order after a
     wake-up: a PostgreSQL notification sent by the storing transaction (the payload stays in the table, so an event
     of any size arrives), or on SQLite a poll every `poll_interval_s` (at once for this process's own events).
-    Events stored once the service is built are delivered, those stored before are not. Events older than
-    `keep_s` are deleted, progress events (with their previews) after `keep_progress_s`.
+    Events stored once the service is built are delivered, those stored before are not. The newest `keep` events
+    are kept, progress events (with their previews) for `keep_progress_s` at most.
     """
 
     def __init__(
         self,
         db: DatabaseBase,
         poll_interval_s: float = 0.05,
-        keep_s: float = 3600.0,
+        keep: int = 10_000,
         keep_progress_s: float = 60.0,
         prune_interval_s: float = 30.0,
     ) -> None:
         self._db = db
         self._poll_interval_s = poll_interval_s
-        self._keep_s = keep_s
+        self._keep = keep
         self._keep_progress_s = keep_progress_s
         self._prune_interval_s = prune_interval_s
         self._local = InProcessEventService()
@@ -135,7 +137,7 @@ class DatabaseEventService(EventServiceBase):
 
     def _tail(self) -> None:
         listener: Listener | None = None
-        pruned = time.monotonic()
+        pruned, pruned_id = time.monotonic(), self._last_id
         while True:
             try:
                 if listener is None:
@@ -144,8 +146,8 @@ class DatabaseEventService(EventServiceBase):
                     pass
                 if self._stopping.is_set():
                     break
-                if time.monotonic() - pruned >= self._prune_interval_s:
-                    pruned = time.monotonic()
+                if time.monotonic() - pruned >= self._prune_interval_s or self._last_id - pruned_id >= _PRUNE_EVERY:
+                    pruned, pruned_id = time.monotonic(), self._last_id
                     self._prune()
                 if listener is None:
                     self._wake.wait(self._poll_interval_s)
@@ -199,7 +201,7 @@ class DatabaseEventService(EventServiceBase):
     def _prune(self) -> None:
         now = datetime.now(UTC)
         with self._db.transaction() as cursor:
-            cursor.execute(_PRUNE, (to_timestamp(now - timedelta(seconds=self._keep_s)),))
+            cursor.execute(_PRUNE, (self._last_id - self._keep,))
             cursor.execute(_PRUNE_PROGRESS, (to_timestamp(now - timedelta(seconds=self._keep_progress_s)),))
 
 
