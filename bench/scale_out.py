@@ -12,6 +12,7 @@ runs on a scratch database made there and dropped after.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -209,18 +210,25 @@ def emit(measurement: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=2_000, help="sessions drained in (a)")
+    parser.add_argument("--queued", type=int, default=10_000, help="items claimed and completed in (b)")
+    parser.add_argument("--events", type=int, default=300, help="events timed in (c)")
+    args = parser.parse_args()
     load_builtin_nodes()
     summary: dict[str, Any] = {"case": "summary"}
     rates = {}
     for workers in (1, 2, 4):
-        rates[workers] = drain_rate(workers)
-        emit({"case": "drain", "workers": workers, "sessions": 2_000, "sessions_per_s": round(rates[workers], 1)})
+        rates[workers] = drain_rate(workers, args.sessions)
+        emit(
+            {"case": "drain", "workers": workers, "sessions": args.sessions, "sessions_per_s": round(rates[workers], 1)}
+        )
     summary["sessions_per_s"] = {str(n): round(rate, 1) for n, rate in rates.items()}
     summary["ratio_4_to_1"] = round(rates[4] / rates[1], 2)
-    ms = claim_complete_ms()
-    emit({"case": "claim_complete", "queued": 10_000, "ms_per_item": round(ms, 3)})
+    ms = claim_complete_ms(args.queued)
+    emit({"case": "claim_complete", "queued": args.queued, "ms_per_item": round(ms, 3)})
     summary["claim_complete_ms"] = round(ms, 3)
-    latencies = event_latencies_ms()
+    latencies = event_latencies_ms(args.events)
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     p50, p95 = cuts[49], cuts[94]
     emit({"case": "event_latency", "events": len(latencies), "p50_ms": round(p50, 1), "p95_ms": round(p95, 1)})

@@ -119,12 +119,16 @@ def cluster(root: tuple[Path, dict[str, Any]]) -> Iterator[Cluster]:
 
 
 def items(cluster: Cluster, item_ids: list[int]) -> list[dict[str, Any]]:
-    response = cluster.client.post("items_by_ids", json={"item_ids": item_ids})
-    found: list[dict[str, Any]] = response.json()
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(item_ids), 500):  # at most MAX_ITEM_IDS a request
+        response = cluster.client.post("items_by_ids", json={"item_ids": item_ids[start : start + 500]})
+        assert response.status_code == 200, response.text
+        found += response.json()
     return found
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_eight_processors_in_four_workers_run_every_session_exactly_once(cluster: Cluster) -> None:
     cluster.start(workers=4, devices="cpu,cpu")
     item_ids = cluster.enqueue(record_graph(), runs=2000)

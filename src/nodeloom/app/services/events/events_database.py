@@ -29,6 +29,7 @@ _NEXT_SEQ = (
     "ON CONFLICT (queue_id) DO UPDATE SET seq = event_sequences.seq + excluded.seq RETURNING seq"
 )
 _INSERT = "INSERT INTO events (queue_id, seq, event_name, payload, created_at) VALUES (?, ?, ?, ?, ?)"
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 _NOTIFY = "SELECT pg_notify(?, ?) AS notified"
 _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
 _AFTER = "SELECT event_id, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
@@ -83,6 +84,11 @@ class DatabaseEventService(EventServiceBase):
 
     def dispatch(self, event: EventBase) -> None:
         with self._db.transaction() as cursor:
+            if cursor.dialect == "postgres":
+                # An event on its own (a node's, a model's, an image's) changes nothing else, so its commit need
+                # not wait for the disk: a crash of the database server may lose the last ones, never a queue
+                # change or its events. It keeps the queue's number locked for a moment, not for a disk write.
+                cursor.execute(_ASYNC_COMMIT)
             hand_on = self.dispatch_in(cursor, [event])
         hand_on()
 
