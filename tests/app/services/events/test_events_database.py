@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from tests.database_engines import OpenDatabase
@@ -28,7 +29,7 @@ from nodeloom.app.services.shared.timestamps import to_timestamp
 class Process:
     """An event service on a database of its own, recording what its subscribers get."""
 
-    def __init__(self, db: DatabaseBase, **options: float) -> None:
+    def __init__(self, db: DatabaseBase, **options: Any) -> None:
         self.db = db
         self.events = DatabaseEventService(db, **options)
         self.seen: list[EventBase] = []
@@ -47,7 +48,7 @@ class Processes:
         Migrator(first, MIGRATIONS).run()
         first.close()
 
-    def start(self, **options: float) -> Process:
+    def start(self, **options: Any) -> Process:
         process = Process(self._open_db(), **options)
         self.started.append(process)
         return process
