@@ -35,6 +35,7 @@ import socketio
 from psycopg import sql
 
 from nodeloom.app.invocations import load_builtin_nodes
+from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.services.events.events_database import DatabaseEventService
 from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
@@ -92,6 +93,7 @@ def root_with_pack() -> Iterator[Path]:
         root = Path(folder) / "root"
         (root / "nodes").mkdir(parents=True)
         (root / "nodes" / "bench_pack.py").write_text(PACK)
+        load_custom_nodes(root / "nodes")  # this process enqueues its graphs, which it validates
         yield root
 
 
