@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from nodeloom.app.services.model_load.model_load_default import ModelLoadService
 from nodeloom.app.services.model_manager.model_manager_default import ModelManagerService
 from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
+from nodeloom.app.services.shared.database.database_base import DbCursor
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
@@ -47,6 +48,9 @@ class RecordedEvents(EventServiceBase):
 
     def dispatch(self, event: EventBase) -> None:
         self.events.append(event)
+
+    def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
+        raise NotImplementedError
 
     def subscribe(self, handler: Callable[[EventBase], None]) -> Callable[[], None]:
         raise NotImplementedError
