@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/diffusion.py
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

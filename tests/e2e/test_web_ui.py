@@ -1,0 +1,174 @@
+"""The web UI's scenarios, as a person uses it, in a real browser against a real server (see conftest.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+from playwright.sync_api import Locator, Page, expect
+from tests.e2e.conftest import Snap
+from tests.helpers import edge, graph_json, wait_for
+from tests.serve_process import ServeProcess
+
+from nodeloom.app.services.shared.default_graphs import text_to_image_graph
+
+QUEUE = "/v1/queue/default"
+ADD = graph_json(
+    [
+        {"id": "a", "type": "integer", "value": 1},
+        {"id": "b", "type": "integer", "value": 2},
+        {"id": "sum", "type": "add", "use_cache": False},
+    ],
+    [edge("a", "value", "sum", "a"), edge("b", "value", "sum", "b")],
+)
+
+
+def enqueue(api: httpx.Client, graph: dict[str, Any], runs: int = 1) -> str:
+    """The batch id."""
+    response = api.post(f"{QUEUE}/enqueue_batch", json={"batch": {"graph": graph, "runs": runs}})
+    assert response.status_code == 200, response.text
+    batch_id: str = response.json()["batch"]["batch_id"]
+    return batch_id
+
+
+def finished_items(api: httpx.Client, batch_id: str) -> list[dict[str, Any]]:
+    """The batch's items (outcomes with their outputs) once every one has finished."""
+    waited = api.get(f"{QUEUE}/b/{batch_id}/wait", params={"timeout": 60}, timeout=70).json()
+    assert waited["finished"], waited
+    items: list[dict[str, Any]] = waited["items"]
+    return items
+
+
+def image_names(items: list[dict[str, Any]]) -> list[str]:
+    return [
+        output["image"]["image_name"]
+        for item in items
+        for outputs in item["outputs"].values()
+        for output in outputs
+        if "image" in output
+    ]
+
+
+def queue_row(page: Page, item_id: int) -> Locator:
+    return page.get_by_role("table", name="Queue items").locator(f'tr[data-item-id="{item_id}"]')
+
+
+def test_generating_two_images_shows_them_in_the_results_and_the_gallery(
+    page: Page, snap: Snap, api: httpx.Client, main_model: dict[str, Any]
+) -> None:
+    page.goto("/")
+    page.get_by_label("Model", exact=True).select_option(main_model["key"])
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse on a cliff at dusk")
+    for label, value in {"Width": 64, "Height": 64, "Steps": 3, "Images": 2, "Runs": 1}.items():
+        page.get_by_label(label, exact=True).fill(str(value))
+    with page.expect_response(re.compile(r"/enqueue_batch$")) as enqueued:
+        page.get_by_role("button", name="Generate", exact=True).click()
+    batch_id = enqueued.value.json()["batch"]["batch_id"]
+    made = image_names(finished_items(api, batch_id))
+    assert len(made) == 2
+
+    results = page.get_by_role("region", name="Results")
+    for name in made:
+        expect(results.get_by_role("img", name=name, exact=True)).to_be_visible()
+        expect(results.get_by_role("img", name=name, exact=True)).to_have_js_property("complete", True)
+    snap("results")
+
+    page.get_by_role("link", name="Gallery", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/gallery$"))
+    grid = page.get_by_label("Images", exact=True)
+    for name in made:
+        expect(grid.get_by_role("img", name=name, exact=True)).to_be_visible()
+
+
+def test_a_running_item_canceled_on_the_queue_page_shows_canceled(page: Page, api: httpx.Client) -> None:
+    batch_id = enqueue(api, graph_json([{"id": "wait", "type": "e2e_wait", "seconds": 60}]))
+    [item_id] = api.get(f"{QUEUE}/item_ids", params={"batch_id": batch_id}).json()["item_ids"]
+    wait_for(lambda: api.get(f"{QUEUE}/i/{item_id}").json()["status"] == "in_progress", what="the item to start")
+
+    page.goto("/queue")
+    row = queue_row(page, item_id)
+    expect(row).to_contain_text(re.compile("in.progress", re.IGNORECASE))
+    expect(row.get_by_role("progressbar")).to_be_visible()
+    row.get_by_role("button", name="Cancel", exact=True).click()
+
+    expect(row).to_contain_text(re.compile("canceled", re.IGNORECASE))
+    assert api.get(f"{QUEUE}/i/{item_id}").json()["status"] == "canceled"
+    expect(row.get_by_role("progressbar")).to_have_count(0)
+
+
+def test_after_a_server_restart_the_page_reconnects_and_shows_what_finished_meanwhile(
+    page: Page, snap: Snap, api: httpx.Client, server: ServeProcess
+) -> None:
+    page.goto("/queue")
+    connection = page.get_by_role("status", name="Connection")
+    expect(connection).to_contain_text("Connected")
+
+    # The page's socket.io connections are refused until the items have finished, so it cannot hear of them
+    # live: it must find them by resyncing once it is back.
+    refusing = True
+    page.route("**/ws/socket.io/**", lambda route: route.abort() if refusing else route.continue_())
+    page.route_web_socket(re.compile("/ws/socket.io/"), lambda ws: ws.close() if refusing else ws.connect_to_server())
+    server.interrupt()
+    expect(connection).to_contain_text(re.compile("Reconnecting|Disconnected"))
+    snap("disconnected")
+    server.spawn()
+    server.wait_healthy()
+    batch_id = enqueue(api, ADD, runs=2)
+    items = finished_items(api, batch_id)
+    assert [item["status"] for item in items] == ["completed", "completed"]
+    refusing = False
+
+    expect(connection).to_contain_text("Connected", timeout=30_000)
+    for item in items:
+        expect(queue_row(page, item["item_id"])).to_contain_text(re.compile("completed", re.IGNORECASE))
+    status = api.get(f"{QUEUE}/status").json()["queue"]
+    expect(page.get_by_label("Counts", exact=True)).to_contain_text(str(status["completed"]))
+
+
+def test_an_uploaded_image_moved_to_a_new_board_is_found_there(page: Page, api: httpx.Client, tmp_path: Path) -> None:
+    upload = tmp_path / "teal.png"
+    Image.new("RGB", (48, 32), "teal").save(upload)
+    before = set(api.get("/v1/images/names").json()["image_names"])
+    page.goto("/gallery")
+    page.get_by_label("Upload images", exact=True).set_input_files(upload)
+    [name] = wait_for(
+        lambda: set(api.get("/v1/images/names").json()["image_names"]) - before, what="the upload to be stored"
+    )
+    grid = page.get_by_label("Images", exact=True)
+    expect(grid.get_by_role("img", name=name, exact=True)).to_be_visible()
+
+    board_name = "E2E holiday"
+    page.once("dialog", lambda dialog: dialog.accept(board_name))
+    page.get_by_role("button", name="New board", exact=True).click()
+    boards = page.get_by_label("Boards", exact=True)
+    expect(boards).to_contain_text(board_name)
+    [board] = [b for b in api.get("/v1/boards/", params={"all": True}).json() if b["board_name"] == board_name]
+
+    grid.get_by_role("img", name=name, exact=True).click()
+    view = page.get_by_role("dialog")
+    view.get_by_label("Move to board", exact=True).select_option(board["board_id"])
+    wait_for(lambda: api.get(f"/v1/images/i/{name}").json()["board_id"] == board["board_id"], what="the image to move")
+    page.keyboard.press("Escape")
+    expect(view).to_be_hidden()
+
+    boards.get_by_text(board_name).click()
+    expect(grid.get_by_role("img", name=name, exact=True)).to_be_visible()
+    expect(grid.get_by_role("img")).to_have_count(1)
+
+
+def test_a_finished_items_statistics_list_its_node_types(
+    page: Page, api: httpx.Client, main_model: dict[str, Any]
+) -> None:
+    graph = text_to_image_graph(main_model, "a small red boat", width=64, height=64, steps=2, seed=7)
+    [item] = finished_items(api, enqueue(api, graph.model_dump(mode="json")))
+    assert item["status"] == "completed", item
+    node_types = {node.type for node in graph.nodes.values()}
+
+    page.goto("/queue")
+    queue_row(page, item["item_id"]).click()
+    stats = page.get_by_role("table", name="Statistics")
+    for node_type in node_types:
+        expect(stats.get_by_role("cell", name=node_type, exact=True)).to_be_visible()
