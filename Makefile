@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROOT ?= .nodeloom
 
-.PHONY: install serve run test lint bench clean
+.PHONY: install serve run test lint bench clean web web-check
 
 install: $(STAMP)
 
@@ -39,5 +39,17 @@ bench: install
 	$(BIN)/python bench/diffusion.py
 	$(BIN)/python bench/web.py
 
+# The web UI (web/) builds into src/nodeloom/web/dist, which is committed: serving it needs no Node.js.
+# `make web` regenerates the API types from the server's OpenAPI schema, then builds.
+web: install
+	$(BIN)/python -m nodeloom.app.api.openapi_dump > web/openapi.json
+	cd web && npm ci && npm run types && npm run build
+
+# CI: the committed build and API types must be what the sources and the lockfile make.
+web-check: web
+	cd web && npm test
+	git diff --exit-code -- src/nodeloom/web/dist web/src/api/schema.d.ts
+	test -z "$$(git status --porcelain -- src/nodeloom/web/dist)"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules

@@ -29,6 +29,7 @@ from nodeloom.app.api.routers.session_queue import session_queue_router
 from nodeloom.app.api.security import EdgeGuard, document_bearer_auth
 from nodeloom.app.api.shutdown import NodeloomServer, Shutdown
 from nodeloom.app.api.sockets import SOCKET_PATH, SocketBridge
+from nodeloom.app.api.web_ui import mount_web_ui
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.invocations.limits import LimitExceededError
@@ -202,6 +203,7 @@ def create_app(config: NodeloomConfig) -> NodeloomApp:
     app.include_router(board_images_router, prefix="/api")
     app.include_router(model_manager_router, prefix="/api")
     app.include_router(monitoring_router)
+    mount_web_ui(app)
 
     @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     def unknown_api_path(path: str) -> JSONResponse:

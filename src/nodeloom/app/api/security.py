@@ -9,7 +9,7 @@ In order, for each HTTP request and websocket handshake:
    browser marks `Sec-Fetch-Site: cross-site` is refused too (403); clients that are no browser send neither.
    An allowed foreign origin gets CORS answers, preflights included, for the API and socket.io alike.
 3. With tokens on (`auth_tokens` in the settings, or any made with `nodeloom tokens create`), every path but the
-   open ones needs `Authorization: Bearer <token>` (401, one answer for a missing and a wrong token). socket.io
+   open ones (and the web UI's files, `web_ui.py`) needs `Authorization: Bearer <token>` (401, one answer for a missing and a wrong token). socket.io
    checks its token at its `connect`, where it may also come in the auth payload (`{"token": ...}`).
 
 socket.io's own CORS handling is off (`cors_allowed_origins=[]` in `sockets.py`): this guard does it, once.
@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nodeloom.app.api.sockets import SOCKET_PATH
+from nodeloom.app.api.web_ui import is_ui_path
 from nodeloom.app.services.auth_tokens.auth_tokens_common import hash_token
 
 if TYPE_CHECKING:
@@ -233,8 +234,9 @@ class EdgeGuard:
 
 
 def _needs_token(path: str) -> bool:
-    # socket.io checks its token at its `connect`, as it may come in the auth payload.
-    return path not in OPEN_PATHS and not path.startswith(SOCKET_PATH)
+    # socket.io checks its token at its `connect`, as it may come in the auth payload. The UI's files hold no data:
+    # the page loads, then asks for a token to send with its API calls.
+    return path not in OPEN_PATHS and not path.startswith(SOCKET_PATH) and not is_ui_path(path)
 
 
 def _single(headers: Headers, name: str) -> str | None:

@@ -1,0 +1,52 @@
+"""The web UI: the files `web/` builds into the package (`nodeloom/web/dist`), served at `/`.
+
+`index.html` answers `/` and each of the UI's own routes, so a deep link loads the app; it is never cached, so a
+new build shows at the next load. The files under `/assets/` carry a hash of their content in their names, so a
+browser may keep them for a year. Every other path is left to the API: these routes are added after its routers,
+and name only the UI's paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+import nodeloom
+
+DIST = Path(nodeloom.__file__).parent / "web" / "dist"
+UI_ROUTES = ("/", "/queue", "/gallery", "/models")
+"""The client routes of the UI: each loads index.html, which shows the page the address names."""
+ASSETS_PREFIX = "/assets/"
+
+
+def is_ui_path(path: str) -> bool:
+    """Whether `path` is one of the UI's files, which hold no data and are served without a token."""
+    return path in UI_ROUTES or path.startswith(ASSETS_PREFIX)
+
+
+class _HashedAssets(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
+def mount_web_ui(app: FastAPI, dist: Path = DIST) -> None:
+    """Adds the UI's routes to `app`; without a build, they say how to make one."""
+    index = dist / "index.html"
+
+    def index_page() -> Response:
+        if not index.is_file():
+            return PlainTextResponse(
+                "The web UI is not built: run `make web` in a source checkout (it needs Node.js)", status_code=404
+            )
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    for route in UI_ROUTES:
+        app.add_api_route(route, index_page, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount(ASSETS_PREFIX.rstrip("/"), _HashedAssets(directory=dist / "assets", check_dir=False), name="assets")

@@ -1,0 +1,97 @@
+import { useQueryClient } from "@tanstack/react-query";
+import { type FormEvent, useEffect, useRef, useState } from "react";
+import { saveToken, useTokenNeeded } from "./api/client";
+import { reconnect, useConnectionState } from "./api/events";
+import { useQueueStatus } from "./api/hooks";
+import type { QueueAndProcessorStatus } from "./api/types";
+import { Gallery } from "./pages/Gallery";
+import { Generate } from "./pages/Generate";
+import { Models } from "./pages/Models";
+import { Queue } from "./pages/Queue";
+import { Link, usePath } from "./router";
+
+const PAGES: Record<string, { title: string; page: () => React.JSX.Element }> = {
+  "/": { title: "Generate", page: Generate },
+  "/queue": { title: "Queue", page: Queue },
+  "/gallery": { title: "Gallery", page: Gallery },
+  "/models": { title: "Models", page: Models },
+};
+
+function processorText(status: QueueAndProcessorStatus | undefined): string {
+  if (status === undefined) return "…";
+  const { processor } = status;
+  if (!processor.is_started || processor.is_alive === false) return "Stopped";
+  if (!processor.is_processing) return "Paused";
+  return processor.current_item_id != null ? `Running · item ${processor.current_item_id}` : "Running · Idle";
+}
+
+function Header() {
+  const connection = useConnectionState();
+  const { data } = useQueueStatus();
+  const processor = processorText(data);
+  return (
+    <header className="app-header">
+      <span className="brand">nodeloom</span>
+      <nav aria-label="Pages">
+        {Object.entries(PAGES).map(([path, { title }]) => (
+          <Link key={path} to={path}>
+            {title}
+          </Link>
+        ))}
+      </nav>
+      <div className="header-status">
+        <span role="status" aria-label="Connection" className={`pill ${connection === "Connected" ? "ok" : "warn"}`}>
+          {connection}
+        </span>
+        <span aria-label="Processor" className={`pill ${processor.startsWith("Running") ? "ok" : "warn"}`}>
+          {processor}
+        </span>
+      </div>
+    </header>
+  );
+}
+
+function TokenDialog() {
+  const ref = useRef<HTMLDialogElement>(null);
+  const [token, setToken] = useState("");
+  const client = useQueryClient();
+  useEffect(() => ref.current?.showModal(), []);
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    saveToken(token.trim());
+    reconnect();
+    void client.invalidateQueries();
+  };
+  return (
+    <dialog ref={ref} aria-label="Token" onCancel={(event) => event.preventDefault()}>
+      <form onSubmit={submit} className="stack">
+        <h2>A token is needed</h2>
+        <p>This server asks for a token. Make one on the server with <code>nodeloom tokens create NAME</code>.</p>
+        <label>
+          Token
+          <input type="password" autoComplete="current-password" value={token} onChange={(event) => setToken(event.target.value)} autoFocus />
+        </label>
+        <button type="submit">Save token</button>
+      </form>
+    </dialog>
+  );
+}
+
+export function App() {
+  const path = usePath();
+  const tokenNeeded = useTokenNeeded();
+  const page = PAGES[path] ?? PAGES["/"];
+  useEffect(() => {
+    document.title = `${page.title} · nodeloom`;
+  }, [page]);
+  const Page = page.page;
+  return (
+    <>
+      <Header />
+      <main>
+        <Page />
+      </main>
+      {tokenNeeded && <TokenDialog />}
+    </>
+  );
+}

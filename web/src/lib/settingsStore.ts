@@ -1,0 +1,40 @@
+// The Generate page's settings, kept while the user moves between pages, and set by "Use these settings".
+import { useSyncExternalStore } from "react";
+import type { GenerateSettings } from "./batch";
+
+export type FormSettings = Omit<GenerateSettings, "model"> & { model: GenerateSettings["model"] | null };
+
+export const DEFAULT_SETTINGS: FormSettings = {
+  model: null,
+  vae: null,
+  loras: [],
+  prompt: "",
+  negativePrompt: "",
+  width: 512,
+  height: 512,
+  steps: 30,
+  cfgScale: 7.5,
+  scheduler: "euler",
+  seed: 0,
+  randomSeed: true,
+  images: 1,
+  runs: 1,
+};
+
+let settings = DEFAULT_SETTINGS;
+const listeners = new Set<() => void>();
+
+export function updateSettings(changes: Partial<FormSettings>): void {
+  settings = { ...settings, ...changes };
+  listeners.forEach((listener) => listener());
+}
+
+export function useSettings(): FormSettings {
+  return useSyncExternalStore(
+    (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    () => settings,
+  );
+}

@@ -1,0 +1,274 @@
+import { useMutation, useQuery } from "@tanstack/react-query";
+import { type FormEvent, useId, useState } from "react";
+import { api, QUEUE } from "../api/client";
+import { useRefetchOn } from "../api/hooks";
+import { identifier, ofType, useModels } from "../api/models";
+import { useQueue } from "../api/queueStore";
+import type { ImageDTO, Scheduler } from "../api/types";
+import { AuthImage } from "../components/AuthImage";
+import { UseSettingsButton } from "../components/UseSettingsButton";
+import { buildBatch, imageCount, MAX_SEED } from "../lib/batch";
+import { SCHEDULERS } from "../lib/schedulers";
+import { type FormSettings, updateSettings, useSettings } from "../lib/settingsStore";
+
+const SIZE_PRESETS: [string, number, number][] = [
+  ["Square 512", 512, 512],
+  ["Portrait 512×768", 512, 768],
+  ["Landscape 768×512", 768, 512],
+  ["Square 1024 (SDXL)", 1024, 1024],
+  ["Portrait 832×1216 (SDXL)", 832, 1216],
+  ["Landscape 1216×832 (SDXL)", 1216, 832],
+];
+const RESULTS_KEY = ["images", "latest"];
+const RESULTS = 12;
+
+function NumberField({ label, value, onChange, min, max, step = 1 }: { label: string; value: number; onChange: (value: number) => void; min: number; max: number; step?: number }) {
+  return (
+    <label>
+      {label}
+      <input
+        type="number"
+        value={Number.isFinite(value) ? value : ""}
+        min={min}
+        max={max}
+        step={step}
+        required
+        onChange={(event) => onChange(event.target.valueAsNumber)}
+      />
+    </label>
+  );
+}
+
+function problems(settings: FormSettings): string[] {
+  const found: string[] = [];
+  if (settings.model === null) found.push("Choose a model (install one on the Models page)");
+  for (const [name, value] of [["Width", settings.width], ["Height", settings.height]] as const) {
+    if (!Number.isInteger(value) || value % 8 !== 0 || value < 64) found.push(`${name} must be a multiple of 8, at least 64`);
+  }
+  if (!Number.isInteger(settings.steps) || settings.steps < 1) found.push("Steps must be a whole number of at least 1");
+  if (!Number.isFinite(settings.cfgScale) || settings.cfgScale < 1) found.push("CFG scale must be at least 1");
+  if (!settings.randomSeed && (!Number.isInteger(settings.seed) || settings.seed < 0 || settings.seed > MAX_SEED)) found.push(`Seed must be a whole number from 0 to ${MAX_SEED}`);
+  if (!Number.isInteger(settings.images) || settings.images < 1) found.push("Images must be at least 1");
+  if (!Number.isInteger(settings.runs) || settings.runs < 1) found.push("Runs must be at least 1");
+  return found;
+}
+
+function LoRAs({ settings }: { settings: FormSettings }) {
+  const { data: models } = useModels();
+  const loras = ofType(models, "lora").filter((lora) => settings.model === null || lora.base === settings.model.base);
+  const chosen = settings.loras;
+  const unused = loras.filter((lora) => !chosen.some((entry) => entry.model.key === lora.key));
+  return (
+    <fieldset>
+      <legend>LoRAs</legend>
+      {chosen.map((entry, index) => (
+        <div className="row" key={entry.model.key}>
+          <span className="grow">{entry.model.name}</span>
+          <label>
+            Weight
+            <input
+              type="number"
+              step={0.05}
+              min={-10}
+              max={10}
+              value={entry.weight}
+              onChange={(event) => updateSettings({ loras: chosen.map((other, at) => (at === index ? { ...other, weight: event.target.valueAsNumber } : other)) })}
+            />
+          </label>
+          <button type="button" aria-label={`Remove LoRA ${entry.model.name}`} onClick={() => updateSettings({ loras: chosen.filter((_, at) => at !== index) })}>
+            Remove
+          </button>
+        </div>
+      ))}
+      {loras.length === 0 ? (
+        <p className="muted">No LoRA for this model is installed.</p>
+      ) : (
+        <button type="button" disabled={unused.length === 0} onClick={() => updateSettings({ loras: [...chosen, { model: identifier(unused[0]), weight: 0.75 }] })}>
+          Add LoRA
+        </button>
+      )}
+    </fieldset>
+  );
+}
+
+function Progress() {
+  const { progress, counts } = useQueue();
+  const busy = (counts?.in_progress ?? 0) + (counts?.pending ?? 0) > 0;
+  if (!busy && progress === null) return null;
+  const percent = progress?.percentage != null ? Math.round(progress.percentage * 100) : null;
+  return (
+    <section className="card stack" aria-label="Running">
+      <div
+        role="progressbar"
+        aria-label="Progress"
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={percent ?? undefined}
+        className="progress"
+      >
+        <div className="progress-fill" style={{ width: `${percent ?? 0}%` }} />
+      </div>
+      <p className="muted">
+        {progress ? `Item ${progress.item_id}: ${progress.message}` : "Waiting to start"} · {counts?.pending ?? 0} waiting
+      </p>
+      {progress?.image && <img className="preview" alt="Preview" src={progress.image.dataURL} width={progress.image.width} height={progress.image.height} />}
+    </section>
+  );
+}
+
+function Results() {
+  useRefetchOn(["image_created"], RESULTS_KEY);
+  const { data } = useQuery({
+    queryKey: RESULTS_KEY,
+    queryFn: () => api<{ items: ImageDTO[] }>(`/api/v1/images/?is_intermediate=false&categories=general&limit=${RESULTS}`),
+  });
+  // Starred images come first in a listing: the latest are the newest by date.
+  const latest = [...(data?.items ?? [])].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  return (
+    <section aria-label="Results" className="stack">
+      <h2>Latest results</h2>
+      {latest.length === 0 && <p className="muted">Generated images appear here.</p>}
+      <ul className="results">
+        {latest.map((image) => (
+          <li key={image.image_name} className="card">
+            <a href={image.image_url} target="_blank" rel="noreferrer">
+              <AuthImage src={image.thumbnail_url} alt={image.image_name} loading="lazy" />
+            </a>
+            <UseSettingsButton imageName={image.image_name} />
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+export function Generate() {
+  const settings = useSettings();
+  const { data: models, isLoading } = useModels();
+  const mains = ofType(models, "main");
+  const vaes = ofType(models, "vae").filter((vae) => settings.model === null || vae.base === settings.model.base);
+  const [shown, setShown] = useState<string[]>([]);
+  const formId = useId();
+  // The first installed model is the default; one that was removed is no longer offered.
+  if (mains.length > 0 && (settings.model === null || !mains.some((model) => model.key === settings.model!.key))) {
+    queueMicrotask(() => updateSettings({ model: identifier(mains[0]), vae: null, loras: [] }));
+  }
+  const enqueue = useMutation({
+    mutationFn: () => api(`${QUEUE}/enqueue_batch`, "POST", { batch: buildBatch({ ...settings, model: settings.model! }), prepend: false }),
+  });
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const found = problems(settings);
+    setShown(found);
+    if (found.length === 0) enqueue.mutate();
+  };
+  const count = imageCount({ ...settings, model: settings.model! });
+  return (
+    <div className="generate">
+      <form className="card stack" onSubmit={submit} aria-labelledby={`${formId}-title`} noValidate>
+        <h1 id={`${formId}-title`}>Generate</h1>
+        <label>
+          Model
+          <select
+            value={settings.model?.key ?? ""}
+            onChange={(event) => {
+              const model = mains.find((candidate) => candidate.key === event.target.value);
+              if (model) updateSettings({ model: identifier(model), vae: null, loras: [] });
+            }}
+          >
+            {mains.length === 0 && <option value="">{isLoading ? "Loading…" : "No main model installed"}</option>}
+            {mains.map((model) => (
+              <option key={model.key} value={model.key}>
+                {model.name} ({model.base})
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Prompt
+          <textarea rows={4} value={settings.prompt} onChange={(event) => updateSettings({ prompt: event.target.value })} placeholder="a lighthouse at dawn, {oil painting|watercolor}" />
+        </label>
+        <p className="hint">Write {"{a|b}"} to make one image set per choice.</p>
+        <label>
+          Negative prompt
+          <textarea rows={2} value={settings.negativePrompt} onChange={(event) => updateSettings({ negativePrompt: event.target.value })} />
+        </label>
+        <label>
+          Size preset
+          <select
+            value={SIZE_PRESETS.find(([, w, h]) => w === settings.width && h === settings.height)?.[0] ?? ""}
+            onChange={(event) => {
+              const preset = SIZE_PRESETS.find(([name]) => name === event.target.value);
+              if (preset) updateSettings({ width: preset[1], height: preset[2] });
+            }}
+          >
+            <option value="">Custom</option>
+            {SIZE_PRESETS.map(([name]) => (
+              <option key={name}>{name}</option>
+            ))}
+          </select>
+        </label>
+        <div className="grid2">
+          <NumberField label="Width" value={settings.width} min={64} max={4096} step={8} onChange={(width) => updateSettings({ width })} />
+          <NumberField label="Height" value={settings.height} min={64} max={4096} step={8} onChange={(height) => updateSettings({ height })} />
+          <NumberField label="Steps" value={settings.steps} min={1} max={500} onChange={(steps) => updateSettings({ steps })} />
+          <NumberField label="CFG scale" value={settings.cfgScale} min={1} max={200} step={0.5} onChange={(cfgScale) => updateSettings({ cfgScale })} />
+        </div>
+        <label>
+          Scheduler
+          <select value={settings.scheduler} onChange={(event) => updateSettings({ scheduler: event.target.value as Scheduler })}>
+            {SCHEDULERS.map((name) => (
+              <option key={name}>{name}</option>
+            ))}
+          </select>
+        </label>
+        <div className="grid2">
+          <NumberField label="Seed" value={settings.seed} min={0} max={MAX_SEED} onChange={(seed) => updateSettings({ seed })} />
+          <label className="check">
+            <input type="checkbox" checked={settings.randomSeed} onChange={(event) => updateSettings({ randomSeed: event.target.checked })} />
+            Random seed
+          </label>
+          <NumberField label="Images" value={settings.images} min={1} max={100} onChange={(images) => updateSettings({ images })} />
+          <NumberField label="Runs" value={settings.runs} min={1} max={100} onChange={(runs) => updateSettings({ runs })} />
+        </div>
+        <label>
+          VAE
+          <select
+            value={settings.vae?.key ?? ""}
+            onChange={(event) => {
+              const vae = vaes.find((candidate) => candidate.key === event.target.value);
+              updateSettings({ vae: vae ? identifier(vae) : null });
+            }}
+          >
+            <option value="">The model's own</option>
+            {vaes.map((vae) => (
+              <option key={vae.key} value={vae.key}>
+                {vae.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <LoRAs settings={settings} />
+        {shown.length > 0 && (
+          <ul role="alert" className="error">
+            {shown.map((problem) => (
+              <li key={problem}>{problem}</li>
+            ))}
+          </ul>
+        )}
+        {enqueue.isError && <p role="alert" className="error">{enqueue.error.message}</p>}
+        <button type="submit" className="primary" disabled={enqueue.isPending}>
+          Generate
+        </button>
+        <p className="muted" aria-live="polite">
+          {Number.isFinite(count) && count > 0 ? `${count} image${count === 1 ? "" : "s"} per click` : ""}
+          {enqueue.isSuccess ? " · queued" : ""}
+        </p>
+      </form>
+      <div className="stack">
+        <Progress />
+        <Results />
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,230 @@
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useEffect, useState } from "react";
+import { api, ApiError, QUEUE } from "../api/client";
+import { STATUS_KEY, useQueueStatus } from "../api/hooks";
+import { refetchQueue, useQueue } from "../api/queueStore";
+import { durationSeconds, isFinished, type QueueRow } from "../lib/queueReducer";
+
+interface NodeStats {
+  node_type: string;
+  num_calls: number;
+  time_used_seconds: number;
+  peak_vram_gb: number;
+}
+
+interface ItemStats {
+  node_stats: NodeStats[];
+  graph_stats: { execution_time_seconds: number; wall_time_seconds: number | null; ram_usage_gb: number | null };
+  model_cache_stats: Record<string, number>;
+  vram_usage_gb: number | null;
+}
+
+const CACHE_FIGURES: [string, string][] = [
+  ["cache_hits", "Cache hits"],
+  ["cache_misses", "Cache misses"],
+  ["high_water_mark_gb", "High-water mark (GB)"],
+  ["cache_size_gb", "Cache size (GB)"],
+  ["total_usage_gb", "In use (GB)"],
+  ["models_cached", "Models cached"],
+  ["models_cleared", "Models cleared"],
+];
+
+const time = (value: string | null) => (value === null ? "" : new Date(value).toLocaleTimeString());
+const seconds = (value: number | null) => (value === null ? "" : `${value.toFixed(1)} s`);
+
+/** Re-renders each second while `active`, for the running item's duration. */
+function useTick(active: boolean): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (!active) return;
+    const timer = window.setInterval(() => setNow(Date.now()), 1000);
+    return () => window.clearInterval(timer);
+  }, [active]);
+  return now;
+}
+
+function Details({ row }: { row: QueueRow }) {
+  const finished = isFinished(row.status);
+  const stats = useQuery({
+    queryKey: ["queue-stats", row.item_id, row.status],
+    enabled: finished,
+    retry: false,
+    queryFn: () => api<ItemStats>(`${QUEUE}/i/${row.item_id}/stats`),
+  });
+  return (
+    <section className="card stack" aria-label={`Item ${row.item_id}`}>
+      <h2>
+        Item {row.item_id} · {row.status}
+      </h2>
+      <p className="muted">Batch {row.batch_id}</p>
+      {row.error_type && (
+        <div className="stack">
+          <p className="error">
+            <strong>{row.error_type}</strong>: {row.error_message}
+          </p>
+          {row.error_traceback && <pre className="traceback">{row.error_traceback}</pre>}
+        </div>
+      )}
+      {!finished && <p className="muted">Statistics appear when the item finishes.</p>}
+      {stats.isError && <p className="muted">{stats.error instanceof ApiError && stats.error.status === 404 ? "No statistics: no node of this item ran." : stats.error.message}</p>}
+      {stats.data && (
+        <>
+          <div className="table-wrap">
+            <table aria-label="Statistics">
+              <thead>
+                <tr>
+                  <th scope="col">Node type</th>
+                  <th scope="col">Calls</th>
+                  <th scope="col">Seconds</th>
+                  <th scope="col">VRAM (GB)</th>
+                </tr>
+              </thead>
+              <tbody>
+                {stats.data.node_stats.map((node) => (
+                  <tr key={node.node_type}>
+                    <td>{node.node_type}</td>
+                    <td>{node.num_calls}</td>
+                    <td>{node.time_used_seconds.toFixed(3)}</td>
+                    <td>{node.peak_vram_gb.toFixed(3)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <p>
+            Total {stats.data.graph_stats.execution_time_seconds.toFixed(2)} s
+            {stats.data.graph_stats.wall_time_seconds != null && ` (wall ${stats.data.graph_stats.wall_time_seconds.toFixed(2)} s)`}
+            {stats.data.graph_stats.ram_usage_gb != null && ` · RAM ${stats.data.graph_stats.ram_usage_gb.toFixed(2)} GB`}
+          </p>
+          <dl className="figures" aria-label="Model cache">
+            {CACHE_FIGURES.map(([key, label]) => (
+              <div key={key}>
+                <dt>{label}</dt>
+                <dd>{typeof stats.data.model_cache_stats[key] === "number" ? Number(stats.data.model_cache_stats[key].toFixed(2)) : "–"}</dd>
+              </div>
+            ))}
+          </dl>
+        </>
+      )}
+    </section>
+  );
+}
+
+export function Queue() {
+  const { rows, counts, progress } = useQueue();
+  const { data: status } = useQueueStatus();
+  const client = useQueryClient();
+  const [selected, setSelected] = useState<number | null>(null);
+  const now = useTick(rows.some((row) => row.status === "in_progress"));
+  const action = useMutation({
+    mutationFn: ({ path, body }: { path: string; body?: unknown }) => api(`${QUEUE}/${path}`, "PUT", body),
+    onSuccess: (_, { path }) => {
+      if (path.startsWith("processor")) void client.invalidateQueries({ queryKey: STATUS_KEY });
+      // Pruning sends no event: fetch what is left.
+      if (path === "prune") void refetchQueue();
+    },
+  });
+  const run = (path: string, body?: unknown) => action.mutate({ path, body });
+  const selectedRow = rows.find((row) => row.item_id === selected) ?? null;
+  const batchRow = selectedRow ?? rows.find((row) => row.status === "in_progress") ?? null;
+  const paused = status !== undefined && !status.processor.is_processing;
+  return (
+    <div className="stack">
+      <h1>Queue</h1>
+      <div className="toolbar" role="toolbar" aria-label="Queue actions">
+        <button type="button" onClick={() => run(paused ? "processor/resume" : "processor/pause")}>
+          {paused ? "Resume" : "Pause"}
+        </button>
+        <button
+          type="button"
+          disabled={batchRow === null}
+          title={batchRow ? `Cancel the unfinished items of batch ${batchRow.batch_id}` : "Select an item first"}
+          onClick={() => batchRow && run("cancel_by_batch_ids", { batch_ids: [batchRow.batch_id] })}
+        >
+          Cancel batch
+        </button>
+        <button type="button" onClick={() => window.confirm("Delete every item of the queue, stopping the running one?") && run("clear")}>
+          Clear
+        </button>
+        <button type="button" onClick={() => run("prune")} title="Delete the finished items">
+          Prune
+        </button>
+      </div>
+      {action.isError && <p role="alert" className="error">{action.error.message}</p>}
+      <dl className="figures counts" aria-label="Counts">
+        {(["pending", "in_progress", "completed", "failed", "canceled", "total"] as const).map((key) => (
+          <div key={key}>
+            <dt>{key.replace("_", " ")}</dt>
+            <dd>{counts?.[key] ?? "–"}</dd>
+          </div>
+        ))}
+      </dl>
+      <div className="queue-layout">
+        <div className="table-wrap">
+          <table aria-label="Queue items" className="queue-table">
+            <thead>
+              <tr>
+                <th scope="col">Item</th>
+                <th scope="col">Status</th>
+                <th scope="col">Batch</th>
+                <th scope="col">Origin</th>
+                <th scope="col">Created</th>
+                <th scope="col">Started</th>
+                <th scope="col">Finished</th>
+                <th scope="col">Duration</th>
+                <th scope="col">Error</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.length === 0 && (
+                <tr>
+                  <td colSpan={10} className="muted">
+                    The queue is empty.
+                  </td>
+                </tr>
+              )}
+              {rows.map((row) => (
+                <tr key={row.item_id} aria-selected={row.item_id === selected} onClick={() => setSelected(row.item_id)} className={row.item_id === selected ? "selected" : undefined}>
+                  <td>
+                    <button type="button" className="link" aria-label={`Details of item ${row.item_id}`} onClick={() => setSelected(row.item_id)}>
+                      {row.item_id}
+                    </button>
+                  </td>
+                  <td>
+                    <span className={`status status-${row.status}`}>{row.status}</span>
+                    {row.status === "in_progress" && progress?.item_id === row.item_id && (
+                      <progress aria-label={`Progress of item ${row.item_id}`} max={1} value={progress.percentage ?? undefined} />
+                    )}
+                  </td>
+                  <td title={row.batch_id}>{row.batch_id.slice(0, 8)}</td>
+                  <td>{row.origin ?? ""}</td>
+                  <td>{time(row.created_at)}</td>
+                  <td>{time(row.started_at)}</td>
+                  <td>{time(row.completed_at)}</td>
+                  <td>{seconds(durationSeconds(row, now))}</td>
+                  <td className="error-cell" title={row.error_message ?? undefined}>
+                    {row.error_type ?? ""}
+                  </td>
+                  <td className="actions">
+                    <button type="button" disabled={isFinished(row.status)} onClick={(event) => (event.stopPropagation(), run(`i/${row.item_id}/cancel`))}>
+                      Cancel
+                    </button>
+                    <button
+                      type="button"
+                      disabled={row.status !== "failed" && row.status !== "canceled"}
+                      onClick={(event) => (event.stopPropagation(), run("retry_items_by_id", [row.item_id]))}
+                    >
+                      Retry
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {selectedRow && <Details row={selectedRow} />}
+      </div>
+    </div>
+  );
+}
