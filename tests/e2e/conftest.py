@@ -102,4 +102,6 @@ def snap(page: Page, request: pytest.FixtureRequest) -> Snap:
 
 def save_screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # From the top: a full-page shot of a scrolled page draws the sticky header where the view was.
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)

@@ -8,14 +8,16 @@ from typing import Any
 
 import httpx
 from PIL import Image
-from playwright.sync_api import Locator, Page, expect
-from tests.e2e.conftest import Snap
+from playwright.sync_api import Browser, Locator, Page, expect
+from tests.e2e.conftest import Snap, save_screenshot
 from tests.helpers import edge, graph_json, wait_for
 from tests.serve_process import ServeProcess
 
 from nodeloom.app.services.shared.default_graphs import text_to_image_graph
 
 QUEUE = "/v1/queue/default"
+PAGES = {"/": "Generate", "/queue": "Queue", "/gallery": "Uncategorized", "/models": "Models"}
+"""Each page's address and its heading."""
 ADD = graph_json(
     [
         {"id": "a", "type": "integer", "value": 1},
@@ -216,3 +218,27 @@ def test_use_these_settings_restores_an_images_settings(
     expect(page.get_by_role("combobox", name="Scheduler", exact=True)).to_have_value("dpmpp_2m")
     expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_value(main_model["key"])
     expect(page.get_by_role("checkbox", name="Random seed", exact=True)).not_to_be_checked()
+
+
+def luminance(css_colour: str) -> float:
+    """0 (black) to 1 (white), from the `rgb(...)`/`rgba(...)` a computed style gives."""
+    red, green, blue = (int(part) for part in re.findall(r"\d+", css_colour)[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+
+
+def test_every_page_fits_a_phone_and_follows_the_systems_colour_scheme(browser: Browser, server: ServeProcess) -> None:
+    backgrounds: dict[str, float] = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme, base_url=server.url)
+        try:
+            page = context.new_page()
+            for path, title in PAGES.items():
+                page.goto(path)
+                expect(page.get_by_role("heading", level=1)).to_contain_text(title)
+                # The page itself never scrolls sideways; a wide table scrolls inside its own box.
+                assert page.evaluate("document.documentElement.scrollWidth") <= 390, (path, scheme)
+                save_screenshot(page, f"phone-{scheme}{path.replace('/', '-').rstrip('-')}")
+            backgrounds[scheme] = luminance(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+        finally:
+            context.close()
+    assert backgrounds["light"] > 0.8 and backgrounds["dark"] < 0.2, backgrounds
