@@ -107,33 +107,43 @@ def test_a_running_item_canceled_on_the_queue_page_shows_canceled(page: Page, ap
 
 
 def test_after_a_server_restart_the_page_reconnects_and_shows_what_finished_meanwhile(
-    page: Page, snap: Snap, api: httpx.Client, server: ServeProcess
+    page: Page, snap: Snap, tmp_path: Path
 ) -> None:
-    page.goto("/queue")
-    connection = page.get_by_role("status", name="Connection")
-    expect(connection).to_contain_text("Connected")
-
-    # The page's socket.io connections are refused until the items have finished, so it cannot hear of them
-    # live: it must find them by resyncing once it is back.
-    refusing = True
-    page.route("**/ws/socket.io/**", lambda route: route.abort() if refusing else route.continue_())
-    page.route_web_socket(re.compile("/ws/socket.io/"), lambda ws: ws.close() if refusing else ws.connect_to_server())
-    server.interrupt()
-    expect(connection).to_contain_text(re.compile("Reconnecting|Disconnected"))
-    snap("disconnected")
+    # A server of its own: restarting the module's would cost the other tests its loaded model.
+    server = ServeProcess(tmp_path / "root")
     server.spawn()
-    server.wait_healthy()
-    batch_id, _ = enqueue(api, ADD, runs=2)
-    items = finished_items(api, batch_id)
-    assert [item["status"] for item in items] == ["completed", "completed"]
-    refusing = False
+    try:
+        server.wait_healthy()
+        page.goto(f"{server.url}/queue")
+        connection = page.get_by_role("status", name="Connection")
+        expect(connection).to_contain_text("Connected")
 
-    expect(connection).to_contain_text("Connected", timeout=30_000)
-    for item in items:
-        expect(queue_row(page, item["item_id"])).to_contain_text("completed")
-    completed = api.get(f"{QUEUE}/status").json()["queue"]["completed"]
-    counts = page.get_by_label("Counts", exact=True)
-    expect(counts.locator("div").filter(has_text="completed").locator("dd")).to_have_text(str(completed))
+        # The page's socket.io connections are refused until the items have finished, so it cannot hear of them
+        # live: it must find them by resyncing once it is back.
+        refusing = True
+        page.route("**/ws/socket.io/**", lambda route: route.abort() if refusing else route.continue_())
+        page.route_web_socket(
+            re.compile("/ws/socket.io/"), lambda ws: ws.close() if refusing else ws.connect_to_server()
+        )
+        server.interrupt()
+        expect(connection).to_contain_text(re.compile("Reconnecting|Disconnected"))
+        snap("disconnected")
+        server.spawn()
+        server.wait_healthy()
+        with httpx.Client(base_url=f"{server.url}/api", timeout=60) as api:
+            batch_id, _ = enqueue(api, ADD, runs=2)
+            items = finished_items(api, batch_id)
+            assert [item["status"] for item in items] == ["completed", "completed"]
+            refusing = False
+
+            expect(connection).to_contain_text("Connected", timeout=30_000)
+            for item in items:
+                expect(queue_row(page, item["item_id"])).to_contain_text("completed")
+            counts = page.get_by_label("Counts", exact=True)
+            completed = counts.locator("div").filter(has_text="completed").locator("dd")
+            expect(completed).to_have_text(str(api.get(f"{QUEUE}/status").json()["queue"]["completed"]))
+    finally:
+        server.close()
 
 
 def test_an_uploaded_image_moved_to_a_new_board_is_found_there(
