@@ -1,9 +1,11 @@
 import { useQueryClient } from "@tanstack/react-query";
+import { Field } from "./components/Field";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { saveToken, useTokenNeeded } from "./api/client";
 import { reconnect, useConnectionState } from "./api/events";
 import { useQueueStatus } from "./api/hooks";
-import type { QueueAndProcessorStatus } from "./api/types";
+import { useQueue } from "./api/queueStore";
+import type { QueueAndProcessorStatus, QueueStatus } from "./api/types";
 import { Gallery } from "./pages/Gallery";
 import { Generate } from "./pages/Generate";
 import { Models } from "./pages/Models";
@@ -17,18 +19,21 @@ const PAGES: Record<string, { title: string; page: () => React.JSX.Element }> = 
   "/models": { title: "Models", page: Models },
 };
 
-function processorText(status: QueueAndProcessorStatus | undefined): string {
+/** The processor's state; whether it is busy comes from the live queue counts, which events keep current. */
+function processorText(status: QueueAndProcessorStatus | undefined, counts: QueueStatus | null): string {
   if (status === undefined) return "…";
   const { processor } = status;
   if (!processor.is_started || processor.is_alive === false) return "Stopped";
   if (!processor.is_processing) return "Paused";
-  return processor.current_item_id != null ? `Running · item ${processor.current_item_id}` : "Running · Idle";
+  const running = counts ?? status.queue;
+  return running.in_progress > 0 ? `Running · item ${running.item_id ?? "?"}` : "Running · Idle";
 }
 
 function Header() {
   const connection = useConnectionState();
   const { data } = useQueueStatus();
-  const processor = processorText(data);
+  const { counts } = useQueue();
+  const processor = processorText(data, counts);
   return (
     <header className="app-header">
       <span className="brand">nodeloom</span>
@@ -67,10 +72,9 @@ function TokenDialog() {
       <form onSubmit={submit} className="stack">
         <h2>A token is needed</h2>
         <p>This server asks for a token. Make one on the server with <code>nodeloom tokens create NAME</code>.</p>
-        <label>
-          Token
+        <Field label="Token">
           <input type="password" autoComplete="current-password" value={token} onChange={(event) => setToken(event.target.value)} autoFocus />
-        </label>
+        </Field>
         <button type="submit">Save token</button>
       </form>
     </dialog>

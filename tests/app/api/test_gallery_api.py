@@ -81,6 +81,24 @@ def test_names_come_starred_first_in_the_order_asked(client: httpx.Client) -> No
     assert len(get_json(client, "/images/names")["image_names"]) == 7
 
 
+def test_pages_come_in_the_order_asked(client: httpx.Client) -> None:
+    board = make_board(client)
+    made = [upload(client, board_id=board)["image_name"] for _ in range(4)]
+    star(client, made[0])
+
+    def page(**params: Any) -> list[str]:
+        listing = get_json(client, "/images/", board_id=board, limit=3, **params)
+        assert listing["total"] == 4
+        return [image["image_name"] for image in listing["items"]]
+
+    assert page() == [made[0], made[3], made[2]]
+    assert page(offset=3) == [made[1]]
+    assert page(starred_first=False) == [made[3], made[2], made[1]]
+    assert page(starred_first=False, order_dir="ASC", offset=1) == made[1:]
+    assert page(order_dir="ASC") == [made[0], made[1], made[2]]
+    assert client.get("/images/", params={"order_dir": "sideways"}).status_code == 422
+
+
 def test_names_by_search_term(client: httpx.Client) -> None:
     made = [upload(client)["image_name"] for _ in range(3)]
     star(client, made[0])

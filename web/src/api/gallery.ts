@@ -17,8 +17,8 @@ interface Page {
   total: number;
 }
 
-const imagesQuery = (boardId: string, offset: number, limit: number) =>
-  `/api/v1/images/?board_id=${encodeURIComponent(boardId)}&is_intermediate=false&offset=${offset}&limit=${limit}`;
+const imagesQuery = (boardId: string, offset: number, limit: number, starredFirst = true) =>
+  `/api/v1/images/?board_id=${encodeURIComponent(boardId)}&is_intermediate=false&starred_first=${starredFirst}&offset=${offset}&limit=${limit}`;
 
 export function useBoards() {
   useRefetchOn(["image_created"], BOARDS_KEY, 1000);
@@ -34,13 +34,13 @@ export function useBoards() {
   });
 }
 
-/** The board's images, starred first then newest first, a page at a time as the grid asks for more. */
-export function useBoardImages(boardId: string) {
+/** The board's images, newest first (starred first, if asked), a page at a time as the grid asks for more. */
+export function useBoardImages(boardId: string, starredFirst: boolean) {
   useRefetchOn(["image_created"], [...IMAGES_KEY, boardId], 1000);
   return useInfiniteQuery({
-    queryKey: [...IMAGES_KEY, boardId],
+    queryKey: [...IMAGES_KEY, boardId, starredFirst],
     initialPageParam: 0,
-    queryFn: ({ pageParam }) => api<Page>(imagesQuery(boardId, pageParam, PAGE_SIZE)),
+    queryFn: ({ pageParam }) => api<Page>(imagesQuery(boardId, pageParam, PAGE_SIZE, starredFirst)),
     getNextPageParam: (last) => (last.offset + last.items.length < last.total ? last.offset + last.items.length : undefined),
   });
 }

@@ -8982,6 +8982,10 @@ export interface operations {
     list_image_dtos: {
         parameters: {
             query?: {
+                /** @description Oldest first (ASC) or newest first (DESC) */
+                order_dir?: "ASC" | "DESC";
+                /** @description Whether starred images come before the others */
+                starred_first?: boolean;
                 /** @description Only images of this origin */
                 image_origin?: components["schemas"]["ResourceOrigin"] | null;
                 /** @description Only images of these categories */

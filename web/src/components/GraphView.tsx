@@ -1,6 +1,6 @@
 // An image's graph, read-only: one box per node (its id and type), one line per edge, laid out in columns by
 // depth so that data flows left to right. Loaded only when an image view opens (React.lazy), with its library.
-import { Background, Controls, type Edge, type Node, ReactFlow } from "@xyflow/react";
+import { Background, Controls, type Edge, type Node, Position, ReactFlow } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
 
 interface GraphJSON {
@@ -36,13 +36,20 @@ export default function GraphView({ graph }: { graph: GraphJSON }) {
     const column = depth.get(node.id) ?? 0;
     const row = perColumn.get(column) ?? 0;
     perColumn.set(column, row + 1);
-    return { id: node.id, position: { x: column * COLUMN, y: row * ROW }, data: { label: `${node.id}\n${node.type}` }, className: "graph-node" };
+    return {
+      id: node.id,
+      position: { x: column * COLUMN, y: row * ROW },
+      data: { label: `${node.id}\n${node.type}` },
+      className: "graph-node",
+      sourcePosition: Position.Right,
+      targetPosition: Position.Left,
+    };
   });
   const edges: Edge[] = graph.edges.map((edge, index) => ({
     id: `e${index}`,
     source: edge.source.node_id,
     target: edge.destination.node_id,
-    label: `${edge.source.field} → ${edge.destination.field}`,
+    ariaLabel: `${edge.source.node_id}.${edge.source.field} to ${edge.destination.node_id}.${edge.destination.field}`,
   }));
   return (
     <div className="graph" aria-label="Graph">

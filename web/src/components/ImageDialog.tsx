@@ -1,4 +1,5 @@
 import { useQuery } from "@tanstack/react-query";
+import { Field } from "./Field";
 import { lazy, Suspense, useEffect, useRef } from "react";
 import { api } from "../api/client";
 import { UNCATEGORIZED, useGalleryActions } from "../api/gallery";
@@ -51,8 +52,7 @@ export function ImageDialog({ image, boards, onClose }: { image: ImageDTO; board
             </button>
             <UseSettingsButton imageName={image.image_name} />
           </div>
-          <label>
-            Move to board
+          <Field label="Move to board">
             <select value={image.board_id ?? UNCATEGORIZED} onChange={(event) => void actions.move([image.image_name], event.target.value)}>
               <option value={UNCATEGORIZED}>Uncategorized</option>
               {boards.map((board) => (
@@ -61,7 +61,7 @@ export function ImageDialog({ image, boards, onClose }: { image: ImageDTO; board
                 </option>
               ))}
             </select>
-          </label>
+          </Field>
           {actions.error && <p role="alert" className="error">{actions.error.message}</p>}
           <p className="muted">
             {image.width}×{image.height} · {new Date(image.created_at).toLocaleString()} · {image.image_origin}

@@ -1,4 +1,4 @@
-// The Generate page's settings, kept while the user moves between pages, and set by "Use these settings".
+// The Generate page's settings, kept across pages and visits (localStorage), and set by "Use these settings".
 import { useSyncExternalStore } from "react";
 import type { GenerateSettings } from "./batch";
 
@@ -21,11 +21,23 @@ export const DEFAULT_SETTINGS: FormSettings = {
   runs: 1,
 };
 
-let settings = DEFAULT_SETTINGS;
+const STORAGE_KEY = "nodeloom.generate";
+
+/** The settings of the last visit (a model no longer installed is replaced once the models load). */
+function stored(): FormSettings {
+  try {
+    return { ...DEFAULT_SETTINGS, ...JSON.parse(localStorage.getItem(STORAGE_KEY) ?? "{}") };
+  } catch {
+    return DEFAULT_SETTINGS;
+  }
+}
+
+let settings = stored();
 const listeners = new Set<() => void>();
 
 export function updateSettings(changes: Partial<FormSettings>): void {
   settings = { ...settings, ...changes };
+  localStorage.setItem(STORAGE_KEY, JSON.stringify(settings));
   listeners.forEach((listener) => listener());
 }
 

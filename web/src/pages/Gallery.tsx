@@ -1,4 +1,5 @@
 import { type DragEvent, type FormEvent, useEffect, useRef, useState } from "react";
+import { Field } from "../components/Field";
 import { UNCATEGORIZED, useBoardImages, useBoards, useGalleryActions } from "../api/gallery";
 import type { BoardDTO } from "../api/types";
 import { AuthImage } from "../components/AuthImage";
@@ -12,10 +13,9 @@ function NameForm({ label, initial, submitLabel, onSubmit, onCancel }: { label: 
   };
   return (
     <form className="row" onSubmit={submit}>
-      <label className="grow">
-        {label}
+      <Field label={label} className="grow">
         <input value={name} onChange={(event) => setName(event.target.value)} autoFocus required maxLength={300} />
-      </label>
+      </Field>
       <button type="submit">{submitLabel}</button>
       <button type="button" onClick={onCancel}>
         Cancel
@@ -78,19 +78,19 @@ function Boards({ current, onSelect }: { current: string; onSelect: (boardId: st
               <NameForm label="Board name" initial={entry.name} submitLabel="Save" onCancel={() => setRenaming(null)} onSubmit={(name) => void actions.renameBoard(entry.id, name).then(() => setRenaming(null))} />
             ) : (
               <>
-                <button type="button" className="board" aria-pressed={entry.id === current} onClick={() => onSelect(entry.id)}>
+                <button type="button" className="board" aria-label={entry.name} title={`${entry.name}: ${entry.count} images`} aria-pressed={entry.id === current} onClick={() => onSelect(entry.id)}>
                   {entry.cover ? <AuthImage src={`/api/v1/images/i/${encodeURIComponent(entry.cover)}/thumbnail`} alt="" className="cover" /> : <span className="cover" aria-hidden="true" />}
                   <span className="grow">{entry.name}</span>
-                  <span className="count" aria-label={`${entry.count} images`}>
+                  <span className="count">
                     {entry.count}
                   </span>
                 </button>
                 {entry.board && (
                   <span className="board-actions">
-                    <button type="button" aria-label={`Rename ${entry.name}`} title="Rename" onClick={() => setRenaming(entry.id)}>
+                    <button type="button" title={`Rename ${entry.name}`} onClick={() => setRenaming(entry.id)}>
                       Rename
                     </button>
-                    <button type="button" aria-label={`Delete ${entry.name}`} title="Delete" onClick={() => setDeleting(entry.board)}>
+                    <button type="button" title={`Delete ${entry.name}`} onClick={() => setDeleting(entry.board)}>
                       Delete
                     </button>
                   </span>
@@ -118,7 +118,8 @@ export function Gallery() {
   const [boardId, setBoardId] = useState(UNCATEGORIZED);
   const { data: boardData } = useBoards();
   const boards = boardData?.boards ?? [];
-  const images = useBoardImages(boardId);
+  const [starredFirst, setStarredFirst] = useState(true);
+  const images = useBoardImages(boardId, starredFirst);
   const actions = useGalleryActions();
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
   const [open, setOpen] = useState<string | null>(null);
@@ -180,16 +181,28 @@ export function Gallery() {
           <h1 id="board-title" className="grow">
             {boardName} <span className="muted">({total})</span>
           </h1>
-          <label className="button">
+          <input
+            id="upload-images"
+            type="file"
+            accept="image/png,image/jpeg,image/webp"
+            multiple
+            className="visually-hidden"
+            onChange={(event) => (upload(event.target.files), (event.target.value = ""))}
+          />
+          <label htmlFor="upload-images" className="button">
             Upload images
-            <input type="file" accept="image/png,image/jpeg,image/webp" multiple className="visually-hidden" onChange={(event) => (upload(event.target.files), (event.target.value = ""))} />
           </label>
         </div>
-        <p className="hint">Drop images here to upload them to this board. Starred images come first.</p>
+        <div className="row wrap">
+          <p className="hint grow">Drop images here to upload them to this board.</p>
+          <label className="check">
+            <input type="checkbox" checked={starredFirst} onChange={(event) => setStarredFirst(event.target.checked)} />
+            Starred first
+          </label>
+        </div>
         <div className="toolbar" aria-label="Selection">
           <span>{selected.size} selected</span>
-          <label>
-            Move to
+          <Field label="Move to">
             <select value={target} onChange={(event) => setTarget(event.target.value)}>
               <option value={UNCATEGORIZED}>Uncategorized</option>
               {boards.map((board) => (
@@ -198,7 +211,7 @@ export function Gallery() {
                 </option>
               ))}
             </select>
-          </label>
+          </Field>
           <button type="button" disabled={selected.size === 0} onClick={() => void actions.move([...selected], target).then(() => setSelected(new Set()))}>
             Move selected
           </button>

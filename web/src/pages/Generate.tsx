@@ -1,7 +1,8 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
-import { type FormEvent, useId, useState } from "react";
+import { Field } from "../components/Field";
+import { type FormEvent, useEffect, useId, useState } from "react";
 import { api, QUEUE } from "../api/client";
-import { useRefetchOn } from "../api/hooks";
+import { onEvent } from "../api/events";
 import { identifier, ofType, useModels } from "../api/models";
 import { useQueue } from "../api/queueStore";
 import type { ImageDTO, Scheduler } from "../api/types";
@@ -24,8 +25,7 @@ const RESULTS = 12;
 
 function NumberField({ label, value, onChange, min, max, step = 1 }: { label: string; value: number; onChange: (value: number) => void; min: number; max: number; step?: number }) {
   return (
-    <label>
-      {label}
+    <Field label={label}>
       <input
         type="number"
         value={Number.isFinite(value) ? value : ""}
@@ -35,7 +35,7 @@ function NumberField({ label, value, onChange, min, max, step = 1 }: { label: st
         required
         onChange={(event) => onChange(event.target.valueAsNumber)}
       />
-    </label>
+    </Field>
   );
 }
 
@@ -64,8 +64,7 @@ function LoRAs({ settings }: { settings: FormSettings }) {
       {chosen.map((entry, index) => (
         <div className="row" key={entry.model.key}>
           <span className="grow">{entry.model.name}</span>
-          <label>
-            Weight
+          <Field label="Weight">
             <input
               type="number"
               step={0.05}
@@ -74,7 +73,7 @@ function LoRAs({ settings }: { settings: FormSettings }) {
               value={entry.weight}
               onChange={(event) => updateSettings({ loras: chosen.map((other, at) => (at === index ? { ...other, weight: event.target.valueAsNumber } : other)) })}
             />
-          </label>
+          </Field>
           <button type="button" aria-label={`Remove LoRA ${entry.model.name}`} onClick={() => updateSettings({ loras: chosen.filter((_, at) => at !== index) })}>
             Remove
           </button>
@@ -116,14 +115,27 @@ function Progress() {
   );
 }
 
+type Result = Pick<ImageDTO, "image_name" | "image_url" | "thumbnail_url">;
+
+/** The newest images: those made while the page is open, from `image_created` events (a listing puts starred
+ * images first, so it cannot say which are newest), then the newest of a listing fetched when it opens. */
 function Results() {
-  useRefetchOn(["image_created"], RESULTS_KEY);
+  const [made, setMade] = useState<Result[]>([]);
+  useEffect(
+    () =>
+      onEvent((name, payload) => {
+        if (name !== "image_created" || payload.is_intermediate || payload.image_category !== "general") return;
+        const image = payload as unknown as Result;
+        setMade((shown) => [image, ...shown.filter((other) => other.image_name !== image.image_name)].slice(0, RESULTS));
+      }),
+    [],
+  );
   const { data } = useQuery({
     queryKey: RESULTS_KEY,
     queryFn: () => api<{ items: ImageDTO[] }>(`/api/v1/images/?is_intermediate=false&categories=general&limit=${RESULTS}`),
   });
-  // Starred images come first in a listing: the latest are the newest by date.
-  const latest = [...(data?.items ?? [])].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const listed = [...(data?.items ?? [])].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const latest = [...made, ...listed.filter((image) => !made.some((other) => other.image_name === image.image_name))].slice(0, RESULTS);
   return (
     <section aria-label="Results" className="stack">
       <h2>Latest results</h2>
@@ -149,9 +161,12 @@ export function Generate() {
   const vaes = ofType(models, "vae").filter((vae) => settings.model === null || vae.base === settings.model.base);
   const [shown, setShown] = useState<string[]>([]);
   const formId = useId();
-  // The first installed model is the default; one that was removed is no longer offered.
-  if (mains.length > 0 && (settings.model === null || !mains.some((model) => model.key === settings.model!.key))) {
+  // The first installed model is the default; a model that was removed is no longer offered.
+  const installed = new Set((models ?? []).map((model) => model.key));
+  if (mains.length > 0 && (settings.model === null || !installed.has(settings.model.key))) {
     queueMicrotask(() => updateSettings({ model: identifier(mains[0]), vae: null, loras: [] }));
+  } else if (models !== undefined && ((settings.vae && !installed.has(settings.vae.key)) || settings.loras.some((lora) => !installed.has(lora.model.key)))) {
+    queueMicrotask(() => updateSettings({ vae: settings.vae && installed.has(settings.vae.key) ? settings.vae : null, loras: settings.loras.filter((lora) => installed.has(lora.model.key)) }));
   }
   const enqueue = useMutation({
     mutationFn: () => api(`${QUEUE}/enqueue_batch`, "POST", { batch: buildBatch({ ...settings, model: settings.model! }), prepend: false }),
@@ -167,8 +182,7 @@ export function Generate() {
     <div className="generate">
       <form className="card stack" onSubmit={submit} aria-labelledby={`${formId}-title`} noValidate>
         <h1 id={`${formId}-title`}>Generate</h1>
-        <label>
-          Model
+        <Field label="Model">
           <select
             value={settings.model?.key ?? ""}
             onChange={(event) => {
@@ -183,18 +197,15 @@ export function Generate() {
               </option>
             ))}
           </select>
-        </label>
-        <label>
-          Prompt
+        </Field>
+        <Field label="Prompt">
           <textarea rows={4} value={settings.prompt} onChange={(event) => updateSettings({ prompt: event.target.value })} placeholder="a lighthouse at dawn, {oil painting|watercolor}" />
-        </label>
+        </Field>
         <p className="hint">Write {"{a|b}"} to make one image set per choice.</p>
-        <label>
-          Negative prompt
+        <Field label="Negative prompt">
           <textarea rows={2} value={settings.negativePrompt} onChange={(event) => updateSettings({ negativePrompt: event.target.value })} />
-        </label>
-        <label>
-          Size preset
+        </Field>
+        <Field label="Size preset">
           <select
             value={SIZE_PRESETS.find(([, w, h]) => w === settings.width && h === settings.height)?.[0] ?? ""}
             onChange={(event) => {
@@ -207,21 +218,20 @@ export function Generate() {
               <option key={name}>{name}</option>
             ))}
           </select>
-        </label>
+        </Field>
         <div className="grid2">
           <NumberField label="Width" value={settings.width} min={64} max={4096} step={8} onChange={(width) => updateSettings({ width })} />
           <NumberField label="Height" value={settings.height} min={64} max={4096} step={8} onChange={(height) => updateSettings({ height })} />
           <NumberField label="Steps" value={settings.steps} min={1} max={500} onChange={(steps) => updateSettings({ steps })} />
           <NumberField label="CFG scale" value={settings.cfgScale} min={1} max={200} step={0.5} onChange={(cfgScale) => updateSettings({ cfgScale })} />
         </div>
-        <label>
-          Scheduler
+        <Field label="Scheduler">
           <select value={settings.scheduler} onChange={(event) => updateSettings({ scheduler: event.target.value as Scheduler })}>
             {SCHEDULERS.map((name) => (
               <option key={name}>{name}</option>
             ))}
           </select>
-        </label>
+        </Field>
         <div className="grid2">
           <NumberField label="Seed" value={settings.seed} min={0} max={MAX_SEED} onChange={(seed) => updateSettings({ seed })} />
           <label className="check">
@@ -231,8 +241,7 @@ export function Generate() {
           <NumberField label="Images" value={settings.images} min={1} max={100} onChange={(images) => updateSettings({ images })} />
           <NumberField label="Runs" value={settings.runs} min={1} max={100} onChange={(runs) => updateSettings({ runs })} />
         </div>
-        <label>
-          VAE
+        <Field label="VAE">
           <select
             value={settings.vae?.key ?? ""}
             onChange={(event) => {
@@ -247,7 +256,7 @@ export function Generate() {
               </option>
             ))}
           </select>
-        </label>
+        </Field>
         <LoRAs settings={settings} />
         {shown.length > 0 && (
           <ul role="alert" className="error">

@@ -1,4 +1,5 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { Field } from "../components/Field";
 import { type FormEvent, useEffect, useState } from "react";
 import { api } from "../api/client";
 import { onEvent, onResync } from "../api/events";
@@ -77,30 +78,27 @@ export function Models() {
       <h1>Models</h1>
       <form className="card stack" onSubmit={submit} aria-labelledby="install-title">
         <h2 id="install-title">Install a model</h2>
-        <label>
-          Source
+        <Field label="Source">
           <input value={source} onChange={(event) => setSource(event.target.value)} placeholder="/path/on/the/server/to/model" required spellCheck={false} />
-        </label>
+        </Field>
         <p className="hint">The absolute path, on the server, of a model file or diffusers folder; it is used where it is.</p>
         <div className="grid2">
-          <label>
-            Base
+          <Field label="Base">
             <select value={base} onChange={(event) => setBase(event.target.value)}>
               <option value="">As probed</option>
               {BASES.map((name) => (
                 <option key={name}>{name}</option>
               ))}
             </select>
-          </label>
-          <label>
-            Type
+          </Field>
+          <Field label="Type">
             <select value={type} onChange={(event) => setType(event.target.value)}>
               <option value="">As probed</option>
               {TYPES.map((name) => (
                 <option key={name}>{name}</option>
               ))}
             </select>
-          </label>
+          </Field>
         </div>
         <button type="submit" className="primary" disabled={install.isPending || (job !== null && !isDone(job))}>
           Install

@@ -206,7 +206,8 @@ export function Queue() {
                   <td className="error-cell" title={row.error_message ?? undefined}>
                     {row.error_type ?? ""}
                   </td>
-                  <td className="actions">
+                  <td>
+                    <div className="actions">
                     <button type="button" disabled={isFinished(row.status)} onClick={(event) => (event.stopPropagation(), run(`i/${row.item_id}/cancel`))}>
                       Cancel
                     </button>
@@ -217,6 +218,7 @@ export function Queue() {
                     >
                       Retry
                     </button>
+                    </div>
                   </td>
                 </tr>
               ))}

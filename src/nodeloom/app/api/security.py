@@ -9,8 +9,9 @@ In order, for each HTTP request and websocket handshake:
    browser marks `Sec-Fetch-Site: cross-site` is refused too (403); clients that are no browser send neither.
    An allowed foreign origin gets CORS answers, preflights included, for the API and socket.io alike.
 3. With tokens on (`auth_tokens` in the settings, or any made with `nodeloom tokens create`), every path but the
-   open ones (and the web UI's files, `web_ui.py`) needs `Authorization: Bearer <token>` (401, one answer for a missing and a wrong token). socket.io
-   checks its token at its `connect`, where it may also come in the auth payload (`{"token": ...}`).
+   open ones and the web UI's files (`web_ui.py`) needs `Authorization: Bearer <token>` (401, one answer for a
+   missing and a wrong token). socket.io checks its token at its `connect`, where it may also come in the auth
+   payload (`{"token": ...}`).
 
 socket.io's own CORS handling is off (`cors_allowed_origins=[]` in `sockets.py`): this guard does it, once.
 """

@@ -1,19 +1,17 @@
 """The web UI: the files `web/` builds into the package (`nodeloom/web/dist`), served at `/`.
 
 `index.html` answers `/` and each of the UI's own routes, so a deep link loads the app; it is never cached, so a
-new build shows at the next load. The files under `/assets/` carry a hash of their content in their names, so a
-browser may keep them for a year. Every other path is left to the API: these routes are added after its routers,
-and name only the UI's paths.
+new build shows at the next load. The files under `/assets/` (Vite writes them there, flat) carry a hash of their
+content in their names, so a browser may keep them for a year. Every other path is left to the API: these routes
+are added after its routers, and name only the UI's paths.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, PlainTextResponse, Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
 
 import nodeloom
 
@@ -28,14 +26,6 @@ def is_ui_path(path: str) -> bool:
     return path in UI_ROUTES or path.startswith(ASSETS_PREFIX)
 
 
-class _HashedAssets(StaticFiles):
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        if response.status_code == 200:
-            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-        return response
-
-
 def mount_web_ui(app: FastAPI, dist: Path = DIST) -> None:
     """Adds the UI's routes to `app`; without a build, they say how to make one."""
     index = dist / "index.html"
@@ -47,6 +37,13 @@ def mount_web_ui(app: FastAPI, dist: Path = DIST) -> None:
             )
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
+    def asset(name: str) -> Response:
+        # `name` holds no slash (the route's parameter stops at one) and Vite writes no hidden file.
+        path = dist / "assets" / name
+        if name.startswith(".") or not path.is_file():
+            raise HTTPException(status_code=404, detail=f"No file {ASSETS_PREFIX}{name} in the web UI")
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
     for route in UI_ROUTES:
         app.add_api_route(route, index_page, methods=["GET", "HEAD"], include_in_schema=False)
-    app.mount(ASSETS_PREFIX.rstrip("/"), _HashedAssets(directory=dist / "assets", check_dir=False), name="assets")
+    app.add_api_route(ASSETS_PREFIX + "{name}", asset, methods=["GET", "HEAD"], include_in_schema=False)

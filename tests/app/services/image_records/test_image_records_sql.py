@@ -7,6 +7,7 @@ from tests.database_engines import sqlite_only
 
 from nodeloom.app.services.image_records.image_records_common import (
     BOARD_ID_NONE,
+    IMAGE_ORDER,
     ImageCategory,
     ImageListQuery,
     ImageRecordChanges,
@@ -197,7 +198,7 @@ def test_board_listing_walks_its_index_in_gallery_order(stack: ImageStack, name:
             cursor.execute(f"EXPLAIN QUERY PLAN {statement}", params)
             return [(int(row["id"]), int(row["parent"]), str(row["detail"])) for row in cursor.fetchall()]
 
-    page = plan(LIST_PAGE.format(source=source), [*params, 10, 30])
+    page = plan(LIST_PAGE.format(source=source, order=IMAGE_ORDER), [*params, 10, 30])
     subqueries = {step for step, _, detail in page if detail.startswith("LIST SUBQUERY")}
     walk = [detail for _, parent, detail in page if parent in subqueries]
     outer = [detail for _, parent, detail in page if parent == 0]

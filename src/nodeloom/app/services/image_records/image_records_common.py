@@ -72,8 +72,17 @@ class ImageFilter(BaseModel):
     board_id: str | None = Field(default=None, description="Only images on this board; 'none' for those on none")
 
 
-class ImageListQuery(ImageFilter):
-    """Which images a listing selects, and which page of them in the gallery's order."""
+class ImageOrder(BaseModel):
+    """The order of a listing (InvokeAI's parameters): starred images first or not, then newest or oldest first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_dir: Literal["ASC", "DESC"] = Field(default="DESC", description="Oldest first (ASC) or newest first (DESC)")
+    starred_first: bool = Field(default=True, description="Whether starred images come before the others")
+
+
+class ImageListQuery(ImageFilter, ImageOrder):
+    """Which images a listing selects, and which page of them in the order asked."""
 
     offset: int = Field(default=0, ge=0, le=INT64_MAX, description="How many images to skip")
     limit: int = Field(default=10, ge=1, le=MAX_PAGE_SIZE, description="The most images to return")
@@ -97,11 +106,9 @@ class ImageRecordNotFoundError(NodeloomError):
         self.image_name = image_name
 
 
-class ImageNamesQuery(ImageFilter):
+class ImageNamesQuery(ImageFilter, ImageOrder):
     """Which images a list of names selects, and in which order (InvokeAI's `get_image_names` parameters)."""
 
-    order_dir: Literal["ASC", "DESC"] = Field(default="DESC", description="Oldest first (ASC) or newest first (DESC)")
-    starred_first: bool = Field(default=True, description="Whether starred images come before the others")
     search_term: str | None = Field(
         default=None, description="Only images whose name or creation time (ISO 8601) holds this text"
     )

@@ -54,10 +54,11 @@ _UPDATABLE = ("image_category", "is_intermediate", "starred")
 # every skipped row made a deep page cost ten times as much.
 LIST_PAGE = (
     f"SELECT {_RECORD_COLUMNS} FROM images WHERE images.image_name IN "
-    f"(SELECT images.image_name {{source}} ORDER BY {IMAGE_ORDER} LIMIT ? OFFSET ?) "
-    f"ORDER BY {IMAGE_ORDER}"
+    "(SELECT images.image_name {source} ORDER BY {order} LIMIT ? OFFSET ?) "
+    "ORDER BY {order}"
 )
-"""A page of a listing: `source` is `listing_source`'s clauses, bound to its parameters, then limit and offset."""
+"""A page of a listing: `source` is `listing_source`'s clauses, bound to its parameters, then limit and offset;
+`order` one of `NAMES_ORDERS`."""
 LIST_COUNT = "SELECT COUNT(*) AS total {source}"
 """The number of images in a listing: `source` is `listing_source`'s clauses, bound to its parameters."""
 
@@ -92,7 +93,8 @@ NAMES_ORDERS: dict[tuple[bool, str], str] = {
     (False, "DESC"): "images.created_at DESC, images.image_name DESC",
     (False, "ASC"): "images.created_at ASC, images.image_name ASC",
 }
-"""The ORDER BY of each (starred first, direction); the name breaks ties, so the order is the same every time."""
+"""The ORDER BY of each (starred first, direction), for pages and names; the name breaks ties, so the order is the
+same every time. The gallery's default, `IMAGE_ORDER`, is the one `ix_images_board_order` walks."""
 
 SELECT_NAMES = "SELECT images.image_name, images.starred {source} ORDER BY {order}"
 """The names: `source` is `names_source`'s clauses, `order` one of `NAMES_ORDERS`.
@@ -213,7 +215,8 @@ class SqlImageRecordStorage(ImageRecordStorageBase):
             return OffsetPaginatedResults(limit=limit, offset=offset, total=0, items=[])
         source, params = listing_source(query)
         with self._db.read() as cursor:
-            cursor.execute(LIST_PAGE.format(source=source), [*params, limit, offset])
+            order = NAMES_ORDERS[query.starred_first, query.order_dir]
+            cursor.execute(LIST_PAGE.format(source=source, order=order), [*params, limit, offset])
             items = [ImageRecord.model_validate(dict(row)) for row in cursor.fetchall()]
             cursor.execute(LIST_COUNT.format(source=source), params)
             total_row = cursor.fetchone()
