@@ -1,9 +1,10 @@
 """The web UI in Debian's chromium (headless, driven by Playwright) against a real `nodeloom serve` on 127.0.0.1.
 
 Without /usr/bin/chromium the tests are skipped, saying why, except under `CI=true`, where a missing browser fails
-them. One server serves the module, with the tiny SD-1 model installed and the `e2e_wait` node pack loaded; each
-test works on what it makes itself (its own batches, boards and images), so the tests hold in any order. Every test
-leaves a screenshot of its page as it ended in `test-artifacts/e2e/`, and fails if the page raised an error.
+them. One server serves the module (the restart scenario starts one of its own), with the tiny SD-1 model installed
+and the `e2e_wait` node pack loaded; each test works on what it makes itself (its own batches, boards and images),
+so the tests hold in any order. A test's `page` leaves a screenshot of itself as the test ended in
+`test-artifacts/e2e/`, and an error the page raised fails the test.
 """
 
 from __future__ import annotations
