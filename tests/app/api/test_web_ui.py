@@ -42,11 +42,18 @@ def test_each_page_of_the_ui_loads_the_app_and_its_assets_are_cached_long(live_s
             assert response.headers["content-type"].startswith("text/html")
             assert response.headers["cache-control"] == "no-cache"
         script = next(path for path in _asset_paths(index) if path.endswith(".js"))
-        asset = client.get(script)
-        assert asset.status_code == 200
-        assert "javascript" in asset.headers["content-type"]
-        assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+        built = (DIST / script.lstrip("/")).read_bytes()
+        for encoding in ("gzip, deflate", "identity"):
+            asset = client.get(script, headers={"Accept-Encoding": encoding})
+            assert asset.status_code == 200
+            assert asset.content == built  # httpx undoes the gzip
+            assert "javascript" in asset.headers["content-type"]
+            assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert asset.headers.get("content-encoding") == ("gzip" if encoding.startswith("gzip") else None)
+        compressed = int(client.get(script, headers={"Accept-Encoding": "gzip"}).headers["content-length"])
+        assert compressed < len(built) / 2
         assert client.get("/assets/no-such-file.js").status_code == 404
+        assert client.get("/assets/.hidden").status_code == 404
 
 
 def test_the_ui_shadows_no_other_path(live_server: StartServer) -> None:

@@ -7,6 +7,7 @@ import type { BoardDTO, ImageDTO } from "./types";
 /** The board id that stands for the images on no board. */
 export const UNCATEGORIZED = "none";
 export const PAGE_SIZE = 60;
+const MAX_PAGES = 6;
 const BOARDS_KEY = ["boards"];
 const IMAGES_KEY = ["images"];
 
@@ -34,7 +35,7 @@ export function useBoards() {
   });
 }
 
-/** The board's images, newest first (starred first, if asked), a page at a time as the grid asks for more. */
+/** The board's images, newest first (starred first, if asked), a page at a time as the grid scrolls either way. */
 export function useBoardImages(boardId: string, starredFirst: boolean) {
   useRefetchOn(["image_created"], [...IMAGES_KEY, boardId], 1000);
   return useInfiniteQuery({
@@ -42,6 +43,10 @@ export function useBoardImages(boardId: string, starredFirst: boolean) {
     initialPageParam: 0,
     queryFn: ({ pageParam }) => api<Page>(imagesQuery(boardId, pageParam, PAGE_SIZE, starredFirst)),
     getNextPageParam: (last) => (last.offset + last.items.length < last.total ? last.offset + last.items.length : undefined),
+    getPreviousPageParam: (first) => (first.offset > 0 ? Math.max(0, first.offset - PAGE_SIZE) : undefined),
+    // At most this many pages are held: scrolling on drops those at the other end, so a board of any size holds
+    // the memory of a few hundred thumbnails. The browser's scroll anchoring keeps the view still meanwhile.
+    maxPages: MAX_PAGES,
   });
 }
 

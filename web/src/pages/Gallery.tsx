@@ -1,4 +1,4 @@
-import { type DragEvent, type FormEvent, useEffect, useRef, useState } from "react";
+import { type DragEvent, type FormEvent, type RefObject, useEffect, useRef, useState } from "react";
 import { Field } from "../components/Field";
 import { UNCATEGORIZED, useBoardImages, useBoards, useGalleryActions } from "../api/gallery";
 import type { BoardDTO } from "../api/types";
@@ -114,6 +114,17 @@ function Boards({ current, onSelect }: { current: string; onSelect: (boardId: st
   );
 }
 
+/** Calls `load` while `enabled` and the element is within 600 px of the screen. */
+function useNearScreen(ref: RefObject<HTMLElement | null>, enabled: boolean, load: () => unknown): void {
+  useEffect(() => {
+    const element = ref.current;
+    if (element === null || !enabled) return;
+    const observer = new IntersectionObserver((entries) => entries.some((entry) => entry.isIntersecting) && void load(), { rootMargin: "600px" });
+    observer.observe(element);
+    return () => observer.disconnect();
+  }, [ref, enabled, load]);
+}
+
 export function Gallery() {
   const [boardId, setBoardId] = useState(UNCATEGORIZED);
   const { data: boardData } = useBoards();
@@ -126,23 +137,15 @@ export function Gallery() {
   const [target, setTarget] = useState(UNCATEGORIZED);
   const [dragging, setDragging] = useState(false);
   const sentinel = useRef<HTMLDivElement>(null);
+  const topSentinel = useRef<HTMLDivElement>(null);
   const loaded = images.data?.pages.flatMap((page) => page.items) ?? [];
   const total = images.data?.pages[0]?.total ?? 0;
   const { hasNextPage, isFetchingNextPage, fetchNextPage } = images;
 
-  // The next page loads when the end of the grid comes near the screen.
-  useEffect(() => {
-    const element = sentinel.current;
-    if (element === null || !hasNextPage) return;
-    const observer = new IntersectionObserver(
-      (entries) => {
-        if (entries.some((entry) => entry.isIntersecting) && !isFetchingNextPage) void fetchNextPage();
-      },
-      { rootMargin: "600px" },
-    );
-    observer.observe(element);
-    return () => observer.disconnect();
-  }, [hasNextPage, isFetchingNextPage, fetchNextPage]);
+  const { hasPreviousPage, isFetchingPreviousPage, fetchPreviousPage } = images;
+  // A page loads when either end of the grid comes near the screen.
+  useNearScreen(sentinel, hasNextPage && !isFetchingNextPage, fetchNextPage);
+  useNearScreen(topSentinel, hasPreviousPage && !isFetchingPreviousPage, fetchPreviousPage);
 
   useEffect(() => setSelected(new Set()), [boardId]);
 
@@ -225,6 +228,8 @@ export function Gallery() {
         </div>
         {actions.error && <p role="alert" className="error">{actions.error.message}</p>}
         {images.isError && <p role="alert" className="error">{images.error.message}</p>}
+        <div ref={topSentinel} aria-hidden="true" />
+        {isFetchingPreviousPage && <p className="muted">Loading…</p>}
         <ul aria-label="Images" className="image-grid">
           {loaded.map((image) => (
             <li key={image.image_name} className={selected.has(image.image_name) ? "selected" : undefined}>

@@ -1,6 +1,6 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { Field } from "../components/Field";
-import { type FormEvent, useEffect, useId, useState } from "react";
+import { type FormEvent, lazy, Suspense, useEffect, useId, useState } from "react";
 import { api, QUEUE } from "../api/client";
 import { onEvent } from "../api/events";
 import { identifier, ofType, useModels } from "../api/models";
@@ -8,9 +8,29 @@ import { useQueue } from "../api/queueStore";
 import type { ImageDTO, Scheduler } from "../api/types";
 import { AuthImage } from "../components/AuthImage";
 import { UseSettingsButton } from "../components/UseSettingsButton";
-import { buildBatch, imageCount, MAX_SEED } from "../lib/batch";
+import { buildBatch, buildGraph, expandPrompt, imageCount, MAX_SEED } from "../lib/batch";
+import type { GraphJSON } from "../lib/graphLayout";
 import { SCHEDULERS } from "../lib/schedulers";
 import { type FormSettings, updateSettings, useSettings } from "../lib/settingsStore";
+
+const GraphView = lazy(() => import("../components/GraphView"));
+
+/** The graph a click on Generate enqueues, drawn when the user opens it. */
+function GraphPreview({ settings }: { settings: FormSettings }) {
+  const [open, setOpen] = useState(false);
+  const model = settings.model;
+  return (
+    <details className="card" onToggle={(event) => setOpen(event.currentTarget.open)}>
+      <summary>Graph</summary>
+      {open && model && (
+        <Suspense fallback={<p className="muted">Loading the graph…</p>}>
+          <GraphView graph={buildGraph({ ...settings, model }, expandPrompt(settings.prompt)[0], settings.seed) as unknown as GraphJSON} />
+        </Suspense>
+      )}
+      {open && !model && <p className="muted">Choose a model first.</p>}
+    </details>
+  );
+}
 
 const SIZE_PRESETS: [string, number, number][] = [
   ["Square 512", 512, 512],
@@ -117,8 +137,8 @@ function Progress() {
 
 type Result = Pick<ImageDTO, "image_name" | "image_url" | "thumbnail_url">;
 
-/** The newest images: those made while the page is open, from `image_created` events (a listing puts starred
- * images first, so it cannot say which are newest), then the newest of a listing fetched when it opens. */
+/** The newest images: those made while the page is open, as `image_created` events announce them, then the
+ * newest of a listing fetched when it opens (and after a reconnect). */
 function Results() {
   const [made, setMade] = useState<Result[]>([]);
   useEffect(
@@ -132,9 +152,9 @@ function Results() {
   );
   const { data } = useQuery({
     queryKey: RESULTS_KEY,
-    queryFn: () => api<{ items: ImageDTO[] }>(`/api/v1/images/?is_intermediate=false&categories=general&limit=${RESULTS}`),
+    queryFn: () => api<{ items: ImageDTO[] }>(`/api/v1/images/?is_intermediate=false&categories=general&starred_first=false&limit=${RESULTS}`),
   });
-  const listed = [...(data?.items ?? [])].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  const listed = data?.items ?? [];
   const latest = [...made, ...listed.filter((image) => !made.some((other) => other.image_name === image.image_name))].slice(0, RESULTS);
   return (
     <section aria-label="Results" className="stack">
@@ -277,6 +297,7 @@ export function Generate() {
       <div className="stack">
         <Progress />
         <Results />
+        <GraphPreview settings={settings} />
       </div>
     </div>
   );

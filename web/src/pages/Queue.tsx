@@ -96,6 +96,7 @@ function Details({ row }: { row: QueueRow }) {
             {stats.data.graph_stats.wall_time_seconds != null && ` (wall ${stats.data.graph_stats.wall_time_seconds.toFixed(2)} s)`}
             {stats.data.graph_stats.ram_usage_gb != null && ` · RAM ${stats.data.graph_stats.ram_usage_gb.toFixed(2)} GB`}
           </p>
+          <h3>Model cache</h3>
           <dl className="figures" aria-label="Model cache">
             {CACHE_FIGURES.map(([key, label]) => (
               <div key={key}>
@@ -166,6 +167,7 @@ export function Queue() {
               <tr>
                 <th scope="col">Item</th>
                 <th scope="col">Status</th>
+                <th scope="col">Actions</th>
                 <th scope="col">Batch</th>
                 <th scope="col">Origin</th>
                 <th scope="col">Created</th>
@@ -173,7 +175,6 @@ export function Queue() {
                 <th scope="col">Finished</th>
                 <th scope="col">Duration</th>
                 <th scope="col">Error</th>
-                <th scope="col">Actions</th>
               </tr>
             </thead>
             <tbody>
@@ -197,15 +198,6 @@ export function Queue() {
                       <progress aria-label={`Progress of item ${row.item_id}`} max={1} value={progress.percentage ?? undefined} />
                     )}
                   </td>
-                  <td title={row.batch_id}>{row.batch_id.slice(0, 8)}</td>
-                  <td>{row.origin ?? ""}</td>
-                  <td>{time(row.created_at)}</td>
-                  <td>{time(row.started_at)}</td>
-                  <td>{time(row.completed_at)}</td>
-                  <td>{seconds(durationSeconds(row, now))}</td>
-                  <td className="error-cell" title={row.error_message ?? undefined}>
-                    {row.error_type ?? ""}
-                  </td>
                   <td>
                     <div className="actions">
                     <button type="button" disabled={isFinished(row.status)} onClick={(event) => (event.stopPropagation(), run(`i/${row.item_id}/cancel`))}>
@@ -220,6 +212,15 @@ export function Queue() {
                     </button>
                     </div>
                   </td>
+                  <td title={row.batch_id}>{row.batch_id.slice(0, 8)}</td>
+                  <td>{row.origin ?? ""}</td>
+                  <td>{time(row.created_at)}</td>
+                  <td>{time(row.started_at)}</td>
+                  <td>{time(row.completed_at)}</td>
+                  <td>{seconds(durationSeconds(row, now))}</td>
+                  <td className="error-cell" title={row.error_message ?? undefined}>
+                    {row.error_type ?? ""}
+                  </td>
                 </tr>
               ))}
             </tbody>
@@ -227,6 +228,11 @@ export function Queue() {
         </div>
         {selectedRow && <Details row={selectedRow} />}
       </div>
+      {counts && counts.total > rows.length && (
+        <p className="muted">
+          Showing the newest {rows.length} of {counts.total} items.
+        </p>
+      )}
     </div>
   );
 }
