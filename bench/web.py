@@ -128,8 +128,11 @@ SCROLL_TO_END = """(grid) => {
     }
     box = box || document.scrollingElement;
     box.scrollTop = box.scrollHeight;
-    return box.scrollHeight;
+    const last = grid.querySelector("li:last-child img");
+    return last ? last.alt : "";
 }"""
+"""Scrolls the grid's scrolling box to its end; returns the name of the grid's last image, which tells progress
+even when the grid drops pages at its top as it loads them at its end."""
 
 
 def gallery_scroll(browser: Browser, url: str, last_image: str) -> dict[str, Any]:
@@ -156,12 +159,12 @@ def gallery_scroll(browser: Browser, url: str, last_image: str) -> dict[str, Any
         samples = [{"seconds": 0.0, **sample(), **requests}]
         last = page.get_by_alt_text(last_image, exact=True)
         start = last_sample = time.monotonic()
-        height, stalled_since = 0, start
+        shown_last, stalled_since = "", start
         while not last.is_visible():
             now = time.monotonic()
-            new_height = grid.evaluate(SCROLL_TO_END)
-            if new_height != height:
-                height, stalled_since = new_height, now
+            grid_last = grid.evaluate(SCROLL_TO_END)
+            if grid_last != shown_last:
+                shown_last, stalled_since = grid_last, now
             if now - stalled_since > 10 or now - start > SCROLL_BUDGET_S:
                 break
             if now - last_sample > SAMPLE_EVERY_S:
