@@ -37,6 +37,9 @@ bench: install
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/diffusion.py
+	$(BIN)/python bench/models.py
+	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/web.py
 
 # The web UI (web/) builds into src/nodeloom/web/dist, which is committed: serving it needs no Node.js.
 # `make web` regenerates the API types from the server's OpenAPI schema, then builds.

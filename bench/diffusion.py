@@ -1,11 +1,13 @@
-"""Text-to-image on the tiny test model: one JSON object per measurement.
+"""Text-to-image on the tiny test models: one JSON object per measurement.
 
 (a) the text-to-image graph through the real queue and processor against `StableDiffusionPipeline` alone, in the
 same process with the same settings (a 64x64 image, 10 steps, euler_a, CFG 7.5), models loaded for both: the
 median of `RUNS` sessions, from enqueue to completion, against the median of `RUNS` pipeline calls, with each
-node type's time in the last session; (b) model loading: the five parts of the model loaded through the model
+node type's time in the last session; the same for the tiny SDXL base against `StableDiffusionXLPipeline` (size
+conditioning at the noise's size in both); (b) model loading: the five parts of the model loaded through the model
 manager into an empty cache, then again (cache hits), as the first and second session load them. The last line
-sums up with `graph_over_pipeline` (target under 1.10) and `cache_hit_over_cold` (target under 0.01).
+sums up with `graph_over_pipeline` and `sdxl_graph_over_pipeline` (targets under 1.10) and `cache_hit_over_cold`
+(target under 0.01).
 
 The tiny VAE maps 2x2 pixels to a latent where Stable Diffusion's maps 8x8: the graph's noise is made for 256x256
 pixels (32x32 latents, InvokeAI's 1/8) and decodes to 64x64, the size the pipeline is asked for.
@@ -25,7 +27,7 @@ from typing import Any
 # The tiny model is built by the tests' builder, from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.tiny_model import build_tiny_sd, quiet_torch
+from tests.tiny_model import build_tiny_sd, build_tiny_sdxl, quiet_torch
 
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.fields import ModelIdentifierField
@@ -38,12 +40,13 @@ from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUE
 from nodeloom.app.services.shared.default_graphs import text_to_image_graph
 from nodeloom.backend.model_manager.configs import AnyModelConfig
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, SubModelType
+from nodeloom.backend.stable_diffusion.schedulers import SCHEDULER_NAME_VALUES
 
 RUNS = 5
 IMAGE_SIZE = 64
 NOISE_SIZE = IMAGE_SIZE * 4
 STEPS = 10
-SCHEDULER = "euler_a"
+SCHEDULER: SCHEDULER_NAME_VALUES = "euler_a"
 PROMPT = "a cab"
 NEGATIVE_PROMPT = "bad"
 PARTS = (SubModelType.Tokenizer, SubModelType.TextEncoder, SubModelType.Scheduler, SubModelType.UNet, SubModelType.VAE)
@@ -53,8 +56,11 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
-def install(services: InvocationServices, model: Path) -> AnyModelConfig:
-    return services.model_manager.install.install_path(model, ModelRecordChanges(base=BaseModelType.StableDiffusion1))
+def install(
+    services: InvocationServices, model: Path, base: BaseModelType | None = BaseModelType.StableDiffusion1
+) -> AnyModelConfig:
+    """Installs `model` with `base`, or with the base probing finds when None."""
+    return services.model_manager.install.install_path(model, ModelRecordChanges(base=base))
 
 
 def run_session(services: InvocationServices, model: ModelIdentifierField, seed: int) -> tuple[float, int]:
@@ -79,16 +85,23 @@ def run_session(services: InvocationServices, model: ModelIdentifierField, seed:
     return elapsed, item_id
 
 
-def bench_graph_against_pipeline(root: Path, model: Path) -> dict[str, Any]:
+def bench_graph_against_pipeline(root: Path, model: Path, sdxl: bool) -> dict[str, Any]:
     """Sessions and pipeline calls alternate, so that a busy machine slows both alike."""
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from nodeloom.backend.stable_diffusion.schedulers import make_scheduler
 
-    pipeline = StableDiffusionPipeline.from_pretrained(model, local_files_only=True)
+    pipeline: Any
+    extra: dict[str, Any] = {}
+    if sdxl:
+        pipeline = StableDiffusionXLPipeline.from_pretrained(model, local_files_only=True, add_watermarker=False)
+        # The graph conditions SDXL on the size it is given, the noise's.
+        extra = {"original_size": (NOISE_SIZE, NOISE_SIZE), "target_size": (NOISE_SIZE, NOISE_SIZE)}
+    else:
+        pipeline = StableDiffusionPipeline.from_pretrained(model, local_files_only=True)
     pipeline.set_progress_bar_config(disable=True)
-    pipeline.scheduler = make_scheduler(SCHEDULER, pipeline.scheduler.config)  # type: ignore[assignment,arg-type]
+    pipeline.scheduler = make_scheduler(SCHEDULER, pipeline.scheduler.config)
 
     def run_pipeline(seed: int) -> float:
         started = time.perf_counter()
@@ -100,6 +113,7 @@ def bench_graph_against_pipeline(root: Path, model: Path) -> dict[str, Any]:
             width=IMAGE_SIZE,
             height=IMAGE_SIZE,
             generator=torch.Generator("cpu").manual_seed(seed),
+            **extra,
         )
         return time.perf_counter() - started
 
@@ -107,7 +121,9 @@ def bench_graph_against_pipeline(root: Path, model: Path) -> dict[str, Any]:
     invoker = Invoker(services)
     invoker.start()
     try:
-        identifier = ModelIdentifierField.from_config(install(services, model))
+        identifier = ModelIdentifierField.from_config(
+            install(services, model, None if sdxl else BaseModelType.StableDiffusion1)
+        )
         # The first of each loads the models and warms diffusers up.
         run_session(services, identifier, seed=0)
         run_pipeline(seed=0)
@@ -151,14 +167,29 @@ def main() -> None:
     load_builtin_nodes()
     with tempfile.TemporaryDirectory() as folder:
         model = build_tiny_sd(Path(folder) / "tiny-sd")
-        graph = bench_graph_against_pipeline(Path(folder) / "graph-root", model)
-        emit({"measurement": "text_to_image", "image": IMAGE_SIZE, "steps": STEPS, "runs": RUNS, **graph})
+        graph = bench_graph_against_pipeline(Path(folder) / "graph-root", model, sdxl=False)
+        emit(
+            {
+                "measurement": "text_to_image",
+                "model": "sd-1",
+                "image": IMAGE_SIZE,
+                "steps": STEPS,
+                "runs": RUNS,
+                **graph,
+            }
+        )
+        sdxl_model, _ = build_tiny_sdxl(Path(folder) / "tiny-sdxl")
+        sdxl = bench_graph_against_pipeline(Path(folder) / "sdxl-graph-root", sdxl_model, sdxl=True)
+        emit(
+            {"measurement": "text_to_image", "model": "sdxl", "image": IMAGE_SIZE, "steps": STEPS, "runs": RUNS, **sdxl}
+        )
         loading = bench_model_loading(Path(folder) / "load-root", model)
         emit({"measurement": "model_loading", "parts": [part.value for part in PARTS], **loading})
     emit(
         {
             "measurement": "summary",
             "graph_over_pipeline": graph["graph_ms"] / graph["pipeline_ms"],
+            "sdxl_graph_over_pipeline": sdxl["graph_ms"] / sdxl["pipeline_ms"],
             "cache_hit_over_cold": loading["cached_load_ms"] / loading["cold_load_ms"],
         }
     )

@@ -108,7 +108,7 @@ def dequeue_complete_ms(n: int = 10_000) -> float:
     with queue() as q:
         q.enqueue_batch(DEFAULT_QUEUE_ID, batch_of(n), prepend=False)
         started = time.perf_counter()
-        while (item := q.dequeue()) is not None:
+        while (item := q.dequeue("bench")) is not None:
             q.complete_queue_item(item.item_id)
         seconds = time.perf_counter() - started
         assert q.get_queue_status(DEFAULT_QUEUE_ID).completed == n

@@ -75,7 +75,8 @@ def start_services(tmp_path: Path) -> Iterator[StartServices]:
 
     yield start
     for invoker in invokers:
-        if invoker.services.session_processor.get_status().is_started:
+        services = invoker.services
+        if services.session_processor.get_status().is_started or not services.config.run_processor:
             invoker.stop()
 
 

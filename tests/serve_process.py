@@ -16,11 +16,12 @@ from tests.helpers import free_port, wait_for
 class ServeProcess:
     """The server on one root and port, started again after each kill; its output appended to `log`.
 
-    `settings` become `NODELOOM_*` variables of the child.
+    `settings` become `NODELOOM_*` variables of the child; `args` are added to its command line.
     """
 
-    def __init__(self, root: Path, **settings: object) -> None:
+    def __init__(self, root: Path, *args: str, **settings: object) -> None:
         self.root = root
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root.parent / f"{root.name}-server.log"
@@ -35,7 +36,10 @@ class ServeProcess:
         # The output goes to a file: a pipe nobody reads would fill and block the server.
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "nodeloom", "serve", "--root", str(self.root), "--port", str(self.port)],
+                [
+                    *(sys.executable, "-m", "nodeloom", "serve", "--root", str(self.root), "--port", str(self.port)),
+                    *self.args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
@@ -78,3 +82,40 @@ class ServeProcess:
             return db.execute(sql).fetchall()
         finally:
             db.close()
+
+
+class WorkerProcess:
+    """`nodeloom worker` on a root, with `args` on its command line; its output in `log`."""
+
+    def __init__(self, root: Path, name: str, *args: str, **settings: object) -> None:
+        self.log = root.parent / f"{root.name}-{name}.log"
+        env = {
+            **os.environ,
+            "NODELOOM_PROCESSOR_POLL_INTERVAL_S": "0.05",
+            **{f"NODELOOM_{key.upper()}": str(value).lower() for key, value in settings.items()},
+        }
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "nodeloom", "worker", "--root", str(root), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, in whatever it was doing."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: the worker stops cleanly."""
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=30) == 0, self.log.read_text()[-3000:]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()

@@ -1,6 +1,6 @@
 """Model files made for tests, since nothing may be downloaded: a tiny Stable Diffusion 1.x-architecture pipeline
-built from configs with fixed seeds (about 6 MB), a tiny SDXL base and refiner, a LoRA, a single-file checkpoint,
-and a pickle that runs code.
+built from configs with fixed seeds (about 6 MB), a tiny SDXL base and refiner, LoRAs of each kind, a single-file
+checkpoint, and a pickle that runs code.
 
 torch, diffusers and transformers are imported inside the functions: importing this module stays cheap.
 """
@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
 
 # Read by huggingface_hub when it is first imported: nothing in the tests may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Read by MKL when it first computes. MKL may sum a product in another order when an operand's memory is aligned
+# otherwise, and weights loaded from two files (a diffusers folder, the single file written from it) sit at
+# different alignments: in strict mode the results depend on the values alone, so that the tests can ask for
+# exact equality.
+os.environ["MKL_CBWR"] = "AUTO,STRICT"
 
 TINY_CROSS_ATTENTION_DIM = 32
 """The text width of the tiny pipeline: no real base has it, so installing it needs a base override."""
@@ -266,6 +275,113 @@ def write_tiny_sdxl_lora(path: Path) -> Path:
         shapes[f"{layer}.lora_down.weight"] = (rank, width)
         shapes[f"{layer}.lora_up.weight"] = (TINY_CROSS_ATTENTION_DIM, rank)
     return _save_safetensors(path, shapes)
+
+
+LoRAKind = Literal["lora", "loha", "lokr", "peft", "full"]
+"""kohya's LoRA, LoHa and LoKr, PEFT's LoRA in diffusers' names, and full differences (LyCORIS `diff`)."""
+LORA_KINDS: tuple[LoRAKind, ...] = ("lora", "loha", "lokr", "peft", "full")
+
+
+@dataclass(frozen=True)
+class LoRALayerSpec:
+    """A linear layer a test LoRA patches: its name in kohya's and in diffusers' spelling, its weight's shape, and
+    whether it has a bias (a full difference then changes it too)."""
+
+    kohya: str
+    diffusers: str
+    shape: tuple[int, int]
+    bias: bool = False
+
+
+TINY_SD1_LORA_LAYERS = (
+    LoRALayerSpec(
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k",
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",
+        (32, TINY_CROSS_ATTENTION_DIM),
+    ),
+    LoRALayerSpec(
+        "lora_te_text_model_encoder_layers_0_self_attn_q_proj",
+        "text_encoder.text_model.encoder.layers.0.self_attn.q_proj",
+        (TINY_CROSS_ATTENTION_DIM, TINY_CROSS_ATTENTION_DIM),
+        bias=True,
+    ),
+)
+"""Layers of the tiny SD-1 pipeline: a UNet cross-attention key and a text encoder query."""
+
+TINY_SDXL_LORA_LAYERS = (
+    # kohya's SDXL LoRAs name the UNet's layers as the original Stable Diffusion UNet does: the tiny UNet's first
+    # input block after conv_in is its first level's first resnet, with its attention as `.1`.
+    LoRALayerSpec(
+        "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k",
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",
+        (32, 2 * TINY_CROSS_ATTENTION_DIM),
+    ),
+    LoRALayerSpec(
+        "lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
+        "text_encoder.text_model.encoder.layers.0.self_attn.q_proj",
+        (TINY_CROSS_ATTENTION_DIM, TINY_CROSS_ATTENTION_DIM),
+        bias=True,
+    ),
+    LoRALayerSpec(
+        "lora_te2_text_model_encoder_layers_1_mlp_fc1",
+        "text_encoder_2.text_model.encoder.layers.1.mlp.fc1",
+        (37, TINY_CROSS_ATTENTION_DIM),
+        bias=True,
+    ),
+)
+"""Layers of the tiny SDXL base: a UNet cross-attention key, a query of the first text encoder and an MLP layer of
+the second."""
+
+
+def _kronecker_factor(size: int) -> int:
+    """The size of a LoKr's first (small) factor along a dimension of `size`."""
+    return 4 if size % 4 == 0 else 1
+
+
+def lora_tensors(
+    kind: LoRAKind, layers: tuple[LoRALayerSpec, ...], rank: int = 2, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """A LoRA of `kind` for `layers`, random; kohya's kinds with an alpha of half the rank. A LoKr's first factor is
+    whole and its second a product of two, so both forms are used."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def random(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=generator) * 0.5
+
+    tensors: dict[str, torch.Tensor] = {}
+    for layer in layers:
+        out_width, in_width = layer.shape
+        name = layer.diffusers if kind == "peft" else layer.kohya
+        if kind == "peft":
+            parts = {"lora_A.weight": random(rank, in_width), "lora_B.weight": random(out_width, rank)}
+        elif kind == "lora":
+            parts = {"lora_down.weight": random(rank, in_width), "lora_up.weight": random(out_width, rank)}
+        elif kind == "loha":
+            parts = {f"hada_w{i}_a": random(out_width, rank) for i in (1, 2)}
+            parts |= {f"hada_w{i}_b": random(rank, in_width) for i in (1, 2)}
+        elif kind == "lokr":
+            out_factor, in_factor = _kronecker_factor(out_width), _kronecker_factor(in_width)
+            parts = {
+                "lokr_w1": random(out_factor, in_factor),
+                "lokr_w2_a": random(out_width // out_factor, rank),
+                "lokr_w2_b": random(rank, in_width // in_factor),
+            }
+        else:
+            parts = {"diff": random(out_width, in_width)} | ({"diff_b": random(out_width)} if layer.bias else {})
+        if kind in ("lora", "loha", "lokr"):
+            parts["alpha"] = torch.tensor(rank / 2)
+        tensors |= {f"{name}.{part}": tensor for part, tensor in parts.items()}
+    return tensors
+
+
+def write_lora_of_kind(path: Path, kind: LoRAKind, layers: tuple[LoRALayerSpec, ...]) -> Path:
+    """`lora_tensors` saved as safetensors."""
+    from safetensors.torch import save_file
+
+    save_file(lora_tensors(kind, layers), path)
+    return path
 
 
 def write_checkpoint(path: Path, text_width: int = SD1_TEXT_WIDTH) -> Path:

@@ -11,7 +11,7 @@ from tests.tiny_model import write_lora
 
 # The only modules that import torch at module level (see `nodeloom/backend/__init__.py`): nodes import them inside
 # `invoke`.
-TORCH_AT_IMPORT = ("denoise", "lora", "noise", "preview", "prompts", "seamless", "vae")
+TORCH_AT_IMPORT = ("denoise", "lora", "noise", "preview", "prompts", "seamless", "textual_inversion", "vae")
 
 
 def test_every_other_module_and_installing_a_safetensors_model_import_no_torch(tmp_path: Path) -> None:

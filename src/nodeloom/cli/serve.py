@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="a postgresql:// URL of the database (default: $NODELOOM_DATABASE_URL, else the root's SQLite file)",
     )
+    parser.add_argument(
+        "--no-processor",
+        action="store_true",
+        help="serve the API only, running no session: `nodeloom worker` processes on the same database run them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     given = (("host", args.host), ("port", args.port), ("database_url", args.db))
     overrides: dict[str, Any] = {k: v for k, v in given if v is not None}
+    if args.no_processor:
+        overrides["run_processor"] = False
     config = load_config(args.root, **overrides)
     config.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

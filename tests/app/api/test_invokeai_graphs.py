@@ -26,7 +26,7 @@ from tests.conftest import LiveServer
 from tests.diffusion_helpers import filter_diffusers_numpy
 from tests.helpers import edge
 from tests.model_sources import install_and_wait
-from tests.tiny_model import write_tiny_lora
+from tests.tiny_model import TINY_SD1_LORA_LAYERS, LoRAKind, write_lora_of_kind
 
 from nodeloom.app.services.shared.default_graphs import DECODE_ID, DENOISE_ID, MODEL_LOADER_ID, text_to_image_graph
 
@@ -153,10 +153,12 @@ def test_the_uis_image_to_image_graph_makes_the_plain_graphs_image(
     assert not np.array_equal(ui_pixels, run(client, plain_body(identifier(main_model)), DECODE_ID))
 
 
+@pytest.mark.parametrize("kind", ["lora", "loha", "lokr"])
 def test_the_uis_lora_graph_makes_the_plain_graphs_image(
-    client: httpx.Client, main_model: dict[str, Any], tmp_path: Path
+    client: httpx.Client, main_model: dict[str, Any], tmp_path: Path, kind: LoRAKind
 ) -> None:
-    lora = identifier(install(client, write_tiny_lora(tmp_path / "tiny-lora.safetensors")))
+    lora_file = write_lora_of_kind(tmp_path / f"tiny-{kind}.safetensors", kind, TINY_SD1_LORA_LAYERS)
+    lora = identifier(install(client, lora_file))
     values = {"MAIN_MODEL_CONFIG": main_model, "MAIN_MODEL": identifier(main_model), "LORA_MODEL": lora}
     ui_pixels = run(client, ui_body("sd1_text_to_image_lora", values), OUTPUT_ID)
 

@@ -1,4 +1,5 @@
-"""The diffusion nodes InvokeAI's SD-1.5 graphs use, checked against InvokeAI's inputs, defaults and outputs.
+"""The diffusion nodes InvokeAI's SD-1.5 graphs use, and SDXL's LoRA collection loader, checked against InvokeAI's
+inputs, defaults and outputs.
 
 Every input of InvokeAI's node is here, those of features nodeloom does not implement yet too: at their defaults
 they validate, so the graphs InvokeAI's UI sends are accepted (see `tests/app/api/test_invokeai_graphs.py`).
@@ -22,6 +23,12 @@ INVOKEAI_DIFFUSION_NODES: list[tuple[str, dict[str, Any], str, set[str]]] = [
     ("lora_selector", {"lora": None, "weight": 0.75}, "lora_selector_output", {"lora"}),
     ("lora_collection_loader", {"loras": None, "unet": None, "clip": None}, "lora_loader_output", {"unet", "clip"}),
     ("lora_loader", {"lora": None, "weight": 0.75, "unet": None, "clip": None}, "lora_loader_output", {"unet", "clip"}),
+    (
+        "sdxl_lora_collection_loader",
+        {"loras": None, "unet": None, "clip": None, "clip2": None},
+        "sdxl_lora_loader_output",
+        {"unet", "clip", "clip2"},
+    ),
     ("compel", {"prompt": "", "clip": None, "mask": None}, "conditioning_output", {"conditioning"}),
     (
         "noise",

@@ -31,7 +31,7 @@ def crash_after_two_images(root: Path) -> tuple[int, list[str], str]:
     nodes = [{"id": n, "type": "blank_image", "width": 8, "height": 8, "use_cache": False} for n in IMAGE_NODES]
     batch = Batch.model_validate({"graph": graph_json(nodes)})
     (item_id,) = services.session_queue.enqueue_batch(DEFAULT_QUEUE_ID, batch, prepend=False).item_ids
-    item = services.session_queue.dequeue()
+    item = services.session_queue.dequeue("crashed")
     assert item is not None and item.item_id == item_id
     contexts = InvocationContextBuilder(
         services.events,

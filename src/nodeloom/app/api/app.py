@@ -49,6 +49,7 @@ from nodeloom.app.services.model_install.model_install_common import (
     InstallJobStateError,
     ModelBaseUnknownError,
     ModelPathNotAllowedError,
+    ModelSettingUnknownError,
     UnknownInstallJobError,
 )
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, UnknownModelError
@@ -102,6 +103,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (ModelLinkNotAllowedError, 403),
     (DuplicateModelError, 409),
     (ModelBaseUnknownError, 422),
+    (ModelSettingUnknownError, 422),
     (InvalidModelConfigError, 422),
     (InvalidModelError, 415),
     (ModelFileError, 415),

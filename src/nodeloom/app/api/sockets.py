@@ -1,12 +1,13 @@
 """socket.io at /ws/socket.io: every event of a queue goes to that queue's room, numbered, with replay.
 
-Events leave the bus thread through one bridge (a deque, and `loop.call_soon_threadsafe` to wake the loop); one
-task numbers them per queue, keeps the last ones (`ReplayBuffer`, bounded in count and bytes) and emits them. Under
-load that task drains at most once per `flush_interval_s`, so each wake of the loop carries many events. A client
-that reconnects with `subscribe_queue {queue_id, after: N}` first gets the events numbered above N, or
-`events_missed` when they are no longer kept, so it knows to refetch the state. Bulk download events go to the room
-a client joins with `subscribe_bulk_download {bulk_download_id}` (InvokeAI's), unnumbered; other events to every client.
-"""
+The events are those of every process sharing the database (`DatabaseEventService`), each queue's numbered (`seq`)
+when stored, so that every server numbers them alike. They leave the bus thread through one bridge (a deque, and
+`loop.call_soon_threadsafe` to wake the loop); one task keeps the last ones (`ReplayBuffer`, bounded in count and
+bytes) and emits them. Under load that task drains at most once per `flush_interval_s`, so each wake of the loop
+carries many events. A client that reconnects with `subscribe_queue {queue_id, after: N}` first gets the events
+numbered above N, or `events_missed` when they are no longer kept, so it knows to refetch the state. Bulk download
+events go to the room a client joins with `subscribe_bulk_download {bulk_download_id}` (InvokeAI's), unnumbered;
+other events to every client."""
 
 from __future__ import annotations
 
@@ -134,12 +135,14 @@ class SocketBridge:
         if isinstance(event, QueueItemStatusChangedEvent):
             for listener in list(self._status_listeners):
                 listener(event)
-        payload = event.model_dump_json()
+        seq = event.seq
+        if seq is None:
+            logger.error("Not sent: %s of queue %s has no number (it was not stored)", event.event_name, event.queue_id)
+            return
+        packet = _event_packet(event.event_name, event.model_dump_json())
         async with self._lock:
             queue_id = event.queue_id
-            self._sequence[queue_id] += 1
-            seq = self._sequence[queue_id]
-            packet = _event_packet(event.event_name, f'{payload[:-1]},"seq":{seq}}}')
+            self._sequence[queue_id] = seq
             self.replay.add(queue_id, seq, packet)
             for _, eio_sid in list(self.sio.manager.get_participants("/", queue_id)):
                 await self.sio.eio.send(eio_sid, packet)

@@ -16,13 +16,17 @@ from nodeloom.app.invocations.baseinvocation import (
     invocation,
     invocation_output,
 )
-from nodeloom.app.invocations.fields import Input, InputField, OutputField
+from nodeloom.app.invocations.fields import Input, InputField, ModelIdentifierField, OutputField
 from nodeloom.app.invocations.model import CLIPField, ModelFieldDescriptions, lock_loras
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType
+from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:
     import torch
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from nodeloom.app.services.shared.invocation_context import InvocationContext
+    from nodeloom.backend.stable_diffusion.textual_inversion import EmbeddingPart
 
 
 MASK_DESCRIPTION = "A mask defining the region that this conditioning prompt applies to."
@@ -30,6 +34,68 @@ ORIGINAL_WIDTH = "The width the image was before it was resized or cropped for t
 ORIGINAL_HEIGHT = "The height the image was before it was resized or cropped for training (SDXL's size conditioning)"
 CROP_TOP = "How many pixels were cropped from the top of the original image (SDXL's crop conditioning)"
 CROP_LEFT = "How many pixels were cropped from the left of the original image (SDXL's crop conditioning)"
+
+
+class WrongEmbeddingBaseError(NodeloomError):
+    """The prompt names an embedding made for another base model than its text encoder's."""
+
+
+def _embedding_bases(text_encoder_base: BaseModelType) -> set[BaseModelType]:
+    """The bases of the embeddings a text encoder takes: its own, and `any` (the vectors' width is checked still)."""
+    # SDXL's refiner has SDXL's second text encoder, so it takes the clip_g part of SDXL embeddings.
+    if text_encoder_base == BaseModelType.StableDiffusionXLRefiner:
+        return {text_encoder_base, BaseModelType.StableDiffusionXL, BaseModelType.Any}
+    return {text_encoder_base, BaseModelType.Any}
+
+
+def _lock_embeddings(
+    context: InvocationContext, stack: ExitStack, clip: CLIPField, prompt: str, part: EmbeddingPart
+) -> dict[str, torch.Tensor]:
+    """The vectors of each installed embedding the prompt names (`<name>`), locked in the model cache until `stack`
+    closes; of an SDXL embedding, those of `part`. A name no embedding has stays text, as in InvokeAI; an embedding
+    only for another base is a `WrongEmbeddingBaseError`."""
+    from nodeloom.backend.stable_diffusion.textual_inversion import embedding_names, embedding_vectors
+
+    bases = _embedding_bases(clip.text_encoder.base)
+    vectors: dict[str, torch.Tensor] = {}
+    for name in embedding_names(prompt):
+        installed = context.models.search_by_attrs(name=name, type=ModelType.TextualInversion)
+        if not installed:
+            continue
+        fitting = [config for config in installed if config.base in bases]
+        if not fitting:
+            made_for = ", ".join(sorted({config.base.value for config in installed}))
+            raise WrongEmbeddingBaseError(
+                f"The embedding '{name}' is for {made_for}, and this prompt goes through a "
+                f"{clip.text_encoder.base.value} text encoder"
+            )
+        state_dict = stack.enter_context(context.models.load(ModelIdentifierField.from_config(fitting[0])))
+        try:
+            vectors[name] = embedding_vectors(state_dict, part)
+        except ValueError as error:
+            raise ValueError(f"The embedding '{name}' cannot be used: {error}") from error
+    return vectors
+
+
+def _prompt_encoder(
+    context: InvocationContext,
+    stack: ExitStack,
+    clip: CLIPField,
+    prompt: str,
+    target: Literal["text_encoder", "text_encoder_2"],
+) -> tuple[CLIPTokenizer, CLIPTextModel | CLIPTextModelWithProjection, str]:
+    """The tokenizer, text encoder and prompt to encode with, held until `stack` closes: the text encoder with the
+    CLIP field's LoRAs on and the prompt's embeddings added, the tokenizer knowing the embeddings' tokens."""
+    from nodeloom.backend.stable_diffusion.lora import apply_loras
+    from nodeloom.backend.stable_diffusion.textual_inversion import apply_embeddings
+
+    text_encoder = stack.enter_context(context.models.load(clip.text_encoder))
+    tokenizer = stack.enter_context(context.models.load(clip.tokenizer))
+    stack.enter_context(apply_loras(text_encoder, lock_loras(context, stack, clip.loras), target))
+    # An SDXL embedding has vectors for each of its text encoders; other embeddings have one set, whatever the part.
+    embeddings = _lock_embeddings(context, stack, clip, prompt, "clip_l" if target == "text_encoder" else "clip_g")
+    tokenizer, prompt = stack.enter_context(apply_embeddings(tokenizer, text_encoder, prompt, embeddings))
+    return tokenizer, text_encoder, prompt
 
 
 class TensorField(BaseModel):
@@ -68,15 +134,12 @@ class CompelInvocation(BaseInvocation):
     mask: TensorField | None = InputField(default=None, description=MASK_DESCRIPTION)
 
     def invoke(self, context: InvocationContext) -> ConditioningOutput:
-        from nodeloom.backend.stable_diffusion.lora import apply_loras
         from nodeloom.backend.stable_diffusion.prompts import encode_prompt
 
         with ExitStack() as stack:
-            text_encoder = stack.enter_context(context.models.load(self.clip.text_encoder))
-            tokenizer = stack.enter_context(context.models.load(self.clip.tokenizer))
-            stack.enter_context(apply_loras(text_encoder, lock_loras(context, stack, self.clip.loras), "text_encoder"))
+            tokenizer, text_encoder, prompt = _prompt_encoder(context, stack, self.clip, self.prompt, "text_encoder")
             context.util.signal_progress("Building conditioning")
-            conditioning = encode_prompt(tokenizer, text_encoder, self.prompt, self.clip.skipped_layers)
+            conditioning = encode_prompt(tokenizer, text_encoder, prompt, self.clip.skipped_layers)
         name = context.conditioning.save(conditioning.to_stored())
         return ConditioningOutput(conditioning=ConditioningField(conditioning_name=name, mask=self.mask))
 
@@ -122,17 +185,15 @@ def _encode_sdxl_part(
     absent negative prompt (`force_zeros_for_empty_prompt`) and InvokeAI makes an empty one."""
     import torch
 
-    from nodeloom.backend.stable_diffusion.lora import apply_loras
     from nodeloom.backend.stable_diffusion.prompts import encode_sdxl_prompt_part
 
     with ExitStack() as stack:
-        text_encoder = stack.enter_context(context.models.load(clip.text_encoder))
         if zero_on_empty and prompt == "":
+            text_encoder = stack.enter_context(context.models.load(clip.text_encoder))
             config = text_encoder.config
             embeds = torch.zeros((1, config.max_position_embeddings, config.hidden_size), dtype=text_encoder.dtype)
             return embeds, torch.zeros((1, config.projection_dim), dtype=embeds.dtype) if pooled else None
-        tokenizer = stack.enter_context(context.models.load(clip.tokenizer))
-        stack.enter_context(apply_loras(text_encoder, lock_loras(context, stack, clip.loras), target))
+        tokenizer, text_encoder, prompt = _prompt_encoder(context, stack, clip, prompt, target)
         return encode_sdxl_prompt_part(tokenizer, text_encoder, prompt, clip.skipped_layers, pooled)
 
 

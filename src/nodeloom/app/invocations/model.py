@@ -88,6 +88,17 @@ def lock_loras(context: InvocationContext, stack: ExitStack, loras: list[LoRAFie
     return [(stack.enter_context(context.models.load(lora.lora)), lora.weight) for lora in loras]
 
 
+def unique_loras(context: InvocationContext, loras: LoRAField | list[LoRAField] | None) -> list[LoRAField]:
+    """The LoRAs of a collection input, each checked to be an installed LoRA; as in InvokeAI, a LoRA that appears
+    twice is applied once, at its first weight."""
+    given = loras if isinstance(loras, list) else [] if loras is None else [loras]
+    applied: dict[str, LoRAField] = {}
+    for lora in given:
+        check_model(context, lora.lora, ModelType.LoRA)
+        applied.setdefault(lora.lora.key, lora)
+    return list(applied.values())
+
+
 def submodel(model: ModelIdentifierField, submodel_type: SubModelType) -> ModelIdentifierField:
     """The identifier of one part of `model`."""
     return model.model_copy(update={"submodel_type": submodel_type})
@@ -219,12 +230,7 @@ class LoRACollectionLoader(BaseInvocation):
     )
 
     def invoke(self, context: InvocationContext) -> LoRALoaderOutput:
-        given = self.loras if isinstance(self.loras, list) else [] if self.loras is None else [self.loras]
-        applied: dict[str, LoRAField] = {}
-        for lora in given:
-            check_model(context, lora.lora, ModelType.LoRA)
-            applied.setdefault(lora.lora.key, lora)
-        added = list(applied.values())
+        added = unique_loras(context, self.loras)
         unet = None if self.unet is None else self.unet.model_copy(update={"loras": [*self.unet.loras, *added]})
         clip = None if self.clip is None else self.clip.model_copy(update={"loras": [*self.clip.loras, *added]})
         return LoRALoaderOutput(unet=unet, clip=clip)

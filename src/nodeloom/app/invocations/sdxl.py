@@ -1,5 +1,5 @@
-"""SDXL's model nodes, with InvokeAI's type and field names: the base's and the refiner's loaders, and a LoRA on
-the UNet and both text encoders.
+"""SDXL's model nodes, with InvokeAI's type and field names: the base's and the refiner's loaders, and a LoRA or a
+collection of LoRAs on the UNet and both text encoders.
 
 As the SD-1 nodes, they load nothing: the base's CLIP 1 is its `text_encoder`, CLIP 2 its `text_encoder_2`; the
 refiner has only the second.
@@ -26,6 +26,7 @@ from nodeloom.app.invocations.model import (
     check_model,
     main_model_parts,
     submodel,
+    unique_loras,
 )
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
 
@@ -137,5 +138,41 @@ class SDXLLoRALoaderInvocation(BaseInvocation):
         updated = {
             name: None if field is None else field.model_copy(update={"loras": [*field.loras, applied]})
             for name, field in fields.items()
+        }
+        return SDXLLoRALoaderOutput.model_validate(updated)
+
+
+@invocation(
+    "sdxl_lora_collection_loader",
+    title="Apply LoRA Collection - SDXL",
+    tags=["model"],
+    category="model",
+    version="1.1.3",
+)
+class SDXLLoRACollectionLoader(BaseInvocation):
+    """Applies a collection of SDXL LoRAs to the provided UNet and CLIP models.
+
+    As `lora_collection_loader`, on each of the UNet and both CLIP fields given; a LoRA twice in the collection is
+    applied once, at its first weight.
+    """
+
+    loras: LoRAField | list[LoRAField] | None = InputField(
+        default=None, description="LoRA models and weights. May be a single LoRA or collection.", title="LoRAs"
+    )
+    unet: UNetField | None = InputField(
+        default=None, description=ModelFieldDescriptions.unet, input=Input.Connection, title="UNet"
+    )
+    clip: CLIPField | None = InputField(
+        default=None, description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP"
+    )
+    clip2: CLIPField | None = InputField(
+        default=None, description=ModelFieldDescriptions.clip, input=Input.Connection, title="CLIP 2"
+    )
+
+    def invoke(self, context: InvocationContext) -> SDXLLoRALoaderOutput:
+        added = unique_loras(context, self.loras)
+        updated = {
+            name: None if field is None else field.model_copy(update={"loras": [*field.loras, *added]})
+            for name, field in {"unet": self.unet, "clip": self.clip, "clip2": self.clip2}.items()
         }
         return SDXLLoRALoaderOutput.model_validate(updated)

@@ -12,7 +12,7 @@ from nodeloom.app.services.bulk_download.bulk_download_base import BulkDownloadB
 from nodeloom.app.services.bulk_download.bulk_download_default import ZipBulkDownloadService
 from nodeloom.app.services.config.config_default import NodeloomConfig
 from nodeloom.app.services.events.events_base import EventServiceBase
-from nodeloom.app.services.events.events_default import InProcessEventService
+from nodeloom.app.services.events.events_database import DatabaseEventService
 from nodeloom.app.services.image_services import build_image_services
 from nodeloom.app.services.images.images_base import ImageServiceABC
 from nodeloom.app.services.invocation_cache.invocation_cache_base import InvocationCacheBase
@@ -48,6 +48,7 @@ from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
 from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService, WebhookSettings
 from nodeloom.backend.model_manager.load.model_cache import ModelCache
 from nodeloom.backend.model_manager.load.model_loaders import loader_registry
+from nodeloom.backend.util.devices import DeviceName
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,87 @@ def _connect(config: NodeloomConfig) -> DatabaseBase:
     return PostgresDatabase(url)
 
 
+def _model_load(config: NodeloomConfig, events: EventServiceBase, device: DeviceName) -> ModelLoadService:
+    """The loading path with a model cache of its own on `device`."""
+    return ModelLoadService(
+        registry=loader_registry,
+        cache=ModelCache(
+            ram_budget_gb=config.ram_cache_gb,
+            vram_budget_gb=config.vram_cache_gb,
+            device=device,
+            precision=config.precision,
+        ),
+        events=events,
+        models_path=config.resolve(config.models_dir),
+    )
+
+
+def _processor(
+    config: NodeloomConfig,
+    queue: SessionQueueBase,
+    events: EventServiceBase,
+    stats: InvocationStatsServiceBase,
+    cache: InvocationCacheBase,
+    contexts: InvocationContextBuilder,
+    metrics: MetricsServiceBase,
+    device: DeviceName,
+) -> DefaultSessionProcessor:
+    return DefaultSessionProcessor(
+        queue,
+        events,
+        stats,
+        cache,
+        contexts,
+        metrics,
+        ProcessorSettings(
+            poll_interval_s=config.processor_poll_interval_s,
+            save_state_after_s=config.save_state_after_s,
+            stats_dir=config.stats_path,
+            profiles_dir=config.profiles_path if config.profile_graphs else None,
+            profile_prefix=config.profile_prefix,
+            restart_interval_s=config.processor_restart_interval_s,
+            max_session_nodes=config.max_session_nodes,
+            devices=(device,),
+            heartbeat_interval_s=config.heartbeat_interval_s,
+        ),
+    )
+
+
+def build_processor(services: InvocationServices, device: DeviceName) -> SessionProcessorBase:
+    """One more processor on the services' queue, for a worker that runs one per device: a model cache of its own on
+    `device` and stats of its own; the rest (queue, events, images, the invocation cache, metrics) shared."""
+    config = services.config
+    model_manager = ModelManagerService(
+        store=services.model_manager.store,
+        install=services.model_manager.install,
+        load=_model_load(config, services.events, device),
+    )
+    contexts = InvocationContextBuilder(
+        services.events,
+        config,
+        services.images,
+        services.boards,
+        services.tensors,
+        services.conditioning,
+        model_manager,
+    )
+    stats = InvocationStatsService(model_cache_stats=model_manager.load.get_session_stats)
+    return _processor(
+        config,
+        services.session_queue,
+        services.events,
+        stats,
+        services.invocation_cache,
+        contexts,
+        services.metrics,
+        device,
+    )
+
+
 def build_services(config: NodeloomConfig) -> InvocationServices:
     """Opens (and migrates) the database under the root and wires every service; nothing runs until started."""
     database = open_database(config)
-    events = InProcessEventService()
+    events = DatabaseEventService(database, poll_interval_s=config.events_poll_interval_s, keep=config.events_keep)
     image_services = build_image_services(database, config.outputs_path / "images", events)
     images, boards = image_services.images, image_services.boards
     tensors: ObjectSerializerBase[Any] = ObjectSerializerForwardCache(
@@ -120,53 +198,28 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         max_history=config.max_queue_history,
         max_history_days=config.max_queue_history_days,
         limits=BatchLimits.from_config(config),
+        lease_s=config.lease_s,
     )
-    models_path = config.resolve(config.models_dir)
     model_records = SqlModelRecordService(database)
     model_manager = ModelManagerService(
         store=model_records,
         install=ModelInstallService(
             store=model_records,
             events=events,
-            models_path=models_path,
+            models_path=config.resolve(config.models_dir),
             install_roots=[config.resolve(root) for root in config.model_install_roots],
             downloads=DownloadSettings(
                 allow_private=config.model_download_allow_private,
                 hf_token=None if config.hf_token is None else config.hf_token.get_secret_value(),
             ),
         ),
-        load=ModelLoadService(
-            registry=loader_registry,
-            cache=ModelCache(
-                ram_budget_gb=config.ram_cache_gb,
-                vram_budget_gb=config.vram_cache_gb,
-                device=config.device,
-                precision=config.precision,
-            ),
-            events=events,
-            models_path=models_path,
-        ),
+        load=_model_load(config, events, config.device),
     )
     stats = InvocationStatsService(model_cache_stats=model_manager.load.get_session_stats)
     cache = MemoryInvocationCache(max_size=config.node_cache_size)
     metrics = PrometheusMetricsService()
-    processor = DefaultSessionProcessor(
-        queue,
-        events,
-        stats,
-        cache,
-        InvocationContextBuilder(events, config, images, boards, tensors, conditioning, model_manager),
-        metrics,
-        ProcessorSettings(
-            poll_interval_s=config.processor_poll_interval_s,
-            save_state_after_s=config.save_state_after_s,
-            stats_dir=config.stats_path,
-            profiles_dir=config.profiles_path if config.profile_graphs else None,
-            profile_prefix=config.profile_prefix,
-            restart_interval_s=config.processor_restart_interval_s,
-            max_session_nodes=config.max_session_nodes,
-        ),
-    )
+    contexts = InvocationContextBuilder(events, config, images, boards, tensors, conditioning, model_manager)
+    processor = _processor(config, queue, events, stats, cache, contexts, metrics, config.device)
     metrics.add_collector(ServiceStateCollector(queue, cache, processor))
     return InvocationServices(
         config=config,

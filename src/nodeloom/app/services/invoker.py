@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from nodeloom.app.services.invocation_services import InvocationServices
+from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ class Invoker:
         services.model_manager.install.start()
         services.events.start()
         services.webhooks.start()
-        services.session_processor.start()
+        if services.config.run_processor:
+            services.session_processor.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stops the processor, the bulk downloads and the model installs, delivers the last events, stops the
@@ -61,3 +64,35 @@ class Invoker:
         items = self.services.session_queue.get_queue_items_by_item_ids([item_id])
         interrupted = [item for item in items if item.status == "pending" or item.error_type == "Interrupted"]
         self.services.images.remove_interrupted_images(interrupted)
+
+
+class Worker:
+    """What `nodeloom worker` runs on the services: its processors and the events they need; the HTTP API, webhooks,
+    downloads and the cleanup of the outputs folder are the API server's."""
+
+    def __init__(self, services: InvocationServices, processors: list[SessionProcessorBase]) -> None:
+        self.services = services
+        self.processors = processors
+
+    def start(self) -> None:
+        """Recovers items whose processor is gone, then starts delivering events and processing."""
+        recovered = self.services.session_queue.recover_interrupted()
+        if recovered:
+            logger.warning("Found %d queue item(s) whose processor is gone: %s", len(recovered), recovered)
+        self.services.events.start()
+        for processor in self.processors:
+            processor.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stops the processors together (their sessions are interrupted), delivers the last events and closes the
+        database, within `timeout_s` (default: the `shutdown_timeout_s` setting)."""
+        services = self.services
+        deadline = time.monotonic() + (services.config.shutdown_timeout_s if timeout_s is None else timeout_s)
+        share = PROCESSOR_SHARE * max(0.0, deadline - time.monotonic())
+        stopping = [threading.Thread(target=p.stop, args=(share,), daemon=True) for p in self.processors]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        services.events.stop(timeout_s=max(0.0, deadline - time.monotonic()))
+        services.database.close()

@@ -11,7 +11,13 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
+from nodeloom.backend.model_manager.taxonomy import (
+    BaseModelType,
+    ModelFormat,
+    ModelType,
+    SchedulerPredictionType,
+    SubModelType,
+)
 from nodeloom.backend.stable_diffusion.schedulers import SCHEDULER_NAME_VALUES
 from nodeloom.errors import NodeloomError
 
@@ -66,14 +72,34 @@ class MainDiffusersConfig(ModelConfigBase):
     )
 
 
-class MainCheckpointConfig(ModelConfigBase):
-    """A Stable Diffusion pipeline in one file; recognised, but not loadable until converted to diffusers."""
+class CheckpointConfigBase(ModelConfigBase):
+    """A model in one file, in the original Stable Diffusion key layout, converted to diffusers when loaded."""
+
+    format: Literal[ModelFormat.Checkpoint] = ModelFormat.Checkpoint
+    config_path: str | None = Field(
+        default=None,
+        description="A diffusers folder whose configs describe the model (a whole pipeline's for a main model, a "
+        "VAE's for a VAE); None takes the configs nodeloom ships for the model's base and prediction type",
+    )
+
+
+class MainCheckpointConfig(CheckpointConfigBase):
+    """A Stable Diffusion pipeline in one file."""
 
     type: Literal[ModelType.Main] = ModelType.Main
-    format: Literal[ModelFormat.Checkpoint] = ModelFormat.Checkpoint
+    prediction_type: SchedulerPredictionType = Field(
+        default=SchedulerPredictionType.Epsilon,
+        description="What the UNet predicts: the noise (epsilon) or the velocity (v_prediction, SD-2's 768 models)",
+    )
     default_settings: MainModelDefaultSettings | None = Field(
         default=None, description="Default settings for this model"
     )
+
+
+class VAECheckpointConfig(CheckpointConfigBase):
+    """A standalone VAE in one file."""
+
+    type: Literal[ModelType.VAE] = ModelType.VAE
 
 
 class VAEDiffusersConfig(ModelConfigBase):
@@ -97,6 +123,13 @@ class TextualInversionFileConfig(ModelConfigBase):
     format: Literal[ModelFormat.EmbeddingFile] = ModelFormat.EmbeddingFile
 
 
+class TextualInversionFolderConfig(ModelConfigBase):
+    """A textual-inversion embedding in a folder, as diffusers saves one."""
+
+    type: Literal[ModelType.TextualInversion] = ModelType.TextualInversion
+    format: Literal[ModelFormat.EmbeddingFolder] = ModelFormat.EmbeddingFolder
+
+
 def _type_and_format(value: Any) -> str:
     """The tag choosing a config class: "{type}.{format}" of a config or of its dict."""
     if isinstance(value, dict):
@@ -112,8 +145,10 @@ AnyModelConfig = Annotated[
     Annotated[MainDiffusersConfig, _tag(MainDiffusersConfig)]
     | Annotated[MainCheckpointConfig, _tag(MainCheckpointConfig)]
     | Annotated[VAEDiffusersConfig, _tag(VAEDiffusersConfig)]
+    | Annotated[VAECheckpointConfig, _tag(VAECheckpointConfig)]
     | Annotated[LoRALyCORISConfig, _tag(LoRALyCORISConfig)]
-    | Annotated[TextualInversionFileConfig, _tag(TextualInversionFileConfig)],
+    | Annotated[TextualInversionFileConfig, _tag(TextualInversionFileConfig)]
+    | Annotated[TextualInversionFolderConfig, _tag(TextualInversionFolderConfig)],
     Discriminator(
         _type_and_format,
         custom_error_type="model_type_and_format",

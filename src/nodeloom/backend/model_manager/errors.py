@@ -29,10 +29,6 @@ class DuplicateModelLoaderError(NodeloomError):
     """A loader is registered for this kind of model already."""
 
 
-class CheckpointNotSupportedError(ModelLoadError):
-    """Single-file checkpoints cannot be loaded yet; convert it to a diffusers folder."""
-
-
 class SubmodelTypeError(ModelLoadError):
     """The submodel asked for does not fit the model."""
 

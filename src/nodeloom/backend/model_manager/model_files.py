@@ -27,6 +27,9 @@ SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 WEIGHTS_SUFFIXES = PICKLE_SUFFIXES | {SAFETENSORS_SUFFIX}
 
+# The file holding the embedding in a folder diffusers saved a textual inversion in, in the order it looks for them.
+_EMBEDDING_FOLDER_FILES = ("learned_embeds.safetensors", "learned_embeds.bin")
+
 TensorShapes = dict[str, tuple[int, ...]]
 """Each tensor's name and shape."""
 
@@ -68,6 +71,11 @@ def _copy_file(source: Path, destination: Path | str, roots: Sequence[Path]) -> 
             "model_install_roots setting: put the file it leads to in the model, or install the model in place"
         )
     shutil.copy2(resolved, destination)
+
+
+def folder_embedding(folder: Path) -> Path | None:
+    """The weights file of a textual-inversion embedding's folder (`learned_embeds.*`), or None."""
+    return next((folder / name for name in _EMBEDDING_FOLDER_FILES if (folder / name).is_file()), None)
 
 
 def size_on_disk(path: Path) -> int:
@@ -120,16 +128,19 @@ def _safetensors_shapes(path: Path) -> TensorShapes:
         raise ModelFileError(f"{path} is not a safetensors file: a header entry has no shape") from error
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor in a weights file, on the CPU, by name; a checkpoint's nested `state_dict` is unwrapped."""
+def load_state_dict(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor in a weights file whose name starts with `prefix`, on the CPU, by name; a checkpoint's nested
+    `state_dict` is unwrapped. From a safetensors file only those tensors are read."""
     import torch
 
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
 
         try:
-            return load_file(path, device="cpu")
+            with safe_open(path, framework="pt", device="cpu") as weights:
+                # A safe_open handle has keys() but is not iterable.
+                names = [name for name in weights.keys() if name.startswith(prefix)]  # noqa: SIM118
+                return {name: weights.get_tensor(name) for name in names}
         except SafetensorError as error:
             raise ModelFileError(f"{path} is not a readable safetensors file: {error}") from error
     if path.suffix.lower() not in PICKLE_SUFFIXES:
@@ -151,13 +162,13 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     pending: list[tuple[str, dict[Any, Any]]] = [("", data)]
     while pending:
-        prefix, mapping = pending.pop()
+        dotted, mapping = pending.pop()
         for name, value in mapping.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{prefix}{name}"] = value
+                tensors[f"{dotted}{name}"] = value
             elif isinstance(value, dict):
-                pending.append((f"{prefix}{name}.", value))
-    return tensors
+                pending.append((f"{dotted}{name}.", value))
+    return {name: tensor for name, tensor in tensors.items() if name.startswith(prefix)}
 
 
 def _pickle_error(path: Path, error: pickle.UnpicklingError) -> ModelFileError:

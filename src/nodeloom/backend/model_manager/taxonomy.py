@@ -41,6 +41,8 @@ class ModelFormat(StrEnum):
     """A LoRA (or LyCORIS) weights file."""
     EmbeddingFile = "embedding_file"
     """A textual-inversion embedding in one file."""
+    EmbeddingFolder = "embedding_folder"
+    """A textual-inversion embedding in a folder, as diffusers saves one (`learned_embeds.safetensors` or `.bin`)."""
 
 
 class SubModelType(StrEnum):
@@ -53,3 +55,12 @@ class SubModelType(StrEnum):
     Tokenizer2 = "tokenizer_2"
     VAE = "vae"
     Scheduler = "scheduler"
+
+
+class SchedulerPredictionType(StrEnum):
+    """What a UNet was trained to predict; a scheduler must be configured to match."""
+
+    Epsilon = "epsilon"
+    """The noise."""
+    VPrediction = "v_prediction"
+    """The velocity, a mix of the noise and the image (SD-2's 768-pixel models)."""

@@ -71,7 +71,10 @@ def skip_clip_layers(text_encoder: CLIPTextModel | CLIPTextModelWithProjection, 
 
 
 def encode_prompt(
-    tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, prompt: str, skipped_layers: int = 0
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel | CLIPTextModelWithProjection,
+    prompt: str,
+    skipped_layers: int = 0,
 ) -> TextConditioning:
     """The prompt's embeddings on the CPU, computed where the text encoder is.
 

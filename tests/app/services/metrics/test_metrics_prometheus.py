@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import prometheus_client
@@ -19,7 +20,8 @@ from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     NodeExecutionStatsSummary,
 )
 from nodeloom.app.services.metrics.metrics_prometheus import PrometheusMetricsService
-from nodeloom.app.services.session_queue.session_queue_common import Batch
+from nodeloom.app.services.session_queue.session_queue_common import Batch, ProcessorInfo
+from nodeloom.app.services.shared.timestamps import to_timestamp
 from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 # Every family /metrics has, with its type and label names: dashboards and alerts are written against them.
@@ -35,6 +37,8 @@ FAMILIES = {
     "nodeloom_processor_processing": ("gauge", set()),
     "nodeloom_processor_alive": ("gauge", set()),
     "nodeloom_processor_restarts": ("counter", set()),
+    "nodeloom_processors_up": ("gauge", {"processor_id", "host"}),
+    "nodeloom_processors_heartbeat_age_seconds": ("gauge", {"processor_id", "host"}),
 }
 
 
@@ -68,6 +72,13 @@ def test_every_metric_keeps_its_name_type_and_labels(services: InvocationService
     services.session_queue.enqueue_batch(weird, Batch.model_validate({"graph": graph, "runs": 2}), prepend=False)
     services.metrics.record_session("completed", stats_of(("add", 2, 0.5), ("integer", 1, 0.25)))
     services.metrics.record_session("failed", None)
+    now = datetime.now(UTC)
+    for processor_id in ("live", "silent"):
+        info = ProcessorInfo(processor_id=processor_id, host="box", pid=1, devices=["cpu"], started_at=now)
+        services.session_queue.heartbeat(info)
+    with services.database.transaction() as cursor:
+        old = to_timestamp(now - timedelta(seconds=services.config.lease_s + 30))
+        cursor.execute("UPDATE session_processors SET heartbeat_at = ? WHERE processor_id = 'silent'", (old,))
 
     families = parse(services.metrics.exposition())
 
@@ -85,6 +96,10 @@ def test_every_metric_keeps_its_name_type_and_labels(services: InvocationService
     }
     assert samples(families["nodeloom_processor_started"]) == {(): 0}  # built, not started
     assert samples(families["nodeloom_processor_restarts"]) == {(): 0}
+    live, silent = (("host", "box"), ("processor_id", "live")), (("host", "box"), ("processor_id", "silent"))
+    assert samples(families["nodeloom_processors_up"]) == {live: 1, silent: 0}
+    ages = samples(families["nodeloom_processors_heartbeat_age_seconds"])
+    assert ages[live] < 5 and services.config.lease_s + 30 <= ages[silent] < services.config.lease_s + 35
 
 
 def test_each_service_has_its_own_registry_and_the_global_one_is_left_alone() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.original_layout import write_vae_file
 from tests.tiny_model import (
     write_checkpoint,
     write_code_running_checkpoint,
@@ -21,6 +22,7 @@ from nodeloom.app.services.model_install import model_install_scan
 from nodeloom.app.services.model_install.model_install_common import (
     ModelBaseUnknownError,
     ModelPathNotAllowedError,
+    ModelSettingUnknownError,
     ScanTooLargeError,
 )
 from nodeloom.app.services.model_install.model_install_default import ModelInstallService
@@ -29,7 +31,12 @@ from nodeloom.app.services.model_records.model_records_sql import SqlModelRecord
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
-from nodeloom.backend.model_manager.configs import InvalidModelConfigError, MainDiffusersConfig
+from nodeloom.backend.model_manager.configs import (
+    InvalidModelConfigError,
+    MainCheckpointConfig,
+    MainDiffusersConfig,
+    VAECheckpointConfig,
+)
 from nodeloom.backend.model_manager.errors import (
     InvalidModelError,
     ModelFileError,
@@ -37,7 +44,13 @@ from nodeloom.backend.model_manager.errors import (
     ModelPathNotFoundError,
     UnsafeModelFileError,
 )
-from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelFormat, ModelType, SubModelType
+from nodeloom.backend.model_manager.taxonomy import (
+    BaseModelType,
+    ModelFormat,
+    ModelType,
+    SchedulerPredictionType,
+    SubModelType,
+)
 
 SD1 = ModelRecordChanges(base=BaseModelType.StableDiffusion1)
 
@@ -131,9 +144,7 @@ def test_a_lora_gets_its_base_from_its_cross_attention_width(installer: ModelIns
         "ink",
     )
     odd = write_lora(tmp_path / "odd.safetensors", text_width=32)
-    with pytest.raises(
-        ModelBaseUnknownError, match=r"the input width of lora_unet_.*attn2_to_k\.lora_down\.weight is 32"
-    ):
+    with pytest.raises(ModelBaseUnknownError, match=r"the input width of lora_unet_.*attn2_to_k is 32"):
         installer.install_path(odd)
     overridden = installer.install_path(
         odd, ModelRecordChanges(base=BaseModelType.StableDiffusion2, name="Odd", description="made for a test")
@@ -160,6 +171,43 @@ def test_a_single_file_checkpoint_is_recognised(installer: ModelInstallService, 
     xl_key = "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
     save_file({xl_key: torch.zeros(640, 2048)}, tmp_path / "xl.safetensors")
     assert installer.install_path(tmp_path / "xl.safetensors").base == BaseModelType.StableDiffusionXL
+
+
+def test_an_sd2_single_file_asks_for_its_prediction_type(installer: ModelInstallService, tmp_path: Path) -> None:
+    path = write_checkpoint(tmp_path / "sd2.safetensors", text_width=1024)
+    with pytest.raises(ModelSettingUnknownError) as raised:
+        installer.install_path(path)
+    assert f"Cannot tell the prediction_type of the main model at {path}" in str(raised.value)
+    assert "Install it again with a prediction_type override" in str(raised.value)
+    assert store_of(installer).search_by_attr() == []
+    config = installer.install_path(path, ModelRecordChanges(prediction_type=SchedulerPredictionType.VPrediction))
+    assert isinstance(config, MainCheckpointConfig)
+    assert (config.base, config.prediction_type, config.config_path) == (
+        BaseModelType.StableDiffusion2,
+        SchedulerPredictionType.VPrediction,
+        None,
+    )
+    assert store_of(installer).get_model(config.key) == config
+
+
+def test_a_vae_file_asks_for_its_base(installer: ModelInstallService, tiny_sd_model: Path, tmp_path: Path) -> None:
+    path = write_vae_file(tiny_sd_model / "vae", tmp_path / "vae.safetensors")
+    with pytest.raises(ModelBaseUnknownError, match="the VAEs of sd-1, sd-2 and sdxl have the same tensors"):
+        installer.install_path(path)
+    config = installer.install_path(path, ModelRecordChanges(base=BaseModelType.StableDiffusionXL))
+    assert isinstance(config, VAECheckpointConfig) and config.base == BaseModelType.StableDiffusionXL
+
+
+def test_a_config_path_is_kept_absolute_and_only_from_the_roots(
+    installer: ModelInstallService, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    path = write_checkpoint(tmp_path / "dream.safetensors")
+    with pytest.raises(ModelPathNotAllowedError):
+        installer.install_path(path, ModelRecordChanges(config_path="/etc"))
+    config = installer.install_path(
+        path, ModelRecordChanges(config_path=str(tiny_sd_model / ".." / tiny_sd_model.name))
+    )
+    assert isinstance(config, MainCheckpointConfig) and config.config_path == str(tiny_sd_model)
 
 
 def test_an_embedding_is_recognised(installer: ModelInstallService, tmp_path: Path) -> None:

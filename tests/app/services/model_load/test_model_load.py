@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from tests.original_layout import write_single_file
 from tests.tiny_model import write_checkpoint, write_code_running_checkpoint, write_lora
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -25,12 +26,13 @@ from nodeloom.app.services.model_load.model_load_default import ModelLoadService
 from nodeloom.app.services.model_manager.model_manager_default import ModelManagerService
 from nodeloom.app.services.model_records.model_records_common import ModelRecordChanges
 from nodeloom.app.services.model_records.model_records_sql import SqlModelRecordService
+from nodeloom.app.services.shared.database.database_base import DbCursor
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.invocation_context import InvocationContextData
 from nodeloom.app.services.shared.invocation_context_models import ModelsInterface
-from nodeloom.backend.model_manager.errors import CheckpointNotSupportedError, ModelLoadError, SubmodelTypeError
+from nodeloom.backend.model_manager.errors import ModelLoadError, SubmodelTypeError, UnsafeModelFileError
 from nodeloom.backend.model_manager.load.model_cache import ModelCache
 from nodeloom.backend.model_manager.load.model_loaders import loader_registry
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
@@ -46,6 +48,9 @@ class RecordedEvents(EventServiceBase):
 
     def dispatch(self, event: EventBase) -> None:
         self.events.append(event)
+
+    def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
+        raise NotImplementedError
 
     def subscribe(self, handler: Callable[[EventBase], None]) -> Callable[[], None]:
         raise NotImplementedError
@@ -134,13 +139,32 @@ def test_a_standalone_vae_and_a_lora_load(models: Models, tiny_sd_model: Path, t
         models.manager.load.load_model(lora, SubModelType.UNet)
 
 
-def test_a_single_file_checkpoint_is_refused_clearly(models: Models, tmp_path: Path) -> None:
+def test_a_single_file_that_does_not_fit_its_configs_is_refused_clearly(models: Models, tmp_path: Path) -> None:
     config = models.manager.install.install_path(write_checkpoint(tmp_path / "dream.safetensors"))
-    with pytest.raises(
-        CheckpointNotSupportedError,
-        match="single-file checkpoints cannot be loaded yet; convert it to a diffusers folder",
-    ):
+    with pytest.raises(SubmodelTypeError, match=r"'dream' is a whole pipeline: load one of its parts \(unet, "):
         models.manager.load.load_model(config)
+    # Three tensors named as SD-1's, where SD-1's UNet has hundreds.
+    with pytest.raises(ModelLoadError, match=r"the UNet2DConditionModel of .*dream.safetensors lacks \d+ tensors"):
+        models.manager.load.load_model(config, SubModelType.UNet)
+
+
+def test_a_single_file_replaced_by_a_code_running_pickle_is_refused_without_running_it(
+    models: Models, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": load_file(write_single_file(tiny_sd_model, tmp_path / "tiny.safetensors"))}, path)
+    config = models.manager.install.install_path(
+        path, ModelRecordChanges(base=BaseModelType.StableDiffusion1, config_path=str(tiny_sd_model))
+    )
+    with models.manager.load.load_model(config, SubModelType.VAE) as vae:
+        assert isinstance(vae, AutoencoderKL)
+    marker = tmp_path / "marker"
+    write_code_running_checkpoint(path, marker)
+    with pytest.raises(UnsafeModelFileError, match="holds the Python object 'exec'"):
+        models.manager.load.load_model(config, SubModelType.UNet)
+    assert not marker.exists()
 
 
 def test_a_diffusers_folder_with_pickle_weights_is_refused_without_unpickling_them(

@@ -5,6 +5,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,11 @@ from nodeloom.app.services.session_queue import session_queue_sql_statements as 
 from nodeloom.app.services.session_queue.session_queue_common import (
     DEFAULT_QUEUE_ID,
     Batch,
+    ProcessorInfo,
     SessionQueueItem,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Dialect, Params
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Dialect, Listener, Params
 from nodeloom.app.services.shared.graph import STORED_SESSION, GraphExecutionState
 from nodeloom.app.services.shared.invocation_context import InvocationContextBuilder
 
@@ -351,7 +353,7 @@ def crash_midway(root: Path) -> int:
         [edge("first", "value", "sum", "a"), edge("second", "value", "sum", "b")],
     )
     (item_id,) = enqueue(services, graph)
-    item = services.session_queue.dequeue()
+    item = services.session_queue.dequeue("crashed")
     assert item is not None and item.item_id == item_id
     node = item.session.next()
     assert node is not None
@@ -396,7 +398,7 @@ def test_recovery_gives_up_after_max_attempts(tmp_path: Path) -> None:
         item = services.session_queue.get_queue_item(item_id)
         if interruption < 3:
             assert item.status == "pending" and item.attempts == interruption
-            assert services.session_queue.dequeue() is not None  # "crash" again while running it
+            assert services.session_queue.dequeue("crashed") is not None  # "crash" again while running it
         else:
             assert item.status == "failed" and item.error_type == "Interrupted"
             assert "3" in (item.error_message or "")
@@ -451,6 +453,9 @@ class RecordingDatabase(DatabaseBase):
 
     def read(self) -> AbstractContextManager[DbCursor]:
         return self._db.read()
+
+    def listen(self, channel: str) -> Listener | None:
+        return self._db.listen(channel)
 
     def close(self) -> None:
         self._db.close()
@@ -523,3 +528,37 @@ def test_a_canceled_session_is_one_write_after_its_cancel(
     [write] = writes_with(db, sql.SET_SESSION, sql.SET_STATS)
     assert {sql.SET_SESSION, sql.SET_STATS} <= set(write) and sql.SET_STATUS not in write
     assert services.session_queue.get_queue_item_stats(item_id) is not None
+
+
+def test_a_processor_holds_its_item_by_heartbeats_and_recovers_those_of_a_gone_one(
+    start_services: StartServices,
+) -> None:
+    services, _ = start_services(lease_s=1.0, heartbeat_interval_s=0.1, requeue_interrupted=True)
+    queue, processor = services.session_queue, services.session_processor
+    me = processor.get_status().processor_id
+    assert me is not None
+    processor.pause()
+    (orphan,) = enqueue(services, ADD_GRAPH)
+    gone = ProcessorInfo(processor_id="gone", host="elsewhere", pid=1, devices=["cpu"], started_at=datetime.now(UTC))
+    queue.heartbeat(gone)
+    assert queue.dequeue("gone") is not None
+
+    # No heartbeat from "gone" for a lease: the running processor's sweep requeues its item.
+    wait_for(lambda: queue.get_queue_item(orphan).status == "pending", 5, "the orphan to be requeued")
+    assert queue.get_queue_item(orphan).attempts == 1
+    processor.resume()
+    assert wait_finished(services, orphan).status == "completed"
+    assert queue.get_queue_item(orphan).processor_id == me
+
+    (waiting,) = enqueue(services, wait_graph(1.5))
+    wait_status(services, waiting, "in_progress")
+    time.sleep(0.3)  # past a heartbeat, which notes the node
+
+    listed = {p.processor_id: p for p in queue.list_processors()}
+    assert listed[me].is_alive and not listed["gone"].is_alive
+    [held] = listed[me].items
+    assert (held.item_id, held.node_id) == (waiting, "wait")
+    assert wait_finished(services, waiting).status == "completed"  # longer than the lease: the heartbeats held it
+
+    processor.stop()
+    assert me not in {p.processor_id for p in queue.list_processors()}

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
 import threading
 from collections import Counter
@@ -38,6 +41,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     BatchExistsError,
     BatchNotFoundError,
     BatchValidationError,
+    ProcessorInfo,
     QueueFullError,
     SessionQueueError,
     SessionQueueItem,
@@ -56,6 +60,8 @@ from nodeloom.app.services.shared.timestamps import to_timestamp
 from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSummary
 
 Q = "default"
+P = "processor-1"
+"""The processor the tests claim items for: never registered, so its items count as a dead process's at start-up."""
 
 
 def three_nodes() -> dict[str, Any]:
@@ -257,7 +263,7 @@ def test_a_stored_session_is_a_fresh_session_of_the_graph_that_runs(env: Env, qu
     queue.enqueue_batch(Q, make_batch([[datum("a", "value", [40])]]), prepend=False)
     [stored] = env.rows("SELECT session FROM session_queue")
 
-    item = queue.dequeue()
+    item = queue.dequeue(P)
 
     assert item is not None
     assert json.loads(stored["session"]).keys() == GraphExecutionState.model_fields.keys()
@@ -346,7 +352,7 @@ def test_an_empty_batch_id_is_refused() -> None:
 
 
 def finish_all(queue: SqlSessionQueue) -> None:
-    while (item := queue.dequeue()) is not None:
+    while (item := queue.dequeue(P)) is not None:
         queue.complete_queue_item(item.item_id)
 
 
@@ -428,7 +434,7 @@ def test_a_workflow_is_stored_once_per_batch(env: Env, queue: SqlSessionQueue) -
         {"batch_id": with_workflow.batch.batch_id, "workflow": json.dumps(workflow)},
     ]
     assert [item.workflow for item in queue.list_all_queue_items(Q)] == [workflow] * 4 + [None] * 2
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None and item.workflow == workflow
     assert queue.cancel_queue_item(item.item_id).workflow == workflow
     page = queue.list_queue_items(Q, limit=2, priority=0, cursor=item.item_id)
@@ -476,7 +482,7 @@ def test_items_run_by_priority_then_age_across_queues_and_prepend_goes_first(env
 
     assert (urgent.priority, more_urgent.priority) == (1, 1)  # each queue's own pending items
     assert same(queue.get_next(Q), queue.get_queue_item(urgent.item_ids[0]))
-    order = [item.item_id for item in iter(queue.dequeue, None)]
+    order = [item.item_id for item in iter(lambda: queue.dequeue(P), None)]
     assert order == urgent.item_ids + more_urgent.item_ids + first.item_ids + second.item_ids
     assert queue.get_next(Q) is None
     assert queue.enqueue_batch(Q, make_batch(), prepend=True).priority == 0  # nothing pending to go before
@@ -490,7 +496,7 @@ def test_an_item_whose_session_no_longer_loads_fails_and_does_not_block_the_queu
     with env.db.transaction() as cursor:
         cursor.execute("UPDATE session_queue SET session = ? WHERE item_id = ?", ('{"graph": 42}', broken))
 
-    item = queue.dequeue()
+    item = queue.dequeue(P)
 
     assert item is not None and item.item_id == healthy
     failed = env.rows("SELECT status, error_type, error_message FROM session_queue WHERE item_id = ?", (broken,))
@@ -503,7 +509,7 @@ def test_dequeue_marks_the_item_in_progress_and_emits_the_change(env: Env, queue
     [item_id] = queue.enqueue_batch(Q, make_batch(origin="o"), prepend=False).item_ids
     env.events.take()
 
-    item = queue.dequeue()
+    item = queue.dequeue(P)
 
     assert item is not None and item.item_id == item_id
     assert item.status == "in_progress" and item.started_at is not None
@@ -517,7 +523,7 @@ def test_dequeue_marks_the_item_in_progress_and_emits_the_change(env: Env, queue
         name: value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
         for name, value in item.model_dump(include=item_fields).items()
     }
-    assert queue.dequeue() is None
+    assert queue.dequeue(P) is None
 
 
 def test_concurrent_dequeuers_never_take_an_item_twice(env: Env, queue: SqlSessionQueue) -> None:
@@ -527,7 +533,7 @@ def test_concurrent_dequeuers_never_take_an_item_twice(env: Env, queue: SqlSessi
 
     def dequeuer(mine: list[int]) -> None:
         start.wait()
-        while (item := queue.dequeue()) is not None:
+        while (item := queue.dequeue(P)) is not None:
             mine.append(item.item_id)
 
     threads = [threading.Thread(target=dequeuer, args=(mine,)) for mine in taken]
@@ -552,7 +558,7 @@ def test_claims_by_processes_of_their_own_never_take_an_item_twice(env: Env, que
 
     def drain(own: SqlSessionQueue, mine: list[int]) -> None:
         start.wait()
-        while (item := own.dequeue()) is not None:
+        while (item := own.dequeue(P)) is not None:
             mine.append(item.item_id)
             own.complete_queue_item(item.item_id)
 
@@ -578,10 +584,10 @@ def test_a_claim_takes_the_next_item_instead_of_waiting_for_one_another_claim_ho
     claimed: list[SessionQueueItem | None] = []
     with db.transaction() as cursor:
         # Another processor's claim of the first item, not yet committed.
-        cursor.execute(sql.DEQUEUE["postgres"], ("t", "t"))
+        cursor.execute(sql.DEQUEUE["postgres"], ("t", "t", "processor-2"))
         held = cursor.fetchone()
         assert held is not None and held["item_id"] == first
-        thread = threading.Thread(target=lambda: claimed.append(other.dequeue()))
+        thread = threading.Thread(target=lambda: claimed.append(other.dequeue(P)))
         thread.start()
         thread.join(timeout=10)
         assert not thread.is_alive(), "the claim waited for the other claim's row lock"
@@ -595,7 +601,7 @@ def test_the_events_of_an_item_go_out_in_the_order_of_its_changes(env: Env, queu
 
     def dequeuer() -> None:
         start.wait()
-        while (item := queue.dequeue()) is not None:
+        while (item := queue.dequeue(P)) is not None:
             queue.complete_queue_item(item.item_id)
 
     def canceller(mine: list[int]) -> None:
@@ -631,7 +637,7 @@ def test_complete_only_finishes_an_item_in_progress(env: Env, queue: SqlSessionQ
     first, second = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
 
     assert queue.complete_queue_item(second) == "pending"
-    running = queue.dequeue()
+    running = queue.dequeue(P)
     assert running is not None
     env.events.take()
     assert queue.complete_queue_item(first) == "completed"
@@ -652,7 +658,7 @@ def test_complete_only_finishes_an_item_in_progress(env: Env, queue: SqlSessionQ
 
 def test_a_late_complete_after_a_cancel_leaves_the_item_canceled(env: Env, queue: SqlSessionQueue) -> None:
     queue.enqueue_batch(Q, make_batch(), prepend=False)
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None
 
     canceled = queue.cancel_queue_item(item.item_id)
@@ -669,7 +675,7 @@ def test_a_late_complete_after_a_cancel_leaves_the_item_canceled(env: Env, queue
 
 def test_a_failed_item_keeps_its_error(env: Env, queue: SqlSessionQueue) -> None:
     pending, running = queue.enqueue_batch(Q, make_batch(runs=2), prepend=True).item_ids[::-1]
-    queue.dequeue()
+    queue.dequeue(P)
 
     failed = queue.fail_queue_item(running, "ValueError", "bad value", "Traceback ...")
     failed_pending = queue.fail_queue_item(pending, "Refused", "no", "")
@@ -716,10 +722,10 @@ def test_cancel_by_batch_ids_cancels_the_unfinished_items_of_those_batches(env: 
     two = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
     three = queue.enqueue_batch(Q, make_batch(runs=1), prepend=False)
     elsewhere = queue.enqueue_batch("other", make_batch(batch_id=one.batch.batch_id), prepend=False)
-    running = queue.dequeue()
+    running = queue.dequeue(P)
     assert running is not None
     queue.complete_queue_item(running.item_id)
-    queue.dequeue()
+    queue.dequeue(P)
     env.events.take()
 
     result = queue.cancel_by_batch_ids(Q, [one.batch.batch_id, two.batch.batch_id, one.batch.batch_id, "unknown"])
@@ -739,7 +745,7 @@ def test_cancel_by_batch_ids_cancels_the_unfinished_items_of_those_batches(env: 
 def test_cancel_by_queue_id_cancels_every_unfinished_item_of_the_queue(env: Env, queue: SqlSessionQueue) -> None:
     mine = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False).item_ids
     other = queue.enqueue_batch("other", make_batch(runs=2), prepend=False).item_ids
-    queue.dequeue()
+    queue.dequeue(P)
     env.events.take()
 
     assert queue.cancel_by_queue_id(Q).canceled == 3
@@ -752,7 +758,7 @@ def test_cancel_by_queue_id_cancels_every_unfinished_item_of_the_queue(env: Env,
 
 def test_cancel_all_except_current_leaves_the_item_in_progress(env: Env, queue: SqlSessionQueue) -> None:
     first, *rest = queue.enqueue_batch(Q, make_batch(runs=4), prepend=False).item_ids
-    queue.dequeue()
+    queue.dequeue(P)
     env.events.take()
 
     assert queue.cancel_all_except_current(Q).canceled == 3
@@ -766,7 +772,7 @@ def test_cancel_all_except_current_leaves_the_item_in_progress(env: Env, queue: 
 def test_clear_cancels_the_item_in_progress_before_deleting_everything(env: Env, queue: SqlSessionQueue) -> None:
     queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
     kept = queue.enqueue_batch("other", make_batch(), prepend=False).item_ids
-    running = queue.dequeue()
+    running = queue.dequeue(P)
     assert running is not None and running.queue_id == Q
     env.events.take()
 
@@ -785,7 +791,7 @@ def test_clear_cancels_the_item_in_progress_before_deleting_everything(env: Env,
 def test_prune_deletes_only_finished_items(env: Env, queue: SqlSessionQueue) -> None:
     done, failed, canceled, running, waiting = queue.enqueue_batch(Q, make_batch(runs=5), prepend=False).item_ids
     for _ in range(4):
-        queue.dequeue()
+        queue.dequeue(P)
     queue.complete_queue_item(done)
     queue.fail_queue_item(failed, "E", "m", "t")
     queue.cancel_queue_item(canceled)
@@ -801,10 +807,10 @@ def test_prune_deletes_only_finished_items(env: Env, queue: SqlSessionQueue) -> 
 def test_delete_cancels_an_unfinished_item_first(env: Env, queue: SqlSessionQueue) -> None:
     result = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
     running, waiting, finished = result.item_ids
-    queue.dequeue()
-    queue.dequeue()
+    queue.dequeue(P)
+    queue.dequeue(P)
     queue.complete_queue_item(waiting)
-    queue.dequeue()
+    queue.dequeue(P)
     queue.cancel_queue_item(finished)
     env.events.take()
 
@@ -829,13 +835,13 @@ def test_delete_cancels_an_unfinished_item_first(env: Env, queue: SqlSessionQueu
 def test_retry_enqueues_a_fresh_copy_of_each_failed_or_canceled_item(env: Env, queue: SqlSessionQueue) -> None:
     batch = make_batch([[datum("a", "value", [5, 6, 7, 8])]], origin="o", destination="d", workflow={"w": 1})
     failed, canceled, completed, pending = queue.enqueue_batch(Q, batch, prepend=True).item_ids
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None and item.item_id == failed
     run_nodes(item.session, limit=1)
     queue.set_queue_item_session(failed, item.session)
     queue.fail_queue_item(failed, "E", "m", "t")
     queue.cancel_queue_item(canceled)
-    queue.dequeue()
+    queue.dequeue(P)
     queue.complete_queue_item(completed)
     env.events.take()
 
@@ -916,7 +922,7 @@ def test_a_new_item_stores_the_session_as_graph_execution_state_writes_an_unstar
     env: Env, queue: SqlSessionQueue
 ) -> None:
     enqueued = queue.enqueue_batch(Q, make_batch([[datum("a", "value", [5])]]), prepend=False).item_ids[0]
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None
     queue.fail_queue_item(item.item_id, "E", "m", "t")
     queue.retry_items_by_id(Q, [enqueued])
@@ -936,7 +942,7 @@ def test_a_new_item_stores_the_session_as_graph_execution_state_writes_an_unstar
 
 def test_a_saved_session_survives_a_restart(env: Env, queue: SqlSessionQueue) -> None:
     queue.enqueue_batch(Q, make_batch(), prepend=False)
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None
     run_nodes(item.session, limit=2)
     queue.set_queue_item_session(item.item_id, item.session)
@@ -983,7 +989,7 @@ EndItem = Callable[[SqlSessionQueue, int, GraphExecutionState, InvocationStatsSu
 )
 def test_an_item_ends_with_its_session_and_stats(env: Env, queue: SqlSessionQueue, end: EndItem, status: str) -> None:
     queue.enqueue_batch(Q, make_batch(), prepend=False)
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None
     run_nodes(item.session, limit=1)
     env.events.take()
@@ -1001,7 +1007,7 @@ def test_an_item_ends_with_its_session_and_stats(env: Env, queue: SqlSessionQueu
 
 def test_a_canceled_item_still_takes_the_session_and_stats_of_its_run(env: Env, queue: SqlSessionQueue) -> None:
     queue.enqueue_batch(Q, make_batch(), prepend=False)
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None
     queue.cancel_queue_item(item.item_id)  # the user's cancel, while the node runs
     run_nodes(item.session, limit=1)
@@ -1023,7 +1029,7 @@ def interrupt_by_restart(env: Env, **options: Any) -> tuple[SqlSessionQueue, lis
 
 def test_an_item_left_in_progress_is_failed_at_start_up(env: Env, queue: SqlSessionQueue) -> None:
     running, waiting = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
-    queue.dequeue()
+    queue.dequeue(P)
     env.events.take()
 
     queue, recovered = interrupt_by_restart(env)
@@ -1031,7 +1037,7 @@ def test_an_item_left_in_progress_is_failed_at_start_up(env: Env, queue: SqlSess
     assert recovered == [running]
     item = queue.get_queue_item(running)
     assert (item.status, item.error_type) == ("failed", "Interrupted")
-    assert "server stopped" in (item.error_message or "") and item.completed_at is not None
+    assert "processor-1 stopped" in (item.error_message or "") and item.completed_at is not None
     assert queue.get_queue_item(waiting).status == "pending"
     [event] = env.events.status_changes()
     assert (event.item_id, event.old_status, event.status) == (running, "in_progress", "failed")
@@ -1045,7 +1051,7 @@ def test_a_requeued_item_keeps_its_place_and_its_saved_session_until_the_attempt
     options = {"requeue_interrupted": True, "max_attempts": 3}
     crashing, waiting = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
     queue = env.open(**options)
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None
     run_nodes(item.session, limit=1)
     queue.set_queue_item_session(crashing, item.session)
@@ -1056,7 +1062,7 @@ def test_a_requeued_item_keeps_its_place_and_its_saved_session_until_the_attempt
         requeued = queue.get_queue_item(crashing)
         assert (requeued.status, requeued.attempts, requeued.priority) == ("pending", attempt, 0)
         assert requeued.session.executed_history == item.session.executed_history
-        again = queue.dequeue()
+        again = queue.dequeue(P)
         assert again is not None and again.item_id == crashing  # before the item enqueued after it
     env.events.take()
 
@@ -1072,16 +1078,158 @@ def test_a_requeued_item_keeps_its_place_and_its_saved_session_until_the_attempt
 
 def test_interrupt_fails_or_requeues_the_item_in_progress(env: Env, queue: SqlSessionQueue) -> None:
     first, second, waiting = queue.enqueue_batch(Q, make_batch(runs=3), prepend=False).item_ids
-    queue.dequeue()
+    queue.dequeue(P)
 
     assert queue.interrupt_queue_item(first) == "failed"
     assert queue.interrupt_queue_item(waiting) == "pending"  # not in progress: left alone
 
     requeuing = env.open(requeue_interrupted=True)
-    requeuing.dequeue()
+    requeuing.dequeue(P)
     assert requeuing.interrupt_queue_item(second) == "pending"
     assert requeuing.get_queue_item(second).attempts == 1
     assert_counts_right(env, requeuing)
+
+
+# --- processors and leases ---------------------------------------------------------------------------------------
+
+
+def processor(processor_id: str, pid: int | None = None, started_at: datetime | None = None) -> ProcessorInfo:
+    return ProcessorInfo(
+        processor_id=processor_id,
+        host=socket.gethostname(),
+        pid=os.getpid() if pid is None else pid,
+        devices=["cpu"],
+        started_at=started_at or datetime.now(UTC),
+    )
+
+
+def silence(env: Env, processor_id: str, seconds: float) -> None:
+    """Makes the processor's last heartbeat `seconds` old, as if it had stopped beating then."""
+    old = to_timestamp(datetime.now(UTC) - timedelta(seconds=seconds))
+    with env.db.transaction() as cursor:
+        cursor.execute("UPDATE session_processors SET heartbeat_at = ? WHERE processor_id = ?", (old, processor_id))
+
+
+def test_a_claim_records_its_processor_and_the_listing_shows_what_each_runs(env: Env, queue: SqlSessionQueue) -> None:
+    first, _ = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+    busy, idle = processor("busy"), processor("idle")
+    queue.heartbeat(busy)
+    queue.heartbeat(idle)
+
+    item = queue.dequeue("busy")
+    assert item is not None and (item.item_id, item.processor_id) == (first, "busy")
+    queue.heartbeat(busy, first, "sum")
+
+    listed = {p.processor_id: p for p in queue.list_processors()}
+    assert set(listed) == {"busy", "idle"}
+    assert listed["busy"].is_alive and listed["busy"].seconds_since_heartbeat < 5
+    assert (listed["busy"].host, listed["busy"].pid, listed["busy"].devices) == (busy.host, busy.pid, ["cpu"])
+    [held] = listed["busy"].items
+    assert (held.item_id, held.session_id, held.node_id) == (first, item.session_id, "sum")
+    assert listed["idle"].items == []
+
+    queue.complete_queue_item(first)
+    queue.deregister_processor("idle")
+    assert [(p.processor_id, p.items) for p in queue.list_processors()] == [("busy", [])]
+
+
+@pytest.mark.parametrize("requeue", [True, False])
+def test_an_item_whose_processor_went_silent_past_its_lease_is_recovered_by_a_live_one(env: Env, requeue: bool) -> None:
+    queue = env.open(lease_s=30, requeue_interrupted=requeue, max_attempts=2)
+    item_id, waiting = queue.enqueue_batch(Q, make_batch(runs=2), prepend=False).item_ids
+    queue.heartbeat(processor("silent"))
+    queue.heartbeat(processor("live"))
+    assert queue.dequeue("silent") is not None
+    silence(env, "silent", 29)
+    assert queue.recover_interrupted() == []  # within its lease
+    env.events.take()
+
+    silence(env, "silent", 31)
+    assert queue.recover_interrupted() == [item_id]
+
+    item = queue.get_queue_item(item_id)
+    [event] = env.events.status_changes()
+    assert (event.item_id, event.old_status, event.status) == (item_id, "in_progress", item.status)
+    assert [p.is_alive for p in queue.list_processors()] == [False, True]
+    if not requeue:
+        assert (item.status, item.error_type) == ("failed", "Interrupted")
+        assert "processor silent stopped, or went silent for longer than its lease (30 s)" in (item.error_message or "")
+        return
+    assert (item.status, item.attempts) == ("pending", 1)
+    again = queue.dequeue("live")
+    assert again is not None and again.item_id == item_id  # before the item enqueued after it
+    assert queue.recover_interrupted() == []  # the live one holds it now
+    silence(env, "live", 31)
+    assert queue.recover_interrupted() == [item_id]
+    failed = queue.get_queue_item(item_id)
+    assert (failed.status, failed.error_type) == ("failed", "Interrupted")
+    assert "interrupted 2 times" in (failed.error_message or "")
+    assert queue.get_queue_item(waiting).status == "pending"
+    assert_counts_right(env, queue)
+
+
+def ended_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_start_up_recovery_leaves_the_items_of_live_processors_alone(env: Env, queue: SqlSessionQueue) -> None:
+    item_ids = queue.enqueue_batch(Q, make_batch(runs=5), prepend=False).item_ids
+    before_this_process = datetime.now(UTC) - timedelta(days=1)
+    holders = {
+        "live": processor("live"),  # this process's, beating: another processor of a worker that runs on
+        "ended": processor("ended", pid=ended_pid()),  # on this host, its process has ended
+        "earlier": processor("earlier", started_at=before_this_process),  # an earlier process with this pid
+        "elsewhere": processor("elsewhere", pid=1, started_at=before_this_process).model_copy(
+            update={"host": "another-host"}
+        ),  # on another machine, beating: judged by its lease only
+    }
+    for info in holders.values():
+        queue.heartbeat(info)
+    held = {name: queue.dequeue(name) for name in [*holders, "unregistered"]}
+    ids = {name: item.item_id for name, item in held.items() if item is not None}
+
+    restarted = env.open()
+    recovered = restarted.recover_interrupted()
+
+    assert recovered == sorted([ids["ended"], ids["earlier"], ids["unregistered"]])
+    for name in ("live", "elsewhere"):
+        item = restarted.get_queue_item(ids[name])
+        assert (item.status, item.processor_id) == ("in_progress", name)
+    assert {p.processor_id for p in restarted.list_processors()} == {"live", "elsewhere"}
+    assert sorted(ids.values()) == item_ids
+    assert_counts_right(env, restarted)
+
+
+def test_concurrent_sweeps_recover_each_orphan_once(env: Env, queue: SqlSessionQueue) -> None:
+    # Each sweeper opens its own database, as the processors of other workers do.
+    options = {"requeue_interrupted": True, "max_attempts": 5}
+    queue = env.open(**options)
+    item_ids = queue.enqueue_batch(Q, make_batch(runs=60), prepend=False).item_ids
+    queue.heartbeat(processor("silent"))
+    while queue.dequeue("silent") is not None:
+        pass
+    silence(env, "silent", 3600)
+    sweepers = [env.open(**options) for _ in range(6)]
+    start = threading.Barrier(len(sweepers))
+    recovered: list[list[int]] = [[] for _ in sweepers]
+
+    def sweep(own: SqlSessionQueue, mine: list[int]) -> None:
+        start.wait()
+        mine += own.recover_interrupted()
+
+    threads = [threading.Thread(target=sweep, args=pair) for pair in zip(sweepers, recovered, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(item_id for mine in recovered for item_id in mine) == item_ids
+    assert {item.attempts for item in queue.list_all_queue_items(Q)} == {1}
+    assert queue.get_queue_status(Q).pending == 60
+    assert_counts_right(env, queue)
 
 
 # --- history ----------------------------------------------------------------------------------------------------
@@ -1127,13 +1275,13 @@ def test_pruning_keeps_every_item_of_a_batch_that_still_has_items_to_run(env: En
     queue = env.open(max_history=2)
     running = queue.enqueue_batch(Q, make_batch(runs=5), prepend=False).item_ids
     for _ in range(4):
-        item = queue.dequeue()
+        item = queue.dequeue(P)
         assert item is not None
         queue.complete_queue_item(item.item_id)
     assert history(env) == running  # four finished, one pending: none pruned
 
     [alone] = queue.enqueue_batch(Q, make_batch(), prepend=True).item_ids
-    item = queue.dequeue()
+    item = queue.dequeue(P)
     assert item is not None and item.item_id == alone
     queue.complete_queue_item(alone)
     assert history(env) == running  # the newest went, as the older ones have to stay
@@ -1173,7 +1321,7 @@ def test_clear_and_delete_keep_an_item_until_its_webhook_is_done(env: Env) -> No
     done, due = run_one_item_batches(queue, 2, callback_url=url)
     queue.set_webhook_done(done, delivered=True)
     [running] = queue.enqueue_batch(Q, make_batch(callback_url=url), prepend=False).item_ids
-    assert queue.dequeue() is not None
+    assert queue.dequeue(P) is not None
     [waiting] = queue.enqueue_batch(Q, make_batch(callback_url=url), prepend=False).item_ids
 
     with pytest.raises(WebhookDueError, match=rf"Queue item {due} .*webhook .*still to be called"):
@@ -1210,9 +1358,9 @@ def test_an_item_of_a_webhook_batch_is_due_however_it_finishes(env: Env, queue: 
     completed, failed, canceled, waiting = queue.enqueue_batch(
         Q, make_batch(runs=4, callback_url="https://example.com/h"), prepend=False
     ).item_ids
-    queue.dequeue()
+    queue.dequeue(P)
     queue.complete_queue_item(completed)
-    queue.dequeue()
+    queue.dequeue(P)
     queue.fail_queue_item(failed, "E", "m", "t")
     queue.cancel_queue_item(canceled)
 
@@ -1289,7 +1437,7 @@ def test_pages_follow_run_order_with_a_cursor(env: Env, queue: SqlSessionQueue) 
     higher = queue.enqueue_batch(Q, make_batch(runs=5), prepend=True).item_ids
     queue.enqueue_batch("other", make_batch(runs=3), prepend=False)
     for _ in range(4):
-        queue.dequeue()
+        queue.dequeue(P)
 
     pages, cursor, priority = [], None, None
     while True:
@@ -1342,7 +1490,9 @@ def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
 # --- query plans ------------------------------------------------------------------------------------------------
 
 HOT_QUERIES: dict[str, tuple[str, Params]] = {
-    "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t")),
+    "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t", P)),
+    "orphaned": (sql.SELECT_ORPHANED["sqlite"], ("t",)),
+    "held items": (sql.SELECT_HELD_ITEMS, ()),
     "select item": (sql.SELECT_ITEM, (1,)),
     "set status": (
         sql.SET_STATUS,

@@ -13,6 +13,7 @@ from nodeloom.backend.model_manager.configs import (
     MainCheckpointConfig,
     MainDiffusersConfig,
     TextualInversionFileConfig,
+    TextualInversionFolderConfig,
     VAEDiffusersConfig,
 )
 from nodeloom.backend.model_manager.errors import DuplicateModelLoaderError, ModelLoaderNotFoundError
@@ -100,6 +101,7 @@ def test_the_built_in_registry_loads_every_kind_of_model() -> None:
         VAEDiffusersConfig: VAEDiffusersLoader,
         LoRALyCORISConfig: StateDictLoader,
         TextualInversionFileConfig: StateDictLoader,
+        TextualInversionFolderConfig: StateDictLoader,
     }
     for kind, loader in expected.items():
         for base in BaseModelType:

@@ -24,9 +24,10 @@ class Health(BaseModel):
     "/health", operation_id="health", responses={503: {"model": Health, "description": "The processor is down"}}
 )
 def health(services: Services, response: Response) -> Health:
-    """200 while the server answers and its processor's thread runs (paused or not); 503 while that thread is down."""
+    """200 while the server answers and its processor's thread runs (paused or not); 503 while that thread is down.
+    A server without a processor (`run_processor` off) answers 200 while it answers."""
     processor = services.session_processor.get_status()
-    if processor.is_alive:
+    if processor.is_alive or not services.config.run_processor:
         return Health(status="ok", processor_started=processor.is_started)
     response.status_code = 503
     reason = processor.error or "it is not running"

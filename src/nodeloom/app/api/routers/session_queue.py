@@ -24,6 +24,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     ClearResult,
     EnqueueBatchResult,
     ItemIdsResult,
+    ProcessorStatus,
     PruneResult,
     QueueItemOutcome,
     RetryItemsResult,
@@ -213,6 +214,13 @@ def get_current_queue_item(services: Services, queue_id: str = QueueId) -> Sessi
 def get_next_queue_item(services: Services, queue_id: str = QueueId) -> SessionQueueItem | None:
     """The item that runs next, if any."""
     return services.session_queue.get_next(queue_id)
+
+
+@session_queue_router.get("/{queue_id}/processors", operation_id="list_processors")
+def list_processors(services: Services, queue_id: str = QueueId) -> list[ProcessorStatus]:
+    """Every processor registered on the database, in any process or machine, oldest first: whether its lease holds
+    and the items it runs. Processors take items of every queue; each item names its own."""
+    return services.session_queue.list_processors()
 
 
 @session_queue_router.get("/{queue_id}/status", operation_id="get_queue_status")

@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +45,11 @@ class NodeloomConfig(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, description="How many interruptions an item survives")
     save_state_after_s: float = Field(
         default=1.0, ge=0, description="Save a session's state after each node that ran at least this long"
+    )
+    run_processor: bool = Field(
+        default=True,
+        description="Run a session processor in the server; off (serve --no-processor), the server only serves the "
+        "API and `nodeloom worker` processes run the sessions",
     )
     processor_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the processor looks for work when no event woke it"
@@ -190,6 +195,40 @@ class NodeloomConfig(BaseSettings):
         description="Empty for the SQLite file db_file in the root; postgresql://user:password@host:port/dbname for "
         "a PostgreSQL database, which several servers may share",
     )
+    lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a processor may go without a heartbeat before the items it holds are recovered as "
+        "interrupted by another (requeued under requeue_interrupted)",
+    )
+    heartbeat_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each processor renews its lease and sweeps for items whose processor is gone; "
+        "less than lease_s",
+    )
+
+    events_poll_interval_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="On SQLite, how often each process reads the events other processes stored (PostgreSQL "
+        "notifies them)",
+    )
+    events_keep: int = Field(
+        default=10_000,
+        ge=1000,
+        description="How many of the newest stored events are kept (progress events: a minute at most); a "
+        "process that falls further behind misses the older ones",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> NodeloomConfig:
+        if self.heartbeat_interval_s >= self.lease_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s:g}) must be less than lease_s ({self.lease_s:g}), "
+                "or live processors would lose their items"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nodeloom.app.services.events.events_common import EventBase
+    from nodeloom.app.services.shared.database.database_base import DbCursor
 
 EventHandler = Callable[["EventBase"], None]
 
@@ -18,6 +19,12 @@ class EventServiceBase(ABC):
     @abstractmethod
     def dispatch(self, event: EventBase) -> None:
         """Sends the event to every subscriber."""
+
+    @abstractmethod
+    def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
+        """Dispatches the events as part of the write transaction of `cursor`: stored with the change they tell of,
+        where events are stored, so that they exist exactly when it does. Returns what to call once the transaction
+        has committed, which hands them on; a transaction that rolls back dispatches none."""
 
     @abstractmethod
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:

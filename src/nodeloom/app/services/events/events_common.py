@@ -35,6 +35,11 @@ class EventBase(BaseModel):
 
 class QueueEventBase(EventBase):
     queue_id: str = Field(description="The id of the queue")
+    seq: int | None = Field(
+        default=None,
+        description="The event's number in its queue, given when it is stored: the same in every process, growing "
+        "in the order the queue's changes committed; what a reconnecting socket.io client passes as `after`",
+    )
 
 
 class QueueItemEventBase(QueueEventBase):
@@ -296,3 +301,14 @@ class BulkDownloadErrorEvent(BulkDownloadEventBase):
     event_name = "bulk_download_error"
 
     error: str = Field(description="Why the archive could not be made")
+
+
+def _named_event_types(base: type[EventBase]) -> dict[str, type[EventBase]]:
+    types = {base.event_name: base} if base.event_name else {}
+    for subclass in base.__subclasses__():
+        types.update(_named_event_types(subclass))
+    return types
+
+
+EVENT_TYPES: dict[str, type[EventBase]] = _named_event_types(EventBase)
+"""Every event class by its `event_name`, to read stored events back."""

@@ -1,17 +1,19 @@
-"""The in-process event bus: a queue drained by one delivery thread."""
+"""The in-process event bus: a queue drained by one delivery thread. Alone, it serves one process (tests, tools);
+`DatabaseEventService` hands every process's events to it."""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from nodeloom.app.services.events.events_base import EventHandler, EventServiceBase
 
 if TYPE_CHECKING:
     from nodeloom.app.services.events.events_common import EventBase
+    from nodeloom.app.services.shared.database.database_base import DbCursor
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,14 @@ class InProcessEventService(EventServiceBase):
 
     def dispatch(self, event: EventBase) -> None:
         self._queue.put(event)
+
+    def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
+        # Nothing stored: handed on after the commit, so that a subscriber finds the change in the database.
+        def hand_on() -> None:
+            for event in events:
+                self.dispatch(event)
+
+        return hand_on
 
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:
         with self._lock:

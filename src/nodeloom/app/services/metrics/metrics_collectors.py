@@ -1,4 +1,5 @@
-"""What the metrics read from the other services when scraped: queue counts, the cache, the processor."""
+"""What the metrics read from the other services when scraped: queue counts, the registered processors, the cache,
+this process's processor."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 
 
 class ServiceStateCollector(Collector):
-    """Reads the queue's counts, the invocation cache's status and the processor's state at each scrape."""
+    """Reads the queue's counts, the registered processors (of every process sharing the database), the invocation
+    cache's status and this process's processor's state at each scrape."""
 
     def __init__(self, queue: SessionQueueBase, cache: InvocationCacheBase, processor: SessionProcessorBase) -> None:
         self._queue = queue
@@ -34,6 +36,7 @@ class ServiceStateCollector(Collector):
             for status in QUEUE_ITEM_STATUSES:
                 items.add_metric([queue_id, status], counts.get(status, 0))
         yield items
+        yield from self._processors()
         cache = self._cache.get_status()
         yield CounterMetricFamily("nodeloom_cache_hits_total", "Invocation cache hits", value=cache.hits)
         yield CounterMetricFamily("nodeloom_cache_misses_total", "Invocation cache misses", value=cache.misses)
@@ -51,3 +54,18 @@ class ServiceStateCollector(Collector):
             "Restarts of the processor's thread after it died",
             value=processor.restarts,
         )
+
+    def _processors(self) -> Iterator[Metric]:
+        labels = ["processor_id", "host"]
+        up = GaugeMetricFamily(
+            "nodeloom_processors_up", "1 while a registered processor's lease holds, else 0", labels=labels
+        )
+        age = GaugeMetricFamily(
+            "nodeloom_processors_heartbeat_age_seconds", "Seconds since a processor's last heartbeat", labels=labels
+        )
+        for processor in self._queue.list_processors():
+            names = [processor.processor_id, processor.host]
+            up.add_metric(names, processor.is_alive)
+            age.add_metric(names, processor.seconds_since_heartbeat)
+        yield up
+        yield age

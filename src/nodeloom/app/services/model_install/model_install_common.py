@@ -179,6 +179,10 @@ class ModelBaseUnknownError(InvalidModelError):
     """The model's base could not be determined: install it again with a base override."""
 
 
+class ModelSettingUnknownError(InvalidModelError):
+    """A setting the model needs could not be told from its files: install it again with an override of it."""
+
+
 # Raised with no message but this one: naming the path, or saying whether it exists or where it leads, would tell
 # a client about the server's files.
 class ModelPathNotAllowedError(NodeloomError):

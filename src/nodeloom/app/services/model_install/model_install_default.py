@@ -39,6 +39,7 @@ from nodeloom.app.services.model_install.model_install_common import (
     ModelBaseUnknownError,
     ModelInstallJob,
     ModelPathNotAllowedError,
+    ModelSettingUnknownError,
     OrphanedModelInfo,
     ScanTooLargeError,
     UnknownInstallJobError,
@@ -528,11 +529,20 @@ class ModelInstallService(ModelInstallServiceBase):
         }
         if config_overrides is not None:
             fields |= config_overrides.model_dump(exclude_none=True)
+        if "config_path" in fields:
+            # The configs are read when the model loads: from the same roots as models, for the same reason.
+            fields["config_path"] = str(self._existing(fields["config_path"]))
         if fields["base"] is None:
             raise ModelBaseUnknownError(
                 f"Cannot tell the base of the {probed.type.value} model at {source}: {probed.unknown_base_reason}. "
                 f"Install it again with a base override ({', '.join(base.value for base in BaseModelType)})"
             )
+        for name, reason in probed.undecided.items():
+            if fields.get(name) is None:
+                raise ModelSettingUnknownError(
+                    f"Cannot tell the {name} of the {probed.type.value} model at {source}: {reason}. "
+                    f"Install it again with a {name} override"
+                )
         if placement is _Placement.IN_PLACE:
             return self._record(source_text, source, str(source), fields)
         destination = self._models_path / str(fields["base"]) / str(fields["type"]) / source.name

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from nodeloom.backend.model_manager.configs import MainModelDefaultSettings
-from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType
+from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SchedulerPredictionType
 from nodeloom.errors import NodeloomError
 
 
@@ -23,6 +23,14 @@ class ModelRecordChanges(BaseModel):
     type: ModelType | None = Field(default=None, description="The type of model")
     default_settings: MainModelDefaultSettings | None = Field(
         default=None, description="Default settings for this model (main models only)"
+    )
+    prediction_type: SchedulerPredictionType | None = Field(
+        default=None, description="What the UNet predicts (single-file main models only)"
+    )
+    config_path: str | None = Field(
+        default=None,
+        description="A diffusers folder whose configs describe the model, instead of those shipped for its base "
+        "(single-file models only)",
     )
 
 

@@ -13,6 +13,9 @@ SessionEnd = QUEUE_ITEM_STATUS | Literal["deleted"]
 
 
 class SessionProcessorStatus(BaseModel):
+    processor_id: str | None = Field(
+        default=None, description="The id it registered in the queue under, while started (new at each start)"
+    )
     is_started: bool = Field(description="Whether the processor has been started and not stopped")
     is_processing: bool = Field(description="Whether the processor takes new items (it is not paused)")
     current_item_id: int | None = Field(default=None, description="The item being processed, if any")

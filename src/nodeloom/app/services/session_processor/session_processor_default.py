@@ -5,10 +5,12 @@ from __future__ import annotations
 import cProfile
 import functools
 import logging
+import os
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,7 +27,9 @@ from nodeloom.app.services.events.events_common import (
 from nodeloom.app.services.invocation_stats.invocation_stats_common import dump_summary, log_summary
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
 from nodeloom.app.services.session_processor.session_processor_common import SessionEnd, SessionProcessorStatus
-from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItemNotFoundError
+from nodeloom.app.services.session_queue.session_queue_common import ProcessorInfo, SessionQueueItemNotFoundError
+from nodeloom.app.services.session_queue.session_queue_sql_processors import this_host
+from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.session_runner import (
     NodeCompleted,
     NodeFailed,
@@ -67,6 +71,10 @@ class ProcessorSettings:
     """How long the processor stays down after its thread died, before the supervisor starts another."""
     max_session_nodes: int | None = None
     """The most nodes a session may prepare (`GraphExecutionState.limit_nodes`); None: no limit."""
+    devices: tuple[str, ...] = ("auto",)
+    """The devices its models run on, as it registers them."""
+    heartbeat_interval_s: float = 5.0
+    """How often it renews its lease on the items it holds, and sweeps for items whose processor is gone."""
 
 
 @dataclass
@@ -75,6 +83,8 @@ class _Run:
 
     item: SessionQueueItem
     cancel: threading.Event = field(default_factory=threading.Event)
+    node_id: str | None = None
+    """The graph's node running or last run (its source node), for the heartbeat."""
     stop_reason: StopReason | None = None
     """The first reason given, once the session has been asked to stop."""
 
@@ -98,6 +108,10 @@ def _left(deadline: float | None) -> float | None:
 
 class DefaultSessionProcessor(SessionProcessorBase):
     """Wakes on `BatchEnqueued`, else polls; stops the running node on a cancel, a clear, a timeout or `stop()`.
+
+    It registers itself in the queue when started (a new id at each start), and a heartbeat thread renews its lease
+    every `heartbeat_interval_s` and sweeps the queue for items whose processor is gone (`recover_interrupted`);
+    `stop()` deregisters it.
 
     Whatever a node raises (any `BaseException`: `sys.exit()` too) fails its session, with the traceback kept on the
     queue item, never the processor; an `Exception` in the processor itself is logged, fails the item, and the loop
@@ -134,11 +148,27 @@ class DefaultSessionProcessor(SessionProcessorBase):
         self._restarts = 0
         self._run: _Run | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._info: ProcessorInfo | None = None
+        self._heart: threading.Thread | None = None
 
     def start(self) -> None:
         if self._supervisor is not None:
             return
         self._stopping.clear()
+        info = ProcessorInfo(
+            processor_id=uuid_string(),
+            host=this_host(),
+            pid=os.getpid(),
+            devices=list(self._settings.devices),
+            started_at=datetime.now(UTC),
+        )
+        # Registered before the first claim, so that no sweep takes its first item for an orphan.
+        self._queue.heartbeat(info)
+        self._info = info
+        self._heart = threading.Thread(
+            target=self._beat, args=(info,), name="nodeloom-processor-heartbeat", daemon=True
+        )
+        self._heart.start()
         self._unsubscribe = self._events.subscribe(self._on_event)
         self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name="nodeloom-processor-supervisor", daemon=True)
@@ -176,6 +206,31 @@ class DefaultSessionProcessor(SessionProcessorBase):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._stop_heartbeat(deadline)
+
+    def _stop_heartbeat(self, deadline: float | None) -> None:
+        """Stops renewing the lease and deregisters: an item a node left running is then any sweep's to recover."""
+        heart, info = self._heart, self._info
+        self._heart = self._info = None
+        if heart is not None:
+            heart.join(_left(deadline))
+        if info is not None:
+            try:
+                self._queue.deregister_processor(info.processor_id)
+            except Exception:
+                logger.exception("Could not deregister processor %s; its lease expires by itself", info.processor_id)
+
+    def _beat(self, info: ProcessorInfo) -> None:
+        while not self._stopping.wait(self._settings.heartbeat_interval_s):
+            run = self._run
+            try:
+                self._queue.heartbeat(info, run.item.item_id if run else None, run.node_id if run else None)
+                recovered = self._queue.recover_interrupted()
+            except Exception:
+                logger.exception("The heartbeat of processor %s failed; trying again", info.processor_id)
+                continue
+            if recovered:
+                logger.warning("Recovered %d item(s) whose processor is gone: %s", len(recovered), recovered)
 
     def pause(self) -> SessionProcessorStatus:
         self._resumed.clear()
@@ -188,7 +243,9 @@ class DefaultSessionProcessor(SessionProcessorBase):
 
     def get_status(self) -> SessionProcessorStatus:
         run, worker, death = self._run, self._worker, self._death
+        info = self._info
         return SessionProcessorStatus(
+            processor_id=info.processor_id if info else None,
             is_started=self._supervisor is not None,
             is_processing=self._resumed.is_set(),
             current_item_id=run.item.item_id if run else None,
@@ -255,12 +312,15 @@ class DefaultSessionProcessor(SessionProcessorBase):
         self._keep_stats(session_id, stats, None, "failed")
 
     def _loop(self) -> None:
+        info = self._info
+        assert info is not None, "the worker thread runs between start() and stop()"
+        processor_id = info.processor_id
         while not self._stopping.is_set():
             self._resumed.wait()
             if self._stopping.is_set():
                 break
             try:
-                item = self._queue.dequeue()
+                item = self._queue.dequeue(processor_id)
             except Exception:
                 logger.exception("The session processor could not dequeue; retrying")
                 self._stopping.wait(self._settings.poll_interval_s)
@@ -308,6 +368,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         item = run.item
         match event:
             case NodeStarted(node):
+                run.node_id = item.session.prepared_source_mapping[node.id]
                 self._events.dispatch(InvocationStartedEvent.build(item, node))
             case NodeCompleted(node, output, seconds):
                 self._events.dispatch(InvocationCompleteEvent.build(item, node, output))

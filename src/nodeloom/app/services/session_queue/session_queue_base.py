@@ -18,6 +18,8 @@ if TYPE_CHECKING:
         EnqueueBatchResult,
         IsEmptyResult,
         IsFullResult,
+        ProcessorInfo,
+        ProcessorStatus,
         PruneResult,
         RetryItemsResult,
         SessionQueueItem,
@@ -36,7 +38,26 @@ class SessionQueueBase(ABC):
 
     @abstractmethod
     def recover_interrupted(self) -> list[int]:
-        """Fails (or requeues, as configured) every item left in progress by a process that died; their ids."""
+        """Fails (or requeues, as configured) every item in progress that no live processor holds, in one
+        transaction; their ids.
+
+        Run at start-up and by every processor's periodic sweep. A processor is gone when its lease expired (no
+        heartbeat for `lease_s`), when it deregistered, or when it is known dead: registered on this host by a
+        process that has ended, or by an earlier process with this process's id. Items that a live processor holds,
+        in this process or another, are left alone.
+        """
+
+    @abstractmethod
+    def heartbeat(self, processor: ProcessorInfo, item_id: int | None = None, node_id: str | None = None) -> None:
+        """Registers the processor or renews its lease, noting the item and node it runs, if any."""
+
+    @abstractmethod
+    def deregister_processor(self, processor_id: str) -> None:
+        """Removes the processor's registration: an item it still holds is recovered by the next sweep."""
+
+    @abstractmethod
+    def list_processors(self) -> list[ProcessorStatus]:
+        """Every registered processor, oldest first, with whether its lease holds and the items it holds."""
 
     @abstractmethod
     def interrupt_queue_item(
@@ -60,8 +81,9 @@ class SessionQueueBase(ABC):
         """
 
     @abstractmethod
-    def dequeue(self) -> SessionQueueItem | None:
-        """Atomically takes the highest-priority, oldest pending item of any queue and marks it in progress."""
+    def dequeue(self, processor_id: str) -> SessionQueueItem | None:
+        """Atomically takes the highest-priority, oldest pending item of any queue and marks it in progress, held by
+        the processor."""
 
     @abstractmethod
     def get_current(self, queue_id: str) -> SessionQueueItem | None:

@@ -206,6 +206,9 @@ class SessionQueueItem(BaseModel):
     updated_at: datetime.datetime = Field(description="When the item last changed")
     started_at: datetime.datetime | None = Field(default=None, description="When the item started running")
     completed_at: datetime.datetime | None = Field(default=None, description="When the item finished")
+    processor_id: str | None = Field(
+        default=None, description="The processor that holds the item while it is in progress (its last one after)"
+    )
 
 
 class StatusCounts(BaseModel):
@@ -280,6 +283,37 @@ class IsFullResult(BaseModel):
 class ItemIdsResult(BaseModel):
     item_ids: list[int] = Field(description="The item ids, in the order asked for")
     total_count: int = Field(description="How many ids there are")
+
+
+class ProcessorInfo(BaseModel):
+    """Who a processor is, as it registers itself: every API server and worker sharing the database sees it."""
+
+    processor_id: str = Field(description="The processor's id, new at each start")
+    host: str = Field(description="The host name of the machine it runs on")
+    pid: int = Field(description="The id of the process it runs in")
+    devices: list[str] = Field(description="The devices its models run on")
+    started_at: datetime.datetime = Field(description="When it started")
+
+
+class ProcessorItem(BaseModel):
+    """An item a processor holds."""
+
+    item_id: int = Field(description="The id of the queue item")
+    queue_id: str = Field(description="The queue the item is in")
+    batch_id: str = Field(description="The batch the item came from")
+    session_id: str = Field(description="The item's session")
+    node_id: str | None = Field(
+        default=None, description="The graph's node it ran at the processor's last heartbeat, if it ran one"
+    )
+
+
+class ProcessorStatus(ProcessorInfo):
+    """A registered processor, whether its lease holds, and what it runs."""
+
+    heartbeat_at: datetime.datetime = Field(description="When it last reported alive")
+    seconds_since_heartbeat: float = Field(description="How long ago that was")
+    is_alive: bool = Field(description="Whether its last heartbeat is within the lease (`lease_s`)")
+    items: list[ProcessorItem] = Field(description="The items it holds in progress (one, or none)")
 
 
 class QueueItemOutcome(BaseModel):

@@ -26,6 +26,7 @@ from nodeloom.app.services.events.events_common import (
 )
 from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
 from nodeloom.app.services.session_queue import session_queue_sql_counts as counts
+from nodeloom.app.services.session_queue import session_queue_sql_processors as processors
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import (
     FINISHED_STATUSES,
@@ -39,6 +40,8 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     ClearResult,
     EnqueueBatchResult,
     IsFullResult,
+    ProcessorInfo,
+    ProcessorStatus,
     PruneResult,
     QueueFullError,
     RetryItemsResult,
@@ -80,9 +83,11 @@ class _Write:
 
 
 class SqlSessionQueue(SqlSessionQueueReads):
-    """The session queue on any `DatabaseBase`; its tables are made by migrations 1 and 5.
+    """The session queue on any `DatabaseBase`; its tables are made by migrations 1, 5 and 7.
 
-    With `requeue_interrupted`, an item whose run was cut short (found in progress at start-up, or stopped by a
+    A processor holds the items it claims for as long as its heartbeats keep its lease: an item whose processor is
+    silent for longer than `lease_s`, or known to be gone, is recovered as interrupted by any processor's sweep.
+    With `requeue_interrupted`, an item whose run was cut short (its processor gone, or stopped by a
     shutdown) goes back to pending, keeping its place and its saved session, as long as it has run fewer than
     `max_attempts` times; then it is failed, so that an item that crashes the process cannot crash it forever.
     A batch over `limits` is refused (None: no limits). An item whose stored data does not load is left out of
@@ -99,6 +104,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
         max_history: int | None = 10_000,
         max_history_days: float | None = None,
         limits: BatchLimits | None = None,
+        lease_s: float = 60.0,
     ) -> None:
         super().__init__(db)
         self._events = events
@@ -107,6 +113,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
         self._max_attempts = max_attempts
         self._history = QueueHistory(max_history, max_history_days)
         self._limits = limits
+        self._lease_s = lease_s
         # Held from a write's start until its events are dispatched, so that events go out in the order their
         # changes were committed: a client never sees an item's older status last.
         self._in_order = threading.Lock()
@@ -117,9 +124,10 @@ class SqlSessionQueue(SqlSessionQueueReads):
         with self._in_order:
             with self._db.transaction() as cursor:
                 yield _Write(cursor, events)
-            # Only after the commit: a subscriber reacting to an event must find the change in the database.
-            for event in events:
-                self._events.dispatch(event)
+                # Stored with the change, where events are stored; handed on only after the commit, as a subscriber
+                # reacting to an event must find the change in the database.
+                hand_on = self._events.dispatch_in(cursor, events)
+            hand_on()
 
     # --- status changes, counts and their events
 
@@ -206,11 +214,11 @@ class SqlSessionQueue(SqlSessionQueueReads):
             stats,
         )
 
-    def _interrupt(self, write: _Write, item_id: int, attempts: int) -> list[DbRow]:
-        """Requeues an in-progress item whose run was cut short, or fails it when it may not run again."""
+    def _interrupt(self, write: _Write, item_id: int, attempts: int, why: str) -> list[DbRow]:
+        """Requeues an in-progress item whose run was cut short (`why`), or fails it when it may not run again."""
         interruptions = attempts + 1
         if not self._requeue_interrupted:
-            message = "The server stopped while this item was running"
+            message = f"{why} while this item was running"
         elif interruptions >= self._max_attempts:
             message = (
                 f"The item was interrupted {interruptions} times, each time it ran, and is not retried again "
@@ -239,11 +247,30 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def recover_interrupted(self) -> list[int]:
         with self._write() as write:
-            write.cursor.execute(sql.SELECT_ALL_IN_PROGRESS)
+            processors.forget_gone(write.cursor, self._lease_s)
+            write.cursor.execute(sql.SELECT_ORPHANED[write.cursor.dialect], (processors.lease_cutoff(self._lease_s),))
             rows = write.cursor.fetchall()
             for row in rows:
-                self._interrupt(write, row["item_id"], row["attempts"])
+                why = (
+                    f"The processor {row['processor_id']} stopped, or went silent for longer than its lease "
+                    f"({self._lease_s:g} s),"
+                    if row["processor_id"] is not None
+                    else "The server stopped"
+                )
+                self._interrupt(write, row["item_id"], row["attempts"], why)
         return [row["item_id"] for row in rows]
+
+    def heartbeat(self, processor: ProcessorInfo, item_id: int | None = None, node_id: str | None = None) -> None:
+        with self._db.transaction() as cursor:
+            processors.heartbeat(cursor, processor, item_id, node_id)
+
+    def deregister_processor(self, processor_id: str) -> None:
+        with self._db.transaction() as cursor:
+            cursor.execute(sql.DELETE_PROCESSOR, (processor_id,))
+
+    def list_processors(self) -> list[ProcessorStatus]:
+        with self._db.read() as cursor:
+            return processors.list_processors(cursor, self._lease_s)
 
     def interrupt_queue_item(
         self,
@@ -254,7 +281,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
         row = self._change_one(
             item_id,
             frozenset({"in_progress"}),
-            lambda write, row: self._interrupt(write, item_id, row["attempts"]),
+            lambda write, row: self._interrupt(write, item_id, row["attempts"], "The server stopped"),
             session,
             stats,
         )
@@ -311,11 +338,11 @@ class SqlSessionQueue(SqlSessionQueueReads):
             write.events.append(BatchEnqueuedEvent.build(result))
         return result
 
-    def dequeue(self) -> SessionQueueItem | None:
+    def dequeue(self, processor_id: str) -> SessionQueueItem | None:
         while True:
             with self._write() as write:
                 now = utc_now()
-                write.cursor.execute(sql.DEQUEUE[write.cursor.dialect], (now, now))
+                write.cursor.execute(sql.DEQUEUE[write.cursor.dialect], (now, now, processor_id))
                 row = write.cursor.fetchone()
                 if row is None:
                     return None

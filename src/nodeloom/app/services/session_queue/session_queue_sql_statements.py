@@ -1,5 +1,5 @@
-"""The SQL of `SqlSessionQueue`, once for every engine (see `DatabaseBase`); its tables are made by migrations 1
-and 5 (`shared/database/migrations`).
+"""The SQL of `SqlSessionQueue`, once for every engine (see `DatabaseBase`); its tables are made by migrations 1,
+5 and 7 (`shared/database/migrations`).
 
 Named constants, so that a test can EXPLAIN the hot queries and check that they search an index.
 """
@@ -18,7 +18,7 @@ QUEUE_TOTAL = ""
 ITEM_COLUMN_NAMES = (
     "item_id, queue_id, batch_id, session_id, status, priority, origin, destination, field_values, session, "
     "workflow, error_type, error_message, error_traceback, timeout, callback_url, attempts, retried_from_item_id, "
-    "created_at, updated_at, started_at, completed_at"
+    "created_at, updated_at, started_at, completed_at, processor_id"
 )
 """An item's fields as `ITEM_COLUMNS` names them, for a query over a sub-select of them."""
 # The workflow is stored once per batch; a correlated sub-select (valid in RETURNING too) reads it back by key.
@@ -52,7 +52,7 @@ SELECT_MAX_PENDING_PRIORITY = (
 # transactions concurrently: there the sub-select locks its row and skips rows other claims hold, so that concurrent
 # claims take different items rather than wait for one another and then find theirs gone.
 _DEQUEUE = """
-UPDATE session_queue SET status = 'in_progress', started_at = ?, updated_at = ?
+UPDATE session_queue SET status = 'in_progress', started_at = ?, updated_at = ?, processor_id = ?
 WHERE item_id = (
     SELECT item_id FROM session_queue WHERE status = 'pending'
     ORDER BY priority DESC, item_id ASC LIMIT 1{lock}
@@ -78,6 +78,19 @@ UPDATE session_queue SET status = 'pending', attempts = attempts + 1, updated_at
 WHERE item_id = ? AND status = 'in_progress'
 RETURNING {ITEM_COLUMNS}
 """
+# The items in progress that no live processor holds: their processor's heartbeat is older than the cutoff, or it
+# is not registered (it deregistered, was forgotten, or the item was claimed before processors registered). On
+# PostgreSQL the rows are locked and those another sweep holds skipped, so that one sweep alone handles each.
+_ORPHANED = """
+SELECT item_id, attempts, processor_id FROM session_queue WHERE status = 'in_progress' AND NOT EXISTS (
+    SELECT 1 FROM session_processors p
+    WHERE p.processor_id = session_queue.processor_id AND p.heartbeat_at >= ?
+) ORDER BY item_id{lock}
+"""
+SELECT_ORPHANED: dict[Dialect, str] = {
+    "sqlite": _ORPHANED.format(lock=""),
+    "postgres": _ORPHANED.format(lock=" FOR UPDATE SKIP LOCKED"),
+}
 SET_SESSION = "UPDATE session_queue SET session = ?, updated_at = ? WHERE item_id = ?"
 SET_STATS = "UPDATE session_queue SET stats = ? WHERE item_id = ?"
 
@@ -106,7 +119,6 @@ SELECT_CURRENT_IDS = (
     "SELECT item_id, batch_id, session_id FROM session_queue WHERE queue_id = ? AND status = 'in_progress' "
     "ORDER BY priority DESC, item_id LIMIT 1"
 )
-SELECT_ALL_IN_PROGRESS = "SELECT item_id, attempts FROM session_queue WHERE status = 'in_progress' ORDER BY item_id"
 SELECT_IN_PROGRESS = "SELECT item_id, status FROM session_queue WHERE queue_id = ? AND status = 'in_progress'"
 SELECT_PENDING = "SELECT item_id, status FROM session_queue WHERE queue_id = ? AND status = 'pending'"
 SELECT_UNFINISHED = (
@@ -197,6 +209,28 @@ DELETE_EMPTY_BATCH = (
     "DELETE FROM session_queue_batches WHERE queue_id = ? AND batch_id = ? AND NOT EXISTS ("
     "SELECT 1 FROM session_queue q "
     "WHERE q.queue_id = session_queue_batches.queue_id AND q.batch_id = session_queue_batches.batch_id)"
+)
+
+# --- Processors ---------------------------------------------------------------------------------------------
+
+# Registers a processor or renews its lease; a processor that was forgotten while silent registers again.
+HEARTBEAT = """
+INSERT INTO session_processors
+    (processor_id, host, pid, devices, started_at, heartbeat_at, current_item_id, current_node_id)
+VALUES (:processor_id, :host, :pid, :devices, :started_at, :heartbeat_at, :current_item_id, :current_node_id)
+ON CONFLICT (processor_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+    current_item_id = excluded.current_item_id, current_node_id = excluded.current_node_id
+"""
+DELETE_PROCESSOR = "DELETE FROM session_processors WHERE processor_id = ?"
+SELECT_HOST_PROCESSORS = "SELECT processor_id, pid, started_at FROM session_processors WHERE host = ?"
+DELETE_SILENT_PROCESSORS = "DELETE FROM session_processors WHERE heartbeat_at < ?"
+SELECT_PROCESSORS = (
+    "SELECT processor_id, host, pid, devices, started_at, heartbeat_at, current_item_id, current_node_id "
+    "FROM session_processors ORDER BY started_at, processor_id"
+)
+SELECT_HELD_ITEMS = (
+    "SELECT item_id, queue_id, batch_id, session_id, processor_id FROM session_queue "
+    "WHERE status = 'in_progress' AND processor_id IS NOT NULL ORDER BY item_id"
 )
 
 # --- Counts -------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
 from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
 from nodeloom.app.services.image_records.image_records_sql import SqlImageRecordStorage
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, Dialect
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, Dialect, Listener
 from nodeloom.app.services.shared.database.database_common import (
     DatabaseError,
     Migration,
@@ -190,6 +190,9 @@ class AnotherProcessMigratesFirst(DatabaseBase):
 
     def read(self) -> AbstractContextManager[DbCursor]:
         return self._db.read()
+
+    def listen(self, channel: str) -> Listener | None:
+        return self._db.listen(channel)
 
     def close(self) -> None:
         self._db.close()

@@ -97,5 +97,20 @@ class DatabaseBase(ABC):
         """A cursor in a read-only transaction, so that several queries see one snapshot."""
 
     @abstractmethod
+    def listen(self, channel: str) -> Listener | None:
+        """A listener for the notifications that committed transactions of any process send on `channel`
+        (PostgreSQL's `pg_notify`); None on an engine that has none (SQLite), where a reader polls instead."""
+
+    @abstractmethod
     def close(self) -> None:
         """Waits for the running transaction, then releases every connection; safe to call twice."""
+
+
+class Listener(Protocol):
+    """A connection of its own that waits for notifications on one channel."""
+
+    def wait(self, timeout_s: float) -> None:
+        """Returns at the first notification not waited for yet, or after `timeout_s`."""
+
+    def close(self) -> None:
+        """Stops listening and closes the connection."""

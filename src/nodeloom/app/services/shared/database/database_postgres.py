@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
@@ -126,6 +127,8 @@ class PostgresDatabase(DatabaseBase):
         except psycopg.Error as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise DatabaseError(f"Cannot connect to PostgreSQL at {where}: {reason}") from error
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
         self._local = threading.local()
         # autocommit: every BEGIN, COMMIT and ROLLBACK below is explicit, as in the SQLite adapter.
         self._pool: ConnectionPool[psycopg.Connection[DictRow]] = ConnectionPool(
@@ -166,6 +169,9 @@ class PostgresDatabase(DatabaseBase):
             # A read wrote nothing to undo, so an exception escaping it, such as a service's "not found", leaves
             # the outer transaction free to go on (a failed statement has doomed it already).
             yield from self._cursor(block)
+
+    def listen(self, channel: str) -> PostgresListener:
+        return PostgresListener(self._url, channel, self._connect_timeout_s)
 
     def close(self) -> None:
         self._pool.close()
@@ -215,3 +221,24 @@ class PostgresDatabase(DatabaseBase):
             connection.execute(sql)
         except psycopg.Error as error:
             _raise_translated(error)
+
+
+class PostgresListener:
+    """A connection outside the pool that LISTENs on one channel."""
+
+    def __init__(self, url: str, channel: str, connect_timeout_s: float) -> None:
+        try:
+            self._connection = psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)))
+            self._connection.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+        except psycopg.Error as error:
+            _raise_translated(error)
+
+    def wait(self, timeout_s: float) -> None:
+        try:
+            for _ in self._connection.notifies(timeout=timeout_s, stop_after=1):
+                pass
+        except psycopg.Error as error:
+            _raise_translated(error)
+
+    def close(self) -> None:
+        self._connection.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Params
+from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Listener, Params
 from nodeloom.app.services.shared.database.database_common import DatabaseError, DatabaseIntegrityError
 
 
@@ -147,6 +147,9 @@ class SqliteDatabase(DatabaseBase):
                     yield from self._cursor(outer)
             finally:
                 self._run("PRAGMA query_only = OFF")
+
+    def listen(self, channel: str) -> Listener | None:
+        return None
 
     def close(self) -> None:
         with self._lock:

@@ -15,6 +15,8 @@ from nodeloom.app.services.shared.database.migrations import (
     migration_4,
     migration_5,
     migration_6,
+    migration_7,
+    migration_8,
 )
 
 MIGRATIONS: list[Migration] = [
@@ -24,5 +26,7 @@ MIGRATIONS: list[Migration] = [
     Migration(version=4, description="each image's board on its row", up=migration_4.up),
     Migration(version=5, description="queue history: workflows per batch, webhook state", up=migration_5.up),
     Migration(version=6, description="API tokens", up=migration_6.up),
+    Migration(version=7, description="processor leases", up=migration_7.up),
+    Migration(version=8, description="events across processes", up=migration_8.up),
 ]
 """The schema's history in order; a database records the last version it ran (see `Migrator`)."""

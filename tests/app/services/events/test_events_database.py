@@ -1,0 +1,182 @@
+"""Events across processes, on both engines: each "process" here is a `DatabaseEventService` on a database
+connection of its own, meeting the others only in the database, as processes do."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tests.database_engines import OpenDatabase
+from tests.helpers import wait_for
+
+from nodeloom.app.services.events.events_common import (
+    BatchEnqueuedEvent,
+    EventBase,
+    ImageCreatedEvent,
+    QueueClearedEvent,
+    QueueEventBase,
+)
+from nodeloom.app.services.events.events_database import DatabaseEventService
+from nodeloom.app.services.shared.database.database_base import DatabaseBase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
+from nodeloom.app.services.shared.database.migrator import Migrator
+from nodeloom.app.services.shared.timestamps import to_timestamp
+
+
+class Process:
+    """An event service on a database of its own, recording what its subscribers get."""
+
+    def __init__(self, db: DatabaseBase, **options: Any) -> None:
+        self.db = db
+        self.events = DatabaseEventService(db, **options)
+        self.seen: list[EventBase] = []
+        self.events.subscribe(self.seen.append)
+        self.events.start()
+
+    def queue_events(self, queue_id: str) -> list[QueueEventBase]:
+        return [e for e in list(self.seen) if isinstance(e, QueueEventBase) and e.queue_id == queue_id]
+
+
+class Processes:
+    def __init__(self, open_db: OpenDatabase) -> None:
+        self._open_db = open_db
+        self.started: list[Process] = []
+        first = open_db()
+        Migrator(first, MIGRATIONS).run()
+        first.close()
+
+    def start(self, **options: Any) -> Process:
+        process = Process(self._open_db(), **options)
+        self.started.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.started:
+            process.events.stop(timeout_s=5)
+            process.db.close()
+
+
+@pytest.fixture
+def processes(open_db: OpenDatabase) -> Iterator[Processes]:
+    made = Processes(open_db)
+    yield made
+    made.stop()
+
+
+def enqueued(queue_id: str, batch_id: str, origin: str | None = None) -> BatchEnqueuedEvent:
+    return BatchEnqueuedEvent(queue_id=queue_id, batch_id=batch_id, enqueued=1, requested=1, priority=0, origin=origin)
+
+
+def test_every_process_gets_every_event_numbered_per_queue_in_order(processes: Processes) -> None:
+    api, worker, other = processes.start(), processes.start(), processes.start()
+    for i in range(20):
+        (api if i % 2 else worker).events.dispatch(enqueued("q1", f"b{i}"))
+        other.events.dispatch(enqueued("q2", f"c{i}"))
+    api.events.dispatch(ImageCreatedEvent.model_validate(IMAGE))
+
+    for process in (api, worker, other):
+        wait_for(lambda p=process: len(p.seen) == 41, what="every event in every process")  # type: ignore[misc]
+        for queue_id, prefix in (("q1", "b"), ("q2", "c")):
+            mine = process.queue_events(queue_id)
+            assert [e.seq for e in mine] == list(range(1, 21))
+            assert [e.batch_id for e in mine if isinstance(e, BatchEnqueuedEvent)] == [
+                f"{prefix}{i}" for i in range(20)
+            ]
+        assert [e.event_name for e in process.seen].count("image_created") == 1
+    assert api.seen == worker.seen == other.seen
+
+
+def test_a_queues_numbers_follow_its_commits_under_concurrent_writers(processes: Processes) -> None:
+    writers = [processes.start() for _ in range(4)]
+    reader = processes.start()
+    start = threading.Barrier(len(writers))
+
+    def write(process: Process, name: str) -> None:
+        start.wait()
+        for i in range(50):
+            process.events.dispatch(enqueued("shared", f"{name}-{i}"))
+
+    threads = [threading.Thread(target=write, args=(p, f"w{n}")) for n, p in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    wait_for(lambda: len(reader.seen) == 200, what="every event")
+    assert [e.seq for e in reader.queue_events("shared")] == list(range(1, 201))  # delivered in number order
+    for n in range(len(writers)):
+        mine = [e.batch_id for e in reader.queue_events("shared") if isinstance(e, BatchEnqueuedEvent)]
+        assert [b for b in mine if b.startswith(f"w{n}-")] == [f"w{n}-{i}" for i in range(50)]
+
+
+def test_events_of_a_transaction_that_rolls_back_are_never_delivered_nor_numbered(processes: Processes) -> None:
+    writer, reader = processes.start(), processes.start()
+
+    class Abandon(Exception):
+        pass
+
+    with pytest.raises(Abandon), writer.db.transaction() as cursor:
+        writer.events.dispatch_in(cursor, [QueueClearedEvent(queue_id="q")])
+        raise Abandon
+    writer.events.dispatch(QueueClearedEvent(queue_id="q"))
+
+    wait_for(lambda: len(reader.seen) == 1, what="the committed event")
+    assert [e.seq for e in reader.queue_events("q")] == [1]
+
+
+def test_a_payload_larger_than_a_notification_arrives(processes: Processes) -> None:
+    writer, reader = processes.start(), processes.start()
+    origin = "x" * 200_000  # PostgreSQL's notifications carry at most 8,000 bytes
+
+    writer.events.dispatch(enqueued("q", "big", origin=origin))
+
+    wait_for(lambda: len(reader.seen) == 1, what="the large event")
+    [event] = reader.seen
+    assert isinstance(event, BatchEnqueuedEvent) and event.origin == origin
+
+
+def test_events_stored_before_a_process_started_are_not_delivered_to_it(processes: Processes) -> None:
+    early = processes.start()
+    early.events.dispatch(QueueClearedEvent(queue_id="q"))
+    late = processes.start()
+    early.events.dispatch(QueueClearedEvent(queue_id="q"))
+
+    wait_for(lambda: len(late.seen) == 1 and len(early.seen) == 2, what="the events")
+    assert [e.seq for e in late.queue_events("q")] == [2]
+
+
+def test_the_newest_events_are_kept_and_progress_events_a_short_while(processes: Processes) -> None:
+    process = processes.start(keep=5, keep_progress_s=60, prune_interval_s=0.05)
+    with process.db.transaction() as cursor:
+        for age_s in (120, 30):
+            created = to_timestamp(datetime.now(UTC) - timedelta(seconds=age_s))
+            cursor.execute(
+                "INSERT INTO events (queue_id, seq, event_name, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                ("other", age_s, "invocation_progress", "{}", created),
+            )
+    for _ in range(8):
+        process.events.dispatch(QueueClearedEvent(queue_id="q"))
+
+    def left() -> list[tuple[str, int]]:
+        with process.db.read() as cursor:
+            cursor.execute("SELECT queue_id, seq FROM events ORDER BY event_id")
+            return [(row["queue_id"], row["seq"]) for row in cursor.fetchall()]
+
+    wait_for(lambda: len(left()) == 5, what="the pruning")
+    assert left() == [("q", seq) for seq in range(4, 9)]
+    assert len(process.queue_events("q")) == 8  # pruning drops what was delivered
+
+
+IMAGE = {
+    "image_name": "a.png",
+    "image_url": "/a",
+    "thumbnail_url": "/t",
+    "image_origin": "internal",
+    "image_category": "general",
+    "width": 1,
+    "height": 1,
+    "is_intermediate": False,
+}
