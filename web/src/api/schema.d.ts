@@ -947,6 +947,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/queue/{queue_id}/processors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Processors
+         * @description Every processor registered on the database, in any process or machine, oldest first: whether its lease holds
+         *     and the items it runs. Processors take items of every queue; each item names its own.
+         */
+        get: operations["list_processors"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/queue/{queue_id}/prune": {
         parameters: {
             query?: never;
@@ -1278,6 +1299,7 @@ export interface paths {
         /**
          * Health
          * @description 200 while the server answers and its processor's thread runs (paused or not); 503 while that thread is down.
+         *     A server without a processor (`run_processor` off) answers 200 while it answers.
          */
         get: operations["health"];
         put?: never;
@@ -3156,7 +3178,7 @@ export interface components {
              * @description The nodes in this graph
              */
             nodes?: {
-                [key: string]: components["schemas"]["IterateInvocation"] | components["schemas"]["CollectInvocation"] | components["schemas"]["BooleanInvocation"] | components["schemas"]["BooleanCollectionInvocation"] | components["schemas"]["IntegerInvocation"] | components["schemas"]["IntegerCollectionInvocation"] | components["schemas"]["FloatInvocation"] | components["schemas"]["FloatCollectionInvocation"] | components["schemas"]["StringInvocation"] | components["schemas"]["StringCollectionInvocation"] | components["schemas"]["AddInvocation"] | components["schemas"]["SubtractInvocation"] | components["schemas"]["MultiplyInvocation"] | components["schemas"]["DivideInvocation"] | components["schemas"]["RandomIntInvocation"] | components["schemas"]["RandomFloatInvocation"] | components["schemas"]["FloatToIntegerInvocation"] | components["schemas"]["RoundInvocation"] | components["schemas"]["IntegerMathInvocation"] | components["schemas"]["FloatMathInvocation"] | components["schemas"]["StringJoinInvocation"] | components["schemas"]["StringJoinThreeInvocation"] | components["schemas"]["StringSplitInvocation"] | components["schemas"]["StringSplitNegInvocation"] | components["schemas"]["StringReplaceInvocation"] | components["schemas"]["RangeInvocation"] | components["schemas"]["RangeOfSizeInvocation"] | components["schemas"]["RandomRangeInvocation"] | components["schemas"]["ImageInvocation"] | components["schemas"]["ImageCollectionInvocation"] | components["schemas"]["SaveImageInvocation"] | components["schemas"]["BlankImageInvocation"] | components["schemas"]["ImageCropInvocation"] | components["schemas"]["ImagePasteInvocation"] | components["schemas"]["MaskFromAlphaInvocation"] | components["schemas"]["ImageMultiplyInvocation"] | components["schemas"]["ImageChannelInvocation"] | components["schemas"]["ImageConvertInvocation"] | components["schemas"]["ImageBlurInvocation"] | components["schemas"]["ImageResizeInvocation"] | components["schemas"]["ImageScaleInvocation"] | components["schemas"]["ImageLerpInvocation"] | components["schemas"]["ImageInverseLerpInvocation"] | components["schemas"]["ImageChannelOffsetInvocation"] | components["schemas"]["ImageChannelMultiplyInvocation"] | components["schemas"]["InfillTileInvocation"] | components["schemas"]["MainModelLoaderInvocation"] | components["schemas"]["LoRALoaderInvocation"] | components["schemas"]["LoRASelectorInvocation"] | components["schemas"]["LoRACollectionLoader"] | components["schemas"]["VAELoaderInvocation"] | components["schemas"]["SeamlessModeInvocation"] | components["schemas"]["SDXLModelLoaderInvocation"] | components["schemas"]["SDXLRefinerModelLoaderInvocation"] | components["schemas"]["SDXLLoRALoaderInvocation"] | components["schemas"]["CompelInvocation"] | components["schemas"]["CLIPSkipInvocation"] | components["schemas"]["SDXLCompelPromptInvocation"] | components["schemas"]["SDXLRefinerCompelPromptInvocation"] | components["schemas"]["LatentsToImageInvocation"] | components["schemas"]["ImageToLatentsInvocation"] | components["schemas"]["CreateDenoiseMaskInvocation"] | components["schemas"]["NoiseInvocation"] | components["schemas"]["DenoiseLatentsInvocation"] | components["schemas"]["MetadataItemInvocation"] | components["schemas"]["MetadataInvocation"] | components["schemas"]["MergeMetadataInvocation"] | components["schemas"]["CoreMetadataInvocation"] | components["schemas"]["MetadataFromImageInvocation"] | components["schemas"]["MetadataItemLinkedInvocation"] | components["schemas"]["MetadataToStringInvocation"] | components["schemas"]["MetadataToIntegerInvocation"] | components["schemas"]["MetadataToFloatInvocation"] | components["schemas"]["MetadataToBoolInvocation"] | components["schemas"]["MetadataToSchedulerInvocation"] | components["schemas"]["MetadataToModelInvocation"] | components["schemas"]["MetadataToVAEInvocation"] | components["schemas"]["MetadataToLorasInvocation"] | components["schemas"]["MetadataToLorasCollectionInvocation"];
+                [key: string]: components["schemas"]["IterateInvocation"] | components["schemas"]["CollectInvocation"] | components["schemas"]["BooleanInvocation"] | components["schemas"]["BooleanCollectionInvocation"] | components["schemas"]["IntegerInvocation"] | components["schemas"]["IntegerCollectionInvocation"] | components["schemas"]["FloatInvocation"] | components["schemas"]["FloatCollectionInvocation"] | components["schemas"]["StringInvocation"] | components["schemas"]["StringCollectionInvocation"] | components["schemas"]["AddInvocation"] | components["schemas"]["SubtractInvocation"] | components["schemas"]["MultiplyInvocation"] | components["schemas"]["DivideInvocation"] | components["schemas"]["RandomIntInvocation"] | components["schemas"]["RandomFloatInvocation"] | components["schemas"]["FloatToIntegerInvocation"] | components["schemas"]["RoundInvocation"] | components["schemas"]["IntegerMathInvocation"] | components["schemas"]["FloatMathInvocation"] | components["schemas"]["StringJoinInvocation"] | components["schemas"]["StringJoinThreeInvocation"] | components["schemas"]["StringSplitInvocation"] | components["schemas"]["StringSplitNegInvocation"] | components["schemas"]["StringReplaceInvocation"] | components["schemas"]["RangeInvocation"] | components["schemas"]["RangeOfSizeInvocation"] | components["schemas"]["RandomRangeInvocation"] | components["schemas"]["ImageInvocation"] | components["schemas"]["ImageCollectionInvocation"] | components["schemas"]["SaveImageInvocation"] | components["schemas"]["BlankImageInvocation"] | components["schemas"]["ImageCropInvocation"] | components["schemas"]["ImagePasteInvocation"] | components["schemas"]["MaskFromAlphaInvocation"] | components["schemas"]["ImageMultiplyInvocation"] | components["schemas"]["ImageChannelInvocation"] | components["schemas"]["ImageConvertInvocation"] | components["schemas"]["ImageBlurInvocation"] | components["schemas"]["ImageResizeInvocation"] | components["schemas"]["ImageScaleInvocation"] | components["schemas"]["ImageLerpInvocation"] | components["schemas"]["ImageInverseLerpInvocation"] | components["schemas"]["ImageChannelOffsetInvocation"] | components["schemas"]["ImageChannelMultiplyInvocation"] | components["schemas"]["InfillTileInvocation"] | components["schemas"]["MainModelLoaderInvocation"] | components["schemas"]["LoRALoaderInvocation"] | components["schemas"]["LoRASelectorInvocation"] | components["schemas"]["LoRACollectionLoader"] | components["schemas"]["VAELoaderInvocation"] | components["schemas"]["SeamlessModeInvocation"] | components["schemas"]["SDXLModelLoaderInvocation"] | components["schemas"]["SDXLRefinerModelLoaderInvocation"] | components["schemas"]["SDXLLoRALoaderInvocation"] | components["schemas"]["SDXLLoRACollectionLoader"] | components["schemas"]["CompelInvocation"] | components["schemas"]["CLIPSkipInvocation"] | components["schemas"]["SDXLCompelPromptInvocation"] | components["schemas"]["SDXLRefinerCompelPromptInvocation"] | components["schemas"]["LatentsToImageInvocation"] | components["schemas"]["ImageToLatentsInvocation"] | components["schemas"]["CreateDenoiseMaskInvocation"] | components["schemas"]["NoiseInvocation"] | components["schemas"]["DenoiseLatentsInvocation"] | components["schemas"]["MetadataItemInvocation"] | components["schemas"]["MetadataInvocation"] | components["schemas"]["MergeMetadataInvocation"] | components["schemas"]["CoreMetadataInvocation"] | components["schemas"]["MetadataFromImageInvocation"] | components["schemas"]["MetadataItemLinkedInvocation"] | components["schemas"]["MetadataToStringInvocation"] | components["schemas"]["MetadataToIntegerInvocation"] | components["schemas"]["MetadataToFloatInvocation"] | components["schemas"]["MetadataToBoolInvocation"] | components["schemas"]["MetadataToSchedulerInvocation"] | components["schemas"]["MetadataToModelInvocation"] | components["schemas"]["MetadataToVAEInvocation"] | components["schemas"]["MetadataToLorasInvocation"] | components["schemas"]["MetadataToLorasCollectionInvocation"];
             };
         };
         /**
@@ -4963,11 +4985,16 @@ export interface components {
         };
         /**
          * MainCheckpointConfig
-         * @description A Stable Diffusion pipeline in one file; recognised, but not loadable until converted to diffusers.
+         * @description A Stable Diffusion pipeline in one file.
          */
         MainCheckpointConfig: {
             /** @description The architecture the model belongs to */
             base: components["schemas"]["BaseModelType"];
+            /**
+             * Config Path
+             * @description A diffusers folder whose configs describe the model (a whole pipeline's for a main model, a VAE's for a VAE); None takes the configs nodeloom ships for the model's base and prediction type
+             */
+            config_path?: string | null;
             /**
              * Created At
              * @description When the model was installed (ISO 8601, UTC); set by the record store
@@ -5011,6 +5038,11 @@ export interface components {
              * @description Where the model is: absolute, or relative to the models folder for a model copied into it
              */
             path: string;
+            /**
+             * @description What the UNet predicts: the noise (epsilon) or the velocity (v_prediction, SD-2's 768 models)
+             * @default epsilon
+             */
+            prediction_type: components["schemas"]["SchedulerPredictionType"];
             /**
              * Source
              * @description Where the model was installed from (a path)
@@ -5948,7 +5980,7 @@ export interface components {
          * @description How a model is stored on disk.
          * @enum {string}
          */
-        ModelFormat: "diffusers" | "checkpoint" | "lycoris" | "embedding_file";
+        ModelFormat: "diffusers" | "checkpoint" | "lycoris" | "embedding_file" | "embedding_folder";
         /**
          * ModelIdentifierField
          * @description A model, by key, with what a node needs to know of it without loading its config (InvokeAI's field).
@@ -5993,7 +6025,7 @@ export interface components {
              * Config Out
              * @description The installed model's config, once done
              */
-            config_out?: (components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"]) | null;
+            config_out?: (components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["VAECheckpointConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"] | components["schemas"]["TextualInversionFolderConfig"]) | null;
             /**
              * Download Parts
              * @description The files downloaded for the model
@@ -6081,6 +6113,11 @@ export interface components {
         ModelRecordChanges: {
             /** @description The base model */
             base?: components["schemas"]["BaseModelType"] | null;
+            /**
+             * Config Path
+             * @description A diffusers folder whose configs describe the model, instead of those shipped for its base (single-file models only)
+             */
+            config_path?: string | null;
             /** @description Default settings for this model (main models only) */
             default_settings?: components["schemas"]["MainModelDefaultSettings"] | null;
             /**
@@ -6093,6 +6130,8 @@ export interface components {
              * @description Name of the model
              */
             name?: string | null;
+            /** @description What the UNet predicts (single-file main models only) */
+            prediction_type?: components["schemas"]["SchedulerPredictionType"] | null;
             /** @description The type of model */
             type?: components["schemas"]["ModelType"] | null;
         };
@@ -6114,7 +6153,7 @@ export interface components {
              * Models
              * @description The models, by type, base and name
              */
-            models: (components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"])[];
+            models: (components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["VAECheckpointConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"] | components["schemas"]["TextualInversionFolderConfig"])[];
         };
         /**
          * Multiply Integers
@@ -6330,6 +6369,90 @@ export interface components {
              * @description The size of its files in bytes
              */
             size_bytes: number;
+        };
+        /**
+         * ProcessorItem
+         * @description An item a processor holds.
+         */
+        ProcessorItem: {
+            /**
+             * Batch Id
+             * @description The batch the item came from
+             */
+            batch_id: string;
+            /**
+             * Item Id
+             * @description The id of the queue item
+             */
+            item_id: number;
+            /**
+             * Node Id
+             * @description The graph's node it ran at the processor's last heartbeat, if it ran one
+             */
+            node_id?: string | null;
+            /**
+             * Queue Id
+             * @description The queue the item is in
+             */
+            queue_id: string;
+            /**
+             * Session Id
+             * @description The item's session
+             */
+            session_id: string;
+        };
+        /**
+         * ProcessorStatus
+         * @description A registered processor, whether its lease holds, and what it runs.
+         */
+        ProcessorStatus: {
+            /**
+             * Devices
+             * @description The devices its models run on
+             */
+            devices: string[];
+            /**
+             * Heartbeat At
+             * Format: date-time
+             * @description When it last reported alive
+             */
+            heartbeat_at: string;
+            /**
+             * Host
+             * @description The host name of the machine it runs on
+             */
+            host: string;
+            /**
+             * Is Alive
+             * @description Whether its last heartbeat is within the lease (`lease_s`)
+             */
+            is_alive: boolean;
+            /**
+             * Items
+             * @description The items it holds in progress (one, or none)
+             */
+            items: components["schemas"]["ProcessorItem"][];
+            /**
+             * Pid
+             * @description The id of the process it runs in
+             */
+            pid: number;
+            /**
+             * Processor Id
+             * @description The processor's id, new at each start
+             */
+            processor_id: string;
+            /**
+             * Seconds Since Heartbeat
+             * @description How long ago that was
+             */
+            seconds_since_heartbeat: number;
+            /**
+             * Started At
+             * Format: date-time
+             * @description When it started
+             */
+            started_at: string;
         };
         /** PruneResult */
         PruneResult: {
@@ -6761,6 +6884,57 @@ export interface components {
             use_cache: boolean;
         };
         /**
+         * Apply LoRA Collection - SDXL
+         * @description Applies a collection of SDXL LoRAs to the provided UNet and CLIP models.
+         *
+         *     As `lora_collection_loader`, on each of the UNet and both CLIP fields given; a LoRA twice in the collection is
+         *     applied once, at its first weight.
+         */
+        SDXLLoRACollectionLoader: {
+            /**
+             * CLIP
+             * @description CLIP (tokenizer, text encoder, LoRAs) and skipped layer count
+             */
+            clip?: components["schemas"]["CLIPField"] | null;
+            /**
+             * CLIP 2
+             * @description CLIP (tokenizer, text encoder, LoRAs) and skipped layer count
+             */
+            clip2?: components["schemas"]["CLIPField"] | null;
+            /**
+             * Id
+             * @description The id of this node. Must be unique among all nodes of a graph.
+             */
+            id?: string;
+            /**
+             * Is Intermediate
+             * @description Whether this node's output is an intermediate result, to be cleaned up
+             * @default false
+             */
+            is_intermediate: boolean;
+            /**
+             * LoRAs
+             * @description LoRA models and weights. May be a single LoRA or collection.
+             */
+            loras?: components["schemas"]["LoRAField"] | components["schemas"]["LoRAField"][] | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "sdxl_lora_collection_loader";
+            /**
+             * UNet
+             * @description UNet (scheduler, LoRAs)
+             */
+            unet?: components["schemas"]["UNetField"] | null;
+            /**
+             * Use Cache
+             * @description Whether this node's output may be served from the invocation cache
+             * @default true
+             */
+            use_cache: boolean;
+        };
+        /**
          * Apply LoRA - SDXL
          * @description Apply selected lora to unet and text_encoder.
          *
@@ -7086,6 +7260,12 @@ export interface components {
             type: "scheduler_output";
         };
         /**
+         * SchedulerPredictionType
+         * @description What a UNet was trained to predict; a scheduler must be configured to match.
+         * @enum {string}
+         */
+        SchedulerPredictionType: "epsilon" | "v_prediction";
+        /**
          * Seamless
          * @description Applies the seamless transformation to the Model UNet and VAE.
          *
@@ -7187,6 +7367,11 @@ export interface components {
              */
             is_started: boolean;
             /**
+             * Processor Id
+             * @description The id it registered in the queue under, while started (new at each start)
+             */
+            processor_id?: string | null;
+            /**
              * Restarts
              * @description How many times the thread was restarted after it died
              * @default 0
@@ -7271,6 +7456,11 @@ export interface components {
              * @default 0
              */
             priority: number;
+            /**
+             * Processor Id
+             * @description The processor that holds the item while it is in progress (its last one after)
+             */
+            processor_id?: string | null;
             /**
              * Queue Id
              * @description The id of the queue the item is in
@@ -7881,6 +8071,71 @@ export interface components {
              */
             updated_at?: string | null;
         };
+        /**
+         * TextualInversionFolderConfig
+         * @description A textual-inversion embedding in a folder, as diffusers saves one.
+         */
+        TextualInversionFolderConfig: {
+            /** @description The architecture the model belongs to */
+            base: components["schemas"]["BaseModelType"];
+            /**
+             * Created At
+             * @description When the model was installed (ISO 8601, UTC); set by the record store
+             */
+            created_at?: string | null;
+            /**
+             * Description
+             * @description Model description
+             */
+            description?: string | null;
+            /**
+             * File Size
+             * @description The size of the model's file(s) in bytes
+             */
+            file_size: number;
+            /**
+             * Format
+             * @default embedding_folder
+             * @constant
+             */
+            format: "embedding_folder";
+            /**
+             * Hash
+             * @description The hash of the model's file(s): 'blake2b:' and 64 hex digits
+             */
+            hash: string;
+            /**
+             * Key
+             * @description A unique key for this model
+             */
+            key?: string;
+            /**
+             * Name
+             * @description Name of the model
+             */
+            name: string;
+            /**
+             * Path
+             * @description Where the model is: absolute, or relative to the models folder for a model copied into it
+             */
+            path: string;
+            /**
+             * Source
+             * @description Where the model was installed from (a path)
+             */
+            source: string;
+            /**
+             * Type
+             * @default embedding
+             * @constant
+             */
+            type: "embedding";
+            /**
+             * Updated At
+             * @description When the record last changed (ISO 8601, UTC); set by the record store
+             */
+            updated_at?: string | null;
+        };
         /** UNetField */
         UNetField: {
             /**
@@ -7929,6 +8184,76 @@ export interface components {
              * @description The file's URL
              */
             url: string;
+        };
+        /**
+         * VAECheckpointConfig
+         * @description A standalone VAE in one file.
+         */
+        VAECheckpointConfig: {
+            /** @description The architecture the model belongs to */
+            base: components["schemas"]["BaseModelType"];
+            /**
+             * Config Path
+             * @description A diffusers folder whose configs describe the model (a whole pipeline's for a main model, a VAE's for a VAE); None takes the configs nodeloom ships for the model's base and prediction type
+             */
+            config_path?: string | null;
+            /**
+             * Created At
+             * @description When the model was installed (ISO 8601, UTC); set by the record store
+             */
+            created_at?: string | null;
+            /**
+             * Description
+             * @description Model description
+             */
+            description?: string | null;
+            /**
+             * File Size
+             * @description The size of the model's file(s) in bytes
+             */
+            file_size: number;
+            /**
+             * Format
+             * @default checkpoint
+             * @constant
+             */
+            format: "checkpoint";
+            /**
+             * Hash
+             * @description The hash of the model's file(s): 'blake2b:' and 64 hex digits
+             */
+            hash: string;
+            /**
+             * Key
+             * @description A unique key for this model
+             */
+            key?: string;
+            /**
+             * Name
+             * @description Name of the model
+             */
+            name: string;
+            /**
+             * Path
+             * @description Where the model is: absolute, or relative to the models folder for a model copied into it
+             */
+            path: string;
+            /**
+             * Source
+             * @description Where the model was installed from (a path)
+             */
+            source: string;
+            /**
+             * Type
+             * @default vae
+             * @constant
+             */
+            type: "vae";
+            /**
+             * Updated At
+             * @description When the record last changed (ISO 8601, UTC); set by the record store
+             */
+            updated_at?: string | null;
         };
         /**
          * VAEDiffusersConfig
@@ -12914,6 +13239,92 @@ export interface operations {
             };
         };
     };
+    list_processors: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The queue to act on */
+                queue_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProcessorStatus"][];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     prune: {
         parameters: {
             query?: never;
@@ -13369,7 +13780,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"];
+                    "application/json": components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["VAECheckpointConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"] | components["schemas"]["TextualInversionFolderConfig"];
                 };
             };
             /** @description Bad Request */
@@ -13543,7 +13954,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"];
+                    "application/json": components["schemas"]["MainDiffusersConfig"] | components["schemas"]["MainCheckpointConfig"] | components["schemas"]["VAEDiffusersConfig"] | components["schemas"]["VAECheckpointConfig"] | components["schemas"]["LoRALyCORISConfig"] | components["schemas"]["TextualInversionFileConfig"] | components["schemas"]["TextualInversionFolderConfig"];
                 };
             };
             /** @description Bad Request */
