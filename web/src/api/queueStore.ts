@@ -1,4 +1,5 @@
-// The queue as the UI shows it, for every page: one snapshot per (re)subscription, then socket.io events only.
+// The queue as the UI shows it, for every page: one snapshot per (re)subscription and per enqueued batch, then
+// socket.io events only.
 import { useSyncExternalStore } from "react";
 import { initialQueueState, PAGE_ROWS, type QueueAction, queueReducer, type QueueState } from "../lib/queueReducer";
 import type { QueueAndProcessorStatus, SessionQueueItem } from "./types";
@@ -36,9 +37,32 @@ export async function loadOlderItems(): Promise<void> {
   dispatch({ type: "older", items: ids.length > 0 ? await itemsByIds(ids) : [] });
 }
 
+// New items come with one event per batch (`batch_enqueued`, `queue_items_retried`), not one per item: they are
+// read with a snapshot, at most one at a time, and one more after it when events came meanwhile.
+let refetching = false;
+let refetchAgain = false;
+
+function refetchSoon(): void {
+  if (refetching) {
+    refetchAgain = true;
+    return;
+  }
+  refetching = true;
+  void refetchQueue()
+    .catch(() => undefined)
+    .finally(() => {
+      refetching = false;
+      if (refetchAgain) {
+        refetchAgain = false;
+        refetchSoon();
+      }
+    });
+}
+
 export function startQueueStore(): void {
-  onResync(() => void refetchQueue().catch(() => undefined));
+  onResync(refetchSoon);
   onEvent((name, payload) => {
+    if (name === "batch_enqueued" || name === "queue_items_retried") refetchSoon();
     if (name === "queue_item_status_changed" || name === "invocation_progress" || name === "queue_cleared") {
       dispatch({ type: name, event: payload } as QueueAction);
     }
