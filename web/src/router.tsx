@@ -13,6 +13,8 @@ export function navigate(path: string): void {
   if (path === window.location.pathname + window.location.search) return;
   window.history.pushState(null, "", path);
   notify();
+  // A new page starts at its top, as after a full load; going back restores the old position (the browser does).
+  window.scrollTo(0, 0);
 }
 
 export function usePath(): string {

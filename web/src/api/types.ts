@@ -4,6 +4,7 @@ import type { components } from "./schema";
 type Schemas = components["schemas"];
 export type Batch = Schemas["Batch"];
 export type BatchDatum = Schemas["BatchDatum"];
+export type EnqueueBatchResult = Schemas["EnqueueBatchResult"];
 export type BoardDTO = Schemas["BoardDTO"];
 export type ImageDTO = Schemas["ImageDTO"];
 export type ModelIdentifier = Schemas["ModelIdentifierField"];

@@ -5,7 +5,7 @@ import { api, QUEUE } from "../api/client";
 import { onEvent } from "../api/events";
 import { identifier, ofType, useMissingModels, useModels } from "../api/models";
 import { useQueue } from "../api/queueStore";
-import type { ImageDTO, Scheduler } from "../api/types";
+import type { EnqueueBatchResult, ImageDTO, Scheduler } from "../api/types";
 import { AuthImage } from "../components/AuthImage";
 import { UseSettingsButton } from "../components/UseSettingsButton";
 import { buildBatch, buildGraph, expandPrompt, imageCount, MAX_SEED } from "../lib/batch";
@@ -191,7 +191,7 @@ export function Generate() {
     queueMicrotask(() => updateSettings({ vae: settings.vae && installed.has(settings.vae.key) ? settings.vae : null, loras: settings.loras.filter((lora) => installed.has(lora.model.key)) }));
   }
   const enqueue = useMutation({
-    mutationFn: () => api(`${QUEUE}/enqueue_batch`, "POST", { batch: buildBatch({ ...settings, model: settings.model! }), prepend: false }),
+    mutationFn: () => api<EnqueueBatchResult>(`${QUEUE}/enqueue_batch`, "POST", { batch: buildBatch({ ...settings, model: settings.model! }), prepend: false }),
   });
   const submit = (event: FormEvent) => {
     event.preventDefault();
@@ -294,7 +294,7 @@ export function Generate() {
         </button>
         <p className="muted" aria-live="polite">
           {Number.isFinite(count) && count > 0 ? `${count} image${count === 1 ? "" : "s"} per click` : ""}
-          {enqueue.isSuccess ? " · queued" : ""}
+          {enqueue.data ? ` · the last click queued ${enqueue.data.enqueued} item${enqueue.data.enqueued === 1 ? "" : "s"}` : ""}
         </p>
       </form>
       <div className="stack">

@@ -189,6 +189,7 @@ export function Queue() {
   const run = useCallback((path: string, body?: unknown) => mutate({ path, body }), [mutate]);
   const selectedRow = rows.find((row) => row.item_id === selected) ?? null;
   const batchRow = selectedRow ?? rows.find((row) => row.status === "in_progress") ?? null;
+  const running = counts?.item_id ?? null;
   const paused = status !== undefined && !status.processor.is_processing;
   return (
     <div className="stack">
@@ -221,6 +222,14 @@ export function Queue() {
           </div>
         ))}
       </dl>
+      {running !== null && !rows.some((row) => row.item_id === running) && (
+        <p className="row wrap">
+          <span>
+            Item {running} is running, older than the rows shown{progress?.item_id === running && progress.message ? `: ${progress.message}` : ""}.
+          </span>
+          {progress?.item_id === running && <progress aria-label={`Progress of item ${running}`} max={1} value={progress.percentage ?? undefined} />}
+        </p>
+      )}
       <div className="queue-layout">
         <div className="table-wrap">
           <table aria-label="Queue items" className="queue-table">
