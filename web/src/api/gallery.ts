@@ -72,10 +72,10 @@ export function useGalleryActions() {
     createBoard: (name: string) =>
       run(async () => {
         const board = await api<BoardDTO>(`/api/v1/boards/?board_name=${encodeURIComponent(name)}`, "POST");
-        // Shown at once, whatever a read of the boards begun before it brings back; the refetch after puts it in
-        // the server's order.
+        // Shown at once (first: the server lists the newest first), whatever a read of the boards begun before it
+        // brings back; the refetch after confirms it.
         await client.cancelQueries({ queryKey: BOARDS_KEY });
-        client.setQueryData<Boards>(BOARDS_KEY, (data) => data && { ...data, boards: [...data.boards.filter((shown) => shown.board_id !== board.board_id), board] });
+        client.setQueryData<Boards>(BOARDS_KEY, (data) => data && { ...data, boards: [board, ...data.boards.filter((shown) => shown.board_id !== board.board_id)] });
         return board;
       }) as Promise<BoardDTO>,
     renameBoard: (boardId: string, name: string) => run(() => api(`/api/v1/boards/${boardId}`, "PATCH", { board_name: name })),
