@@ -214,7 +214,7 @@ export function Queue() {
         </button>
       </div>
       {action.isError && <p role="alert" className="error">{action.error.message}</p>}
-      <dl className="figures counts" aria-label="Counts">
+      <dl className="figures" aria-label="Counts">
         {(["pending", "in_progress", "completed", "failed", "canceled", "total"] as const).map((key) => (
           <div key={key}>
             <dt>{key === "total" ? "Total" : STATUS_LABELS[key]}</dt>
