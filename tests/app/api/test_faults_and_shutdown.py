@@ -23,7 +23,8 @@ class ProcessorFault(BaseException):
 def test_a_dead_processor_thread_is_reported_and_restarted(
     live_server: StartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = live_server(processor_restart_interval_s=1.0)
+    # The processor stays down for the restart interval: long enough for /health, polled on a loaded machine.
+    server = live_server(processor_restart_interval_s=3.0)
     queue = server.services.session_queue
     complete = queue.complete_queue_item
     faults = [ProcessorFault("injected into the processor")]

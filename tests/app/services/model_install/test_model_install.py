@@ -209,6 +209,11 @@ def test_a_config_path_is_kept_absolute_and_only_from_the_roots(
     )
     assert isinstance(config, MainCheckpointConfig) and config.config_path == str(tiny_sd_model)
 
+    with pytest.raises(ModelPathNotAllowedError):
+        installer.update(config.key, ModelRecordChanges(config_path="/etc"))
+    moved = installer.update(config.key, ModelRecordChanges(config_path=f"{tiny_sd_model}/../{tiny_sd_model.name}"))
+    assert isinstance(moved, MainCheckpointConfig) and moved.config_path == str(tiny_sd_model)
+
 
 def test_an_embedding_is_recognised(installer: ModelInstallService, tmp_path: Path) -> None:
     import torch

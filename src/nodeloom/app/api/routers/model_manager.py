@@ -73,8 +73,9 @@ def update_model_record(
     key: str = ModelKey,
     changes: ModelRecordChanges = Body(description="The fields to change; those left out stay as they are"),
 ) -> AnyModelConfig:
-    """Changes a model's name, description, base, type or default settings."""
-    return services.model_manager.store.update_model(key, changes)
+    """Changes a model's name, description, base, type, default settings, prediction type or config folder (inside
+    the install roots, as at install)."""
+    return services.model_manager.install.update(key, changes)
 
 
 @model_manager_router.delete("/i/{key}", operation_id="delete_model", status_code=204)

@@ -90,5 +90,10 @@ class ModelInstallServiceBase(ABC):
         """The models in the models folder that no record uses."""
 
     @abstractmethod
+    def update(self, key: str, changes: ModelRecordChanges) -> AnyModelConfig:
+        """Changes a model's record; a `config_path` among the changes is checked against the install roots as at
+        install."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Removes the model's record, and its files too when an install copied them into the models folder."""

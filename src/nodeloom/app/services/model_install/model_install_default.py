@@ -601,6 +601,11 @@ class ModelInstallService(ModelInstallServiceBase):
         """Where the installed models are, symlinks resolved."""
         return {(self._models_path / config.path).resolve() for config in self._store.search_by_attr()}
 
+    def update(self, key: str, changes: ModelRecordChanges) -> AnyModelConfig:
+        if changes.config_path is not None:
+            changes = changes.model_copy(update={"config_path": str(self._existing(changes.config_path))})
+        return self._store.update_model(key, changes)
+
     def delete(self, key: str) -> None:
         config = self._store.get_model(key)
         self._store.del_model(key)
