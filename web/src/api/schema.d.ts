@@ -1091,7 +1091,8 @@ export interface paths {
         head?: never;
         /**
          * Update Model Record
-         * @description Changes a model's name, description, base, type or default settings.
+         * @description Changes a model's name, description, base, type, default settings, prediction type or config folder (inside
+         *     the install roots, as at install).
          */
         patch: operations["update_model_record"];
         trace?: never;
