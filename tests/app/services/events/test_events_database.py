@@ -36,6 +36,11 @@ class Process:
         self.events.subscribe(self.seen.append)
         self.events.start()
 
+    def store(self, event: EventBase) -> None:
+        """Dispatches the event and stores it at once, as the session queue does before each of its changes."""
+        self.events.dispatch(event)
+        self.events.flush()
+
     def queue_events(self, queue_id: str) -> list[QueueEventBase]:
         return [e for e in list(self.seen) if isinstance(e, QueueEventBase) and e.queue_id == queue_id]
 
@@ -73,8 +78,8 @@ def enqueued(queue_id: str, batch_id: str, origin: str | None = None) -> BatchEn
 def test_every_process_gets_every_event_numbered_per_queue_in_order(processes: Processes) -> None:
     api, worker, other = processes.start(), processes.start(), processes.start()
     for i in range(20):
-        (api if i % 2 else worker).events.dispatch(enqueued("q1", f"b{i}"))
-        other.events.dispatch(enqueued("q2", f"c{i}"))
+        (api if i % 2 else worker).store(enqueued("q1", f"b{i}"))
+        other.store(enqueued("q2", f"c{i}"))
     api.events.dispatch(ImageCreatedEvent.model_validate(IMAGE))
 
     for process in (api, worker, other):
@@ -86,7 +91,29 @@ def test_every_process_gets_every_event_numbered_per_queue_in_order(processes: P
                 f"{prefix}{i}" for i in range(20)
             ]
         assert [e.event_name for e in process.seen].count("image_created") == 1
-    assert api.seen == worker.seen == other.seen
+    # A process delivers its own events at once and the others' as it reads them: the same events, and the same
+    # order within each queue, but not one order across queues.
+    for queue_id in ("q1", "q2"):
+        assert api.queue_events(queue_id) == worker.queue_events(queue_id) == other.queue_events(queue_id)
+    assert sorted(map(repr, api.seen)) == sorted(map(repr, worker.seen)) == sorted(map(repr, other.seen))
+
+
+def test_a_process_delivers_its_own_event_only_after_the_others_it_follows(processes: Processes) -> None:
+    # The slow poll keeps the other process's event unread here while this process stores the next one.
+    api, worker = processes.start(poll_interval_s=5.0), processes.start()
+    api.store(enqueued("q", "b0"))
+    wait_for(lambda: len(api.queue_events("q")) == 1, what="its first event, through the table")
+    worker.store(enqueued("q", "b1"))
+    api.store(enqueued("q", "b2"))
+    api.store(enqueued("q", "b3"))
+
+    wait_for(lambda: len(api.queue_events("q")) == 4, what="every event")
+    assert [(e.seq, e.batch_id) for e in api.queue_events("q") if isinstance(e, BatchEnqueuedEvent)] == [
+        (1, "b0"),
+        (2, "b1"),
+        (3, "b2"),
+        (4, "b3"),
+    ]
 
 
 def test_a_queues_numbers_follow_its_commits_under_concurrent_writers(processes: Processes) -> None:
@@ -140,9 +167,9 @@ def test_a_payload_larger_than_a_notification_arrives(processes: Processes) -> N
 
 def test_events_stored_before_a_process_started_are_not_delivered_to_it(processes: Processes) -> None:
     early = processes.start()
-    early.events.dispatch(QueueClearedEvent(queue_id="q"))
+    early.store(QueueClearedEvent(queue_id="q"))
     late = processes.start()
-    early.events.dispatch(QueueClearedEvent(queue_id="q"))
+    early.store(QueueClearedEvent(queue_id="q"))
 
     wait_for(lambda: len(late.seen) == 1 and len(early.seen) == 2, what="the events")
     assert [e.seq for e in late.queue_events("q")] == [2]

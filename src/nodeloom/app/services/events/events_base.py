@@ -26,6 +26,10 @@ class EventServiceBase(ABC):
         where events are stored, so that they exist exactly when it does. Returns what to call once the transaction
         has committed, which hands them on; a transaction that rolls back dispatches none."""
 
+    def flush(self) -> None:  # noqa: B027 - a bus that hands events on as they come has nothing to flush
+        """Stores the events `dispatch` has taken so far, where it stores them later in batches, so that a change
+        written next is numbered after them."""
+
     @abstractmethod
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:
         """Calls `handler` with every event dispatched from now on; returns a function that unsubscribes."""

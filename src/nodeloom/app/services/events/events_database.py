@@ -28,7 +28,9 @@ _NEXT_SEQ = (
     "INSERT INTO event_sequences (queue_id, seq) VALUES (?, ?) "
     "ON CONFLICT (queue_id) DO UPDATE SET seq = event_sequences.seq + excluded.seq RETURNING seq"
 )
-_INSERT = "INSERT INTO events (queue_id, seq, event_name, payload, created_at) VALUES (?, ?, ?, ?, ?)"
+_INSERT = (
+    "INSERT INTO events (queue_id, seq, event_name, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING event_id"
+)
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 _NOTIFY = "SELECT pg_notify(?, ?) AS notified"
 _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
@@ -52,7 +54,11 @@ class DatabaseEventService(EventServiceBase):
     A queue's events are numbered (`seq`) in the transaction that stores them, so that numbers grow in the order the
     queue's changes committed and are the same for every process. The tail reads events in their id order after a
     wake-up: a PostgreSQL notification sent by the storing transaction (the payload stays in the table, so an event
-    of any size arrives), or on SQLite a poll every `poll_interval_s` (at once for this process's own events).
+    of any size arrives), or on SQLite a poll every `poll_interval_s`. This process's own events are handed to its
+    subscribers as they were stored, once committed, with no read nor parse (the tail skips their rows), unless
+    another process's event of the same queue with a lower `seq` is still unread: then the tail delivers both in
+    order. So each queue's events arrive in `seq` order in every process; events of different queues may
+    interleave differently in different processes.
     Events stored once the service is built are delivered, those stored before are not. The newest `keep` events
     are kept, progress events (with their previews) for `keep_progress_s` at most.
     """
@@ -64,6 +70,7 @@ class DatabaseEventService(EventServiceBase):
         keep: int = 10_000,
         keep_progress_s: float = 60.0,
         prune_interval_s: float = 30.0,
+        write_delay_s: float = 0.01,
     ) -> None:
         self._db = db
         self._poll_interval_s = poll_interval_s
@@ -74,7 +81,20 @@ class DatabaseEventService(EventServiceBase):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._write_delay_s = write_delay_s
+        self._pending: list[EventBase] = []
+        self._pending_lock = threading.Lock()
+        self._pending_wake = threading.Event()
+        # Held while pending events are stored and handed on, so that they are numbered in the order dispatched.
+        self._flush_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
         self._gaps: dict[int, float] = {}
+        # Shared by the tail and `_hand_on`, so that each event is delivered once and a queue's in `seq` order.
+        self._lock = threading.Lock()
+        self._delivered_seq: dict[str, int] = {}
+        """The last `seq` delivered in this process, per queue."""
+        self._handed: set[int] = set()
+        """Ids of this process's events delivered by `_hand_on` that the tail is yet to read (and skip)."""
         with db.read() as cursor:
             cursor.execute(_LAST_ID)
             row = cursor.fetchone()
@@ -83,14 +103,28 @@ class DatabaseEventService(EventServiceBase):
     # --- storing
 
     def dispatch(self, event: EventBase) -> None:
-        with self._db.transaction() as cursor:
-            if cursor.dialect == "postgres":
-                # An event on its own (a node's, a model's, an image's) changes nothing else, so its commit need
-                # not wait for the disk: a crash of the database server may lose the last ones, never a queue
-                # change or its events. It keeps the queue's number locked for a moment, not for a disk write.
-                cursor.execute(_ASYNC_COMMIT)
-            hand_on = self.dispatch_in(cursor, [event])
-        hand_on()
+        with self._pending_lock:
+            self._pending.append(event)
+        self._pending_wake.set()
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            with self._pending_lock:
+                events, self._pending = self._pending, []
+            if not events:
+                return
+            try:
+                with self._db.transaction() as cursor:
+                    if cursor.dialect == "postgres":
+                        # Events on their own (a node's, a model's, an image's) change nothing else, so their commit
+                        # need not wait for the disk: a crash of the database server may lose the last ones, never
+                        # a queue change or its events. It keeps the queues' numbers locked for a moment only.
+                        cursor.execute(_ASYNC_COMMIT)
+                    hand_on = self.dispatch_in(cursor, events)
+            except Exception:
+                logger.exception("Could not store %d events: they are dropped", len(events))
+                return
+            hand_on()
 
     def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
         if not events:
@@ -103,19 +137,36 @@ class DatabaseEventService(EventServiceBase):
             assert row is not None, "an upsert with RETURNING answers its row"
             next_seq[queue_id] = row["seq"] - count + 1
         now = utc_now()
-        rows: list[tuple[object, ...]] = []
+        stored: list[tuple[int, EventBase]] = []
         for event in events:
             if isinstance(event, QueueEventBase):
                 seq = next_seq[event.queue_id]
                 next_seq[event.queue_id] += 1
-                stored = event.model_copy(update={"seq": seq})
-                rows.append((event.queue_id, seq, event.event_name, stored.model_dump_json(), now))
+                event = event.model_copy(update={"seq": seq})
+                cursor.execute(_INSERT, (event.queue_id, seq, event.event_name, event.model_dump_json(), now))
             else:
-                rows.append((None, None, event.event_name, event.model_dump_json(), now))
-        cursor.executemany(_INSERT, rows)
+                cursor.execute(_INSERT, (None, None, event.event_name, event.model_dump_json(), now))
+            row = cursor.fetchone()
+            assert row is not None, "an insert with RETURNING answers its row"
+            stored.append((row["event_id"], event))
         if cursor.dialect == "postgres":
             cursor.execute(_NOTIFY, (CHANNEL, ""))
-        return self._wake.set
+        return lambda: self._hand_on(stored)
+
+    def _hand_on(self, stored: list[tuple[int, EventBase]]) -> None:
+        """Delivers this process's own committed events at once, as they are, unless the tail must: one it has
+        read already, or a queue event whose predecessor (another process's) it is yet to deliver."""
+        with self._lock:
+            for event_id, event in stored:
+                if event_id <= self._last_id and event_id not in self._gaps:
+                    continue
+                if isinstance(event, QueueEventBase):
+                    if event.seq is None or self._delivered_seq.get(event.queue_id) != event.seq - 1:
+                        self._wake.set()
+                        continue
+                    self._delivered_seq[event.queue_id] = event.seq
+                self._handed.add(event_id)
+                self._local.dispatch(event)
 
     # --- delivering
 
@@ -128,6 +179,8 @@ class DatabaseEventService(EventServiceBase):
             self._local.start()
             self._thread = threading.Thread(target=self._tail, name="nodeloom-events-tail", daemon=True)
             self._thread.start()
+            self._writer = threading.Thread(target=self._write, name="nodeloom-events-writer", daemon=True)
+            self._writer.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
         thread = self._thread
@@ -135,11 +188,25 @@ class DatabaseEventService(EventServiceBase):
             return
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._stopping.set()
+        self._pending_wake.set()
+        if self._writer is not None:
+            self._writer.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            self._writer = None
         self._wake.set()
         # The tail reads once more after it is told to stop: the events stored until now are delivered.
         thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._thread = None
         self._local.stop(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def _write(self) -> None:
+        """Stores dispatched events in batches: a transaction each costs more than the events in it."""
+        while not self._stopping.is_set():
+            self._pending_wake.wait()
+            self._pending_wake.clear()
+            # Gathers the events that follow closely (a node's end, the next node's start) into the same write.
+            self._stopping.wait(self._write_delay_s)
+            self.flush()
+        self.flush()
 
     def _tail(self) -> None:
         listener: Listener | None = None
@@ -176,23 +243,29 @@ class DatabaseEventService(EventServiceBase):
         since; whether there may be more."""
         now = time.monotonic()
         with self._db.read() as cursor:
+            skipped: list[DbRow] = []
             if self._gaps:
                 cursor.execute(_BETWEEN, (min(self._gaps), max(self._gaps)))
-                for row in cursor.fetchall():
-                    if self._gaps.pop(row["event_id"], None) is not None:
-                        self._deliver(row)
+                skipped = cursor.fetchall()
             cursor.execute(_AFTER, (self._last_id, _BATCH))
             rows = cursor.fetchall()
-        for row in rows:
-            event_id: int = row["event_id"]
-            for skipped in range(self._last_id + 1, min(event_id, self._last_id + 1 + _BATCH)):
-                self._gaps[skipped] = now
-            self._last_id = event_id
-            self._deliver(row)
-        self._gaps = {event_id: seen for event_id, seen in self._gaps.items() if now - seen < _GAP_WAIT_S}
+        with self._lock:
+            for row in skipped:
+                if self._gaps.pop(row["event_id"], None) is not None:
+                    self._deliver(row)
+            for row in rows:
+                event_id: int = row["event_id"]
+                for gap in range(self._last_id + 1, min(event_id, self._last_id + 1 + _BATCH)):
+                    self._gaps[gap] = now
+                self._last_id = event_id
+                self._deliver(row)
+            self._gaps = {event_id: seen for event_id, seen in self._gaps.items() if now - seen < _GAP_WAIT_S}
         return len(rows) == _BATCH
 
     def _deliver(self, row: DbRow) -> None:
+        if row["event_id"] in self._handed:
+            self._handed.discard(row["event_id"])
+            return
         event_type = EVENT_TYPES.get(row["event_name"])
         if event_type is None:
             logger.warning("Skipped event %s of an unknown kind, %r", row["event_id"], row["event_name"])
@@ -202,6 +275,8 @@ class DatabaseEventService(EventServiceBase):
         except ValueError:
             logger.exception("Skipped event %s (%s): it does not read back", row["event_id"], row["event_name"])
             return
+        if isinstance(event, QueueEventBase) and event.seq is not None:
+            self._delivered_seq[event.queue_id] = event.seq
         self._local.dispatch(event)
 
     def _prune(self) -> None:

@@ -121,6 +121,8 @@ class SqlSessionQueue(SqlSessionQueueReads):
     @contextmanager
     def _write(self) -> Iterator[_Write]:
         events: list[EventBase] = []
+        # The events this process dispatched before this change (its node events) are numbered before its own.
+        self._events.flush()
         with self._in_order:
             with self._db.transaction() as cursor:
                 yield _Write(cursor, events)
