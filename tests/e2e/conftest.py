@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from tests.model_sources import install_and_wait
 from tests.serve_process import ServeProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -71,9 +72,10 @@ def api(server: ServeProcess) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def main_model(api: httpx.Client, tiny_sd_model: Path) -> dict[str, Any]:
     """The tiny SD-1 model's config, installed in place."""
-    response = api.post("/v2/models/install", params={"source": str(tiny_sd_model)}, json={"base": "sd-1"})
-    assert response.status_code == 201, response.text
-    config: dict[str, Any] = response.json()
+    with httpx.Client(base_url=f"{api.base_url}v2/models", timeout=60) as models:
+        job = install_and_wait(models, tiny_sd_model, base="sd-1")
+    assert job["status"] == "completed", job
+    config: dict[str, Any] = job["config_out"]
     return config
 
 
