@@ -192,12 +192,11 @@ def gallery_scroll(browser: Browser, url: str, last_image: str) -> dict[str, Any
 
 
 ROW_WATCH = """() => {
-    // The Queue page's rows: the first cell holds the "Details of item N" button, the second the status.
+    // The Queue page's rows carry their item's id and raw status as data attributes.
     window.completedAt = {};
     const check = (row) => {
-        const details = row.querySelector('button[aria-label^="Details of item "]');
-        if (details === null || !row.cells[1].textContent.startsWith("completed")) return;
-        const item = details.textContent;
+        if (row.dataset.status !== "completed") return;
+        const item = row.dataset.itemId;
         if (!(item in window.completedAt)) window.completedAt[item] = performance.timeOrigin + performance.now();
     };
     new MutationObserver((mutations) => {
@@ -210,7 +209,8 @@ ROW_WATCH = """() => {
         }
         rows.forEach(check);
     }).observe(document.querySelector("table[aria-label='Queue items']"),
-               {subtree: true, childList: true, characterData: true});
+               {subtree: true, childList: true, characterData: true, attributes: true,
+                attributeFilter: ["data-status"]});
 }"""
 
 
