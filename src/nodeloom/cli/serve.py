@@ -1,4 +1,5 @@
-"""`nodeloom serve`: the HTTP API, socket.io events and the session processor, on one root folder."""
+"""`nodeloom serve`: the HTTP API and socket.io events on one root folder, with a worker process per device that
+runs the sessions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+from nodeloom.cli.worker import add_devices_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve the API only, running no session: `nodeloom worker` processes on the same database run them",
     )
+    add_devices_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,11 +39,18 @@ def run(args: argparse.Namespace) -> int:
     from nodeloom.app.services.config.config_default import load_config
     from nodeloom.app.services.invocation_services import open_database
     from nodeloom.app.services.shared.database.database_common import DatabaseError, MigrationError
+    from nodeloom.backend.util.devices import parse_devices
 
     given = (("host", args.host), ("port", args.port), ("database_url", args.db))
     overrides: dict[str, Any] = {k: v for k, v in given if v is not None}
     if args.no_processor:
         overrides["run_processor"] = False
+    if args.devices is not None:
+        try:
+            overrides["devices"] = parse_devices(args.devices)
+        except ValueError as error:
+            print(f"nodeloom serve: --devices: {error}", file=sys.stderr)
+            return 2
     config = load_config(args.root, **overrides)
     config.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any, get_args
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,44 +23,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="a postgresql:// URL of the database (default: $NODELOOM_DATABASE_URL, else the root's SQLite file)",
     )
+    add_devices_argument(parser)
+
+
+def add_devices_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--devices",
         default=None,
         metavar="LIST",
-        help="the devices to run processors on, one processor each, comma-separated: auto, cpu, cuda, mps "
-        "(default: the device setting)",
+        help="the devices to run processors on, one each, comma-separated: auto, cpu, mps, cuda, cuda:N "
+        "(default: the devices setting, else the device setting)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: every subcommand module is imported to build the parser, and `nodeloom run` stays light.
-    from nodeloom.app.invocations import load_builtin_nodes
-    from nodeloom.app.invocations.custom_nodes import load_custom_nodes
     from nodeloom.app.services.config.config_default import load_config
-    from nodeloom.app.services.invocation_services import build_processor, build_services
-    from nodeloom.app.services.invoker import Worker
+    from nodeloom.app.services.invoker import LOG_FORMAT, build_worker
     from nodeloom.app.services.shared.database.database_common import DatabaseError, MigrationError
-    from nodeloom.backend.util.devices import DeviceName
+    from nodeloom.backend.util.devices import parse_devices
 
     overrides: dict[str, Any] = {} if args.db is None else {"database_url": args.db}
+    if args.devices is not None:
+        try:
+            overrides["devices"] = parse_devices(args.devices)
+        except ValueError as error:
+            print(f"nodeloom worker: --devices: {error}", file=sys.stderr)
+            return 2
     config = load_config(args.root, **overrides)
-    devices: list[str] = [config.device] if args.devices is None else args.devices.split(",")
-    known = get_args(DeviceName)
-    unknown = [device for device in devices if device not in known]
-    if unknown or not devices:
-        print(f"nodeloom worker: --devices takes a list of {', '.join(known)}; got {args.devices!r}", file=sys.stderr)
-        return 2
+    devices = config.device_list
     config.root.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_builtin_nodes()
-    load_custom_nodes(config.nodes_path)
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
     try:
-        services = build_services(config.model_copy(update={"device": devices[0]}))
+        worker = build_worker(config, devices)
     except (DatabaseError, MigrationError) as error:
         print(f"nodeloom worker: {error}", file=sys.stderr)
         return 1
-    further: list[DeviceName] = devices[1:]  # type: ignore[assignment]  # checked against DeviceName above
-    worker = Worker(services, [services.session_processor, *(build_processor(services, d) for d in further)])
     stop = _stop_on_signals()
     worker.start()
     logging.getLogger(__name__).info(
