@@ -12,7 +12,11 @@ from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.services.invocation_services import InvocationServices, build_processor, build_services
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
-from nodeloom.app.services.session_processor.session_processor_workers import WorkerControl, WorkerState
+from nodeloom.app.services.session_processor.session_processor_workers import (
+    WorkerControl,
+    WorkerState,
+    die_with_parent,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -127,6 +131,7 @@ def build_worker(config: NodeloomConfig, devices: Sequence[DeviceName], watcher:
 def run_worker_process(config: NodeloomConfig, device: DeviceName, state: WorkerState, conn: Connection) -> None:
     """What a child worker process of `nodeloom serve` runs: a worker on `device`, telling its parent of its
     sessions and answering its calls, until the parent asks it to stop or is gone."""
+    die_with_parent()
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when its children stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)

@@ -14,10 +14,13 @@ and starts a fresh one in the place of any child that died; the dead child's ite
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -78,6 +81,20 @@ class PoolSettings:
     die within a minute of their start, so that a worker that cannot start does not spin."""
     call_timeout_s: float = 2.0
     """How long a call waits for a child's answer; a child whose node holds the GIL does not answer."""
+
+
+PR_SET_PDEATHSIG = 1  # from Linux's <sys/prctl.h>
+
+
+def die_with_parent() -> None:
+    """Has the kernel kill this (child) process when the thread that started it ends, so that a worker never outlives
+    a server killed outright, nor claims items after it (Linux; elsewhere the end of the pipe tells the worker, once
+    it reads it). Exits at once if the parent is already gone."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
 
 
 def _send(conn: Connection, lock: threading.Lock, message: tuple[Any, ...]) -> None:
@@ -173,6 +190,7 @@ class WorkerProcessPool(SessionProcessorBase):
         self._children: list[_Child] = []
         self._requests = itertools.count()
         self._stopping = threading.Event()
+        self._stop_timeout_s: float | None = None
         self._supervisor: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._restarts = 0
@@ -185,36 +203,21 @@ class WorkerProcessPool(SessionProcessorBase):
             return
         self._stopping.clear()
         self._unsubscribe = self._events.subscribe(self._on_event)
-        with self._lock:
-            self._children = [self._spawn(device) for device in self._settings.devices]
-        self._supervisor = threading.Thread(target=self._supervise, name="nodeloom-worker-pool", daemon=True)
+        spawned = threading.Event()
+        self._supervisor = threading.Thread(
+            target=self._supervise, args=(spawned,), name="nodeloom-worker-pool", daemon=True
+        )
         self._supervisor.start()
+        spawned.wait()
 
     def stop(self, timeout_s: float | None = None) -> None:
         supervisor = self._supervisor
         if supervisor is None:
             return
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._stop_timeout_s = timeout_s
         self._stopping.set()
         supervisor.join()
         self._supervisor = None
-        with self._lock:
-            children, self._children = self._children, []
-        # Each child stops its sessions (interrupting them) within its share of the time, then exits.
-        share = 0.8 * timeout_s if timeout_s is not None else 3600.0
-        for child in children:
-            self._tell(child, ("stop", float(share)))
-        for child in children:
-            child.process.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if child.process.is_alive():
-                logger.error(
-                    "The worker process on %s did not stop in time and was killed; its item is recovered at the next "
-                    "start",
-                    child.device,
-                )
-                child.process.kill()
-                child.process.join()
-            child.conn.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -345,7 +348,39 @@ class WorkerProcessPool(SessionProcessorBase):
                 if child.running is not None and child.running[1] == event.queue_id and child.canceled_at is None:
                     child.canceled_at = time.monotonic()
 
-    def _supervise(self) -> None:
+    def _supervise(self, spawned: threading.Event) -> None:
+        """Starts the children, starts a fresh one in the place of each that dies, then stops them all.
+
+        Only this thread starts children, and it outlives them: a child dies with the thread that started it (see
+        `die_with_parent`)."""
+        with self._lock:
+            self._children = [self._spawn(device) for device in self._settings.devices]
+        spawned.set()
+        self._watch()
+        with self._lock:
+            children, self._children = self._children, []
+        self._stop_children(children)
+
+    def _stop_children(self, children: list[_Child]) -> None:
+        """Each child stops its sessions (interrupting them) within its share of the time, then exits; one that
+        does not is killed, its item left for recovery."""
+        timeout_s = self._stop_timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for child in children:
+            self._tell(child, ("stop", 0.8 * timeout_s if timeout_s is not None else 3600.0))
+        for child in children:
+            child.process.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                logger.error(
+                    "The worker process on %s did not stop in time and was killed; its item is recovered at the next "
+                    "start",
+                    child.device,
+                )
+                child.process.kill()
+                child.process.join()
+            child.conn.close()
+
+    def _watch(self) -> None:
         restart_interval = self._settings.restart_interval_s
         while not self._stopping.is_set():
             with self._lock:
