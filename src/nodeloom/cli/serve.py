@@ -6,22 +6,16 @@ import argparse
 import contextlib
 import logging
 import sys
-from pathlib import Path
 from typing import Any
+
+from nodeloom.cli.root_arguments import add_database_argument, add_root_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root", type=Path, default=None, help="the root folder (default: $NODELOOM_ROOT or ./.nodeloom)"
-    )
+    add_root_argument(parser)
     parser.add_argument("--host", default=None, help="the address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="the port to listen on (default 9090)")
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="a postgresql:// URL of the database (default: $NODELOOM_DATABASE_URL, else the root's SQLite file)",
-    )
+    add_database_argument(parser)
     parser.add_argument(
         "--no-processor",
         action="store_true",

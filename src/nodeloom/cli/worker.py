@@ -8,21 +8,15 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any, get_args
 
+from nodeloom.cli.root_arguments import add_database_argument, add_root_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root", type=Path, default=None, help="the root folder (default: $NODELOOM_ROOT or ./.nodeloom)"
-    )
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="a postgresql:// URL of the database (default: $NODELOOM_DATABASE_URL, else the root's SQLite file)",
-    )
+    add_root_argument(parser)
+    add_database_argument(parser)
     parser.add_argument(
         "--devices",
         default=None,
