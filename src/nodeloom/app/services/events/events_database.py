@@ -43,8 +43,9 @@ _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
 _AFTER = "SELECT event_id, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
 _BETWEEN = "SELECT event_id, event_name, payload FROM events WHERE event_id BETWEEN ? AND ? ORDER BY event_id"
 _QUEUE_LAST = "SELECT seq FROM event_sequences WHERE queue_id = ?"
-_QUEUE_OLDEST = "SELECT MIN(seq) AS oldest FROM events WHERE queue_id = ?"
-_QUEUE_AFTER = "SELECT seq, event_name, payload FROM events WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+# A reconnecting client's replay: searches of the index on (queue_id, seq), which a test checks.
+QUEUE_OLDEST = "SELECT MIN(seq) AS oldest FROM events WHERE queue_id = ?"
+QUEUE_AFTER = "SELECT seq, event_name, payload FROM events WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 _PRUNE = "DELETE FROM events WHERE event_id <= ?"
 _PRUNE_PROGRESS = "DELETE FROM events WHERE event_name = 'invocation_progress' AND created_at < ?"
 
@@ -182,12 +183,12 @@ class DatabaseEventService(EventServiceBase):
             cursor.execute(_QUEUE_LAST, (queue_id,))
             row = cursor.fetchone()
             last: int = 0 if row is None else row["seq"]
-            cursor.execute(_QUEUE_OLDEST, (queue_id,))
+            cursor.execute(QUEUE_OLDEST, (queue_id,))
             row = cursor.fetchone()
             oldest: int | None = None if row is None else row["oldest"]
             rows: list[DbRow] = []
             if limit > 0:
-                cursor.execute(_QUEUE_AFTER, (queue_id, after, limit))
+                cursor.execute(QUEUE_AFTER, (queue_id, after, limit))
                 rows = cursor.fetchall()
         return StoredQueueEvents(
             oldest=oldest,
