@@ -171,3 +171,27 @@ def test_a_number_older_than_the_table_keeps_is_answered_with_events_missed(
     assert too_old.acks[0]["last_seq"] == last
     assert seqs(too_old.events[0][1:]) == list(range(last + 1, final + 1))
     assert seqs(just_kept.events[0]) == list(range(kept_from, final + 1))
+
+
+def test_a_replay_the_table_cannot_serve_is_answered_with_events_missed_then_live_events(
+    live_server: Callable[..., LiveServer], shared: dict[str, Any]
+) -> None:
+    writer = live_server(**shared)
+    last = run_batch(writer, runs=1)
+    server = live_server(run_processor=False, **shared)
+    with writer.services.database.transaction() as cursor:
+        cursor.execute("ALTER TABLE events RENAME TO events_away")
+    try:
+        client = Listeners(server.url, subscription={"queue_id": Q, "after": 1})
+    finally:
+        with writer.services.database.transaction() as cursor:
+            cursor.execute("ALTER TABLE events_away RENAME TO events")
+    try:
+        final = run_batch(writer, runs=1)
+        wait_for(received_up_to(client.events[0], final), what="the live events")
+    finally:
+        client.close()
+    got = client.events[0]
+    assert got[0] == ("events_missed", {"queue_id": Q, "after": 1, "oldest": 1, "last": 0})
+    assert client.acks[0]["last_seq"] == 1
+    assert seqs(got[1:]) == list(range(last + 1, final + 1))

@@ -29,6 +29,7 @@ from nodeloom.app.services.events.events_common import (
     QueueEventBase,
     QueueItemStatusChangedEvent,
 )
+from nodeloom.app.services.shared.database.database_common import DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -230,25 +231,24 @@ class SocketBridge:
                         await self.sio.enter_room(sid, queue_id)
                         self._set_ahead(queue_id, eio_sid, position if position > live else None)
                         return position
-            page = await asyncio.to_thread(
-                self._events.stored_queue_events, queue_id, position or 0, 0 if position is None else REPLAY_PAGE
-            )
+            try:
+                page = await asyncio.to_thread(
+                    self._events.stored_queue_events, queue_id, position or 0, 0 if position is None else REPLAY_PAGE
+                )
+            except DatabaseError:
+                # The client goes on from the room's events and refetches the state, as when they are pruned.
+                logger.exception("Could not read the stored events of queue %s to replay them", queue_id)
+                await self._tell_missed(sid, queue_id, position or 0, live + 1, live)
+                position, table_read_to_end = live if position is None else max(position, live), True
+                continue
             if position is None or position > page.last:
                 # A plain subscription starts after the last stored event; a number beyond it comes from another
                 # database, and the `last_seq` answered below it tells the client so.
                 position, table_read_to_end = page.last, True
                 continue
             if position < page.last and (page.oldest is None or position + 1 < page.oldest):
-                await self.sio.emit(
-                    "events_missed",
-                    {
-                        "queue_id": queue_id,
-                        "after": position,
-                        "oldest": page.last + 1 if page.oldest is None else page.oldest,
-                        "last": page.last,
-                    },
-                    to=sid,
-                )
+                oldest = page.last + 1 if page.oldest is None else page.oldest
+                await self._tell_missed(sid, queue_id, position, oldest, page.last)
                 position, table_read_to_end = page.last, True
                 continue
             for stored in page.events:
@@ -257,6 +257,11 @@ class SocketBridge:
             # Past the page's end, up to the last number given and the last this server sent before the read, the
             # table has nothing: the rest of those events were pruned (progress events go after a minute).
             position = max(page.last, live) if table_read_to_end else page.events[-1].seq
+
+    async def _tell_missed(self, sid: str, queue_id: str, after: int, oldest: int, last: int) -> None:
+        await self.sio.emit(
+            "events_missed", {"queue_id": queue_id, "after": after, "oldest": oldest, "last": last}, to=sid
+        )
 
     def _set_ahead(self, queue_id: str, eio_sid: str, position: int | None) -> None:
         ahead = self._ahead.get(queue_id, {})
