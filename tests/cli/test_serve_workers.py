@@ -7,6 +7,8 @@ their own process.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from tests.database_engines import empty_postgres_schema
 from tests.helpers import graph_json, wait_for
 from tests.serve_process import ServeProcess
+
+from nodeloom.app.services.config.config_default import load_config
 
 PACK = """
 import os
@@ -212,3 +217,18 @@ def test_stopping_the_server_stops_its_worker_processes(serve: Any) -> None:
     server.process.interrupt()
 
     assert not pid_alive(worker["pid"])
+
+
+def test_a_wrong_device_is_named_before_anything_starts(tmp_path: Path) -> None:
+    for command in ("serve", "worker"):
+        done = subprocess.run(
+            [sys.executable, "-m", "nodeloom", command, "--root", str(tmp_path), "--devices", "cuda:0,gpu1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert "argument --devices: devices are auto, cpu, mps, cuda or cuda:N" in done.stderr
+        assert "got 'gpu1'" in done.stderr
+    with pytest.raises(ValidationError, match="devices"):
+        load_config(tmp_path, devices=["cuda:one"])

@@ -8,7 +8,6 @@ it or (with `--wait`) an item did not complete, 2 when the graph, the data file 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from nodeloom.cli.client import (
     count,
     print_json,
 )
-from nodeloom.cli.run_graph import UsageError, print_outputs, read_graph_json
+from nodeloom.cli.run_graph import UsageError, print_outputs, read_graph_json, read_json_file
 from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:
@@ -78,12 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_data(path: Path) -> list[list[Any]]:
     """The `data` list in `path`; the server checks the entries themselves against the graph."""
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"Cannot read {path}: {e.strerror}") from e
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path} is not valid JSON: {e}") from e
+    data = read_json_file(path)
     if not isinstance(data, list) or not all(isinstance(zipped, list) for zipped in data):
         raise UsageError(f"{path} must hold a list of lists of {{node_path, field_name, items}} objects")
     return data

@@ -41,14 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object with every output and error")
 
 
-def read_graph_json(path: Path, overrides: list[str]) -> dict[str, Any]:
-    """The graph JSON in `path` with the `--set` overrides applied, not yet validated; raises `UsageError`."""
+def read_json_file(path: Path) -> Any:
+    """The JSON value in `path`; raises `UsageError` where the file cannot be read or is not JSON."""
     try:
-        raw = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except OSError as e:
         raise UsageError(f"Cannot read {path}: {e.strerror}") from e
     except json.JSONDecodeError as e:
         raise UsageError(f"{path} is not valid JSON: {e}") from e
+
+
+def read_graph_json(path: Path, overrides: list[str]) -> dict[str, Any]:
+    """The graph JSON in `path` with the `--set` overrides applied, not yet validated; raises `UsageError`."""
+    raw = read_json_file(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("nodes", {}), dict):
         raise UsageError(f"{path} must hold a graph object with a 'nodes' object and an 'edges' list")
     for override in overrides:

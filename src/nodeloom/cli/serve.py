@@ -7,24 +7,16 @@ import argparse
 import contextlib
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
-from nodeloom.cli.worker import add_devices_argument
+from nodeloom.cli.root_arguments import add_database_argument, add_devices_argument, add_root_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root", type=Path, default=None, help="the root folder (default: $NODELOOM_ROOT or ./.nodeloom)"
-    )
+    add_root_argument(parser)
     parser.add_argument("--host", default=None, help="the address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="the port to listen on (default 9090)")
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="a postgresql:// URL of the database (default: $NODELOOM_DATABASE_URL, else the root's SQLite file)",
-    )
+    add_database_argument(parser)
     parser.add_argument(
         "--no-processor",
         action="store_true",
@@ -38,22 +30,16 @@ def run(args: argparse.Namespace) -> int:
     from nodeloom.app.api.app import create_server
     from nodeloom.app.services.config.config_default import load_config
     from nodeloom.app.services.invocation_services import open_database
+    from nodeloom.app.services.invoker import LOG_FORMAT
     from nodeloom.app.services.shared.database.database_common import DatabaseError, MigrationError
-    from nodeloom.backend.util.devices import parse_devices
 
-    given = (("host", args.host), ("port", args.port), ("database_url", args.db))
+    given = (("host", args.host), ("port", args.port), ("database_url", args.db), ("devices", args.devices))
     overrides: dict[str, Any] = {k: v for k, v in given if v is not None}
     if args.no_processor:
         overrides["run_processor"] = False
-    if args.devices is not None:
-        try:
-            overrides["devices"] = parse_devices(args.devices)
-        except ValueError as error:
-            print(f"nodeloom serve: --devices: {error}", file=sys.stderr)
-            return 2
     config = load_config(args.root, **overrides)
     config.root.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
     try:
         # Opened and migrated before the server starts, where a failure would be a traceback in its start-up.
         open_database(config).close()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from nodeloom.cli.client import print_json
+from nodeloom.cli.root_arguments import add_root_argument
 from nodeloom.errors import NodeloomError
 
 
@@ -18,9 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "--root", type=Path, default=None, help="the root folder (default: $NODELOOM_ROOT or ./.nodeloom)"
-        )
+        add_root_argument(sub)
         return sub
 
     add("create", "Make a token and print it, once: only its hash is kept").add_argument(

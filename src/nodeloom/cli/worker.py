@@ -8,32 +8,15 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
-from typing import Any
+
+from nodeloom.cli.root_arguments import add_database_argument, add_devices_argument, add_root_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root", type=Path, default=None, help="the root folder (default: $NODELOOM_ROOT or ./.nodeloom)"
-    )
-    parser.add_argument(
-        "--db",
-        default=None,
-        metavar="URL",
-        help="a postgresql:// URL of the database (default: $NODELOOM_DATABASE_URL, else the root's SQLite file)",
-    )
+    add_root_argument(parser)
+    add_database_argument(parser)
     add_devices_argument(parser)
-
-
-def add_devices_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--devices",
-        default=None,
-        metavar="LIST",
-        help="the devices to run processors on, one each, comma-separated: auto, cpu, mps, cuda, cuda:N "
-        "(default: the devices setting, else the device setting)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,16 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from nodeloom.app.services.config.config_default import load_config
     from nodeloom.app.services.invoker import LOG_FORMAT, build_worker
     from nodeloom.app.services.shared.database.database_common import DatabaseError, MigrationError
-    from nodeloom.backend.util.devices import parse_devices
 
-    overrides: dict[str, Any] = {} if args.db is None else {"database_url": args.db}
-    if args.devices is not None:
-        try:
-            overrides["devices"] = parse_devices(args.devices)
-        except ValueError as error:
-            print(f"nodeloom worker: --devices: {error}", file=sys.stderr)
-            return 2
-    config = load_config(args.root, **overrides)
+    given = (("database_url", args.db), ("devices", args.devices))
+    config = load_config(args.root, **{k: v for k, v in given if v is not None})
     devices = config.device_list
     config.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)

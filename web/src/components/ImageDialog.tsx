@@ -5,6 +5,7 @@ import { api } from "../api/client";
 import { UNCATEGORIZED, useGalleryActions } from "../api/gallery";
 import type { BoardDTO, ImageDTO } from "../api/types";
 import { AuthImage } from "./AuthImage";
+import { BoardOptions } from "./BoardOptions";
 import { UseSettingsButton } from "./UseSettingsButton";
 
 const GraphView = lazy(() => import("./GraphView"));
@@ -54,12 +55,7 @@ export function ImageDialog({ image, boards, onClose }: { image: ImageDTO; board
           </div>
           <Field label="Move to board">
             <select value={image.board_id ?? UNCATEGORIZED} onChange={(event) => void actions.move([image.image_name], event.target.value)}>
-              <option value={UNCATEGORIZED}>Uncategorized</option>
-              {boards.map((board) => (
-                <option key={board.board_id} value={board.board_id}>
-                  {board.board_name}
-                </option>
-              ))}
+              <BoardOptions boards={boards} />
             </select>
           </Field>
           {actions.error && <p role="alert" className="error">{actions.error.message}</p>}

@@ -3,6 +3,7 @@ import { Field } from "../components/Field";
 import { UNCATEGORIZED, useBoardImages, useBoards, useGalleryActions } from "../api/gallery";
 import type { BoardDTO } from "../api/types";
 import { AuthImage } from "../components/AuthImage";
+import { BoardOptions } from "../components/BoardOptions";
 import { ImageDialog } from "../components/ImageDialog";
 
 function NameForm({ label, initial, submitLabel, onSubmit, onCancel }: { label: string; initial: string; submitLabel: string; onSubmit: (name: string) => void; onCancel: () => void }) {
@@ -207,12 +208,7 @@ export function Gallery() {
           <span>{selected.size} selected</span>
           <Field label="Move to">
             <select value={target} onChange={(event) => setTarget(event.target.value)}>
-              <option value={UNCATEGORIZED}>Uncategorized</option>
-              {boards.map((board) => (
-                <option key={board.board_id} value={board.board_id}>
-                  {board.board_name}
-                </option>
-              ))}
+              <BoardOptions boards={boards} />
             </select>
           </Field>
           <button type="button" disabled={selected.size === 0} onClick={() => void actions.move([...selected], target).then(() => setSelected(new Set()))}>

@@ -1,5 +1,6 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Field } from "../components/Field";
+import { Table } from "../components/Table";
 import { type FormEvent, useState } from "react";
 import { api } from "../api/client";
 import { INSTALLS_KEY, MODELS_KEY, useInstallJobs, useMissingModels, useModels } from "../api/models";
@@ -7,6 +8,20 @@ import { describeJob, formatBytes, type InstallJob, isDone, sourceText } from ".
 
 const BASES = ["sd-1", "sd-2", "sdxl", "sdxl-refiner", "any"];
 const TYPES = ["main", "vae", "lora", "embedding"];
+
+/** A select that overrides what probing the model finds, or keeps it with "As probed" (the empty value). */
+function Override({ label, names, value, onChange }: { label: string; names: string[]; value: string; onChange: (value: string) => void }) {
+  return (
+    <Field label={label}>
+      <select value={value} onChange={(event) => onChange(event.target.value)}>
+        <option value="">As probed</option>
+        {names.map((name) => (
+          <option key={name}>{name}</option>
+        ))}
+      </select>
+    </Field>
+  );
+}
 
 /** A job's download as a bar with its figures, while it downloads. */
 function Download({ job }: { job: InstallJob }) {
@@ -39,41 +54,30 @@ function InstallJobs({ jobs, onCancel, onPrune }: { jobs: InstallJob[]; onCancel
       {jobs.length === 0 ? (
         <p className="muted">No install yet: the installs you start above are listed here with their progress.</p>
       ) : (
-        <div className="table-wrap">
-          <table aria-label="Install jobs">
-            <thead>
-              <tr>
-                <th scope="col">Source</th>
-                <th scope="col">Status</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {jobs.map((job) => (
-                <tr key={job.id}>
-                  <td className="break source">{sourceText(job.source)}</td>
-                  <td className="break job-status">
-                    <span className={job.status === "error" ? "error" : undefined}>{job.status.replace("_", " ")}</span>
-                    {job.status === "error" && job.error && (
-                      <span className="muted clamp" title={job.error}>
-                        {job.error}
-                      </span>
-                    )}
-                    {job.status === "completed" && job.config_out && <span className="muted block">as {job.config_out.name}</span>}
-                    <Download job={job} />
-                  </td>
-                  <td>
-                    {!isDone(job) && (
-                      <button type="button" aria-label={`Cancel install of ${sourceText(job.source)}`} onClick={() => onCancel(job.id)}>
-                        Cancel
-                      </button>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table label="Install jobs" columns={["Source", "Status", "Actions"]}>
+          {jobs.map((job) => (
+            <tr key={job.id}>
+              <td className="break source">{sourceText(job.source)}</td>
+              <td className="break job-status">
+                <span className={job.status === "error" ? "error" : undefined}>{job.status.replace("_", " ")}</span>
+                {job.status === "error" && job.error && (
+                  <span className="muted clamp" title={job.error}>
+                    {job.error}
+                  </span>
+                )}
+                {job.status === "completed" && job.config_out && <span className="muted block">as {job.config_out.name}</span>}
+                <Download job={job} />
+              </td>
+              <td>
+                {!isDone(job) && (
+                  <button type="button" aria-label={`Cancel install of ${sourceText(job.source)}`} onClick={() => onCancel(job.id)}>
+                    Cancel
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+        </Table>
       )}
     </section>
   );
@@ -145,22 +149,8 @@ export function Models() {
           <code>owner/name</code>, <code>owner/name:fp16</code> or <code>owner/name::subfolder</code>. Downloads go into the models folder.
         </p>
         <div className="grid2">
-          <Field label="Base">
-            <select value={base} onChange={(event) => setBase(event.target.value)}>
-              <option value="">As probed</option>
-              {BASES.map((name) => (
-                <option key={name}>{name}</option>
-              ))}
-            </select>
-          </Field>
-          <Field label="Type">
-            <select value={type} onChange={(event) => setType(event.target.value)}>
-              <option value="">As probed</option>
-              {TYPES.map((name) => (
-                <option key={name}>{name}</option>
-              ))}
-            </select>
-          </Field>
+          <Override label="Base" names={BASES} value={base} onChange={setBase} />
+          <Override label="Type" names={TYPES} value={type} onChange={setType} />
         </div>
         <button type="submit" className="primary" disabled={install.isPending}>
           Install
@@ -176,46 +166,25 @@ export function Models() {
         <h2>Installed models</h2>
         {error && <p role="alert" className="error">{error.message}</p>}
         {remove.isError && <p role="alert" className="error">{remove.error.message}</p>}
-        <div className="table-wrap">
-          <table aria-label="Installed models">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Base</th>
-                <th scope="col">Type</th>
-                <th scope="col">Format</th>
-                <th scope="col">Size</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(models ?? []).map((model) => (
-                <tr key={model.key}>
-                  <td title={model.path}>
-                    {model.name}
-                    {missingKeys.has(model.key!) && <span className="error block">files missing</span>}
-                  </td>
-                  <td>{model.base}</td>
-                  <td>{model.type}</td>
-                  <td>{model.format}</td>
-                  <td>{formatBytes(model.file_size)}</td>
-                  <td>
-                    <button type="button" aria-label={`Remove ${model.name}`} onClick={() => window.confirm(`Remove the model ${model.name} from nodeloom?`) && remove.mutate(model.key!)}>
-                      Remove
-                    </button>
-                  </td>
-                </tr>
-              ))}
-              {!isLoading && (models ?? []).length === 0 && (
-                <tr>
-                  <td colSpan={6} className="muted">
-                    No model is installed yet.
-                  </td>
-                </tr>
-              )}
-            </tbody>
-          </table>
-        </div>
+        <Table label="Installed models" columns={["Name", "Base", "Type", "Format", "Size", "Actions"]} empty={!isLoading && (models ?? []).length === 0 && "No model is installed yet."}>
+          {(models ?? []).map((model) => (
+            <tr key={model.key}>
+              <td title={model.path}>
+                {model.name}
+                {missingKeys.has(model.key!) && <span className="error block">files missing</span>}
+              </td>
+              <td>{model.base}</td>
+              <td>{model.type}</td>
+              <td>{model.format}</td>
+              <td>{formatBytes(model.file_size)}</td>
+              <td>
+                <button type="button" aria-label={`Remove ${model.name}`} onClick={() => window.confirm(`Remove the model ${model.name} from nodeloom?`) && remove.mutate(model.key!)}>
+                  Remove
+                </button>
+              </td>
+            </tr>
+          ))}
+        </Table>
       </section>
       <MissingModels />
     </div>

@@ -1,6 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { memo, useCallback, useEffect, useRef, useState } from "react";
 import { api, ApiError, QUEUE } from "../api/client";
+import { Table } from "../components/Table";
 import { STATUS_KEY, useQueueStatus } from "../api/hooks";
 import { loadOlderItems, refetchQueue, useQueue } from "../api/queueStore";
 import { durationSeconds, isFinished, MAX_ROWS, type Progress, type QueueRow, STATUS_LABELS } from "../lib/queueReducer";
@@ -44,6 +45,8 @@ function useTick(active: boolean): number {
   return now;
 }
 
+const STATS_COLUMNS = ["Node type", "Calls", "Seconds", "VRAM (GB)"];
+
 function Details({ row }: { row: QueueRow }) {
   const finished = isFinished(row.status);
   const stats = useQuery({
@@ -77,28 +80,16 @@ function Details({ row }: { row: QueueRow }) {
       {stats.isError && <p className="muted">{stats.error instanceof ApiError && stats.error.status === 404 ? "No statistics: no node of this item ran." : stats.error.message}</p>}
       {stats.data && (
         <>
-          <div className="table-wrap">
-            <table aria-label="Statistics">
-              <thead>
-                <tr>
-                  <th scope="col">Node type</th>
-                  <th scope="col">Calls</th>
-                  <th scope="col">Seconds</th>
-                  <th scope="col">VRAM (GB)</th>
-                </tr>
-              </thead>
-              <tbody>
-                {stats.data.node_stats.map((node) => (
-                  <tr key={node.node_type}>
-                    <td>{node.node_type}</td>
-                    <td>{node.num_calls}</td>
-                    <td>{node.time_used_seconds.toFixed(3)}</td>
-                    <td>{node.peak_vram_gb.toFixed(3)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table label="Statistics" columns={STATS_COLUMNS}>
+            {stats.data.node_stats.map((node) => (
+              <tr key={node.node_type}>
+                <td>{node.node_type}</td>
+                <td>{node.num_calls}</td>
+                <td>{node.time_used_seconds.toFixed(3)}</td>
+                <td>{node.peak_vram_gb.toFixed(3)}</td>
+              </tr>
+            ))}
+          </Table>
           <p>
             Total {stats.data.graph_stats.execution_time_seconds.toFixed(2)} s
             {stats.data.graph_stats.wall_time_seconds != null && ` (wall ${stats.data.graph_stats.wall_time_seconds.toFixed(2)} s)`}
@@ -131,6 +122,9 @@ interface RowProps {
 
 /** One item's row; re-rendered only when what it shows changes (the reducer keeps unchanged rows' objects). A
  * click anywhere on it but an enabled button opens its details (disabled buttons let clicks through, see CSS). */
+/** The heads of the cells a `Row` draws, in its order. */
+const ITEM_COLUMNS = ["Item", "Status", "Actions", "Batch", "Origin", "Created", "Started", "Finished", "Duration", "Error"];
+
 const Row = memo(function Row({ row, selected, progress, now, onSelect, run }: RowProps) {
   return (
     <tr data-item-id={row.item_id} data-status={row.status} aria-selected={selected} onClick={() => onSelect(row.item_id)} className={selected ? "selected" : undefined}>
@@ -231,44 +225,19 @@ export function Queue() {
         </p>
       )}
       <div className="queue-layout">
-        <div className="table-wrap">
-          <table aria-label="Queue items" className="queue-table">
-            <thead>
-              <tr>
-                <th scope="col">Item</th>
-                <th scope="col">Status</th>
-                <th scope="col">Actions</th>
-                <th scope="col">Batch</th>
-                <th scope="col">Origin</th>
-                <th scope="col">Created</th>
-                <th scope="col">Started</th>
-                <th scope="col">Finished</th>
-                <th scope="col">Duration</th>
-                <th scope="col">Error</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.length === 0 && (
-                <tr>
-                  <td colSpan={10} className="muted">
-                    The queue is empty.
-                  </td>
-                </tr>
-              )}
-              {rows.map((row) => (
-                <Row
-                  key={row.item_id}
-                  row={row}
-                  selected={row.item_id === selected}
-                  progress={row.status === "in_progress" && progress?.item_id === row.item_id ? progress : null}
-                  now={row.status === "in_progress" ? now : undefined}
-                  onSelect={setSelected}
-                  run={run}
-                />
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table label="Queue items" className="queue-table" columns={ITEM_COLUMNS} empty={rows.length === 0 && "The queue is empty."}>
+          {rows.map((row) => (
+            <Row
+              key={row.item_id}
+              row={row}
+              selected={row.item_id === selected}
+              progress={row.status === "in_progress" && progress?.item_id === row.item_id ? progress : null}
+              now={row.status === "in_progress" ? now : undefined}
+              onSelect={setSelected}
+              run={run}
+            />
+          ))}
+        </Table>
         {selectedRow && <Details row={selectedRow} />}
       </div>
       {counts && counts.total > rows.length && (

@@ -453,39 +453,27 @@ def _dump(value: BaseModel, info: core_schema.SerializationInfo) -> Any:
     return value.model_dump(mode=info.mode, exclude_none=bool(info.exclude_none))
 
 
-class _AnyInvocationSchema:
-    """A node of any registered type: validated by its `type`, serialised with all of its fields."""
+@dataclass(frozen=True)
+class _AnyRegistered:
+    """A node or an output of any registered type: validated by its `type`, serialised with all of its fields.
 
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    `validate` and `union` are the registry's own, read each time, so a type registered later is known.
+    """
+
+    validate: Callable[[Any], BaseModel]
+    union: Callable[[], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(
-            _typed(lambda v: registry.validate_invocation(v)),
+            _typed(self.validate),
             serialization=core_schema.plain_serializer_function_ser_schema(_dump, info_arg=True),
         )
 
-    @classmethod
     def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return handler(TypeAdapter(registry.invocation_union()).core_schema)
+        return handler(TypeAdapter(self.union()).core_schema)
 
 
-class _AnyInvocationOutputSchema:
-    """An output of any registered type: validated by its `type`, serialised with all of its fields."""
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            _typed(lambda v: registry.validate_output(v)),
-            serialization=core_schema.plain_serializer_function_ser_schema(_dump, info_arg=True),
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return handler(TypeAdapter(registry.output_union()).core_schema)
-
-
-AnyInvocation = Annotated[BaseInvocation, _AnyInvocationSchema]
-AnyInvocationOutput = Annotated[BaseInvocationOutput, _AnyInvocationOutputSchema]
+AnyInvocation = Annotated[BaseInvocation, _AnyRegistered(registry.validate_invocation, registry.invocation_union)]
+AnyInvocationOutput = Annotated[BaseInvocationOutput, _AnyRegistered(registry.validate_output, registry.output_union)]

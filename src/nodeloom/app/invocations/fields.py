@@ -43,6 +43,18 @@ class FieldDescriptions:
     exclusive_high = "The upper bound, which is never drawn"
 
 
+def _ui_hints(ui_type: str | None, ui_hidden: bool, ui_order: int | None) -> dict[str, Any]:
+    """The hints for a UI that an input and an output both take, each only where given."""
+    hints: dict[str, Any] = {}
+    if ui_type is not None:
+        hints["ui_type"] = ui_type
+    if ui_hidden:
+        hints["ui_hidden"] = True
+    if ui_order is not None:
+        hints["ui_order"] = ui_order
+    return hints
+
+
 def InputField(
     default: Any = PydanticUndefined,
     *,
@@ -76,12 +88,7 @@ def InputField(
     extra: dict[str, Any] = {"field_kind": FieldKind.Input.value, "input": input.value}
     if not_supported is not None:
         extra["not_supported"] = not_supported
-    if ui_type is not None:
-        extra["ui_type"] = ui_type
-    if ui_hidden:
-        extra["ui_hidden"] = True
-    if ui_order is not None:
-        extra["ui_order"] = ui_order
+    extra.update(_ui_hints(ui_type, ui_hidden, ui_order))
     if ui_choice_labels is not None:
         extra["ui_choice_labels"] = ui_choice_labels
     defaults: dict[str, Any] = {"default": default}
@@ -112,13 +119,7 @@ def OutputField(
     ui_order: int | None = None,
 ) -> Any:
     """Declares an invocation output."""
-    extra: dict[str, Any] = {"field_kind": FieldKind.Output.value}
-    if ui_type is not None:
-        extra["ui_type"] = ui_type
-    if ui_hidden:
-        extra["ui_hidden"] = True
-    if ui_order is not None:
-        extra["ui_order"] = ui_order
+    extra: dict[str, Any] = {"field_kind": FieldKind.Output.value, **_ui_hints(ui_type, ui_hidden, ui_order)}
     return Field(default=default, title=title, description=description, json_schema_extra=extra)
 
 

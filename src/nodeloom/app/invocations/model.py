@@ -6,6 +6,7 @@ that run the models, which load them through `context.models` and patch them onl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Literal
 
@@ -99,6 +100,26 @@ def unique_loras(context: InvocationContext, loras: LoRAField | list[LoRAField] 
     return list(applied.values())
 
 
+def with_loras(
+    fields: Mapping[str, UNetField | CLIPField | None], added: list[LoRAField]
+) -> dict[str, UNetField | CLIPField | None]:
+    """Each field given with `added` after the LoRAs it has; a field not given (None) stays None."""
+    return {
+        name: None if field is None else field.model_copy(update={"loras": [*field.loras, *added]})
+        for name, field in fields.items()
+    }
+
+
+def with_lora(
+    fields: Mapping[str, UNetField | CLIPField | None], lora: LoRAField
+) -> dict[str, UNetField | CLIPField | None]:
+    """`with_loras` for one LoRA, refused where a field given has that LoRA already."""
+    for name, field in fields.items():
+        if field is not None and any(applied.lora.key == lora.lora.key for applied in field.loras):
+            raise ValueError(f'LoRA "{lora.lora.name}" already applied to {name}')
+    return with_loras(fields, [lora])
+
+
 def submodel(model: ModelIdentifierField, submodel_type: SubModelType) -> ModelIdentifierField:
     """The identifier of one part of `model`."""
     return model.model_copy(update={"submodel_type": submodel_type})
@@ -184,12 +205,7 @@ class LoRALoaderInvocation(BaseInvocation):
     def invoke(self, context: InvocationContext) -> LoRALoaderOutput:
         check_model(context, self.lora, ModelType.LoRA)
         applied = LoRAField(lora=self.lora, weight=self.weight)
-        for name, field in (("unet", self.unet), ("clip", self.clip)):
-            if field is not None and any(lora.lora.key == self.lora.key for lora in field.loras):
-                raise ValueError(f'LoRA "{self.lora.name}" already applied to {name}')
-        unet = None if self.unet is None else self.unet.model_copy(update={"loras": [*self.unet.loras, applied]})
-        clip = None if self.clip is None else self.clip.model_copy(update={"loras": [*self.clip.loras, applied]})
-        return LoRALoaderOutput(unet=unet, clip=clip)
+        return LoRALoaderOutput.model_validate(with_lora({"unet": self.unet, "clip": self.clip}, applied))
 
 
 @invocation_output("lora_selector_output")
@@ -231,9 +247,7 @@ class LoRACollectionLoader(BaseInvocation):
 
     def invoke(self, context: InvocationContext) -> LoRALoaderOutput:
         added = unique_loras(context, self.loras)
-        unet = None if self.unet is None else self.unet.model_copy(update={"loras": [*self.unet.loras, *added]})
-        clip = None if self.clip is None else self.clip.model_copy(update={"loras": [*self.clip.loras, *added]})
-        return LoRALoaderOutput(unet=unet, clip=clip)
+        return LoRALoaderOutput.model_validate(with_loras({"unet": self.unet, "clip": self.clip}, added))
 
 
 @invocation("vae_loader", title="VAE", tags=["vae", "model"], category="model", version="1.0.3")

@@ -27,6 +27,8 @@ from nodeloom.app.invocations.model import (
     main_model_parts,
     submodel,
     unique_loras,
+    with_lora,
+    with_loras,
 )
 from nodeloom.backend.model_manager.taxonomy import BaseModelType, ModelType, SubModelType
 
@@ -132,14 +134,7 @@ class SDXLLoRALoaderInvocation(BaseInvocation):
         check_model(context, self.lora, ModelType.LoRA)
         applied = LoRAField(lora=self.lora, weight=self.weight)
         fields = {"unet": self.unet, "clip": self.clip, "clip2": self.clip2}
-        for name, field in fields.items():
-            if field is not None and any(lora.lora.key == self.lora.key for lora in field.loras):
-                raise ValueError(f'LoRA "{self.lora.name}" already applied to {name}')
-        updated = {
-            name: None if field is None else field.model_copy(update={"loras": [*field.loras, applied]})
-            for name, field in fields.items()
-        }
-        return SDXLLoRALoaderOutput.model_validate(updated)
+        return SDXLLoRALoaderOutput.model_validate(with_lora(fields, applied))
 
 
 @invocation(
@@ -171,8 +166,5 @@ class SDXLLoRACollectionLoader(BaseInvocation):
 
     def invoke(self, context: InvocationContext) -> SDXLLoRALoaderOutput:
         added = unique_loras(context, self.loras)
-        updated = {
-            name: None if field is None else field.model_copy(update={"loras": [*field.loras, *added]})
-            for name, field in {"unet": self.unet, "clip": self.clip, "clip2": self.clip2}.items()
-        }
-        return SDXLLoRALoaderOutput.model_validate(updated)
+        fields = {"unet": self.unet, "clip": self.clip, "clip2": self.clip2}
+        return SDXLLoRALoaderOutput.model_validate(with_loras(fields, added))

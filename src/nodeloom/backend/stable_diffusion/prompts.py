@@ -70,6 +70,26 @@ def skip_clip_layers(text_encoder: CLIPTextModel | CLIPTextModelWithProjection, 
         encoder.layers = layers
 
 
+def _run_compel(
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel | CLIPTextModelWithProjection,
+    prompt: str,
+    skipped_layers: int,
+    **options: Any,
+) -> Any:
+    """Compel's output for `prompt` with `options` (long prompts not truncated), computed where the text encoder is,
+    without its last `skipped_layers` layers."""
+    with torch.no_grad(), skip_clip_layers(text_encoder, skipped_layers):
+        compel = Compel(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            dtype_for_device_getter=lambda device: text_encoder.dtype,
+            truncate_long_prompts=False,
+            **options,
+        )
+        return compel(prompt)
+
+
 def encode_prompt(
     tokenizer: CLIPTokenizer,
     text_encoder: CLIPTextModel | CLIPTextModelWithProjection,
@@ -81,14 +101,7 @@ def encode_prompt(
     Long prompts are not truncated: compel encodes them in 77-token chunks, as InvokeAI does. An unweighted prompt
     gives exactly the embeddings of diffusers' `encode_prompt`.
     """
-    with torch.no_grad(), skip_clip_layers(text_encoder, skipped_layers):
-        compel = Compel(
-            tokenizer=tokenizer,
-            text_encoder=text_encoder,
-            dtype_for_device_getter=lambda device: text_encoder.dtype,
-            truncate_long_prompts=False,
-        )
-        embeds = compel(prompt)
+    embeds = _run_compel(tokenizer, text_encoder, prompt, skipped_layers)
     return TextConditioning(embeds=embeds.detach().to("cpu"))
 
 
@@ -102,16 +115,14 @@ def encode_sdxl_prompt_part(
     """One SDXL text encoder's part of a prompt's conditioning, on the CPU: its penultimate hidden states, not
     normalized, and, when `pooled`, its projected pooled output (the second encoder's), as
     `StableDiffusionXLPipeline.encode_prompt` takes them for an unweighted prompt."""
-    with torch.no_grad(), skip_clip_layers(text_encoder, skipped_layers):
-        compel = Compel(
-            tokenizer=tokenizer,
-            text_encoder=text_encoder,
-            dtype_for_device_getter=lambda device: text_encoder.dtype,
-            truncate_long_prompts=False,
-            returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
-            requires_pooled=pooled,
-        )
-        output = compel(prompt)
+    output = _run_compel(
+        tokenizer,
+        text_encoder,
+        prompt,
+        skipped_layers,
+        returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
+        requires_pooled=pooled,
+    )
     if pooled:
         embeds, pooled_embeds = output
         return embeds.detach().to("cpu"), pooled_embeds.detach().to("cpu")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.database_engines import OpenDatabase
+from tests.database_engines import OpenDatabase, sqlite_only
 from tests.helpers import wait_for
 
 from nodeloom.app.services.events.events_common import (
@@ -19,7 +19,7 @@ from nodeloom.app.services.events.events_common import (
     QueueClearedEvent,
     QueueEventBase,
 )
-from nodeloom.app.services.events.events_database import DatabaseEventService
+from nodeloom.app.services.events.events_database import QUEUE_AFTER, QUEUE_OLDEST, DatabaseEventService
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
@@ -195,6 +195,42 @@ def test_the_newest_events_are_kept_and_progress_events_a_short_while(processes:
     wait_for(lambda: len(left()) == 5, what="the pruning")
     assert left() == [("q", seq) for seq in range(4, 9)]
     assert len(process.queue_events("q")) == 8  # pruning drops what was delivered
+
+
+def test_a_queues_stored_events_are_read_in_pages_after_a_number(processes: Processes) -> None:
+    process = processes.start()
+    for _ in range(5):
+        process.events.dispatch(QueueClearedEvent(queue_id="q"))
+    process.events.dispatch(QueueClearedEvent(queue_id="other"))
+    process.events.flush()
+    with process.db.transaction() as cursor:
+        cursor.execute("DELETE FROM events WHERE queue_id = 'q' AND seq = 1")
+
+    page = process.events.stored_queue_events("q", 2, 2)
+    rest = process.events.stored_queue_events("q", page.events[-1].seq, 2)
+
+    assert (page.oldest, page.last, [e.seq for e in page.events]) == (2, 5, [3, 4])
+    assert [e.seq for e in rest.events] == [5]
+    stored = rest.events[0]
+    assert stored.event_name == "queue_cleared"
+    assert QueueClearedEvent.model_validate_json(stored.payload).model_dump(exclude={"timestamp"}) == {
+        "queue_id": "q",
+        "seq": 5,
+    }
+    nothing = process.events.stored_queue_events("none", 0, 10)
+    assert (nothing.oldest, nothing.last, nothing.events) == (None, 0, ())
+
+
+@sqlite_only
+@pytest.mark.parametrize("statement", [QUEUE_OLDEST, QUEUE_AFTER])
+def test_the_replay_queries_search_the_queue_index(processes: Processes, statement: str) -> None:
+    process = processes.start()
+    params = ("q",) if statement == QUEUE_OLDEST else ("q", 0, 100)
+    with process.db.read() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {statement}", params)
+        plan = [row["detail"] for row in cursor.fetchall()]
+    assert [step for step in plan if "ix_events_queue_seq" in step and step.startswith("SEARCH")], plan
+    assert not [step for step in plan if "TEMP B-TREE" in step], plan
 
 
 IMAGE = {

@@ -10,6 +10,7 @@ from typing import BinaryIO
 import pytest
 from PIL import Image, ImageChops
 from PIL.PngImagePlugin import PngInfo
+from tests.app.services.image_writer import ImageWriter
 
 from nodeloom.app.services.image_files import image_files_disk
 from nodeloom.app.services.image_files.image_files_common import (
@@ -35,6 +36,12 @@ def files(folder: Path) -> DiskImageFileStorage:
     return DiskImageFileStorage(folder)
 
 
+def save(files: DiskImageFileStorage, image: Image.Image, name: str, **texts: str) -> None:
+    """Writes the image and its thumbnail, and is done with them at once (no record follows)."""
+    with files.saving(image, name, **texts):
+        pass
+
+
 def gradient(mode: str = "RGB", size: tuple[int, int] = (8, 8)) -> Image.Image:
     image = Image.new("RGBA", size)
     image.putdata(
@@ -51,7 +58,7 @@ def same_pixels(a: Image.Image, b: Image.Image) -> bool:
 def test_pixels_round_trip(files: DiskImageFileStorage, folder: Path, mode: str) -> None:
     image = gradient(mode)
     name = NAMES.create_image_name()
-    files.save(image, name)
+    save(files, image, name)
     loaded = files.get(name)
     assert same_pixels(loaded, image)
     with Image.open(folder / name) as on_disk:
@@ -63,7 +70,7 @@ def test_embedded_texts_round_trip(files: DiskImageFileStorage) -> None:
     metadata = json.dumps({"seed": 42, "prompt": "a café at dusk, 夕暮れ"})
     workflow = json.dumps({"name": "wf", "nodes": [], "notes": "ünïcödé"})
     graph = json.dumps({"id": "g", "nodes": {"n": {"type": "blank_image"}}, "edges": []})
-    files.save(gradient(), name, metadata=metadata, workflow=workflow, graph=graph)
+    save(files, gradient(), name, metadata=metadata, workflow=workflow, graph=graph)
     assert files.get_text(name, EmbeddedText.metadata) == metadata
     assert files.get_text(name, EmbeddedText.workflow) == workflow
     assert files.get_text(name, EmbeddedText.graph) == graph
@@ -84,7 +91,7 @@ def test_texts_under_the_former_nodeloom_keys_are_still_read(files: DiskImageFil
 
 def test_absent_texts_are_none(files: DiskImageFileStorage) -> None:
     name = NAMES.create_image_name()
-    files.save(gradient(), name, metadata="{}")
+    save(files, gradient(), name, metadata="{}")
     assert files.get_text(name, EmbeddedText.metadata) == "{}"
     assert files.get_text(name, EmbeddedText.workflow) is None
     assert files.get_text(name, EmbeddedText.graph) is None
@@ -98,7 +105,7 @@ def test_thumbnail_is_webp_within_256_px(
     files: DiskImageFileStorage, folder: Path, size: tuple[int, int], expected: tuple[int, int]
 ) -> None:
     name = NAMES.create_image_name()
-    files.save(gradient(size=size), name)
+    save(files, gradient(size=size), name)
     thumbnail_path = files.get_path(name, thumbnail=True)
     assert thumbnail_path == folder / "thumbnails" / f"{name.removesuffix('.png')}.webp"
     with Image.open(thumbnail_path) as thumbnail:
@@ -116,7 +123,7 @@ def test_modes_a_png_cannot_hold_are_stored_in_the_nearest_one(
 ) -> None:
     image = gradient().convert("RGBA" if mode == "PA" else "RGB").convert(mode)
     name = NAMES.create_image_name()
-    files.save(image, name)
+    save(files, image, name)
     loaded = files.get(name)
     assert loaded.mode == stored_mode
     assert loaded.size == image.size
@@ -128,7 +135,7 @@ def test_stored_16_bit_grey_keeps_its_values(files: DiskImageFileStorage) -> Non
     image = Image.new("I", (2, 1))
     image.putdata([300, 65535])
     name = NAMES.create_image_name()
-    files.save(image, name)
+    save(files, image, name)
     loaded = files.get(name)
     assert [loaded.getpixel((0, 0)), loaded.getpixel((1, 0))] == [300, 65535]
 
@@ -145,7 +152,7 @@ def test_a_failing_png_write_leaves_no_file(
     monkeypatch.setattr(image, "save", save_half)
     name = NAMES.create_image_name()
     with pytest.raises(ImageFileSaveError, match="disk full"):
-        files.save(image, name)
+        save(files, image, name)
     assert [path for path in folder.rglob("*") if path.is_file()] == []
 
 
@@ -157,7 +164,7 @@ def test_a_failing_thumbnail_write_removes_the_image_too(
 
     monkeypatch.setattr(image_files_disk, "make_thumbnail", fail)
     with pytest.raises(ImageFileSaveError, match="no space left"):
-        files.save(gradient(), NAMES.create_image_name())
+        save(files, gradient(), NAMES.create_image_name())
     assert [path for path in folder.rglob("*") if path.is_file()] == []
 
 
@@ -185,7 +192,7 @@ def test_get_of_a_missing_image_is_not_found(files: DiskImageFileStorage) -> Non
 
 def test_delete_removes_the_image_and_its_thumbnail(files: DiskImageFileStorage, folder: Path) -> None:
     name = NAMES.create_image_name()
-    files.save(gradient(), name)
+    save(files, gradient(), name)
     assert files.delete(name) is True
     assert [path for path in folder.rglob("*") if path.is_file()] == []
     assert files.delete(name) is False
@@ -194,7 +201,7 @@ def test_delete_removes_the_image_and_its_thumbnail(files: DiskImageFileStorage,
 def test_list_names_holds_only_stored_images(files: DiskImageFileStorage, folder: Path) -> None:
     names = {NAMES.create_image_name() for _ in range(3)}
     for name in names:
-        files.save(gradient(), name)
+        save(files, gradient(), name)
     (folder / "notes.txt").write_text("not an image")
     (folder / f".{next(iter(names))}.abc.tmp").write_bytes(b"a write that died")
     (folder / "subfolder.png").mkdir()
@@ -204,7 +211,7 @@ def test_list_names_holds_only_stored_images(files: DiskImageFileStorage, folder
 def test_list_thumbnail_names_holds_every_stored_thumbnail(files: DiskImageFileStorage, folder: Path) -> None:
     names = {NAMES.create_image_name() for _ in range(2)}
     for name in names:
-        files.save(gradient(), name)
+        save(files, gradient(), name)
     alone = next(iter(names))
     files.get_path(alone).unlink()
     (folder / "thumbnails" / "notes.webp").write_text("not a thumbnail")
@@ -230,7 +237,7 @@ write_atomically(Path(sys.argv[1]), die)
 
 def test_temporary_files_of_writes_that_died_are_removed(files: DiskImageFileStorage, folder: Path) -> None:
     name = NAMES.create_image_name()
-    files.save(gradient(), name)
+    save(files, gradient(), name)
     for path in (folder / NAMES.create_image_name(), folder / "thumbnails" / "x.webp"):
         subprocess.run([sys.executable, "-c", _DIE_WHILE_WRITING, str(path)], check=True)
     leftovers = [path.name for path in folder.rglob("*.tmp")]
@@ -247,7 +254,7 @@ def test_temporary_files_of_writes_that_died_are_removed(files: DiskImageFileSto
 def test_quarantine_moves_the_image_and_its_thumbnail_aside(files: DiskImageFileStorage, folder: Path) -> None:
     whole, thumbnail_only, kept = (NAMES.create_image_name() for _ in range(3))
     for name in (whole, thumbnail_only, kept):
-        files.save(gradient(), name)
+        save(files, gradient(), name)
     files.get_path(thumbnail_only).unlink()
 
     files.quarantine(whole)
@@ -283,7 +290,7 @@ def test_bad_names_never_reach_the_disk(files: DiskImageFileStorage, tmp_path: P
     before = outside.read_bytes()
     everything_before = sorted(tmp_path.rglob("*"))
     for attempt in (
-        lambda: files.save(gradient(), name),
+        lambda: save(files, gradient(), name),
         lambda: files.get(name),
         lambda: files.get_text(name, EmbeddedText.metadata),
         lambda: files.get_path(name),
@@ -306,3 +313,33 @@ def test_a_link_leading_out_of_the_folder_is_refused(files: DiskImageFileStorage
     with pytest.raises(InvalidImageNameError):
         files.delete(name)
     assert secret.exists()
+
+
+def test_a_write_under_way_in_another_process_keeps_its_temporary_file(
+    files: DiskImageFileStorage, folder: Path
+) -> None:
+    name = NAMES.create_image_name()
+    writer = ImageWriter(folder, name, "file")
+
+    assert files.remove_temporary_files() == 0
+
+    assert writer.go_on() == "done"
+    assert files.get_path(name).read_bytes() == b"half an image"
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_an_image_is_abandoned_once_its_writer_is_done_or_dead(files: DiskImageFileStorage, folder: Path) -> None:
+    done, dead, thumbnail_only = (NAMES.create_image_name() for _ in range(3))
+    writer = ImageWriter(folder, done, "record")
+    with files.abandoned(done) as left:
+        assert not left
+    assert writer.go_on() == "done"
+    ImageWriter(folder, dead, "record").kill()
+    save(files, gradient(), thumbnail_only)
+    files.get_path(thumbnail_only).unlink()
+
+    for name in (done, dead, thumbnail_only):
+        with files.abandoned(name) as left:
+            assert left, name
+    with files.abandoned(NAMES.create_image_name()) as left:
+        assert not left  # nothing stored

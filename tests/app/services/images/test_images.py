@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from PIL import Image, ImageChops
 from tests.app.services.image_stack import ImageStack
+from tests.app.services.image_writer import ImageWriter
 from tests.helpers import wait_for
 
 from nodeloom.app.services.board_records.board_records_common import BoardRecordNotFoundError
@@ -282,6 +283,22 @@ def test_leftover_files_are_quarantined_and_records_without_files_kept(stack: Im
     }
     again = stack.images.remove_leftovers([])
     assert (again.temporary_files, again.quarantined, again.records_without_files) == (0, [], [lost_file.image_name])
+
+
+def test_an_image_a_worker_is_recording_is_left_and_one_a_dead_worker_left_is_quarantined(stack: ImageStack) -> None:
+    # Workers in other processes write images into the outputs folder, each file first and its record right after,
+    # while an API server starts and clears what a crash left: it finds their files without records.
+    recording, crashed = SimpleNameService().create_image_name(), SimpleNameService().create_image_name()
+    worker = ImageWriter(stack.images_folder, recording, "record")
+    ImageWriter(stack.images_folder, crashed, "record").kill()
+
+    report = stack.images.remove_leftovers([])
+
+    assert report.quarantined == [crashed]
+    stack.image_records.save(recording, ResourceOrigin.INTERNAL, ImageCategory.GENERAL, 4, 4, has_workflow=False)
+    assert worker.go_on() == "done"
+    assert stack.images.check_consistency().is_consistent
+    assert stack.images.get_pil_image(recording).getpixel((0, 0)) == (1, 2, 3)
 
 
 def test_listing_returns_dtos_with_their_boards(stack: ImageStack) -> None:

@@ -46,6 +46,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueError,
     SessionQueueItem,
     SessionQueueItemNotFoundError,
+    WebhookClaimant,
     WebhookDueError,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
@@ -61,6 +62,8 @@ from nodeloom.backend.model_manager.load.cache_stats import ModelCacheStatsSumma
 
 Q = "default"
 P = "processor-1"
+C = "claimant-1"
+"""The webhook claimant the tests record calls for: it holds no claim, so every due call is free to it."""
 """The processor the tests claim items for: never registered, so its items count as a dead process's at start-up."""
 
 
@@ -1299,8 +1302,8 @@ def test_pruning_keeps_an_item_until_its_webhook_is_done(env: Env) -> None:
 
     assert history(env) == hooked
     assert queue.get_webhooks_due() == hooked
-    queue.set_webhook_done(hooked[0], delivered=True)
-    queue.set_webhook_done(hooked[1], delivered=False)
+    queue.set_webhook_done(hooked[0], delivered=True, claimant=C)
+    queue.set_webhook_done(hooked[1], delivered=False, claimant=C)
     assert queue.get_webhooks_due() == [hooked[2]]
     states = env.rows("SELECT webhook_state FROM session_queue ORDER BY item_id")
     assert [row["webhook_state"] for row in states] == ["delivered", "given_up", "pending"]
@@ -1308,8 +1311,8 @@ def test_pruning_keeps_an_item_until_its_webhook_is_done(env: Env) -> None:
     assert history(env) == [hooked[2]]  # the limit of 1 is taken by the item that has to stay
 
     assert queue.prune(Q).deleted == 0  # the manual prune keeps it too
-    queue.set_webhook_done(hooked[2], delivered=True)
-    queue.set_webhook_done(hooked[2], delivered=False)  # done already: left as it is
+    queue.set_webhook_done(hooked[2], delivered=True, claimant=C)
+    queue.set_webhook_done(hooked[2], delivered=False, claimant=C)  # done already: left as it is
     assert env.rows("SELECT webhook_state FROM session_queue") == [{"webhook_state": "delivered"}]
     assert queue.prune(Q).deleted == 1
     assert_counts_right(env, queue)
@@ -1319,7 +1322,7 @@ def test_clear_and_delete_keep_an_item_until_its_webhook_is_done(env: Env) -> No
     queue = env.open()
     url = "http://example.com/hook"
     done, due = run_one_item_batches(queue, 2, callback_url=url)
-    queue.set_webhook_done(done, delivered=True)
+    queue.set_webhook_done(done, delivered=True, claimant=C)
     [running] = queue.enqueue_batch(Q, make_batch(callback_url=url), prepend=False).item_ids
     assert queue.dequeue(P) is not None
     [waiting] = queue.enqueue_batch(Q, make_batch(callback_url=url), prepend=False).item_ids
@@ -1334,9 +1337,9 @@ def test_clear_and_delete_keep_an_item_until_its_webhook_is_done(env: Env) -> No
     assert queue.get_webhooks_due() == [due, running]
     assert queue.get_queue_item(running).status == "canceled"
 
-    queue.set_webhook_done(due, delivered=True)
+    queue.set_webhook_done(due, delivered=True, claimant=C)
     queue.delete_queue_item(due)
-    queue.set_webhook_done(running, delivered=False)
+    queue.set_webhook_done(running, delivered=False, claimant=C)
     assert queue.clear(Q).deleted == 1
     assert history(env) == []
     assert_counts_right(env, queue)
@@ -1368,6 +1371,71 @@ def test_an_item_of_a_webhook_batch_is_due_however_it_finishes(env: Env, queue: 
     assert env.rows("SELECT webhook_state FROM session_queue WHERE item_id = ?", (waiting,)) == [
         {"webhook_state": None}
     ]
+
+
+def test_a_due_call_is_held_by_one_claimant_until_its_claim_lapses(env: Env, queue: SqlSessionQueue) -> None:
+    [item_id] = run_one_item_batches(queue, 1, callback_url="https://example.com/h")
+
+    assert queue.claim_webhook(item_id, "a", lease_s=3600)
+    assert not queue.claim_webhook(item_id, "b", lease_s=3600)
+    assert queue.get_webhooks_due() == []  # held: no sweep reads it
+    assert queue.claim_webhook(item_id, "a", lease_s=3600)  # a claimant's own claim is renewed
+    queue.set_webhook_done(item_id, delivered=True, claimant="b")  # not b's: left due
+    assert queue.get_webhook_due_url(item_id) == "https://example.com/h"
+
+    # A lease already over stands for a claimant that died: its call is due and free to take again.
+    assert queue.claim_webhook(item_id, "a", lease_s=-1)
+    assert queue.get_webhooks_due() == [item_id]
+    assert queue.claim_webhook(item_id, "b", lease_s=3600)
+    queue.set_webhook_done(item_id, delivered=True, claimant="a")  # the late claimant's record is not taken
+    assert queue.get_webhooks_due() == []
+    queue.set_webhook_done(item_id, delivered=False, claimant="b")
+    assert env.rows("SELECT webhook_state FROM session_queue") == [{"webhook_state": "given_up"}]
+    assert not queue.claim_webhook(item_id, "c", lease_s=3600)  # done: nothing to claim
+
+
+def test_released_and_gone_claimants_calls_are_free_at_once(env: Env, queue: SqlSessionQueue) -> None:
+    released, dead, live, elsewhere, unknown = run_one_item_batches(queue, 5, callback_url="https://example.com/h")
+    host = socket.gethostname()
+    claims = {
+        released: "a",
+        dead: WebhookClaimant(host, ended_pid(), to_timestamp(datetime.now(UTC)), "t").id,
+        live: WebhookClaimant.new().id,
+        # Another machine's process cannot be checked from here: its claim lapses.
+        elsewhere: WebhookClaimant(f"not-{host}", ended_pid(), to_timestamp(datetime.now(UTC)), "t").id,
+        unknown: "not a claimant id",
+    }
+    for item_id, claimant in claims.items():
+        assert queue.claim_webhook(item_id, claimant, lease_s=3600)
+    assert queue.get_webhooks_due() == []
+
+    queue.release_webhook_claims("a")
+    queue.release_gone_webhook_claims()
+
+    assert queue.get_webhooks_due() == [released, dead]
+    assert queue.claim_webhook(dead, "b", lease_s=3600)
+
+
+def test_one_of_concurrent_claimants_takes_a_call(env: Env, queue: SqlSessionQueue) -> None:
+    # Each claimant on its own database, as API servers in other processes are: only the database keeps them apart.
+    item_ids = run_one_item_batches(queue, 20, callback_url="https://example.com/h")
+    claimants = [env.open() for _ in range(6)]
+    start = threading.Barrier(len(claimants))
+    taken: list[list[int]] = [[] for _ in claimants]
+
+    def claim_all(index: int) -> None:
+        start.wait()
+        for item_id in item_ids:
+            if claimants[index].claim_webhook(item_id, f"claimant-{index}", lease_s=3600):
+                taken[index].append(item_id)
+
+    threads = [threading.Thread(target=claim_all, args=(index,)) for index in range(len(claimants))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(item_id for mine in taken for item_id in mine) == item_ids
 
 
 def test_items_older_than_the_history_age_are_pruned(env: Env) -> None:
@@ -1529,7 +1597,7 @@ HOT_QUERIES: dict[str, tuple[str, Params]] = {
 HISTORY_QUERIES = {
     "prune oldest": (sql.PRUNE_OLDEST, (Q, 10), "ix_session_queue_history"),
     "prune older than": (sql.PRUNE_OLDER_THAN, (Q, "t", 10), "ix_session_queue_history"),
-    "webhooks due": (sql.SELECT_WEBHOOKS_DUE, (), "ix_session_queue_webhooks_due"),
+    "webhooks due": (sql.SELECT_WEBHOOKS_DUE, ("t",), "ix_session_queue_webhooks_due"),
     "empty batch": (sql.DELETE_EMPTY_BATCH, (Q, "b"), "ix_session_queue_batch"),
 }
 

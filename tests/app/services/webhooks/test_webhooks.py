@@ -17,18 +17,26 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from tests.conftest import StartServices
+from tests.database_engines import OpenDatabase
 from tests.helpers import edge, free_port, graph_json, wait_for
 
+from nodeloom.app.services.events.events_database import DatabaseEventService
 from nodeloom.app.services.invocation_services import InvocationServices
 from nodeloom.app.services.invoker import Invoker
-from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch
+from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUEUE_ID, Batch, WebhookClaimant
+from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
+from nodeloom.app.services.shared.database.database_base import DatabaseBase
+from nodeloom.app.services.shared.database.migrations import MIGRATIONS
+from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.webhooks.webhooks_common import WebhookAddressError, is_public
+from nodeloom.app.services.webhooks.webhooks_default import HttpWebhookService, WebhookSettings
 from nodeloom.app.services.webhooks.webhooks_default_http import WebhookCaller
 
 ADD_GRAPH = graph_json(
@@ -42,6 +50,7 @@ class Call:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: datetime
 
 
 class Receiver:
@@ -54,7 +63,7 @@ class Receiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                calls.append(Call(self.path, dict(self.headers.items()), body))
+                calls.append(Call(self.path, dict(self.headers.items()), body, datetime.now(UTC)))
                 self.send_response(200)
                 self.end_headers()
 
@@ -437,3 +446,90 @@ def test_names_and_spellings_of_one_address_share_its_limit_and_other_ports_do_n
     time.sleep(0.5)  # time for any further call to the hanging server to connect
     assert len(hanging.accepted) == 2
     assert webhook_states(services, stuck) == ["pending"] * len(stuck)
+
+
+@dataclass
+class ApiServer:
+    """What of an API server sharing the database with others makes webhook calls: its own database connections,
+    events tailing the database (so it hears every server's items finish), queue and webhook service."""
+
+    db: DatabaseBase
+    events: DatabaseEventService
+    queue: SqlSessionQueue
+    webhooks: HttpWebhookService
+
+    def stop(self) -> None:
+        self.webhooks.stop()
+        self.events.stop()
+        self.db.close()
+
+
+@pytest.fixture
+def api_servers(open_db: OpenDatabase) -> Iterator[list[ApiServer]]:
+    """Two API servers on one database, their webhook services not yet started; stopped at teardown."""
+    servers = []
+    for _ in range(2):
+        db = open_db()
+        Migrator(db, MIGRATIONS).run()
+        events = DatabaseEventService(db)
+        events.start()
+        queue = SqlSessionQueue(db=db, events=events)
+        settings = WebhookSettings(allow_private=True, sweep_interval_s=0.05)
+        servers.append(ApiServer(db, events, queue, HttpWebhookService(events, queue, settings)))
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def finish_all(queue: SqlSessionQueue) -> None:
+    while (item := queue.dequeue("processor-1")) is not None:
+        queue.complete_queue_item(item.item_id)
+
+
+def states_of(db: DatabaseBase, item_ids: list[int]) -> list[str | None]:
+    with db.read() as cursor:
+        cursor.execute("SELECT item_id, webhook_state FROM session_queue ORDER BY item_id")
+        states = {row["item_id"]: row["webhook_state"] for row in cursor.fetchall()}
+    return [states.get(item_id) for item_id in item_ids]
+
+
+def test_two_servers_make_each_due_call_once(api_servers: list[ApiServer], receiver: Receiver) -> None:
+    first, second = api_servers
+    for server in api_servers:
+        server.webhooks.start()
+    batch = Batch.model_validate({"graph": ADD_GRAPH, "runs": 40, "callback_url": receiver.url()})
+    item_ids = first.queue.enqueue_batch(DEFAULT_QUEUE_ID, batch, prepend=False).item_ids
+
+    # Both servers hear every item finish and both read the calls due at each sweep: only the claims keep them
+    # from making a call twice.
+    finish_all(second.queue)
+
+    wait_for(lambda: states_of(first.db, item_ids) == ["delivered"] * 40, what="every call recorded")
+    for server in api_servers:
+        server.webhooks.stop()  # nothing under way is left to arrive after the count
+    assert receiver.item_ids() == item_ids
+
+
+def test_a_call_claimed_by_a_dead_server_is_made_by_another_once_the_claim_lapses(
+    api_servers: list[ApiServer], receiver: Receiver
+) -> None:
+    dead, live = api_servers
+    batch = Batch.model_validate({"graph": ADD_GRAPH, "callback_url": receiver.url()})
+    [item_id] = dead.queue.enqueue_batch(DEFAULT_QUEUE_ID, batch, prepend=False).item_ids
+    finish_all(dead.queue)
+    # Claimed by a server on another machine that died before making the call: nothing here can tell it is gone.
+    claimant = WebhookClaimant("another-host", 1, "2026-01-01T00:00:00.000000+00:00", "t").id
+    assert dead.queue.claim_webhook(item_id, claimant, lease_s=1.0)
+    with dead.db.read() as cursor:
+        cursor.execute("SELECT webhook_claimed_until FROM session_queue WHERE item_id = ?", (item_id,))
+        [row] = cursor.fetchall()
+    lapses_at = datetime.fromisoformat(row["webhook_claimed_until"])
+
+    live.webhooks.start()
+
+    [call] = wait_for(lambda: receiver.calls, what="the call after the claim lapsed")
+    assert json.loads(call.body)["item_id"] == item_id
+    assert call.received_at >= lapses_at
+    wait_for(lambda: states_of(live.db, [item_id]) == ["delivered"], what="the call recorded")
+    live.webhooks.stop()
+    assert len(receiver.calls) == 1

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from nodeloom.app.services.events.events_common import StoredQueueEvents
+
 if TYPE_CHECKING:
     from nodeloom.app.services.events.events_common import EventBase
     from nodeloom.app.services.shared.database.database_base import DbCursor
@@ -29,6 +31,11 @@ class EventServiceBase(ABC):
     def flush(self) -> None:  # noqa: B027 - a bus that hands events on as they come has nothing to flush
         """Stores the events `dispatch` has taken so far, where it stores them later in batches, so that a change
         written next is numbered after them."""
+
+    def stored_queue_events(self, queue_id: str, after: int, limit: int) -> StoredQueueEvents:
+        """The queue's stored events numbered above `after`, at most `limit` of them, in order: what a client that
+        reconnects missed. A bus that stores nothing has none."""
+        return StoredQueueEvents(oldest=None, last=0, events=())
 
     @abstractmethod
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:

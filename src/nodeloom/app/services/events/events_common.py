@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, Field
@@ -301,6 +302,27 @@ class BulkDownloadErrorEvent(BulkDownloadEventBase):
     event_name = "bulk_download_error"
 
     error: str = Field(description="Why the archive could not be made")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQueueEvent:
+    """A queue's event as stored: its number, its name and its JSON payload (which carries the number too)."""
+
+    seq: int
+    event_name: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQueueEvents:
+    """A page of a queue's stored events, read in one snapshot with the numbers that bound what is stored."""
+
+    oldest: int | None
+    """The number of the queue's oldest stored event; None when none is stored."""
+    last: int
+    """The number of the queue's last event, stored or pruned since; 0 when it has none."""
+    events: tuple[StoredQueueEvent, ...]
+    """In their order."""
 
 
 def _named_event_types(base: type[EventBase]) -> dict[str, type[EventBase]]:

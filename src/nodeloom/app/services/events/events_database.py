@@ -12,7 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from nodeloom.app.services.events.events_base import EventHandler, EventServiceBase
-from nodeloom.app.services.events.events_common import EVENT_TYPES, EventBase, QueueEventBase
+from nodeloom.app.services.events.events_common import (
+    EVENT_TYPES,
+    EventBase,
+    QueueEventBase,
+    StoredQueueEvent,
+    StoredQueueEvents,
+)
 from nodeloom.app.services.events.events_default import InProcessEventService
 from nodeloom.app.services.shared.timestamps import to_timestamp, utc_now
 
@@ -36,6 +42,10 @@ _NOTIFY = "SELECT pg_notify(?, ?) AS notified"
 _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
 _AFTER = "SELECT event_id, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
 _BETWEEN = "SELECT event_id, event_name, payload FROM events WHERE event_id BETWEEN ? AND ? ORDER BY event_id"
+_QUEUE_LAST = "SELECT seq FROM event_sequences WHERE queue_id = ?"
+# A reconnecting client's replay: searches of the index on (queue_id, seq), which a test checks.
+QUEUE_OLDEST = "SELECT MIN(seq) AS oldest FROM events WHERE queue_id = ?"
+QUEUE_AFTER = "SELECT seq, event_name, payload FROM events WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 _PRUNE = "DELETE FROM events WHERE event_id <= ?"
 _PRUNE_PROGRESS = "DELETE FROM events WHERE event_name = 'invocation_progress' AND created_at < ?"
 
@@ -167,6 +177,24 @@ class DatabaseEventService(EventServiceBase):
                     self._delivered_seq[event.queue_id] = event.seq
                 self._handed.add(event_id)
                 self._local.dispatch(event)
+
+    def stored_queue_events(self, queue_id: str, after: int, limit: int) -> StoredQueueEvents:
+        with self._db.read() as cursor:
+            cursor.execute(_QUEUE_LAST, (queue_id,))
+            row = cursor.fetchone()
+            last: int = 0 if row is None else row["seq"]
+            cursor.execute(QUEUE_OLDEST, (queue_id,))
+            row = cursor.fetchone()
+            oldest: int | None = None if row is None else row["oldest"]
+            rows: list[DbRow] = []
+            if limit > 0:
+                cursor.execute(QUEUE_AFTER, (queue_id, after, limit))
+                rows = cursor.fetchall()
+        return StoredQueueEvents(
+            oldest=oldest,
+            last=last,
+            events=tuple(StoredQueueEvent(row["seq"], row["event_name"], row["payload"]) for row in rows),
+        )
 
     # --- delivering
 

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from pathlib import Path
 
     from PIL.Image import Image
@@ -17,15 +18,17 @@ class ImageFileStorageBase(ABC):
     """Full images with their embedded text, and a thumbnail of each; every name is validated first."""
 
     @abstractmethod
-    def save(
+    def saving(
         self,
         image: Image,
         image_name: str,
         metadata: str | None = None,
         workflow: str | None = None,
         graph: str | None = None,
-    ) -> None:
-        """Writes the image with the given JSON texts embedded, and its thumbnail, each file atomically."""
+    ) -> AbstractContextManager[None]:
+        """Writes the image with the given JSON texts embedded, and its thumbnail, each file atomically, on entering;
+        holds the image as its writer's until the block ends, so that no cleanup takes it for a crash's leftover
+        while its record is written in the block (`abandoned`)."""
 
     @abstractmethod
     def get(self, image_name: str) -> Image:
@@ -52,8 +55,13 @@ class ImageFileStorageBase(ABC):
         """The names of every image whose thumbnail is stored, whether or not the image itself is."""
 
     @abstractmethod
+    def abandoned(self, image_name: str) -> AbstractContextManager[bool]:
+        """Whether what is stored of the image is a crash's leftover: its file held by no live writer (`saving`), or
+        only its thumbnail left. Held so until the block ends, for the caller to check its record and move it."""
+
+    @abstractmethod
     def remove_temporary_files(self) -> int:
-        """Deletes what writes cut short by a crash left behind; how many. At start-up, before anything runs."""
+        """Deletes what writes cut short by a crash left behind, writes under way in any process kept; how many."""
 
     @abstractmethod
     def quarantine(self, image_name: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,7 +24,12 @@ from nodeloom.app.services.names.names_common import (
     is_image_name,
     validate_image_name,
 )
-from nodeloom.app.services.shared.atomic_files import remove_temporary_files, write_atomically
+from nodeloom.app.services.shared.atomic_files import (
+    abandoned,
+    remove_temporary_files,
+    write_atomically,
+    written_atomically,
+)
 
 THUMBNAIL_SIZE = 256
 """The longest side of a thumbnail, in pixels."""
@@ -88,14 +93,15 @@ class DiskImageFileStorage(ImageFileStorageBase):
         self._png_compress_level = png_compress_level
         self._thumbnail_size = thumbnail_size
 
-    def save(
+    @contextlib.contextmanager
+    def saving(
         self,
         image: Image.Image,
         image_name: str,
         metadata: str | None = None,
         workflow: str | None = None,
         graph: str | None = None,
-    ) -> None:
+    ) -> Iterator[None]:
         image_path = self.get_path(image_name)
         thumbnail_path = self.get_path(image_name, thumbnail=True)
         texts = {
@@ -107,14 +113,22 @@ class DiskImageFileStorage(ImageFileStorageBase):
             )
             if text is not None
         }
-        try:
-            write_atomically(image_path, lambda file: encode_png(image, file, texts, self._png_compress_level))
-            write_atomically(thumbnail_path, lambda file: encode_thumbnail(image, file, self._thumbnail_size))
-        except Exception as error:
-            # An image without its thumbnail would be half-saved; the caller writes no record for either.
-            for path in (image_path, thumbnail_path):
-                path.unlink(missing_ok=True)
-            raise ImageFileSaveError(f"Could not save image '{image_name}': {error}") from error
+        with contextlib.ExitStack() as held:
+            try:
+                # The thumbnail is written while the image is held: a thumbnail without its image is never a live
+                # write's.
+                held.enter_context(
+                    written_atomically(
+                        image_path, lambda file: encode_png(image, file, texts, self._png_compress_level)
+                    )
+                )
+                write_atomically(thumbnail_path, lambda file: encode_thumbnail(image, file, self._thumbnail_size))
+            except Exception as error:
+                # An image without its thumbnail would be half-saved; the caller writes no record for either.
+                for path in (image_path, thumbnail_path):
+                    path.unlink(missing_ok=True)
+                raise ImageFileSaveError(f"Could not save image '{image_name}': {error}") from error
+            yield
 
     def get(self, image_name: str) -> Image.Image:
         path = self.get_path(image_name)
@@ -167,6 +181,12 @@ class DiskImageFileStorage(ImageFileStorageBase):
                 if entry.name.endswith(_THUMBNAIL_SUFFIX) and entry.is_file()
             }
         return {name for name in names if is_image_name(name)}
+
+    @contextlib.contextmanager
+    def abandoned(self, image_name: str) -> Iterator[bool]:
+        image_path = self.get_path(image_name)
+        with abandoned(image_path) as left:
+            yield left or (not image_path.exists() and self.get_path(image_name, thumbnail=True).exists())
 
     def remove_temporary_files(self) -> int:
         return remove_temporary_files(self._folder) + remove_temporary_files(self._thumbnails)

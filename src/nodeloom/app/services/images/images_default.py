@@ -50,7 +50,9 @@ class ImageService(ImageServiceABC):
     """Writes files before records and removes records before files.
 
     So a record never points at a file that was not written whole, and a crash between the two steps leaves at
-    worst a file without a record, which `remove_leftovers` moves aside at the next start. `db` is the database
+    worst a file without a record, which `remove_leftovers` moves aside at the next start; until its record is
+    written, a file is held as its writer's (`saving`), so that no start-up in another process takes it for a
+    crash's leftover meanwhile. `db` is the database
     the record services use: a record and its board link are written in one transaction.
     """
 
@@ -90,25 +92,25 @@ class ImageService(ImageServiceABC):
         # Encoded before anything is written, so metadata that is not JSON fails without leaving a trace.
         metadata_json = None if metadata is None else json.dumps(metadata)
         image_name = self._names.create_image_name()
-        self._files.save(image, image_name, metadata=metadata_json, workflow=workflow, graph=graph)
-        try:
-            with self._db.transaction():
-                record = self._records.save(
-                    image_name=image_name,
-                    image_origin=image_origin,
-                    image_category=image_category,
-                    width=image.width,
-                    height=image.height,
-                    has_workflow=workflow is not None,
-                    is_intermediate=is_intermediate,
-                    session_id=session_id,
-                    node_id=node_id,
-                )
-                if board_id is not None:
-                    self._board_images.add_image_to_board(board_id, image_name)
-        except BaseException:
-            self._files.delete(image_name)
-            raise
+        with self._files.saving(image, image_name, metadata=metadata_json, workflow=workflow, graph=graph):
+            try:
+                with self._db.transaction():
+                    record = self._records.save(
+                        image_name=image_name,
+                        image_origin=image_origin,
+                        image_category=image_category,
+                        width=image.width,
+                        height=image.height,
+                        has_workflow=workflow is not None,
+                        is_intermediate=is_intermediate,
+                        session_id=session_id,
+                        node_id=node_id,
+                    )
+                    if board_id is not None:
+                        self._board_images.add_image_to_board(board_id, image_name)
+            except BaseException:
+                self._files.delete(image_name)
+                raise
         dto = self._to_dto(record, board_id)
         self._events.dispatch(ImageCreatedEvent(**dto.model_dump(include=_CREATED_EVENT_FIELDS, mode="json")))
         return dto
@@ -215,12 +217,17 @@ class ImageService(ImageServiceABC):
         temporary_files = self._files.remove_temporary_files()
         unused = self.remove_interrupted_images(interrupted)
         consistency = self.check_consistency()
+        quarantined: list[str] = []
         for image_name in consistency.files_without_records:
-            self._files.quarantine(image_name)
+            with self._files.abandoned(image_name) as left:
+                # Read again once held: a live writer may have recorded it since the records were listed.
+                if left and not self._has_record(image_name):
+                    self._files.quarantine(image_name)
+                    quarantined.append(image_name)
         report = ImageLeftoversReport(
             temporary_files=temporary_files,
             interrupted_images=unused,
-            quarantined=consistency.files_without_records,
+            quarantined=quarantined,
             records_without_files=consistency.records_without_files,
         )
         if temporary_files or unused or report.quarantined:
@@ -242,6 +249,13 @@ class ImageService(ImageServiceABC):
                 report.records_without_files,
             )
         return report
+
+    def _has_record(self, image_name: str) -> bool:
+        try:
+            self._records.get(image_name)
+        except ImageRecordNotFoundError:
+            return False
+        return True
 
     def _to_dto(self, record: ImageRecord, board_id: str | None) -> ImageDTO:
         return ImageDTO(

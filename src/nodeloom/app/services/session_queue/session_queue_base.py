@@ -159,14 +159,30 @@ class SessionQueueBase(ABC):
 
     @abstractmethod
     def get_webhooks_due(self) -> list[int]:
-        """The finished items whose webhook has been neither delivered nor given up on, oldest first.
+        """The finished items whose webhook has been neither delivered nor given up on and that no claim holds,
+        oldest first.
 
         An item's webhook falls due in the write that finishes it; until it is done the item is never pruned.
         """
 
     @abstractmethod
-    def set_webhook_done(self, item_id: int, delivered: bool) -> None:
-        """Records that the item's due webhook was delivered (or given up on); nothing if none was due."""
+    def claim_webhook(self, item_id: int, claimant: str, lease_s: float) -> bool:
+        """Claims the item's due call for `lease_s` seconds, so that no other claimant makes it meanwhile; whether
+        it was due and free (unclaimed, its claim lapsed, or the claimant's own)."""
+
+    @abstractmethod
+    def set_webhook_done(self, item_id: int, delivered: bool, claimant: str) -> None:
+        """Records that the item's due webhook was delivered (or given up on); nothing if none was due, or another
+        claimant's claim holds it (that one makes the call again)."""
+
+    @abstractmethod
+    def release_webhook_claims(self, claimant: str) -> None:
+        """Frees the calls the claimant holds and has not made, for any claimant to take at once."""
+
+    @abstractmethod
+    def release_gone_webhook_claims(self) -> None:
+        """Frees the calls held by claimants known to be gone: on this host, a process that no longer runs or an
+        earlier process with this one's id. Claims made elsewhere are left to lapse."""
 
     @abstractmethod
     def complete_queue_item(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import secrets
+import socket
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +27,7 @@ from nodeloom.app.invocations.fields import ImageField
 from nodeloom.app.invocations.limits import check_limit
 from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
 from nodeloom.app.services.shared.graph_common import uuid_string
+from nodeloom.app.services.shared.timestamps import utc_now
 from nodeloom.errors import NodeloomError
 
 if TYPE_CHECKING:
@@ -314,6 +318,37 @@ class ProcessorStatus(ProcessorInfo):
     seconds_since_heartbeat: float = Field(description="How long ago that was")
     is_alive: bool = Field(description="Whether its last heartbeat is within the lease (`lease_s`)")
     items: list[ProcessorItem] = Field(description="The items it holds in progress (one, or none)")
+
+
+@dataclass(frozen=True)
+class WebhookClaimant:
+    """One run of a webhook service, as its claims on due calls name it: where it runs and since when, so that a
+    server starting on the same host can tell that the process which made a claim is gone and free its calls."""
+
+    host: str
+    pid: int
+    started_at: str
+    """When the run started, as records store time."""
+    token: str
+    """Tells apart runs started at one moment in one process."""
+
+    @classmethod
+    def new(cls) -> WebhookClaimant:
+        """A run starting now in this process."""
+        return cls(socket.gethostname(), os.getpid(), utc_now(), secrets.token_hex(4))
+
+    @property
+    def id(self) -> str:
+        """The claimant as stored; neither a host name nor a timestamp holds a space."""
+        return f"{self.host} {self.pid} {self.started_at} {self.token}"
+
+    @classmethod
+    def parse(cls, claimant_id: str) -> WebhookClaimant | None:
+        """The claimant that `id` made `claimant_id`; None for any other text."""
+        parts = claimant_id.split(" ")
+        if len(parts) != 4 or not parts[1].isdigit():
+            return None
+        return cls(parts[0], int(parts[1]), parts[2], parts[3])
 
 
 class QueueItemOutcome(BaseModel):

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import (
@@ -48,6 +49,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItem,
     SessionQueueItemNotFoundError,
     SessionQueueItemUnreadableError,
+    WebhookClaimant,
     WebhookDueError,
 )
 from nodeloom.app.services.session_queue.session_queue_sql_batch import BatchSessions
@@ -62,7 +64,7 @@ from nodeloom.app.services.session_queue.session_queue_sql_rows import (
 )
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow
 from nodeloom.app.services.shared.graph import GraphExecutionState
-from nodeloom.app.services.shared.timestamps import utc_now
+from nodeloom.app.services.shared.timestamps import to_timestamp, utc_now
 
 _UNFINISHED: frozenset[QUEUE_ITEM_STATUS] = frozenset({"pending", "in_progress"})
 
@@ -369,9 +371,40 @@ class SqlSessionQueue(SqlSessionQueueReads):
             if cursor.rowcount == 0:
                 raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
 
-    def set_webhook_done(self, item_id: int, delivered: bool) -> None:
+    def claim_webhook(self, item_id: int, claimant: str, lease_s: float) -> bool:
+        now = datetime.now(UTC)
+        claim = {
+            "item_id": item_id,
+            "claimant": claimant,
+            "now": to_timestamp(now),
+            "until": to_timestamp(now + timedelta(seconds=lease_s)),
+        }
         with self._db.transaction() as cursor:
-            cursor.execute(sql.SET_WEBHOOK_STATE, ("delivered" if delivered else "given_up", item_id))
+            cursor.execute(sql.CLAIM_WEBHOOK, claim)
+            return cursor.rowcount == 1
+
+    def set_webhook_done(self, item_id: int, delivered: bool, claimant: str) -> None:
+        state = "delivered" if delivered else "given_up"
+        with self._db.transaction() as cursor:
+            cursor.execute(
+                sql.SET_WEBHOOK_STATE, {"state": state, "item_id": item_id, "claimant": claimant, "now": utc_now()}
+            )
+
+    def release_webhook_claims(self, claimant: str) -> None:
+        with self._db.transaction() as cursor:
+            cursor.execute(sql.RELEASE_WEBHOOK_CLAIMS, (claimant,))
+
+    def release_gone_webhook_claims(self) -> None:
+        with self._db.transaction() as cursor:
+            cursor.execute(sql.SELECT_WEBHOOK_CLAIMANTS)
+            for row in cursor.fetchall():
+                claimant = WebhookClaimant.parse(row["webhook_claimed_by"])
+                if (
+                    claimant is not None
+                    and claimant.host == processors.this_host()
+                    and processors.process_gone(claimant.pid, claimant.started_at)
+                ):
+                    cursor.execute(sql.RELEASE_WEBHOOK_CLAIMS, (row["webhook_claimed_by"],))
 
     def complete_queue_item(
         self,

@@ -56,12 +56,12 @@ def forget_gone(cursor: DbCursor, lease_s: float) -> None:
     `FORGET_AFTER_S` past its lease."""
     cursor.execute(sql.SELECT_HOST_PROCESSORS, (this_host(),))
     for row in cursor.fetchall():
-        if _process_gone(row["pid"], row["started_at"]):
+        if process_gone(row["pid"], row["started_at"]):
             cursor.execute(sql.DELETE_PROCESSOR, (row["processor_id"],))
     cursor.execute(sql.DELETE_SILENT_PROCESSORS, (lease_cutoff(lease_s + FORGET_AFTER_S),))
 
 
-def _process_gone(pid: int, started_at: str) -> bool:
+def process_gone(pid: int, started_at: str) -> bool:
     if pid == os.getpid():
         return started_at < _PROCESS_STARTED
     try:

@@ -21,6 +21,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
 from nodeloom.app.services.session_queue.session_queue_sql_rows import fetch_item_row, item_from_row, readable_items
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbRow
 from nodeloom.app.services.shared.pagination import CursorPaginatedResults
+from nodeloom.app.services.shared.timestamps import utc_now
 
 
 class SqlSessionQueueReads(SessionQueueBase):
@@ -142,7 +143,7 @@ class SqlSessionQueueReads(SessionQueueBase):
 
     def get_webhooks_due(self) -> list[int]:
         with self._db.read() as cursor:
-            cursor.execute(sql.SELECT_WEBHOOKS_DUE)
+            cursor.execute(sql.SELECT_WEBHOOKS_DUE, (utc_now(),))
             return [row["item_id"] for row in cursor.fetchall()]
 
     def _read_column(self, select: str, item_id: int) -> str | None:

@@ -1,5 +1,5 @@
 """The SQL of `SqlSessionQueue`, once for every engine (see `DatabaseBase`); its tables are made by migrations 1,
-5 and 7 (`shared/database/migrations`).
+5, 7 and 9 (`shared/database/migrations`).
 
 Named constants, so that a test can EXPLAIN the hot queries and check that they search an index.
 """
@@ -101,8 +101,30 @@ SELECT_WEBHOOK_DUE_URL = (
     "SELECT CASE WHEN webhook_state = 'pending' THEN callback_url END AS callback_url FROM session_queue "
     "WHERE item_id = ?"
 )
-SELECT_WEBHOOKS_DUE = "SELECT item_id FROM session_queue WHERE webhook_state = 'pending' ORDER BY item_id"
-SET_WEBHOOK_STATE = "UPDATE session_queue SET webhook_state = ? WHERE item_id = ? AND webhook_state = 'pending'"
+# A due call is free to a claimant when no claim holds it, or the claim has lapsed, or it is the claimant's own.
+# Several API servers share the calls: a claim (by item id, so no SKIP LOCKED: a concurrent claim of the same row
+# waits, then finds it taken) makes one server alone call it, and only a claimant to whom it is free records it.
+_WEBHOOK_FREE = (
+    "webhook_state = 'pending' AND (webhook_claimed_until IS NULL OR webhook_claimed_until < :now "
+    "OR webhook_claimed_by = :claimant)"
+)
+SELECT_WEBHOOKS_DUE = (
+    "SELECT item_id FROM session_queue WHERE webhook_state = 'pending' "
+    "AND (webhook_claimed_until IS NULL OR webhook_claimed_until < ?) ORDER BY item_id"
+)
+CLAIM_WEBHOOK = (
+    "UPDATE session_queue SET webhook_claimed_by = :claimant, webhook_claimed_until = :until "
+    f"WHERE item_id = :item_id AND {_WEBHOOK_FREE}"
+)
+SET_WEBHOOK_STATE = f"UPDATE session_queue SET webhook_state = :state WHERE item_id = :item_id AND {_WEBHOOK_FREE}"
+SELECT_WEBHOOK_CLAIMANTS = (
+    "SELECT DISTINCT webhook_claimed_by FROM session_queue "
+    "WHERE webhook_state = 'pending' AND webhook_claimed_by IS NOT NULL"
+)
+RELEASE_WEBHOOK_CLAIMS = (
+    "UPDATE session_queue SET webhook_claimed_by = NULL, webhook_claimed_until = NULL "
+    "WHERE webhook_state = 'pending' AND webhook_claimed_by = ?"
+)
 SELECT_UNFINISHED_WEBHOOK_BATCHES = (
     "SELECT DISTINCT batch_id FROM session_queue "
     "WHERE callback_url IS NOT NULL AND status IN ('pending', 'in_progress')"

@@ -9,7 +9,8 @@ class WebhookServiceBase(ABC):
     """Calls are made on the service's own threads, so a slow or dead endpoint never blocks the processor.
 
     An item's call falls due in the queue's write that finishes the item and stays due until it is answered with a
-    2xx or given up on, so a call that a stop or a crash cut short is made after the next start.
+    2xx or given up on, so a call that a stop or a crash cut short is made after the next start. Of several servers
+    sharing the database, the one that claims a call makes it; a claim that its server did not see through lapses.
     """
 
     @abstractmethod

@@ -21,6 +21,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     QueueItemOutcome,
     SessionQueueItemNotFoundError,
     SessionQueueItemUnreadableError,
+    WebhookClaimant,
 )
 from nodeloom.app.services.webhooks.webhooks_base import WebhookServiceBase
 from nodeloom.app.services.webhooks.webhooks_common import (
@@ -38,6 +39,9 @@ T = TypeVar("T")
 MAX_REMEMBERED_BATCHES = 100_000
 """Batches with a webhook remembered, oldest forgotten first: the calls of a batch forgotten are made at the next
 start, when the calls still due are read from the queue."""
+CLAIM_MARGIN_S = 30.0
+"""Added to the longest a call may take once claimed, for its database reads and writes and for the clocks of the
+servers sharing the database, which judge one another's claims: they must agree to well within this."""
 STOP_WAIT_S = 1.0
 """How long `stop()` waits for the senders once it has cut their calls; one still busy (resolving a name, which
 cannot be cut) is left behind and touches nothing more."""
@@ -77,6 +81,8 @@ class _Run:
     """One start-to-stop of the service; a sender left behind by `stop()` holds its own run, never the next one."""
 
     caller: WebhookCaller
+    claimant: str
+    """This run's `WebhookClaimant` id: the calls it claims, and those it may still record, are its own."""
     stopping: threading.Event = field(default_factory=threading.Event)
     pending: queue.SimpleQueue[int | None] = field(default_factory=queue.SimpleQueue)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,6 +104,10 @@ class HttpWebhookService(WebhookServiceBase):
         self._queue = session_queue
         self._settings = settings or WebhookSettings()
         self._per_target = max(1, self._settings.senders // 2)
+        # A claim covers the longest a claimed call may take: every try to its deadline, and the backoffs between.
+        tries, timeout_s = self._settings.tries, self._settings.timeout_s
+        backoffs_s = self._settings.first_backoff_s * (2 ** (tries - 1) - 1)
+        self._claim_s = tries * timeout_s + backoffs_s + CLAIM_MARGIN_S
         self._batches_with_webhooks: OrderedDict[str, None] = OrderedDict()
         self._batches_lock = threading.Lock()
         # Held around every database access of a sender and by `stop()` as it stops the run, so that no sender
@@ -107,8 +117,11 @@ class HttpWebhookService(WebhookServiceBase):
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
-        run = _Run(caller=WebhookCaller(self._settings.timeout_s, self._settings.allow_private))
+        caller = WebhookCaller(self._settings.timeout_s, self._settings.allow_private)
+        run = _Run(caller=caller, claimant=WebhookClaimant.new().id)
         self._run = run
+        # Calls claimed by a server on this host that has since crashed are taken at once, not after their lapse.
+        self._queue.release_gone_webhook_claims()
         # Subscribed before reading what is due, so that nothing finishing meanwhile is missed; `scheduled`
         # keeps an item both read and announced from being called twice.
         self._unsubscribe = self._events.subscribe(self._on_event)
@@ -135,6 +148,11 @@ class HttpWebhookService(WebhookServiceBase):
             return
         with self._database_guard:
             run.stopping.set()
+            # The calls cut short are left to the next server to start, or to another one running, at once.
+            try:
+                self._queue.release_webhook_claims(run.claimant)
+            except Exception:
+                logger.exception("Could not free this server's webhook claims; they lapse in %g s", self._claim_s)
         run.caller.close()
         for _ in run.threads:
             run.pending.put(None)
@@ -247,13 +265,20 @@ class HttpWebhookService(WebhookServiceBase):
         except SessionQueueItemUnreadableError:
             # No outcome can be sent for it: kept due, it would be tried forever and never pruned.
             logger.error("Webhook for item %s given up: the item cannot be read back", item_id)
-            self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=False))
+            self._while_running(run, lambda: self._queue.set_webhook_done(item_id, False, run.claimant))
         except Exception:
             logger.exception("Webhook for item %s failed; it is called again later", item_id)
         return None
 
     def _try_call(self, run: _Run, item_id: int, url: str, endpoint: Endpoint) -> None:
-        """Tries the call until it is answered with a 2xx or given up on."""
+        """Claims the call, then tries it until it is answered with a 2xx or given up on; a call that another
+        server has made or is making is left to it.
+
+        Claimed here, once the call has its target's share, rather than when it is read: a claim then covers what
+        a call may take, and no call waits for a target under this server's claim while another could make it.
+        """
+        if not self._while_running(run, lambda: self._queue.claim_webhook(item_id, run.claimant, self._claim_s)):
+            return
         item = self._while_running(run, lambda: self._queue.get_queue_item(item_id))
         body = QueueItemOutcome.from_item(item).model_dump_json().encode()
 
@@ -264,7 +289,7 @@ class HttpWebhookService(WebhookServiceBase):
             return True
 
         if self._tried(run, item_id, url, post):
-            self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=True))
+            self._while_running(run, lambda: self._queue.set_webhook_done(item_id, True, run.claimant))
 
     def _tried(self, run: _Run, item_id: int, url: str, attempt: Callable[[], T]) -> T | None:
         """`attempt()`'s result, tried up to `tries` times with backoff; None once given up on (and recorded so).
@@ -292,7 +317,7 @@ class HttpWebhookService(WebhookServiceBase):
                 raise _Stopped
             backoff *= 2
         logger.error("Gave up on the webhook %s for item %s: %s", url, item_id, problem)
-        self._while_running(run, lambda: self._queue.set_webhook_done(item_id, delivered=False))
+        self._while_running(run, lambda: self._queue.set_webhook_done(item_id, False, run.claimant))
         return None
 
     def _headers(self, body: bytes) -> dict[str, str]:

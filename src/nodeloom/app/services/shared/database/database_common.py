@@ -1,8 +1,9 @@
-"""Exceptions and the migration model shared by the database port, its adapters and the migrator."""
+"""Exceptions, the migration model and the nesting of blocks, shared by the database port, its adapters and the
+migrator."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,3 +44,32 @@ class Migration:
     version: int
     description: str
     up: Callable[[DbCursor], None]
+
+
+@dataclass(kw_only=True)
+class TransactionBlock:
+    """A thread's running outermost `transaction()` or `read()`, which the blocks nested in it join.
+
+    Each adapter keeps one per running outermost block, with what its engine needs besides (a connection).
+    """
+
+    write: bool
+    doomed: bool = False
+    """Set by a failed statement or a failed nested `transaction()`: the block may then only roll back."""
+
+    def join(self, cursors: Generator[DbCursor, None, None]) -> Generator[DbCursor, None, None]:
+        """Runs a nested `transaction()` on `cursors`, the adapter's cursor for this block."""
+        if not self.write:
+            raise DatabaseError("transaction() cannot start inside read(): open the transaction first and read in it")
+        try:
+            yield from cursors
+        except BaseException:
+            # The nested block's writes cannot be undone apart from the outer block's, so an outer block catching
+            # this exception must not be able to commit them.
+            self.doomed = True
+            raise
+
+    def check_committable(self) -> None:
+        """Raises `DatabaseError` where the block is doomed, before the adapter would commit it."""
+        if self.doomed:
+            raise DatabaseError("The transaction was rolled back: a statement or a nested block failed inside it")

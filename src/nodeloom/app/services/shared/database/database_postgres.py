@@ -18,7 +18,11 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Params
-from nodeloom.app.services.shared.database.database_common import DatabaseError, DatabaseIntegrityError
+from nodeloom.app.services.shared.database.database_common import (
+    DatabaseError,
+    DatabaseIntegrityError,
+    TransactionBlock,
+)
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 """How a database URL that names PostgreSQL starts."""
@@ -56,12 +60,10 @@ def _describe(url: str) -> str:
 
 
 @dataclass
-class _Block:
-    """The running outermost `transaction()` or `read()` of one thread, shared by the blocks nested in it."""
+class _Block(TransactionBlock):
+    """A thread's running outermost block, with the connection it borrowed from the pool."""
 
     connection: psycopg.Connection[DictRow]
-    write: bool
-    doomed: bool = False
 
 
 class _PostgresCursor:
@@ -155,10 +157,8 @@ class PostgresDatabase(DatabaseBase):
         block: _Block | None = getattr(self._local, "block", None)
         if block is None:
             yield from self._outermost(write=True)
-        elif block.write:
-            yield from self._joined(block)
         else:
-            raise DatabaseError("transaction() cannot start inside read(): open the transaction first and read in it")
+            yield from block.join(self._cursor(block))
 
     @contextmanager
     def read(self) -> Generator[DbCursor, None, None]:
@@ -182,10 +182,7 @@ class PostgresDatabase(DatabaseBase):
             block = self._local.block = _Block(connection, write=write)
             try:
                 yield from self._cursor(block)
-                if block.doomed:
-                    raise DatabaseError(
-                        "The transaction was rolled back: a statement or a nested block failed inside it"
-                    )
+                block.check_committable()
                 self._run(connection, "COMMIT")
             except BaseException:
                 # On a broken connection the ROLLBACK fails too; the pool discards that connection, and the
@@ -195,15 +192,6 @@ class PostgresDatabase(DatabaseBase):
                 raise
             finally:
                 self._local.block = None
-
-    def _joined(self, block: _Block) -> Generator[DbCursor, None, None]:
-        try:
-            yield from self._cursor(block)
-        except BaseException:
-            # The nested block's writes cannot be undone apart from the outer block's, so an outer block catching
-            # this exception must not be able to commit them.
-            block.doomed = True
-            raise
 
     def _cursor(self, block: _Block) -> Generator[DbCursor, None, None]:
         try:

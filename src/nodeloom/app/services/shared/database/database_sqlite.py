@@ -6,12 +6,15 @@ import sqlite3
 import threading
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, DbCursor, DbRow, Listener, Params
-from nodeloom.app.services.shared.database.database_common import DatabaseError, DatabaseIntegrityError
+from nodeloom.app.services.shared.database.database_common import (
+    DatabaseError,
+    DatabaseIntegrityError,
+    TransactionBlock,
+)
 
 
 def _raise_translated(error: sqlite3.Error) -> NoReturn:
@@ -27,18 +30,10 @@ def _bindable(params: Params) -> Sequence[Any] | dict[str, Any]:
     return params
 
 
-@dataclass
-class _Block:
-    """The running outermost `transaction()` or `read()`, shared by the blocks nested in it."""
-
-    write: bool
-    doomed: bool = False
-
-
 class _SqliteCursor:
     """A `DbCursor` over one sqlite3 cursor that turns driver errors into `DatabaseError`."""
 
-    def __init__(self, cursor: sqlite3.Cursor, block: _Block) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, block: TransactionBlock) -> None:
         self._cursor = cursor
         self._block = block
 
@@ -94,7 +89,7 @@ class SqliteDatabase(DatabaseBase):
     def __init__(self, path: Path | str, busy_timeout_s: float = 5.0) -> None:
         self._lock = threading.RLock()
         # Touched only by the thread holding the lock.
-        self._block: _Block | None = None
+        self._block: TransactionBlock | None = None
         try:
             # isolation_level=None stops the driver from opening transactions on its own: every
             # BEGIN, COMMIT and ROLLBACK below is explicit.
@@ -121,12 +116,8 @@ class SqliteDatabase(DatabaseBase):
         with self._lock:
             if self._block is None:
                 yield from self._outermost(write=True)
-            elif self._block.write:
-                yield from self._joined(self._block)
             else:
-                raise DatabaseError(
-                    "transaction() cannot start inside read(): open the transaction first and read in it"
-                )
+                yield from self._block.join(self._cursor(self._block))
 
     @contextmanager
     def read(self) -> Generator[DbCursor, None, None]:
@@ -159,11 +150,10 @@ class SqliteDatabase(DatabaseBase):
         # IMMEDIATE takes the file's write lock at BEGIN, so no other process can write between
         # this transaction's select and its update.
         self._run("BEGIN IMMEDIATE" if write else "BEGIN")
-        block = self._block = _Block(write=write)
+        block = self._block = TransactionBlock(write=write)
         try:
             yield from self._cursor(block)
-            if block.doomed:
-                raise DatabaseError("The transaction was rolled back: a statement or a nested block failed inside it")
+            block.check_committable()
             self._run("COMMIT")
         except BaseException:
             if self._connection.in_transaction:
@@ -172,16 +162,7 @@ class SqliteDatabase(DatabaseBase):
         finally:
             self._block = None
 
-    def _joined(self, block: _Block) -> Generator[DbCursor, None, None]:
-        try:
-            yield from self._cursor(block)
-        except BaseException:
-            # The nested block's writes cannot be undone apart from the outer block's, so an outer
-            # block catching this exception must not be able to commit them.
-            block.doomed = True
-            raise
-
-    def _cursor(self, block: _Block) -> Generator[DbCursor, None, None]:
+    def _cursor(self, block: TransactionBlock) -> Generator[DbCursor, None, None]:
         try:
             cursor = self._connection.cursor()
         except sqlite3.Error as error:

@@ -17,6 +17,7 @@ from nodeloom.app.services.shared.database.migrations import (
     migration_6,
     migration_7,
     migration_8,
+    migration_9,
 )
 
 MIGRATIONS: list[Migration] = [
@@ -28,5 +29,6 @@ MIGRATIONS: list[Migration] = [
     Migration(version=6, description="API tokens", up=migration_6.up),
     Migration(version=7, description="processor leases", up=migration_7.up),
     Migration(version=8, description="events across processes", up=migration_8.up),
+    Migration(version=9, description="webhook claims", up=migration_9.up),
 ]
 """The schema's history in order; a database records the last version it ran (see `Migrator`)."""
