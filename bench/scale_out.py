@@ -4,7 +4,11 @@
 processes: sessions/s for each and the ratio to one; (b) claim and complete every item of a 10,000-item queue in
 this process, events stored as the server stores them: ms per item; (c) from a worker's node to a socket.io client
 of an API server in another process (`nodeloom serve --no-processor`): the latency of 300 progress events, each
-carrying the time it was sent (one machine, so one clock), p50 and p95.
+carrying the time it was sent (one machine, so one clock), p50 and p95; (d) 2,000 trivial sessions (three nodes
+each) enqueued over HTTP and drained by `nodeloom serve`, with its worker process and with its processor in the
+API process, on SQLite and on PostgreSQL: enqueue seconds and sessions/s, rounds taken in turn; (e) while a node
+holds the GIL for about 5 s in one call, the latency of `/health` and `GET .../status` polled every 20 ms, p50 and
+p99, with the node in a worker process and in the API process.
 
 The server is `$NODELOOM_BENCH_POSTGRES_URL` (default: postgresql://postgres@127.0.0.1:5432/postgres); each case
 runs on a scratch database made there and dropped after.
@@ -14,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import os
+import re
 import secrets
 import signal
 import statistics
@@ -47,6 +54,7 @@ SERVER_URL = os.environ.get("NODELOOM_BENCH_POSTGRES_URL", "postgresql://postgre
 
 # The node pack the worker processes load from the root's nodes/ folder.
 PACK = """
+import re
 import time
 
 from nodeloom.app.invocations.baseinvocation import BaseInvocation, invocation
@@ -60,6 +68,17 @@ class BenchSleepInvocation(BaseInvocation):
 
     def invoke(self, context) -> IntegerOutput:
         time.sleep(self.seconds)
+        return IntegerOutput(value=0)
+
+
+@invocation("bench_hold_gil", use_cache=False)
+class BenchHoldGilInvocation(BaseInvocation):
+    '''One regex call that backtracks for seconds: the regex engine holds the GIL throughout.'''
+
+    length: int = InputField(default=22)
+
+    def invoke(self, context) -> IntegerOutput:
+        re.match(r"(a+)+$", "a" * self.length + "b")
         return IntegerOutput(value=0)
 
 
@@ -207,6 +226,143 @@ def event_latencies_ms(count: int = 300) -> list[float]:
             return asyncio.run(listen(api_url, count, enqueue))
 
 
+# Three trivial nodes, as bench/api.py runs them.
+TRIVIAL: dict[str, Any] = {
+    "nodes": {
+        "a": {"id": "a", "type": "integer", "value": 1},
+        "b": {"id": "b", "type": "integer", "value": 2},
+        "sum": {"id": "sum", "type": "add", "use_cache": False},
+    },
+    "edges": [
+        {"source": {"node_id": "a", "field": "value"}, "destination": {"node_id": "sum", "field": "a"}},
+        {"source": {"node_id": "b", "field": "value"}, "destination": {"node_id": "sum", "field": "b"}},
+    ],
+}
+
+
+@contextmanager
+def server(root: Path, database_url: str, worker_processes: bool) -> Iterator[httpx.Client]:
+    """`nodeloom serve` on `root`, its processor in a worker process or in itself; a client of its queue routes."""
+    port = 9400 + secrets.randbelow(500)
+    env = {
+        **os.environ,
+        "NODELOOM_DATABASE_URL": database_url,
+        "NODELOOM_LOG_LEVEL": "warning",
+        "NODELOOM_MAX_QUEUE_SIZE": "100000",
+        "NODELOOM_WORKER_PROCESSES": str(worker_processes).lower(),
+    }
+    command = [sys.executable, "-m", "nodeloom", "serve", "--root", str(root), "--port", str(port)]
+    with open(root.parent / "serve.log", "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+
+            def ready() -> bool:
+                try:
+                    status = http.get("/api/v1/queue/default/processors")
+                except httpx.TransportError:
+                    return False
+                return status.status_code == 200 and any(p["is_alive"] for p in status.json())
+
+            wait_until(ready, 120, "the server and its processor")
+            yield http
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+
+def trivial_round(http: httpx.Client, sessions: int) -> tuple[float, float]:
+    """Enqueues `sessions` trivial sessions with the processor paused, then runs them: enqueue seconds and
+    sessions/s from resuming to the last completion (the status polled every 20 ms)."""
+    queue = "/api/v1/queue/default"
+    http.put(f"{queue}/processor/pause").raise_for_status()
+    started = time.perf_counter()
+    response = http.post(f"{queue}/enqueue_batch", json={"batch": {"graph": TRIVIAL, "runs": sessions}})
+    response.raise_for_status()
+    enqueue_s = time.perf_counter() - started
+    batch_id = response.json()["batch"]["batch_id"]
+    started = time.perf_counter()
+    http.put(f"{queue}/processor/resume").raise_for_status()
+    while http.get(f"{queue}/b/{batch_id}/status").json()["completed"] < sessions:
+        time.sleep(0.02)
+    rate = sessions / (time.perf_counter() - started)
+    http.put(f"{queue}/prune").raise_for_status()
+    return enqueue_s, rate
+
+
+def trivial_sessions(engine: str, sessions: int, rounds: int) -> dict[str, Any]:
+    """(d) The median enqueue seconds and sessions/s of `rounds` rounds with a worker process and in-process."""
+    modes = {"worker_process": True, "in_process": False}
+    results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(scratch_database()) if engine == "postgres" else ""
+        for round_number in range(rounds):
+            # Taken in turn, so that the machine's drift touches both alike.
+            for mode in sorted(modes, reverse=round_number % 2 == 1):
+                with root_with_pack() as root, server(root, url, modes[mode]) as http:
+                    results[mode].append(trivial_round(http, sessions))
+                if url:
+                    with psycopg.connect(url, autocommit=True) as db:
+                        db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    medians = {
+        mode: {
+            "enqueue_s": round(statistics.median(e for e, _ in runs), 3),
+            "sessions_per_s": round(statistics.median(r for _, r in runs), 1),
+        }
+        for mode, runs in results.items()
+    }
+    worker, inline = medians["worker_process"]["sessions_per_s"], medians["in_process"]["sessions_per_s"]
+    return {
+        "case": "trivial_sessions",
+        "engine": engine,
+        "sessions": sessions,
+        "rounds": rounds,
+        **medians,
+        "ratio": round(worker / inline, 3),
+        "ms_per_session_added": round(1000 / worker - 1000 / inline, 3),
+    }
+
+
+def gil_hold_length(seconds: float) -> int:
+    """The regex length whose one call takes about `seconds` here: each added character doubles it."""
+    started = time.perf_counter()
+    re.match(r"(a+)+$", "a" * 20 + "b")
+    took = time.perf_counter() - started
+    return 20 + max(0, round(math.log2(seconds / took)))
+
+
+def latencies_while_gil_held(worker_processes: bool, length: int) -> dict[str, Any]:
+    """(e) `/health` and status latencies, polled every 20 ms while the node holds the GIL in one call."""
+    timings: dict[str, list[float]] = {"health": [], "status": []}
+    with root_with_pack() as root, server(root, "", worker_processes) as http:
+        queue = "/api/v1/queue/default"
+        hold = {"nodes": {"n": {"id": "n", "type": "bench_hold_gil", "length": length}}, "edges": []}
+        body = {"batch": {"graph": hold}}
+        (item_id,) = http.post(f"{queue}/enqueue_batch", json=body).json()["item_ids"]
+        wait_until(lambda: http.get(f"{queue}/i/{item_id}").json()["status"] == "in_progress", 60, "the node")
+        started = time.perf_counter()
+        while True:
+            for name, path in (("health", "/health"), ("status", f"{queue}/status")):
+                sent = time.perf_counter()
+                http.get(path).raise_for_status()
+                timings[name].append((time.perf_counter() - sent) * 1000)
+            if http.get(f"{queue}/i/{item_id}").json()["status"] != "in_progress":
+                break
+            time.sleep(0.02)
+        held_s = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "case": "latency_while_gil_held",
+        "node_in": "worker_process" if worker_processes else "api_process",
+        "held_s": round(held_s, 1),
+    }
+    for name, values in timings.items():
+        cuts = statistics.quantiles(values, n=100, method="inclusive")
+        result[f"{name}_requests"] = len(values)
+        result[f"{name}_p50_ms"] = round(cuts[49], 1)
+        result[f"{name}_p99_ms"] = round(cuts[98], 1)
+    return result
+
+
 def emit(measurement: dict[str, Any]) -> None:
     print(json.dumps(measurement), flush=True)
 
@@ -216,25 +372,52 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=2_000, help="sessions drained in (a)")
     parser.add_argument("--queued", type=int, default=10_000, help="items claimed and completed in (b)")
     parser.add_argument("--events", type=int, default=300, help="events timed in (c)")
+    parser.add_argument("--trivial", type=int, default=2_000, help="trivial sessions a round in (d)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each way in (d)")
+    parser.add_argument(
+        "--only", choices=["drain", "claim", "events", "trivial", "gil"], action="append", help="run these parts only"
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["drain", "claim", "events", "trivial", "gil"])
     load_builtin_nodes()
     summary: dict[str, Any] = {"case": "summary"}
-    rates = {}
-    for workers in (1, 2, 4):
-        rates[workers] = drain_rate(workers, args.sessions)
-        emit(
-            {"case": "drain", "workers": workers, "sessions": args.sessions, "sessions_per_s": round(rates[workers], 1)}
-        )
-    summary["sessions_per_s"] = {str(n): round(rate, 1) for n, rate in rates.items()}
-    summary["ratio_4_to_1"] = round(rates[4] / rates[1], 2)
-    ms = claim_complete_ms(args.queued)
-    emit({"case": "claim_complete", "queued": args.queued, "ms_per_item": round(ms, 3)})
-    summary["claim_complete_ms"] = round(ms, 3)
-    latencies = event_latencies_ms(args.events)
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    p50, p95 = cuts[49], cuts[94]
-    emit({"case": "event_latency", "events": len(latencies), "p50_ms": round(p50, 1), "p95_ms": round(p95, 1)})
-    summary["event_p95_ms"] = round(p95, 1)
+    if "drain" in parts:
+        rates = {}
+        for workers in (1, 2, 4):
+            rates[workers] = drain_rate(workers, args.sessions)
+            emit(
+                {
+                    "case": "drain",
+                    "workers": workers,
+                    "sessions": args.sessions,
+                    "sessions_per_s": round(rates[workers], 1),
+                }
+            )
+        summary["sessions_per_s"] = {str(n): round(rate, 1) for n, rate in rates.items()}
+        summary["ratio_4_to_1"] = round(rates[4] / rates[1], 2)
+    if "claim" in parts:
+        ms = claim_complete_ms(args.queued)
+        emit({"case": "claim_complete", "queued": args.queued, "ms_per_item": round(ms, 3)})
+        summary["claim_complete_ms"] = round(ms, 3)
+    if "events" in parts:
+        latencies = event_latencies_ms(args.events)
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        p50, p95 = cuts[49], cuts[94]
+        emit({"case": "event_latency", "events": len(latencies), "p50_ms": round(p50, 1), "p95_ms": round(p95, 1)})
+        summary["event_p95_ms"] = round(p95, 1)
+    if "trivial" in parts:
+        for engine in ("sqlite", "postgres"):
+            trivial = trivial_sessions(engine, args.trivial, args.rounds)
+            emit(trivial)
+            summary[f"trivial_sessions_per_s_{engine}"] = {
+                mode: trivial[mode]["sessions_per_s"] for mode in ("worker_process", "in_process")
+            }
+    if "gil" in parts:
+        length = gil_hold_length(5.0)
+        for worker_processes in (True, False):
+            held = latencies_while_gil_held(worker_processes, length)
+            emit(held)
+            summary[f"health_p99_ms_node_in_{held['node_in']}"] = held["health_p99_ms"]
     emit(summary)
 
 

@@ -85,6 +85,8 @@ class LiveServer:
 
     def __init__(self, root: Path, **settings: Any) -> None:
         settings.setdefault("processor_poll_interval_s", 0.05)
+        # The tests' own node classes exist in this process only; worker processes are proven by `ServeProcess`.
+        settings.setdefault("worker_processes", False)
         self.port = free_port()
         self.config = load_config(root, host="127.0.0.1", port=self.port, log_level="warning", **settings)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 # subcommand -> module in nodeloom.cli with `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
     "run": ("run_graph", "Run a graph in this process and print each node's output"),
-    "serve": ("serve", "Serve the HTTP API and run the session processor"),
+    "serve": ("serve", "Serve the HTTP API, with a worker process per device running the sessions"),
     "worker": ("worker", "Run session processors, one per device, on a root's database, with no HTTP server"),
     "enqueue": ("enqueue", "Send a graph to a running server as a batch; --wait follows it and prints its outputs"),
     "queue": ("queue", "Look at and steer a running server's session queue"),

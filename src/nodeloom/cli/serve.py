@@ -1,4 +1,5 @@
-"""`nodeloom serve`: the HTTP API, socket.io events and the session processor, on one root folder."""
+"""`nodeloom serve`: the HTTP API and socket.io events on one root folder, with a worker process per device that
+runs the sessions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import sys
 from typing import Any
 
-from nodeloom.cli.root_arguments import add_database_argument, add_root_argument
+from nodeloom.cli.root_arguments import add_database_argument, add_devices_argument, add_root_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve the API only, running no session: `nodeloom worker` processes on the same database run them",
     )
+    add_devices_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,15 +30,16 @@ def run(args: argparse.Namespace) -> int:
     from nodeloom.app.api.app import create_server
     from nodeloom.app.services.config.config_default import load_config
     from nodeloom.app.services.invocation_services import open_database
+    from nodeloom.app.services.invoker import LOG_FORMAT
     from nodeloom.app.services.shared.database.database_common import DatabaseError, MigrationError
 
-    given = (("host", args.host), ("port", args.port), ("database_url", args.db))
+    given = (("host", args.host), ("port", args.port), ("database_url", args.db), ("devices", args.devices))
     overrides: dict[str, Any] = {k: v for k, v in given if v is not None}
     if args.no_processor:
         overrides["run_processor"] = False
     config = load_config(args.root, **overrides)
     config.root.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
     try:
         # Opened and migrated before the server starts, where a failure would be a traceback in its start-up.
         open_database(config).close()

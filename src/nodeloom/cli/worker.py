@@ -9,52 +9,32 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, get_args
 
-from nodeloom.cli.root_arguments import add_database_argument, add_root_argument
+from nodeloom.cli.root_arguments import add_database_argument, add_devices_argument, add_root_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_root_argument(parser)
     add_database_argument(parser)
-    parser.add_argument(
-        "--devices",
-        default=None,
-        metavar="LIST",
-        help="the devices to run processors on, one processor each, comma-separated: auto, cpu, cuda, mps "
-        "(default: the device setting)",
-    )
+    add_devices_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: every subcommand module is imported to build the parser, and `nodeloom run` stays light.
-    from nodeloom.app.invocations import load_builtin_nodes
-    from nodeloom.app.invocations.custom_nodes import load_custom_nodes
     from nodeloom.app.services.config.config_default import load_config
-    from nodeloom.app.services.invocation_services import build_processor, build_services
-    from nodeloom.app.services.invoker import Worker
+    from nodeloom.app.services.invoker import LOG_FORMAT, build_worker
     from nodeloom.app.services.shared.database.database_common import DatabaseError, MigrationError
-    from nodeloom.backend.util.devices import DeviceName
 
-    overrides: dict[str, Any] = {} if args.db is None else {"database_url": args.db}
-    config = load_config(args.root, **overrides)
-    devices: list[str] = [config.device] if args.devices is None else args.devices.split(",")
-    known = get_args(DeviceName)
-    unknown = [device for device in devices if device not in known]
-    if unknown or not devices:
-        print(f"nodeloom worker: --devices takes a list of {', '.join(known)}; got {args.devices!r}", file=sys.stderr)
-        return 2
+    given = (("database_url", args.db), ("devices", args.devices))
+    config = load_config(args.root, **{k: v for k, v in given if v is not None})
+    devices = config.device_list
     config.root.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    load_builtin_nodes()
-    load_custom_nodes(config.nodes_path)
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
     try:
-        services = build_services(config.model_copy(update={"device": devices[0]}))
+        worker = build_worker(config, devices)
     except (DatabaseError, MigrationError) as error:
         print(f"nodeloom worker: {error}", file=sys.stderr)
         return 1
-    further: list[DeviceName] = devices[1:]  # type: ignore[assignment]  # checked against DeviceName above
-    worker = Worker(services, [services.session_processor, *(build_processor(services, d) for d in further)])
     stop = _stop_on_signals()
     worker.start()
     logging.getLogger(__name__).info(

@@ -194,7 +194,8 @@ def create_app(config: NodeloomConfig) -> NodeloomApp:
     async def lifespan(app: NodeloomApp) -> AsyncIterator[None]:
         load_builtin_nodes()
         load_custom_nodes(config.nodes_path)
-        services = build_services(config)
+        # No node code runs in this process unless the settings ask: the processors are child worker processes.
+        services = build_services(config, worker_processes=config.worker_processes and config.run_processor)
         app.state.services = services
         guard = EdgeGuard(app.dispatch, config, services.auth_tokens)
         app.state.guard = guard

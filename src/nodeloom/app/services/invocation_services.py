@@ -23,6 +23,7 @@ from nodeloom.app.services.metrics.metrics_base import MetricsServiceBase
 from nodeloom.app.services.metrics.metrics_collectors import ServiceStateCollector
 from nodeloom.app.services.metrics.metrics_prometheus import PrometheusMetricsService
 from nodeloom.app.services.model_install.model_install_default import DownloadSettings, ModelInstallService
+from nodeloom.app.services.model_load.model_load_base import ModelLoadServiceBase
 from nodeloom.app.services.model_load.model_load_default import ModelLoadService
 from nodeloom.app.services.model_manager.model_manager_base import ModelManagerServiceBase
 from nodeloom.app.services.model_manager.model_manager_default import ModelManagerService
@@ -31,9 +32,16 @@ from nodeloom.app.services.object_serializer.object_serializer_base import Objec
 from nodeloom.app.services.object_serializer.object_serializer_disk import ObjectSerializerDisk
 from nodeloom.app.services.object_serializer.object_serializer_forward_cache import ObjectSerializerForwardCache
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
+from nodeloom.app.services.session_processor.session_processor_common import RunWatcher
 from nodeloom.app.services.session_processor.session_processor_default import (
     DefaultSessionProcessor,
     ProcessorSettings,
+)
+from nodeloom.app.services.session_processor.session_processor_workers import (
+    PoolSettings,
+    WorkerInvocationCache,
+    WorkerModelCache,
+    WorkerProcessPool,
 )
 from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
 from nodeloom.app.services.session_queue.session_queue_common import BatchLimits
@@ -124,6 +132,7 @@ def _processor(
     contexts: InvocationContextBuilder,
     metrics: MetricsServiceBase,
     device: DeviceName,
+    watcher: RunWatcher | None,
 ) -> DefaultSessionProcessor:
     return DefaultSessionProcessor(
         queue,
@@ -143,10 +152,13 @@ def _processor(
             devices=(device,),
             heartbeat_interval_s=config.heartbeat_interval_s,
         ),
+        watcher,
     )
 
 
-def build_processor(services: InvocationServices, device: DeviceName) -> SessionProcessorBase:
+def build_processor(
+    services: InvocationServices, device: DeviceName, watcher: RunWatcher | None = None
+) -> SessionProcessorBase:
     """One more processor on the services' queue, for a worker that runs one per device: a model cache of its own on
     `device` and stats of its own; the rest (queue, events, images, the invocation cache, metrics) shared."""
     config = services.config
@@ -174,11 +186,19 @@ def build_processor(services: InvocationServices, device: DeviceName) -> Session
         contexts,
         services.metrics,
         device,
+        watcher,
     )
 
 
-def build_services(config: NodeloomConfig) -> InvocationServices:
-    """Opens (and migrates) the database under the root and wires every service; nothing runs until started."""
+def build_services(
+    config: NodeloomConfig, *, worker_processes: bool = False, watcher: RunWatcher | None = None
+) -> InvocationServices:
+    """Opens (and migrates) the database under the root and wires every service; nothing runs until started.
+
+    With `worker_processes` (an API server's), the session processor is a pool of child worker processes, one per
+    device, and the invocation and model caches are views of theirs; else one processor runs in this process on
+    `config.device`, telling `watcher` of its sessions.
+    """
     database = open_database(config)
     events = DatabaseEventService(database, poll_interval_s=config.events_poll_interval_s, keep=config.events_keep)
     image_services = build_image_services(database, config.outputs_path / "images", events)
@@ -200,6 +220,29 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
         limits=BatchLimits.from_config(config),
         lease_s=config.lease_s,
     )
+    metrics = PrometheusMetricsService()
+    cache: InvocationCacheBase
+    load: ModelLoadServiceBase
+    pool = None
+    if worker_processes:
+        # Imported here: what a child runs wires its own services with this module.
+        from nodeloom.app.services.invoker import run_worker_process
+
+        pool = WorkerProcessPool(
+            config,
+            queue,
+            events,
+            metrics,
+            run_worker_process,
+            PoolSettings(
+                devices=tuple(config.device_list),
+                hard_cancel_after_s=config.hard_cancel_after_s,
+                restart_interval_s=config.processor_restart_interval_s,
+            ),
+        )
+        cache, load = WorkerInvocationCache(pool), WorkerModelCache(pool)
+    else:
+        cache, load = MemoryInvocationCache(max_size=config.node_cache_size), _model_load(config, events, config.device)
     model_records = SqlModelRecordService(database)
     model_manager = ModelManagerService(
         store=model_records,
@@ -213,13 +256,15 @@ def build_services(config: NodeloomConfig) -> InvocationServices:
                 hf_token=None if config.hf_token is None else config.hf_token.get_secret_value(),
             ),
         ),
-        load=_model_load(config, events, config.device),
+        load=load,
     )
-    stats = InvocationStatsService(model_cache_stats=model_manager.load.get_session_stats)
-    cache = MemoryInvocationCache(max_size=config.node_cache_size)
-    metrics = PrometheusMetricsService()
-    contexts = InvocationContextBuilder(events, config, images, boards, tensors, conditioning, model_manager)
-    processor = _processor(config, queue, events, stats, cache, contexts, metrics, config.device)
+    stats = InvocationStatsService(model_cache_stats=load.get_session_stats)
+    processor: SessionProcessorBase
+    if pool is not None:
+        processor = pool
+    else:
+        contexts = InvocationContextBuilder(events, config, images, boards, tensors, conditioning, model_manager)
+        processor = _processor(config, queue, events, stats, cache, contexts, metrics, config.device, watcher)
     metrics.add_collector(ServiceStateCollector(queue, cache, processor))
     return InvocationServices(
         config=config,

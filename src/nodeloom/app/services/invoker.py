@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
-from nodeloom.app.services.invocation_services import InvocationServices
+from nodeloom.app.invocations import load_builtin_nodes
+from nodeloom.app.invocations.custom_nodes import load_custom_nodes
+from nodeloom.app.services.invocation_services import InvocationServices, build_processor, build_services
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
+from nodeloom.app.services.session_processor.session_processor_workers import (
+    WorkerControl,
+    WorkerState,
+    die_with_parent,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from multiprocessing.connection import Connection
+
+    from nodeloom.app.services.config.config_default import NodeloomConfig
+    from nodeloom.app.services.session_processor.session_processor_common import RunWatcher
+    from nodeloom.backend.util.devices import DeviceName
 
 logger = logging.getLogger(__name__)
 
@@ -96,3 +113,45 @@ class Worker:
             thread.join(max(0.0, deadline - time.monotonic()))
         services.events.stop(timeout_s=max(0.0, deadline - time.monotonic()))
         services.database.close()
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def build_worker(config: NodeloomConfig, devices: Sequence[DeviceName], watcher: RunWatcher | None = None) -> Worker:
+    """A worker with one processor per device (the first on the services' own model cache), after loading the
+    built-in nodes and the root's node packs; nothing runs until started."""
+    load_builtin_nodes()
+    load_custom_nodes(config.nodes_path)
+    services = build_services(config.model_copy(update={"device": devices[0]}), watcher=watcher)
+    further = [build_processor(services, device, watcher) for device in devices[1:]]
+    return Worker(services, [services.session_processor, *further])
+
+
+def run_worker_process(config: NodeloomConfig, device: DeviceName, state: WorkerState, conn: Connection) -> None:
+    """What a child worker process of `nodeloom serve` runs: a worker on `device`, telling its parent of its
+    sessions and answering its calls, until the parent asks it to stop or is gone."""
+    die_with_parent()
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when its children stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    control = WorkerControl(conn)
+    worker = build_worker(config.model_copy(update={"devices": [device]}), [device], control)
+    services = worker.services
+    (processor,) = worker.processors
+    if not state.cache_enabled:
+        services.invocation_cache.disable()
+    if state.paused:
+        processor.pause()
+    worker.start()
+    calls: dict[str, Callable[[], Any]] = {
+        "pause": processor.pause,
+        "resume": processor.resume,
+        "cache_status": services.invocation_cache.get_status,
+        "cache_enable": services.invocation_cache.enable,
+        "cache_disable": services.invocation_cache.disable,
+        "cache_clear": services.invocation_cache.clear,
+        "model_stats": services.model_manager.load.get_stats,
+        "empty_model_cache": services.model_manager.load.empty_cache,
+    }
+    control.serve(calls, worker.stop)

@@ -6,15 +6,17 @@ import os
 import threading
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from nodeloom.backend.util.devices import DEVICE_PATTERN, DeviceName
 
 CONFIG_FILE_NAME = "nodeloom.yaml"
 DEFAULT_ROOT = Path(".nodeloom")
@@ -48,8 +50,19 @@ class NodeloomConfig(BaseSettings):
     )
     run_processor: bool = Field(
         default=True,
-        description="Run a session processor in the server; off (serve --no-processor), the server only serves the "
+        description="Run session processors for the server; off (serve --no-processor), the server only serves the "
         "API and `nodeloom worker` processes run the sessions",
+    )
+    worker_processes: bool = Field(
+        default=True,
+        description="Run the server's processors in child worker processes, one per device, so that no node code "
+        "runs in the API process; off, they run in the API process",
+    )
+    hard_cancel_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a worker process's node may ignore the cancel of its item before the server ends "
+        "that process and starts a fresh one",
     )
     processor_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the processor looks for work when no event woke it"
@@ -60,8 +73,14 @@ class NodeloomConfig(BaseSettings):
     vram_cache_gb: float = Field(
         default=8.0, ge=0, description="The VRAM the models on the GPU may take, in GiB; those in use stay regardless"
     )
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
-        default="auto", description="Where models run: auto picks CUDA, else MPS, else the CPU"
+    device: Annotated[DeviceName, StringConstraints(pattern=DEVICE_PATTERN)] = Field(
+        default="auto",
+        description="Where models run: auto picks CUDA, else MPS, else the CPU; cuda:N is the GPU of index N",
+    )
+    devices: list[Annotated[DeviceName, StringConstraints(pattern=DEVICE_PATTERN)]] = Field(
+        default_factory=list,
+        description="The devices to run processors on, one each with its own model cache and VRAM budget (serve "
+        "starts a worker process for each); empty is the one device",
     )
     precision: Literal["auto", "float16", "bfloat16", "float32"] = Field(
         default="auto", description="The dtype models load in: auto is float16 on CUDA, float32 elsewhere"
@@ -220,6 +239,11 @@ class NodeloomConfig(BaseSettings):
         description="How many of the newest stored events are kept (progress events: a minute at most); a "
         "process that falls further behind misses the older ones",
     )
+
+    @property
+    def device_list(self) -> list[DeviceName]:
+        """The devices processors run on: `devices`, else the one `device`."""
+        return self.devices or [self.device]
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> NodeloomConfig:

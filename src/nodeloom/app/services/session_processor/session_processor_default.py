@@ -26,7 +26,11 @@ from nodeloom.app.services.events.events_common import (
 )
 from nodeloom.app.services.invocation_stats.invocation_stats_common import dump_summary, log_summary
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
-from nodeloom.app.services.session_processor.session_processor_common import SessionEnd, SessionProcessorStatus
+from nodeloom.app.services.session_processor.session_processor_common import (
+    RunWatcher,
+    SessionEnd,
+    SessionProcessorStatus,
+)
 from nodeloom.app.services.session_queue.session_queue_common import ProcessorInfo, SessionQueueItemNotFoundError
 from nodeloom.app.services.session_queue.session_queue_sql_processors import this_host
 from nodeloom.app.services.shared.graph_common import uuid_string
@@ -128,8 +132,10 @@ class DefaultSessionProcessor(SessionProcessorBase):
         contexts: InvocationContextBuilder,
         metrics: MetricsServiceBase,
         settings: ProcessorSettings | None = None,
+        watcher: RunWatcher | None = None,
     ) -> None:
         self._queue = queue
+        self._watcher = watcher
         self._events = events
         self._stats = stats
         self._cache = cache
@@ -309,7 +315,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         session_id = run.item.session.id
         stats = summarise_stats(self._stats, session_id)
         self._fail(run.item, "Interrupted", message, death.trace, stats)
-        self._keep_stats(session_id, stats, None, "failed")
+        self._keep_stats(run.item, stats, None, "failed")
 
     def _loop(self) -> None:
         info = self._info
@@ -333,6 +339,8 @@ class DefaultSessionProcessor(SessionProcessorBase):
 
     def _process(self, run: _Run) -> None:
         self._run = run
+        if self._watcher is not None:
+            self._watcher.run_started(run.item)
         if self._stopping.is_set():  # `stop` came between the dequeue and now, and saw no run to stop
             run.request_stop("shutdown")
         timer = None
@@ -362,7 +370,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         status = self._end(run, outcome)
         # Not reached when something else ends the thread: the run stays for the supervisor to fail its item.
         self._run = None
-        self._keep_stats(run.item.session.id, outcome.stats, profiler, status)
+        self._keep_stats(run.item, outcome.stats, profiler, status)
 
     def _on_run_event(self, run: _Run, event: RunEvent) -> None:
         item = run.item
@@ -431,13 +439,17 @@ class DefaultSessionProcessor(SessionProcessorBase):
 
     def _keep_stats(
         self,
-        session_id: str,
+        item: SessionQueueItem,
         summary: InvocationStatsSummary | None,
         profiler: cProfile.Profile | None,
         status: SessionEnd,
     ) -> None:
-        """Counts the session in the metrics; logs its stats and writes them where the settings ask."""
+        """Counts the session in the metrics and tells the watcher; logs its stats and writes them where the
+        settings ask."""
         self._metrics.record_session(status, summary)
+        if self._watcher is not None:
+            self._watcher.run_ended(item, status, summary)
+        session_id = item.session.id
         if summary is None:
             return
         settings = self._settings

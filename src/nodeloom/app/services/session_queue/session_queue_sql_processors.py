@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import ProcessorInfo, ProcessorItem, ProcessorStatus
@@ -69,7 +70,18 @@ def process_gone(pid: int, started_at: str) -> bool:
         return True
     except PermissionError:  # a process of another user: alive
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether `pid` has exited and waits to be reaped (Linux; elsewhere, never known): a worker process whose server
+    died is left so under an init that reaps slowly."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the command's name, which is in parentheses and may hold any character.
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 def list_processors(cursor: DbCursor, lease_s: float) -> list[ProcessorStatus]:

@@ -1,0 +1,234 @@
+"""`nodeloom serve` as users run it: its processors are child worker processes, one per device, that it watches.
+
+The root's node pack tells which process ran a node, and has nodes that hold the GIL, ignore their cancel, or kill
+their own process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+from tests.database_engines import empty_postgres_schema
+from tests.helpers import graph_json, wait_for
+from tests.serve_process import ServeProcess
+
+from nodeloom.app.services.config.config_default import load_config
+
+PACK = """
+import os
+import re
+import signal
+import time
+
+from nodeloom.app.invocations.baseinvocation import BaseInvocation, invocation
+from nodeloom.app.invocations.fields import InputField
+from nodeloom.app.invocations.primitives import IntegerOutput
+
+
+@invocation("whose_pid", use_cache=True)
+class WhosePidInvocation(BaseInvocation):
+    tag: int = InputField(default=0)
+
+    def invoke(self, context) -> IntegerOutput:
+        return IntegerOutput(value=os.getpid())
+
+
+@invocation("deaf_hog", use_cache=False)
+class DeafHogInvocation(BaseInvocation):
+    '''Backtracks in the regex engine, which holds the GIL, and never looks at its cancel.'''
+
+    def invoke(self, context) -> IntegerOutput:
+        while True:
+            re.match(r"(a+)+$", "a" * 22 + "b")
+
+
+@invocation("self_kill", use_cache=False)
+class SelfKillInvocation(BaseInvocation):
+    '''Dies as a segfault or the out-of-memory killer would end it.'''
+
+    def invoke(self, context) -> IntegerOutput:
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("not reached")
+"""
+
+
+def node(node_type: str, **fields: Any) -> dict[str, Any]:
+    return graph_json([{"id": "n", "type": node_type, **fields}])
+
+
+class Server:
+    """`nodeloom serve` on a root with the pack; killed at the end if still running."""
+
+    def __init__(self, root: Path, *args: str, **settings: Any) -> None:
+        (root / "nodes").mkdir(parents=True, exist_ok=True)
+        (root / "nodes" / "pack.py").write_text(PACK)
+        self.process = ServeProcess(root, *args, **settings)
+        self.queue = httpx.Client(base_url=f"{self.process.url}/api/v1/queue/default", timeout=30)
+
+    def start(self, processors: int = 1) -> Server:
+        self.process.spawn()
+        self.process.wait_healthy()
+        wait_for(lambda: len(self.alive_processors()) == processors, 60, f"{processors} worker(s) to register")
+        return self
+
+    def alive_processors(self) -> list[dict[str, Any]]:
+        return [p for p in self.queue.get("processors").json() if p["is_alive"]]
+
+    def enqueue(self, graph: dict[str, Any], runs: int = 1) -> list[int]:
+        response = self.queue.post("enqueue_batch", json={"batch": {"graph": graph, "runs": runs}})
+        assert response.status_code == 200, response.text
+        item_ids: list[int] = response.json()["item_ids"]
+        return item_ids
+
+    def item(self, item_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = self.queue.get(f"i/{item_id}").json()
+        return found
+
+    def finished(self, item_id: int) -> dict[str, Any] | None:
+        found = self.item(item_id)
+        return found if found["status"] in ("completed", "failed", "canceled") else None
+
+    def pid_of_run(self, item_id: int) -> int:
+        item = wait_for(lambda: self.finished(item_id), 60, f"item {item_id} to finish")
+        assert item["status"] == "completed", item
+        pid: int = item["session"]["results"][item["session"]["source_prepared_mapping"]["n"][0]]["value"]
+        return pid
+
+    def close(self) -> None:
+        self.queue.close()
+        self.process.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(*args: str, processors: int = 1, **settings: Any) -> Server:
+        server = Server(tmp_path / f"root{len(servers)}", *args, **settings)
+        servers.append(server)
+        return server.start(processors)
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_sessions_run_in_a_child_worker_process_not_the_api_process(
+    serve: Any, engine: str, request: pytest.FixtureRequest
+) -> None:
+    settings: dict[str, Any] = {}
+    if engine == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        empty_postgres_schema(url)
+        settings["database_url"] = url
+    server = serve(**settings)
+    (worker,) = server.alive_processors()
+    api_pid = server.process.process.pid
+
+    (item_id,) = server.enqueue(node("whose_pid"))
+
+    assert server.pid_of_run(item_id) == worker["pid"] != api_pid
+    # The API server's view of the worker's caches and of its sessions.
+    (again,) = server.enqueue(node("whose_pid"))
+    server.pid_of_run(again)
+    cache = httpx.get(f"{server.process.url}/api/v1/app/invocation_cache/status").json()
+    assert (cache["hits"], cache["misses"], cache["size"]) == (1, 1, 1)
+    metrics = httpx.get(f"{server.process.url}/metrics").text
+    assert 'nodeloom_sessions_total{status="completed"} 2.0' in metrics
+
+
+def test_one_worker_process_runs_on_each_device(serve: Any) -> None:
+    server = serve("--devices", "cpu,cpu", processors=2)
+    pids = {p["pid"] for p in server.alive_processors()}
+    assert len(pids) == 2 and server.process.process.pid not in pids
+    assert all(p["devices"] == ["cpu"] for p in server.alive_processors())
+
+    item_ids = server.enqueue(node("whose_pid", tag=0), runs=1) + server.enqueue(node("whose_pid", tag=1), runs=1)
+
+    assert {server.pid_of_run(item_id) for item_id in item_ids} <= pids
+
+
+def test_a_node_that_ignores_its_cancel_costs_its_worker_process_and_a_fresh_one_takes_over(serve: Any) -> None:
+    server = serve(hard_cancel_after_s=1)
+    (first,) = server.alive_processors()
+    (hog,) = server.enqueue(node("deaf_hog"))
+    wait_for(lambda: server.item(hog)["status"] == "in_progress", 30, "the node to start")
+
+    assert server.queue.put(f"i/{hog}/cancel").status_code == 200
+
+    wait_for(lambda: not pid_alive(first["pid"]), 30, "the worker process to be ended")
+    (fresh,) = wait_for(server.alive_processors, 60, "a fresh worker to register")
+    assert fresh["pid"] != first["pid"]
+    assert server.item(hog)["status"] == "canceled"
+    (after,) = server.enqueue(node("whose_pid"))
+    assert server.pid_of_run(after) == fresh["pid"]
+    status = server.queue.get("status").json()["processor"]
+    assert status["restarts"] == 1 and status["is_alive"]
+
+
+def test_a_worker_process_that_dies_is_replaced_and_its_item_failed_as_interrupted(serve: Any) -> None:
+    server = serve()
+    (first,) = server.alive_processors()
+    (doomed,) = server.enqueue(node("self_kill"))
+
+    item = wait_for(lambda: server.finished(doomed), 60, "the dead worker's item to be recovered")
+
+    assert (item["status"], item["error_type"]) == ("failed", "Interrupted")
+    assert not pid_alive(first["pid"])
+    (fresh,) = wait_for(server.alive_processors, 60, "a fresh worker to register")
+    (after,) = server.enqueue(node("whose_pid"))
+    assert server.pid_of_run(after) == fresh["pid"] != first["pid"]
+
+
+def test_pause_and_resume_reach_the_worker_processes(serve: Any) -> None:
+    server = serve()
+    assert server.queue.put("processor/pause").json()["is_processing"] is False
+    (item_id,) = server.enqueue(node("whose_pid"))
+    time.sleep(0.5)  # ten of the worker's polls
+
+    assert server.item(item_id)["status"] == "pending"
+
+    assert server.queue.put("processor/resume").json()["is_processing"] is True
+    server.pid_of_run(item_id)
+
+
+def test_stopping_the_server_stops_its_worker_processes(serve: Any) -> None:
+    server = serve()
+    (worker,) = server.alive_processors()
+
+    server.process.interrupt()
+
+    assert not pid_alive(worker["pid"])
+
+
+def test_a_wrong_device_is_named_before_anything_starts(tmp_path: Path) -> None:
+    for command in ("serve", "worker"):
+        done = subprocess.run(
+            [sys.executable, "-m", "nodeloom", command, "--root", str(tmp_path), "--devices", "cuda:0,gpu1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert "argument --devices: devices are auto, cpu, mps, cuda or cuda:N" in done.stderr
+        assert "got 'gpu1'" in done.stderr
+    with pytest.raises(ValidationError, match="devices"):
+        load_config(tmp_path, devices=["cuda:one"])
