@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/diffusion.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/socket_replay.py
 	$(BIN)/python bench/web.py
 
 # The web UI (web/) builds into src/nodeloom/web/dist, which is committed: serving it needs no Node.js.

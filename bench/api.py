@@ -4,7 +4,8 @@
 (b) GET /list page latency with 100,000 items queued: p50;
 (c) a batch of 1,000 trivial sessions runs with no socket.io client, with a minimal one subscribed and with
     python-socketio's, nine times each, in turn: the medians of sessions/s, and of the events/s each client
-    received while they ran, and the server's CPU time per session (all of it, and its event loop's).
+    received while they ran, and the API process's CPU time per session (all of it, and its event loop's; the
+    sessions run in its worker process).
 """
 
 from __future__ import annotations
