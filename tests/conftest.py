@@ -55,6 +55,17 @@ def open_db(request: pytest.FixtureRequest, tmp_path: Path) -> OpenDatabase:
     return lambda: PostgresDatabase(url)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The settings that put several roots (servers, workers) on one database: a SQLite file, or an empty
+    PostgreSQL schema."""
+    if request.param == "sqlite":
+        return {"db_file": tmp_path / "shared.db"}
+    url: str = request.getfixturevalue("postgres_url")
+    empty_postgres_schema(url)
+    return {"database_url": url}
+
+
 StartServices = Callable[..., tuple[InvocationServices, Recorder]]
 
 

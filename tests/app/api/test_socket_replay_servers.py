@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,23 +14,12 @@ import pytest
 from tests.app.api.queue_api_helpers import ADD_GRAPH, enqueue, wait
 from tests.app.api.socket_listeners import Listeners
 from tests.conftest import LiveServer
-from tests.database_engines import empty_postgres_schema
 from tests.helpers import wait_for
 
 from nodeloom.app.api import sockets
 
 Q = "default"
 Events = list[tuple[str, dict[str, Any]]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """The settings that put several servers on one database."""
-    if request.param == "sqlite":
-        return {"db_file": tmp_path / "shared.db"}
-    url: str = request.getfixturevalue("postgres_url")
-    empty_postgres_schema(url)
-    return {"database_url": url}
 
 
 @contextmanager
@@ -62,11 +50,11 @@ def received_up_to(events: Events, last: int) -> Callable[[], bool]:
 
 
 def test_a_client_reconnecting_to_another_server_gets_what_it_missed_then_the_live_events(
-    live_server: Callable[..., LiveServer], shared: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    live_server: Callable[..., LiveServer], shared_database: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small pages: the replay takes many reads of the table, while the live events go on.
     monkeypatch.setattr(sockets, "REPLAY_PAGE", 4)
-    a = live_server(**shared)
+    a = live_server(**shared_database)
     witness = Listeners(a.url)
     first = Listeners(a.url)
     try:
@@ -76,7 +64,7 @@ def test_a_client_reconnecting_to_another_server_gets_what_it_missed_then_the_li
         first.close()
     missed_last = run_batch(a, runs=5)
     # B starts after the events it is asked for: its memory has none of them, the table has them all.
-    b = live_server(run_processor=False, **shared)
+    b = live_server(run_processor=False, **shared_database)
     with queue_client(a) as client:
         live_batch = enqueue(client, ADD_GRAPH, runs=40)
         back = Listeners(b.url, subscription={"queue_id": Q, "after": seen_last})
@@ -96,10 +84,10 @@ def test_a_client_reconnecting_to_another_server_gets_what_it_missed_then_the_li
 
 
 def test_events_read_from_the_table_before_the_server_sends_them_are_not_sent_again(
-    live_server: Callable[..., LiveServer], shared: dict[str, Any]
+    live_server: Callable[..., LiveServer], shared_database: dict[str, Any]
 ) -> None:
-    a = live_server(**shared)
-    b = live_server(run_processor=False, **shared)
+    a = live_server(**shared_database)
+    b = live_server(run_processor=False, **shared_database)
     # B's tail stops, as one that lags does: the table gets ahead of what B has sent its room.
     b.services.events.stop()
     ahead = run_batch(a, runs=2)
@@ -117,9 +105,9 @@ def test_events_read_from_the_table_before_the_server_sends_them_are_not_sent_ag
 
 
 def test_a_restarted_server_replays_from_the_table(
-    live_server: Callable[..., LiveServer], shared: dict[str, Any]
+    live_server: Callable[..., LiveServer], shared_database: dict[str, Any]
 ) -> None:
-    before = live_server(**shared)
+    before = live_server(**shared_database)
     first = Listeners(before.url)
     try:
         seen_last = run_batch(before, runs=2)
@@ -129,7 +117,7 @@ def test_a_restarted_server_replays_from_the_table(
     missed_last = run_batch(before, runs=3)
     before.stop()
 
-    after = live_server(**shared)
+    after = live_server(**shared_database)
     back = Listeners(after.url, subscription={"queue_id": Q, "after": seen_last})
     try:
         wait_for(received_up_to(back.events[0], missed_last), what="the replay")
@@ -147,15 +135,15 @@ def test_a_restarted_server_replays_from_the_table(
 
 
 def test_a_number_older_than_the_table_keeps_is_answered_with_events_missed(
-    live_server: Callable[..., LiveServer], shared: dict[str, Any]
+    live_server: Callable[..., LiveServer], shared_database: dict[str, Any]
 ) -> None:
-    writer = live_server(**shared)
+    writer = live_server(**shared_database)
     last = run_batch(writer, runs=2)
     kept_from = last - 2
     # What pruning does to the oldest events; a server started since has none of them in its memory.
     with writer.services.database.transaction() as cursor:
         cursor.execute("DELETE FROM events WHERE queue_id = ? AND seq < ?", (Q, kept_from))
-    server = live_server(run_processor=False, **shared)
+    server = live_server(run_processor=False, **shared_database)
 
     too_old = Listeners(server.url, subscription={"queue_id": Q, "after": kept_from - 2})
     just_kept = Listeners(server.url, subscription={"queue_id": Q, "after": kept_from - 1})
@@ -174,11 +162,11 @@ def test_a_number_older_than_the_table_keeps_is_answered_with_events_missed(
 
 
 def test_a_replay_the_table_cannot_serve_is_answered_with_events_missed_then_live_events(
-    live_server: Callable[..., LiveServer], shared: dict[str, Any]
+    live_server: Callable[..., LiveServer], shared_database: dict[str, Any]
 ) -> None:
-    writer = live_server(**shared)
+    writer = live_server(**shared_database)
     last = run_batch(writer, runs=1)
-    server = live_server(run_processor=False, **shared)
+    server = live_server(run_processor=False, **shared_database)
     with writer.services.database.transaction() as cursor:
         cursor.execute("ALTER TABLE events RENAME TO events_away")
     try:

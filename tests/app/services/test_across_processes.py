@@ -8,9 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from tests.conftest import Recorder, StartServices
-from tests.database_engines import empty_postgres_schema
 from tests.helpers import graph_json, wait_for
 
 from nodeloom.app.services.events.events_common import QueueEventBase, QueueItemStatusChangedEvent
@@ -20,21 +18,11 @@ from nodeloom.app.services.session_queue.session_queue_common import DEFAULT_QUE
 Q = DEFAULT_QUEUE_ID
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """The settings that put two roots on one database."""
-    if request.param == "sqlite":
-        return {"db_file": tmp_path / "shared.db"}
-    url: str = request.getfixturevalue("postgres_url")
-    empty_postgres_schema(url)
-    return {"database_url": url}
-
-
 def api_and_worker(
-    start_services: StartServices, tmp_path: Path, shared: dict[str, Any]
+    start_services: StartServices, tmp_path: Path, shared_database: dict[str, Any]
 ) -> tuple[tuple[InvocationServices, Recorder], tuple[InvocationServices, Recorder]]:
-    api = start_services(tmp_path / "api", run_processor=False, **shared)
-    worker = start_services(tmp_path / "worker", **shared)
+    api = start_services(tmp_path / "api", run_processor=False, **shared_database)
+    worker = start_services(tmp_path / "worker", **shared_database)
     return api, worker
 
 
@@ -45,9 +33,9 @@ def enqueue(services: InvocationServices, nodes: list[dict[str, Any]]) -> int:
 
 
 def test_the_api_sees_the_events_of_a_session_the_worker_runs_in_order(
-    start_services: StartServices, tmp_path: Path, shared: dict[str, Any]
+    start_services: StartServices, tmp_path: Path, shared_database: dict[str, Any]
 ) -> None:
-    (api, api_events), (worker, _) = api_and_worker(start_services, tmp_path, shared)
+    (api, api_events), (worker, _) = api_and_worker(start_services, tmp_path, shared_database)
     worker_id = worker.session_processor.get_status().processor_id
 
     item_id = enqueue(api, [{"id": "p", "type": "test_progress", "steps": 3}])
@@ -71,9 +59,9 @@ def test_the_api_sees_the_events_of_a_session_the_worker_runs_in_order(
 
 
 def test_a_cancel_through_the_api_stops_the_workers_session_within_a_step(
-    start_services: StartServices, tmp_path: Path, shared: dict[str, Any]
+    start_services: StartServices, tmp_path: Path, shared_database: dict[str, Any]
 ) -> None:
-    (api, api_events), (worker, worker_events) = api_and_worker(start_services, tmp_path, shared)
+    (api, api_events), (worker, worker_events) = api_and_worker(start_services, tmp_path, shared_database)
     item_id = enqueue(api, [{"id": "w", "type": "test_wait", "seconds": 30}])
     wait_for(lambda: api_events.of("invocation_started"), what="the worker to start the node")
 
@@ -88,9 +76,9 @@ def test_a_cancel_through_the_api_stops_the_workers_session_within_a_step(
 
 
 def test_clearing_the_queue_through_the_api_stops_the_workers_session(
-    start_services: StartServices, tmp_path: Path, shared: dict[str, Any]
+    start_services: StartServices, tmp_path: Path, shared_database: dict[str, Any]
 ) -> None:
-    (api, api_events), (worker, _) = api_and_worker(start_services, tmp_path, shared)
+    (api, api_events), (worker, _) = api_and_worker(start_services, tmp_path, shared_database)
     enqueue(api, [{"id": "w", "type": "test_wait", "seconds": 30}])
     wait_for(lambda: api_events.of("invocation_started"), what="the worker to start the node")
 
