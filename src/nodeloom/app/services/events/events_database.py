@@ -31,8 +31,10 @@ _NEXT_SEQ = (
 _INSERT = (
     "INSERT INTO events (queue_id, seq, event_name, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING event_id"
 )
+# On PostgreSQL each stored event notifies the tails, in the insert's own statement; the notifications of one
+# transaction are sent once, at its commit, and only one of those alike.
+_INSERT_NOTIFYING = f"{_INSERT}, pg_notify('{CHANNEL}', '') AS notified"
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
-_NOTIFY = "SELECT pg_notify(?, ?) AS notified"
 _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
 _AFTER = "SELECT event_id, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
 _BETWEEN = "SELECT event_id, event_name, payload FROM events WHERE event_id BETWEEN ? AND ? ORDER BY event_id"
@@ -137,20 +139,19 @@ class DatabaseEventService(EventServiceBase):
             assert row is not None, "an upsert with RETURNING answers its row"
             next_seq[queue_id] = row["seq"] - count + 1
         now = utc_now()
+        insert = _INSERT_NOTIFYING if cursor.dialect == "postgres" else _INSERT
         stored: list[tuple[int, EventBase]] = []
         for event in events:
             if isinstance(event, QueueEventBase):
                 seq = next_seq[event.queue_id]
                 next_seq[event.queue_id] += 1
                 event = event.model_copy(update={"seq": seq})
-                cursor.execute(_INSERT, (event.queue_id, seq, event.event_name, event.model_dump_json(), now))
+                cursor.execute(insert, (event.queue_id, seq, event.event_name, event.model_dump_json(), now))
             else:
-                cursor.execute(_INSERT, (None, None, event.event_name, event.model_dump_json(), now))
+                cursor.execute(insert, (None, None, event.event_name, event.model_dump_json(), now))
             row = cursor.fetchone()
             assert row is not None, "an insert with RETURNING answers its row"
             stored.append((row["event_id"], event))
-        if cursor.dialect == "postgres":
-            cursor.execute(_NOTIFY, (CHANNEL, ""))
         return lambda: self._hand_on(stored)
 
     def _hand_on(self, stored: list[tuple[int, EventBase]]) -> None:

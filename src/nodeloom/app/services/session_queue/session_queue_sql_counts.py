@@ -8,7 +8,7 @@ batch id `QUEUE_TOTAL`, which no batch has.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import (
@@ -19,6 +19,9 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueStatus,
 )
 from nodeloom.app.services.shared.database.database_base import DbCursor, DbRow
+
+_CHUNK = 500
+"""The most rows one counts statement adds or reads: within every engine's limit on bound values."""
 
 StatusChange = tuple[QUEUE_ITEM_STATUS | None, DbRow]
 """An item's status before a change (None: a new item) and its row after it."""
@@ -56,11 +59,45 @@ def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
 
 
 def add_counts(cursor: DbCursor, deltas: Counter[tuple[str, str, str]]) -> None:
-    """Adds the (queue id, batch id, status) deltas to the batches' counts and their sums to the queues'."""
+    """Adds the (queue id, batch id, status) deltas to the batches' counts and their sums to the queues'.
+
+    One statement per chunk of rows, the rows in key order: two writes lock the count rows they share in the same
+    order, so that on PostgreSQL they wait for one another rather than deadlock.
+    """
     totals: Counter[tuple[str, str, str]] = Counter()
     for (queue_id, _, status), n in deltas.items():
         totals[queue_id, sql.QUEUE_TOTAL, status] += n
-    cursor.executemany(sql.ADD_COUNT, [(*key, n) for key, n in (*totals.items(), *deltas.items()) if n])
+    rows = sorted((*key, n) for key, n in (*totals.items(), *deltas.items()) if n)
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        cursor.execute(sql.add_counts(len(chunk)), [value for row in chunk for value in row])
+
+
+def read_statuses(
+    cursor: DbCursor, queue_id: str, batch_ids: Collection[str]
+) -> tuple[SessionQueueStatus, dict[str, dict[str, int]]]:
+    """The queue's status and the counts of the given batches of it, by batch id."""
+    counts: dict[str, dict[str, int]] = {}
+    current: DbRow | None = None
+    ids = sorted(batch_ids)
+    for start in range(0, max(1, len(ids)), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        cursor.execute(sql.select_statuses(len(chunk)), (queue_id, sql.QUEUE_TOTAL, *chunk, queue_id))
+        for row in cursor.fetchall():
+            if row["status"] == sql.CURRENT:
+                current = row
+            else:
+                counts.setdefault(row["batch_id"], _by_status(()))[row["status"]] = row["n"]
+    total = counts.pop(sql.QUEUE_TOTAL, _by_status(()))
+    queue = SessionQueueStatus(
+        queue_id=queue_id,
+        item_id=current["item_id"] if current else None,
+        batch_id=current["batch_id"] if current else None,
+        session_id=current["session_id"] if current else None,
+        total=sum(total.values()),
+        **total,
+    )
+    return queue, {batch_id: counts.get(batch_id, _by_status(())) for batch_id in ids}
 
 
 def queue_total(cursor: DbCursor, queue_id: str) -> int:
@@ -73,23 +110,18 @@ def queue_unfinished(cursor: DbCursor, queue_id: str) -> int:
 
 
 def queue_status(cursor: DbCursor, queue_id: str) -> SessionQueueStatus:
-    counts = _counts(cursor, queue_id, sql.QUEUE_TOTAL)
-    cursor.execute(sql.SELECT_CURRENT_IDS, (queue_id,))
-    current = cursor.fetchone()
-    return SessionQueueStatus(
-        queue_id=queue_id,
-        item_id=current["item_id"] if current else None,
-        batch_id=current["batch_id"] if current else None,
-        session_id=current["session_id"] if current else None,
-        total=sum(counts.values()),
-        **counts,
-    )
+    return read_statuses(cursor, queue_id, ())[0]
 
 
 def batch_status(
     cursor: DbCursor, queue_id: str, batch_id: str, origin: str | None, destination: str | None
 ) -> BatchStatus:
-    counts = _counts(cursor, queue_id, batch_id)
+    return status_of_batch(queue_id, batch_id, _counts(cursor, queue_id, batch_id), origin, destination)
+
+
+def status_of_batch(
+    queue_id: str, batch_id: str, counts: dict[str, int], origin: str | None, destination: str | None
+) -> BatchStatus:
     return BatchStatus(
         queue_id=queue_id,
         batch_id=batch_id,

@@ -6,6 +6,7 @@ Named constants, so that a test can EXPLAIN the hot queries and check that they 
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from nodeloom.app.services.shared.database.database_base import Dialect
@@ -63,21 +64,36 @@ DEQUEUE: dict[Dialect, str] = {
     "sqlite": _DEQUEUE.format(lock="", columns=ITEM_COLUMNS),
     "postgres": _DEQUEUE.format(lock=" FOR UPDATE SKIP LOCKED", columns=ITEM_COLUMNS),
 }
-# Guarded by the status the caller read, so that a change made meanwhile by another process is never undone.
-# An item with a webhook that finishes has its call due in the same write, so a crash cannot lose the call.
-SET_STATUS = f"""
+# Guarded by the status the caller read, so that a change made meanwhile by another process is never undone, and,
+# where a processor makes it, by the processor holding the item. An item with a webhook that finishes has its call
+# due in the same write, so a crash cannot lose the call. An item taken from its processor (`release`) is held by
+# none: the processor's late writes then change nothing.
+_SET_STATUS = """
 UPDATE session_queue
 SET status = :status, updated_at = :updated_at, completed_at = :completed_at,
     error_type = :error_type, error_message = :error_message, error_traceback = :error_traceback,
-    webhook_state = CASE WHEN :finishing AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END
-WHERE item_id = :item_id AND status = :old_status
-RETURNING {ITEM_COLUMNS}
+    webhook_state = CASE WHEN :finishing AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END,
+    processor_id = CASE WHEN :release THEN NULL ELSE processor_id END
+WHERE item_id = :item_id AND status = :old_status{held}
+RETURNING {columns}
 """
-REQUEUE_INTERRUPTED = f"""
-UPDATE session_queue SET status = 'pending', attempts = attempts + 1, updated_at = ?
-WHERE item_id = ? AND status = 'in_progress'
-RETURNING {ITEM_COLUMNS}
+SET_STATUS: dict[bool, str] = {
+    held: _SET_STATUS.format(held=" AND processor_id = :processor_id" if held else "", columns=ITEM_COLUMNS)
+    for held in (False, True)
+}
+"""Keyed by whether the processor that holds the item makes the change (bound as `processor_id`)."""
+HELD_BY = " AND processor_id = ?"
+"""Ends an update of one item (`... WHERE item_id = ?`) that the processor holding it makes, bound last: a processor
+that no longer holds the item changes nothing."""
+_REQUEUE_INTERRUPTED = """
+UPDATE session_queue SET status = 'pending', attempts = attempts + 1, updated_at = ?, processor_id = NULL
+WHERE item_id = ? AND status = 'in_progress'{held}
+RETURNING {columns}
 """
+REQUEUE_INTERRUPTED: dict[bool, str] = {
+    held: _REQUEUE_INTERRUPTED.format(held=HELD_BY if held else "", columns=ITEM_COLUMNS) for held in (False, True)
+}
+"""Keyed as `SET_STATUS`; the processor id is bound last."""
 # The items in progress that no live processor holds: their processor's heartbeat is older than the cutoff, or it
 # is not registered (it deregistered, was forgotten, or the item was claimed before processors registered). On
 # PostgreSQL the rows are locked and those another sweep holds skipped, so that one sweep alone handles each.
@@ -93,6 +109,8 @@ SELECT_ORPHANED: dict[Dialect, str] = {
 }
 SET_SESSION = "UPDATE session_queue SET session = ?, updated_at = ? WHERE item_id = ?"
 SET_STATS = "UPDATE session_queue SET stats = ? WHERE item_id = ?"
+SET_RUN = "UPDATE session_queue SET session = ?, updated_at = ?, stats = ? WHERE item_id = ?"
+"""`SET_SESSION` and `SET_STATS` in one statement."""
 
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
 SELECT_STATUS = "SELECT status FROM session_queue WHERE item_id = ?"
@@ -113,10 +131,6 @@ SELECT_CURRENT = (
 )
 SELECT_NEXT = (
     f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND status = 'pending' "
-    "ORDER BY priority DESC, item_id LIMIT 1"
-)
-SELECT_CURRENT_IDS = (
-    "SELECT item_id, batch_id, session_id FROM session_queue WHERE queue_id = ? AND status = 'in_progress' "
     "ORDER BY priority DESC, item_id LIMIT 1"
 )
 SELECT_IN_PROGRESS = "SELECT item_id, status FROM session_queue WHERE queue_id = ? AND status = 'in_progress'"
@@ -240,8 +254,37 @@ SELECT_COUNTS = "SELECT status, n FROM session_queue_counts WHERE queue_id = ? A
 SELECT_ALL_QUEUE_COUNTS = (
     f"SELECT queue_id, status, n FROM session_queue_counts WHERE batch_id = '{QUEUE_TOTAL}' ORDER BY queue_id"
 )
-ADD_COUNT = (
-    "INSERT INTO session_queue_counts (queue_id, batch_id, status, n) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (queue_id, batch_id, status) DO UPDATE SET n = session_queue_counts.n + excluded.n"
-)
+
+
+@functools.cache
+def add_counts(rows: int) -> str:
+    """Adds `rows` (queue id, batch id, status, n) deltas to their counts in one statement."""
+    values = ", ".join(["(?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO session_queue_counts (queue_id, batch_id, status, n) VALUES {values} "
+        "ON CONFLICT (queue_id, batch_id, status) DO UPDATE SET n = session_queue_counts.n + excluded.n"
+    )
+
+
+ADD_COUNT = add_counts(1)
+
+
+@functools.cache
+def select_statuses(batches: int) -> str:
+    """The counts of a queue and of `batches` of its batches, and the ids of its current item as a row of status
+    `CURRENT`: bound to the queue id, `QUEUE_TOTAL` and the batch ids, then the queue id again.
+
+    What a status event tells, read in one statement."""
+    batch_ids = ", ".join(["?"] * (batches + 1))
+    return (
+        "SELECT batch_id, status, n, NULL AS item_id, NULL AS session_id FROM session_queue_counts "
+        f"WHERE queue_id = ? AND batch_id IN ({batch_ids}) "
+        f"UNION ALL SELECT * FROM (SELECT batch_id, '{CURRENT}' AS status, 0 AS n, item_id, session_id "
+        "FROM session_queue WHERE queue_id = ? AND status = 'in_progress' ORDER BY priority DESC, item_id LIMIT 1"
+        ") AS current_item"
+    )
+
+
+CURRENT = "current"
+"""The status of the row of `select_statuses` that names the queue's current item."""
 DELETE_EMPTY_COUNTS = "DELETE FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND n = 0"
