@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -111,8 +112,7 @@ class DatabaseEventService(EventServiceBase):
 
     def flush(self) -> None:
         with self._flush_lock:
-            with self._pending_lock:
-                events, self._pending = self._pending, []
+            events = self._take_pending()
             if not events:
                 return
             try:
@@ -122,13 +122,30 @@ class DatabaseEventService(EventServiceBase):
                         # need not wait for the disk: a crash of the database server may lose the last ones, never
                         # a queue change or its events. It keeps the queues' numbers locked for a moment only.
                         cursor.execute(_ASYNC_COMMIT)
-                    hand_on = self.dispatch_in(cursor, events)
+                    hand_on = self._store(cursor, events)
             except Exception:
                 logger.exception("Could not store %d events: they are dropped", len(events))
                 return
             hand_on()
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        # Taken before the transaction, as `flush` takes it: a flush holding it waits for no lock the transaction
+        # holds (the events' numbers, SQLite's writer lock).
+        with self._flush_lock:
+            yield
+
     def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
+        # The events dispatched before and not stored yet (a session's node events, before the change that ends
+        # it) go first, in this transaction: numbered before these, and with no transaction of their own.
+        return self._store(cursor, [*self._take_pending(), *events])
+
+    def _take_pending(self) -> list[EventBase]:
+        with self._pending_lock:
+            events, self._pending = self._pending, []
+        return events
+
+    def _store(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
         if not events:
             return _nothing
         numbers = Counter(event.queue_id for event in events if isinstance(event, QueueEventBase))

@@ -122,9 +122,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
     @contextmanager
     def _write(self) -> Iterator[_Write]:
         events: list[EventBase] = []
-        # The events this process dispatched before this change (its node events) are numbered before its own.
-        self._events.flush()
-        with self._in_order:
+        with self._in_order, self._events.writing():
             with self._db.transaction() as cursor:
                 yield _Write(cursor, events)
                 # Stored with the change, where events are stored; handed on only after the commit, as a subscriber
