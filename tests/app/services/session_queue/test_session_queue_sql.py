@@ -1334,6 +1334,55 @@ def test_pruning_keeps_every_item_of_a_batch_that_still_has_items_to_run(env: En
     assert_counts_right(env, queue)
 
 
+@postgres_only
+def test_pruning_leaves_the_finished_items_of_a_batch_a_retry_in_another_process_runs_again(env: Env) -> None:
+    queue = env.open(max_history=1)
+    [original] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    queue.cancel_queue_item(original)
+    [finishing] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    other = env.open(max_history=1)  # another process on the same database
+    item = other.dequeue(P)
+    assert item is not None and item.item_id == finishing
+    blocker = env.open_db()
+    retried: list[list[int]] = []
+    try:
+        with blocker.transaction() as cursor:
+            # Holds the row the retry counts its new item in: the retry stops there, its item inserted and not yet
+            # committed, while the other process finishes an item, which prunes the history past its limit.
+            cursor.execute(
+                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'pending' "
+                "FOR UPDATE",
+                (Q, sql.QUEUE_TOTAL),
+            )
+            thread = threading.Thread(
+                target=lambda: retried.append(queue.retry_items_by_id(Q, [original]).retried_item_ids)
+            )
+            thread.start()
+            wait_for(lambda: waiting_for_a_lock(env) == 1, what="the retry waiting for the count row")
+            finisher = threading.Thread(target=lambda: other.complete_queue_item(finishing, processor_id=P))
+            finisher.start()
+            wait_for(
+                lambda: not finisher.is_alive() or waiting_for_a_lock(env) == 2,
+                what="the finish to commit, or to wait for the retry",
+            )
+            # It prunes around the batch the retry holds, and waits for nothing.
+            assert not finisher.is_alive()
+        for running in (thread, finisher):
+            running.join(timeout=10)
+            assert not running.is_alive()
+    finally:
+        blocker.close()
+
+    assert retried == [[original]]
+    assert queue.get_queue_item(finishing).status == "completed"
+    [copy] = [item for item in queue.list_all_queue_items(Q) if item.retried_from_item_id == original]
+    assert history(env) == [original, finishing, copy.item_id]  # the original's batch runs again: kept
+    assert_counts_right(env, queue)
+    finish_all(queue)
+    assert history(env) == [copy.item_id]
+    assert_counts_right(env, queue)
+
+
 def test_pruning_keeps_an_item_until_its_webhook_is_done(env: Env) -> None:
     queue = env.open(max_history=1)
     url = "http://example.com/hook"

@@ -449,6 +449,12 @@ class SqlSessionQueue(SqlSessionQueueReads):
     def retry_items_by_id(self, queue_id: str, item_ids: list[int]) -> RetryItemsResult:
         with self._write() as write:
             cursor = write.cursor
+            if cursor.dialect == "postgres":
+                # First, before the originals are read, so that a pruning of their batches' history in another
+                # process leaves them alone until this retry commits (see `LOCK_RETRIED_BATCH`).
+                cursor.execute(sql.SELECT_RETRIED_BATCHES, (queue_id, list(item_ids)))
+                for batch in cursor.fetchall():
+                    cursor.execute(sql.LOCK_RETRIED_BATCH, (queue_id, batch["batch_id"]))
             originals: list[DbRow] = []
             for item_id in dict.fromkeys(item_ids):
                 cursor.execute(sql.SELECT_ITEM, (item_id,))

@@ -197,25 +197,56 @@ DELETE_FINISHED = (
 )
 
 
-def _history(older_than: bool) -> str:
-    """The oldest finished items of a queue (finished before a time, if `older_than`) that pruning may delete.
+def _oldest_finished(older_than: bool, in_batches: bool) -> str:
+    """The oldest finished items of a queue (finished before a time, if `older_than`; of the batches bound, if
+    `in_batches`) that pruning may delete, bound in that order and then to the most to take.
 
     Never an item of a batch that still has items to run: a client following the batch reads all of them.
     """
     before = " AND completed_at < ?" if older_than else ""
+    batches = " AND batch_id = ANY(?)" if in_batches else ""
     return (
-        "DELETE FROM session_queue WHERE item_id IN ("
-        "SELECT item_id FROM session_queue q WHERE queue_id = ? AND completed_at IS NOT NULL"
-        f"{before} AND {_NO_WEBHOOK_DUE} AND NOT EXISTS ("
+        "SELECT item_id, batch_id FROM session_queue q WHERE queue_id = ? AND completed_at IS NOT NULL"
+        f"{before}{batches} AND {_NO_WEBHOOK_DUE} AND NOT EXISTS ("
         "SELECT 1 FROM session_queue_counts c WHERE c.queue_id = q.queue_id AND c.batch_id = q.batch_id "
         "AND c.status IN ('pending', 'in_progress') AND c.n > 0"
         ") ORDER BY completed_at, item_id LIMIT ?"
-        ") RETURNING queue_id, batch_id, status"
     )
 
 
-PRUNE_OLDEST = _history(older_than=False)
-PRUNE_OLDER_THAN = _history(older_than=True)
+PRUNE_HISTORY: dict[tuple[bool, bool], str] = {
+    (older_than, in_batches): (
+        "DELETE FROM session_queue WHERE item_id IN ("
+        f"SELECT item_id FROM ({_oldest_finished(older_than, in_batches)}) AS oldest"
+        ") RETURNING queue_id, batch_id, status"
+    )
+    for older_than in (False, True)
+    for in_batches in (False, True)
+}
+"""Keyed by (finished before a time, of the batches bound; PostgreSQL only): bound as `_oldest_finished` says."""
+PRUNE_OLDEST = PRUNE_HISTORY[False, False]
+PRUNE_OLDER_THAN = PRUNE_HISTORY[True, False]
+# PostgreSQL: the batches pruning would take items of, then those of them it may prune, each locked for the rest
+# of the transaction unless a retry holds it (`LOCK_RETRIED_BATCH`); the delete that follows, its snapshot taken
+# after the locks, sees the items of a retry that committed meanwhile.
+PRUNE_CANDIDATE_BATCHES: dict[bool, str] = {
+    older_than: f"SELECT DISTINCT batch_id FROM ({_oldest_finished(older_than, False)}) AS oldest ORDER BY batch_id"
+    for older_than in (False, True)
+}
+_BATCH_LOCK_KEY = "hashtextextended({queue_id} || ' ' || {batch_id}, 0)"
+TRY_LOCK_PRUNED_BATCHES = (
+    "SELECT batch_id FROM unnest(?::text[]) AS batches(batch_id) "
+    f"WHERE pg_try_advisory_xact_lock({_BATCH_LOCK_KEY.format(queue_id='?', batch_id='batch_id')})"
+)
+"""Bound to the batch ids and the queue id; answers the batches locked. It never waits: a batch a retry holds is
+left for a later pruning."""
+SELECT_RETRIED_BATCHES = (
+    "SELECT DISTINCT batch_id FROM session_queue WHERE queue_id = ? AND item_id = ANY(?) ORDER BY batch_id"
+)
+LOCK_RETRIED_BATCH = f"SELECT pg_advisory_xact_lock_shared({_BATCH_LOCK_KEY.format(queue_id='?', batch_id='?')})"
+"""PostgreSQL: taken by a retry on each of its items' batches, first (`SELECT_RETRIED_BATCHES` names them), shared
+(retries wait for no other): pruning then leaves the batch's finished items alone until the retry has committed,
+after which it sees the batch has items to run again; a retry that waited for a pruning reads what it left."""
 # PostgreSQL: taken on a batch's row before `DELETE_EMPTY_BATCH`, in a statement of its own, so that the delete's
 # snapshot, taken after the lock, sees the items of a retry that held the row (by `KEEP_BATCH`) and committed.
 LOCK_BATCH = "SELECT batch_id FROM session_queue_batches WHERE queue_id = ? AND batch_id = ? FOR UPDATE"
