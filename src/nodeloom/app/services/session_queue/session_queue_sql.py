@@ -138,16 +138,10 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
         The events of one operation all carry the counts as they are after the whole operation.
         """
-        finished = counts.count_changes(write.cursor, changes)
-        batch_ids: dict[str, set[str]] = {}
-        for _, row in changes:
-            batch_ids.setdefault(row["queue_id"], set()).add(row["batch_id"])
-        statuses = {
-            queue_id: counts.read_statuses(write.cursor, queue_id, batches) for queue_id, batches in batch_ids.items()
-        }
+        statuses, finished = counts.count_changes(write.cursor, changes)
         for queue_id, newly_finished in finished.items():
             if self._history.prune(write.cursor, statuses[queue_id][0], newly_finished):
-                statuses[queue_id] = counts.read_statuses(write.cursor, queue_id, batch_ids[queue_id])
+                statuses[queue_id] = counts.read_statuses(write.cursor, queue_id, statuses[queue_id][1])
         batches = {
             (row["queue_id"], row["batch_id"]): counts.status_of_batch(
                 row["queue_id"],

@@ -27,18 +27,37 @@ StatusChange = tuple[QUEUE_ITEM_STATUS | None, DbRow]
 """An item's status before a change (None: a new item) and its row after it."""
 
 
-def count_changes(cursor: DbCursor, changes: Iterable[StatusChange]) -> Counter[str]:
-    """Moves each changed item from its old status's counts to its new one's; how many finished, by queue."""
+def count_changes(
+    cursor: DbCursor, changes: Iterable[StatusChange]
+) -> tuple[dict[str, tuple[SessionQueueStatus, dict[str, dict[str, int]]]], Counter[str]]:
+    """Moves each changed item from its old status's counts to its new one's. Answers, by queue, its status and
+    the counts of its changed items' batches after the change (see `read_statuses`), and how many items of it
+    finished."""
     deltas: Counter[tuple[str, str, str]] = Counter()
     finished: Counter[str] = Counter()
+    batch_ids: dict[str, set[str]] = {}
     for old_status, row in changes:
         if old_status is not None:
             deltas[row["queue_id"], row["batch_id"], old_status] -= 1
         deltas[row["queue_id"], row["batch_id"], row["status"]] += 1
         if row["status"] in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
             finished[row["queue_id"]] += 1
-    add_counts(cursor, deltas)
-    return finished
+        batch_ids.setdefault(row["queue_id"], set()).add(row["batch_id"])
+    rows = _count_rows(deltas)
+    if cursor.dialect == "postgres" and len(batch_ids) == 1 and len(rows) <= _CHUNK:
+        # Most changes are of one item: its counts changed and read back in one statement.
+        [(queue_id, batches)] = batch_ids.items()
+        if len(batches) <= _CHUNK:
+            ids = sorted(batches)
+            params = [value for row in rows for value in row]
+            cursor.execute(
+                sql.add_counts_select_statuses(len(rows), len(ids)),
+                (*params, queue_id, sql.QUEUE_TOTAL, *ids, queue_id),
+            )
+            return {queue_id: _statuses(queue_id, ids, cursor.fetchall())}, finished
+    _add_rows(cursor, rows)
+    statuses = {queue_id: read_statuses(cursor, queue_id, batches) for queue_id, batches in batch_ids.items()}
+    return statuses, finished
 
 
 def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
@@ -59,15 +78,21 @@ def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
 
 
 def add_counts(cursor: DbCursor, deltas: Counter[tuple[str, str, str]]) -> None:
-    """Adds the (queue id, batch id, status) deltas to the batches' counts and their sums to the queues'.
+    """Adds the (queue id, batch id, status) deltas to the batches' counts and their sums to the queues'."""
+    _add_rows(cursor, _count_rows(deltas))
 
-    One statement per chunk of rows, the rows in key order: two writes lock the count rows they share in the same
-    order, so that on PostgreSQL they wait for one another rather than deadlock.
-    """
+
+def _count_rows(deltas: Counter[tuple[str, str, str]]) -> list[tuple[str, str, str, int]]:
+    """The (queue id, batch id, status, n) rows that add the deltas to the batches' counts and their sums to the
+    queues', in key order: two writes lock the count rows they share in the same order, so that on PostgreSQL they
+    wait for one another rather than deadlock."""
     totals: Counter[tuple[str, str, str]] = Counter()
     for (queue_id, _, status), n in deltas.items():
         totals[queue_id, sql.QUEUE_TOTAL, status] += n
-    rows = sorted((*key, n) for key, n in (*totals.items(), *deltas.items()) if n)
+    return sorted((*key, n) for key, n in (*totals.items(), *deltas.items()) if n)
+
+
+def _add_rows(cursor: DbCursor, rows: list[tuple[str, str, str, int]]) -> None:
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         cursor.execute(sql.add_counts(len(chunk)), [value for row in chunk for value in row])
@@ -77,17 +102,25 @@ def read_statuses(
     cursor: DbCursor, queue_id: str, batch_ids: Collection[str]
 ) -> tuple[SessionQueueStatus, dict[str, dict[str, int]]]:
     """The queue's status and the counts of the given batches of it, by batch id."""
-    counts: dict[str, dict[str, int]] = {}
-    current: DbRow | None = None
     ids = sorted(batch_ids)
+    rows: list[DbRow] = []
     for start in range(0, max(1, len(ids)), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         cursor.execute(sql.select_statuses(len(chunk)), (queue_id, sql.QUEUE_TOTAL, *chunk, queue_id))
-        for row in cursor.fetchall():
-            if row["status"] == sql.CURRENT:
-                current = row
-            else:
-                counts.setdefault(row["batch_id"], _by_status(()))[row["status"]] = row["n"]
+        rows += cursor.fetchall()
+    return _statuses(queue_id, ids, rows)
+
+
+def _statuses(
+    queue_id: str, batch_ids: list[str], rows: Iterable[DbRow]
+) -> tuple[SessionQueueStatus, dict[str, dict[str, int]]]:
+    counts: dict[str, dict[str, int]] = {}
+    current: DbRow | None = None
+    for row in rows:
+        if row["status"] == sql.CURRENT:
+            current = row
+        else:
+            counts.setdefault(row["batch_id"], _by_status(()))[row["status"]] = row["n"]
     total = counts.pop(sql.QUEUE_TOTAL, _by_status(()))
     queue = SessionQueueStatus(
         queue_id=queue_id,
@@ -97,7 +130,7 @@ def read_statuses(
         total=sum(total.values()),
         **total,
     )
-    return queue, {batch_id: counts.get(batch_id, _by_status(())) for batch_id in ids}
+    return queue, {batch_id: counts.get(batch_id, _by_status(())) for batch_id in batch_ids}
 
 
 def queue_total(cursor: DbCursor, queue_id: str) -> int:

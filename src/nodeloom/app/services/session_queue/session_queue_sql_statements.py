@@ -306,10 +306,31 @@ def select_statuses(batches: int) -> str:
     `CURRENT`: bound to the queue id, `QUEUE_TOTAL` and the batch ids, then the queue id again.
 
     What a status event tells, read in one statement."""
+    return _select_statuses(batches, "")
+
+
+@functools.cache
+def add_counts_select_statuses(rows: int, batches: int) -> str:
+    """PostgreSQL: `add_counts` and then `select_statuses` in one statement, bound as they are in turn. The rows
+    added must be of that queue and its batches."""
+    return (
+        f"WITH added AS ({add_counts(rows)} RETURNING batch_id, status, n) "
+        "SELECT batch_id, status, n, CAST(NULL AS BIGINT) AS item_id, CAST(NULL AS TEXT) AS session_id FROM added "
+        "UNION ALL "
+        # The statement's other parts read the counts as they were before it: a row it changed is read from
+        # what the change returned.
+        + _select_statuses(
+            batches,
+            " AND NOT EXISTS (SELECT 1 FROM added WHERE added.batch_id = c.batch_id AND added.status = c.status)",
+        )
+    )
+
+
+def _select_statuses(batches: int, also: str) -> str:
     batch_ids = ", ".join(["?"] * (batches + 1))
     return (
-        "SELECT batch_id, status, n, NULL AS item_id, NULL AS session_id FROM session_queue_counts "
-        f"WHERE queue_id = ? AND batch_id IN ({batch_ids}) "
+        "SELECT batch_id, status, n, NULL AS item_id, NULL AS session_id FROM session_queue_counts c "
+        f"WHERE queue_id = ? AND batch_id IN ({batch_ids}){also} "
         f"UNION ALL SELECT * FROM (SELECT batch_id, '{CURRENT}' AS status, 0 AS n, item_id, session_id "
         "FROM session_queue WHERE queue_id = ? AND status = 'in_progress' ORDER BY priority DESC, item_id LIMIT 1"
         ") AS current_item"
