@@ -509,8 +509,9 @@ def test_a_failed_session_is_one_write_its_stats_stored_before_its_status_event(
     (item_id,) = enqueue(services, graph)
     item = wait_finished(services, item_id)
     assert item.status == "failed" and item.session.errors
-    [write] = writes_with(db, sql.SET_STATUS, sql.SET_SESSION, sql.SET_STATS)
-    assert {sql.SET_STATUS, sql.SET_SESSION, sql.SET_STATS} <= set(write)
+    stored_by_processor = sql.SET_RUN + sql.HELD_BY
+    [write] = writes_with(db, sql.SET_STATUS[True], stored_by_processor)
+    assert {sql.SET_STATUS[True], stored_by_processor} <= set(write)
     [stats] = wait_for(lambda: stats_seen, what="the failed status event")
     assert stats is not None and set(node_stats_by_type(stats)) == {"integer", "test_fail"}
 
@@ -523,10 +524,11 @@ def test_a_canceled_session_is_one_write_after_its_cancel(
     wait_for(lambda: recorder.of("invocation_started"), what="the node to start")
     services.session_queue.cancel_queue_item(item_id)
     wait_for(lambda: services.session_processor.get_status().current_item_id is None, what="the processor to stop")
-    [cancel] = writes_with(db, sql.SET_STATUS)
-    assert sql.SET_SESSION not in cancel  # the user's cancel; the processor's write follows
-    [write] = writes_with(db, sql.SET_SESSION, sql.SET_STATS)
-    assert {sql.SET_SESSION, sql.SET_STATS} <= set(write) and sql.SET_STATUS not in write
+    stored_by_processor = sql.SET_RUN + sql.HELD_BY
+    [cancel] = writes_with(db, sql.SET_STATUS[False])
+    assert stored_by_processor not in cancel  # the user's cancel; the processor's write follows
+    [_] = writes_with(db, stored_by_processor)
+    assert services.session_queue.get_queue_item(item_id).status == "canceled"
     assert services.session_queue.get_queue_item_stats(item_id) is not None
 
 

@@ -46,6 +46,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueError,
     SessionQueueItem,
     SessionQueueItemNotFoundError,
+    SessionQueueItemTakenError,
     WebhookClaimant,
     WebhookDueError,
 )
@@ -1171,6 +1172,48 @@ def test_an_item_whose_processor_went_silent_past_its_lease_is_recovered_by_a_li
     assert_counts_right(env, queue)
 
 
+LATE_WRITES: dict[str, Callable[[SqlSessionQueue, SessionQueueItem], object]] = {
+    "complete": lambda queue, item: queue.complete_queue_item(item.item_id, item.session, a_summary(), "lapsed"),
+    "fail": lambda queue, item: queue.fail_queue_item(
+        item.item_id, "NodeError", "broke", "", item.session, a_summary(), "lapsed"
+    ),
+    "cancel": lambda queue, item: queue.cancel_queue_item(item.item_id, item.session, a_summary(), "lapsed"),
+    "interrupt": lambda queue, item: queue.interrupt_queue_item(item.item_id, item.session, a_summary(), "lapsed"),
+    "save session": lambda queue, item: queue.set_queue_item_session(item.item_id, item.session, "lapsed"),
+}
+
+
+@pytest.mark.parametrize("requeue", [True, False])
+@pytest.mark.parametrize("write", LATE_WRITES)
+def test_a_processor_whose_item_was_taken_changes_nothing_of_it(env: Env, requeue: bool, write: str) -> None:
+    lapsed = env.open(lease_s=30, requeue_interrupted=requeue)
+    live = env.open(lease_s=30, requeue_interrupted=requeue)  # another process
+    lapsed.enqueue_batch(Q, make_batch(), prepend=False)
+    lapsed.heartbeat(processor("lapsed"))
+    live.heartbeat(processor("live"))
+    late = lapsed.dequeue("lapsed")
+    assert late is not None
+    silence(env, "lapsed", 31)
+    assert live.recover_interrupted() == [late.item_id]
+    if requeue:
+        again = live.dequeue("live")
+        assert again is not None and again.item_id == late.item_id
+    taken = live.get_queue_item(late.item_id)
+    run_nodes(late.session)  # the lapsed processor ran on, not knowing
+    env.events.take()
+
+    with pytest.raises(SessionQueueItemTakenError, match=f"Queue item {late.item_id} was taken from processor lapsed"):
+        LATE_WRITES[write](lapsed, late)
+
+    assert same(live.get_queue_item(late.item_id), taken)
+    assert live.get_queue_item(late.item_id).session.executed_history == []
+    assert live.get_queue_item_stats(late.item_id) is None
+    assert env.events.status_changes() == []
+    if requeue:
+        assert live.complete_queue_item(late.item_id, processor_id="live") == "completed"
+    assert_counts_right(env, live)
+
+
 def ended_pid() -> int:
     """The id of a process that has ended."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -1291,6 +1334,55 @@ def test_pruning_keeps_every_item_of_a_batch_that_still_has_items_to_run(env: En
 
     finish_all(queue)
     assert history(env) == running[-2:]
+    assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_pruning_leaves_the_finished_items_of_a_batch_a_retry_in_another_process_runs_again(env: Env) -> None:
+    queue = env.open(max_history=1)
+    [original] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    queue.cancel_queue_item(original)
+    [finishing] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    other = env.open(max_history=1)  # another process on the same database
+    item = other.dequeue(P)
+    assert item is not None and item.item_id == finishing
+    blocker = env.open_db()
+    retried: list[list[int]] = []
+    try:
+        with blocker.transaction() as cursor:
+            # Holds the row the retry counts its new item in: the retry stops there, its item inserted and not yet
+            # committed, while the other process finishes an item, which prunes the history past its limit.
+            cursor.execute(
+                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'pending' "
+                "FOR UPDATE",
+                (Q, sql.QUEUE_TOTAL),
+            )
+            thread = threading.Thread(
+                target=lambda: retried.append(queue.retry_items_by_id(Q, [original]).retried_item_ids)
+            )
+            thread.start()
+            wait_for(lambda: waiting_for_a_lock(env) == 1, what="the retry waiting for the count row")
+            finisher = threading.Thread(target=lambda: other.complete_queue_item(finishing, processor_id=P))
+            finisher.start()
+            wait_for(
+                lambda: not finisher.is_alive() or waiting_for_a_lock(env) == 2,
+                what="the finish to commit, or to wait for the retry",
+            )
+            # It prunes around the batch the retry holds, and waits for nothing.
+            assert not finisher.is_alive()
+        for running in (thread, finisher):
+            running.join(timeout=10)
+            assert not running.is_alive()
+    finally:
+        blocker.close()
+
+    assert retried == [[original]]
+    assert queue.get_queue_item(finishing).status == "completed"
+    [copy] = [item for item in queue.list_all_queue_items(Q) if item.retried_from_item_id == original]
+    assert history(env) == [original, finishing, copy.item_id]  # the original's batch runs again: kept
+    assert_counts_right(env, queue)
+    finish_all(queue)
+    assert history(env) == [copy.item_id]
     assert_counts_right(env, queue)
 
 
@@ -1563,7 +1655,7 @@ HOT_QUERIES: dict[str, tuple[str, Params]] = {
     "held items": (sql.SELECT_HELD_ITEMS, ()),
     "select item": (sql.SELECT_ITEM, (1,)),
     "set status": (
-        sql.SET_STATUS,
+        sql.SET_STATUS[True],
         {
             "status": "completed",
             "updated_at": "t",
@@ -1572,13 +1664,15 @@ HOT_QUERIES: dict[str, tuple[str, Params]] = {
             "error_message": None,
             "error_traceback": None,
             "finishing": True,
+            "release": False,
             "item_id": 1,
             "old_status": "in_progress",
+            "processor_id": P,
         },
     ),
-    "requeue": (sql.REQUEUE_INTERRUPTED, ("t", 1)),
+    "requeue": (sql.REQUEUE_INTERRUPTED[True], ("t", 1, P)),
     "counts": (sql.SELECT_COUNTS, (Q, sql.QUEUE_TOTAL)),
-    "current ids": (sql.SELECT_CURRENT_IDS, (Q,)),
+    "statuses": (sql.select_statuses(1), (Q, sql.QUEUE_TOTAL, "b", Q)),
     "current": (sql.SELECT_CURRENT, (Q,)),
     "next": (sql.SELECT_NEXT, (Q,)),
     "prepend priority": (sql.SELECT_MAX_PENDING_PRIORITY, (Q,)),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from nodeloom.app.services.events.events_common import StoredQueueEvents
@@ -26,7 +27,18 @@ class EventServiceBase(ABC):
     def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
         """Dispatches the events as part of the write transaction of `cursor`: stored with the change they tell of,
         where events are stored, so that they exist exactly when it does. Returns what to call once the transaction
-        has committed, which hands them on; a transaction that rolls back dispatches none."""
+        has committed, which hands them on; a transaction that rolls back dispatches none.
+
+        Where `dispatch` stores events later, those it has taken and not stored yet are stored first in the same
+        transaction, so that a change is numbered after the events dispatched before it (and a rollback drops
+        them too). The transaction runs inside `writing()`."""
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held around a write transaction that calls `dispatch_in`, taken before it begins: where `dispatch` stores
+        events later, in transactions of their own, none is stored meanwhile, so that those dispatched before the
+        change are stored in its transaction, in order."""
+        yield
 
     def flush(self) -> None:  # noqa: B027 - a bus that hands events on as they come has nothing to flush
         """Stores the events `dispatch` has taken so far, where it stores them later in batches, so that a change

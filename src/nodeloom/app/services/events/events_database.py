@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -37,8 +38,10 @@ _NEXT_SEQ = (
 _INSERT = (
     "INSERT INTO events (queue_id, seq, event_name, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING event_id"
 )
+# On PostgreSQL each stored event notifies the tails, in the insert's own statement; the notifications of one
+# transaction are sent once, at its commit, and only one of those alike.
+_INSERT_NOTIFYING = f"{_INSERT}, pg_notify('{CHANNEL}', '') AS notified"
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
-_NOTIFY = "SELECT pg_notify(?, ?) AS notified"
 _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
 _AFTER = "SELECT event_id, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
 _BETWEEN = "SELECT event_id, event_name, payload FROM events WHERE event_id BETWEEN ? AND ? ORDER BY event_id"
@@ -119,8 +122,7 @@ class DatabaseEventService(EventServiceBase):
 
     def flush(self) -> None:
         with self._flush_lock:
-            with self._pending_lock:
-                events, self._pending = self._pending, []
+            events = self._take_pending()
             if not events:
                 return
             try:
@@ -130,13 +132,30 @@ class DatabaseEventService(EventServiceBase):
                         # need not wait for the disk: a crash of the database server may lose the last ones, never
                         # a queue change or its events. It keeps the queues' numbers locked for a moment only.
                         cursor.execute(_ASYNC_COMMIT)
-                    hand_on = self.dispatch_in(cursor, events)
+                    hand_on = self._store(cursor, events)
             except Exception:
                 logger.exception("Could not store %d events: they are dropped", len(events))
                 return
             hand_on()
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        # Taken before the transaction, as `flush` takes it: a flush holding it waits for no lock the transaction
+        # holds (the events' numbers, SQLite's writer lock).
+        with self._flush_lock:
+            yield
+
     def dispatch_in(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
+        # The events dispatched before and not stored yet (a session's node events, before the change that ends
+        # it) go first, in this transaction: numbered before these, and with no transaction of their own.
+        return self._store(cursor, [*self._take_pending(), *events])
+
+    def _take_pending(self) -> list[EventBase]:
+        with self._pending_lock:
+            events, self._pending = self._pending, []
+        return events
+
+    def _store(self, cursor: DbCursor, events: Sequence[EventBase]) -> Callable[[], None]:
         if not events:
             return _nothing
         numbers = Counter(event.queue_id for event in events if isinstance(event, QueueEventBase))
@@ -147,20 +166,19 @@ class DatabaseEventService(EventServiceBase):
             assert row is not None, "an upsert with RETURNING answers its row"
             next_seq[queue_id] = row["seq"] - count + 1
         now = utc_now()
+        insert = _INSERT_NOTIFYING if cursor.dialect == "postgres" else _INSERT
         stored: list[tuple[int, EventBase]] = []
         for event in events:
             if isinstance(event, QueueEventBase):
                 seq = next_seq[event.queue_id]
                 next_seq[event.queue_id] += 1
                 event = event.model_copy(update={"seq": seq})
-                cursor.execute(_INSERT, (event.queue_id, seq, event.event_name, event.model_dump_json(), now))
+                cursor.execute(insert, (event.queue_id, seq, event.event_name, event.model_dump_json(), now))
             else:
-                cursor.execute(_INSERT, (None, None, event.event_name, event.model_dump_json(), now))
+                cursor.execute(insert, (None, None, event.event_name, event.model_dump_json(), now))
             row = cursor.fetchone()
             assert row is not None, "an insert with RETURNING answers its row"
             stored.append((row["event_id"], event))
-        if cursor.dialect == "postgres":
-            cursor.execute(_NOTIFY, (CHANNEL, ""))
         return lambda: self._hand_on(stored)
 
     def _hand_on(self, stored: list[tuple[int, EventBase]]) -> None:

@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
     from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
 
-SessionEnd = QUEUE_ITEM_STATUS | Literal["deleted"]
-"""How a processed session ended, as the metrics count it: its item's status after, or deleted while it ran."""
+SessionEnd = QUEUE_ITEM_STATUS | Literal["deleted", "taken"]
+"""How a processed session ended, as the metrics count it: its item's status after, deleted while it ran, or taken
+from this processor (its lease lapsed) while it ran."""
 
 
 class SessionProcessorStatus(BaseModel):

@@ -31,7 +31,11 @@ from nodeloom.app.services.session_processor.session_processor_common import (
     SessionEnd,
     SessionProcessorStatus,
 )
-from nodeloom.app.services.session_queue.session_queue_common import ProcessorInfo, SessionQueueItemNotFoundError
+from nodeloom.app.services.session_queue.session_queue_common import (
+    ProcessorInfo,
+    SessionQueueItemNotFoundError,
+    SessionQueueItemTakenError,
+)
 from nodeloom.app.services.session_queue.session_queue_sql_processors import this_host
 from nodeloom.app.services.shared.graph_common import uuid_string
 from nodeloom.app.services.shared.session_runner import (
@@ -58,7 +62,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-StopReason = Literal["canceled", "timeout", "shutdown", "deleted"]
+StopReason = Literal["canceled", "timeout", "shutdown", "deleted", "taken"]
 """Why a session was asked to stop: its item was canceled (or its queue cleared), it ran past its timeout, the
 processor is stopping, or its item was found deleted."""
 
@@ -382,9 +386,12 @@ class DefaultSessionProcessor(SessionProcessorBase):
                 self._events.dispatch(InvocationCompleteEvent.build(item, node, output))
                 if seconds >= self._settings.save_state_after_s:
                     try:
-                        self._queue.set_queue_item_session(item.item_id, item.session)
+                        self._queue.set_queue_item_session(item.item_id, item.session, item.processor_id)
                     except SessionQueueItemNotFoundError:
                         run.request_stop("deleted")
+                    except SessionQueueItemTakenError as taken:
+                        logger.warning("%s", taken)
+                        run.request_stop("taken")
             case NodeFailed(node, error):
                 self._events.dispatch(
                     InvocationErrorEvent.build(item, node, error.error_type, error.message, error.traceback)
@@ -393,32 +400,36 @@ class DefaultSessionProcessor(SessionProcessorBase):
     def _end(self, run: _Run, outcome: SessionOutcome) -> SessionEnd:
         """Stores how the session ended with the session and its stats, in one write; how it ended."""
         item, session, stats = run.item, run.item.session, outcome.stats
+        held_by = item.processor_id
         error = outcome.error
         try:
             if error is not None:
                 if error.node is None:
                     logger.error("The session processor failed on item %s", item.item_id, exc_info=error.exception)
                 self._queue.fail_queue_item(
-                    item.item_id, error.error_type, error.message, error.traceback, session, stats
+                    item.item_id, error.error_type, error.message, error.traceback, session, stats, held_by
                 )
                 return "failed"
             if outcome.status == "completed":
-                return self._queue.complete_queue_item(item.item_id, session, stats)
+                return self._queue.complete_queue_item(item.item_id, session, stats, held_by)
             match run.stop_reason:
                 case "timeout":
                     message = f"The session ran longer than its timeout of {item.timeout} s and was stopped"
-                    self._queue.fail_queue_item(item.item_id, "Timeout", message, "", session, stats)
+                    self._queue.fail_queue_item(item.item_id, "Timeout", message, "", session, stats, held_by)
                     return "failed"
                 case "shutdown":
-                    return self._queue.interrupt_queue_item(item.item_id, session, stats)
-                case "deleted":
-                    return "deleted"
+                    return self._queue.interrupt_queue_item(item.item_id, session, stats, held_by)
+                case "deleted" | "taken":
+                    return run.stop_reason
                 case _:  # canceled: the item's cancel is what stopped it
-                    self._queue.cancel_queue_item(item.item_id, session, stats)
+                    self._queue.cancel_queue_item(item.item_id, session, stats, held_by)
                     return "canceled"
         except SessionQueueItemNotFoundError:
             logger.info("Item %s was deleted while it ran", item.item_id)
             return "deleted"
+        except SessionQueueItemTakenError as taken:
+            logger.warning("%s", taken)
+            return "taken"
         except Exception as e:
             logger.exception("The session processor could not store the end of item %s", item.item_id)
             self._fail(item, type(e).__name__, str(e), traceback.format_exc())
@@ -433,7 +444,11 @@ class DefaultSessionProcessor(SessionProcessorBase):
         stats: InvocationStatsSummary | None = None,
     ) -> None:
         try:
-            self._queue.fail_queue_item(item.item_id, error_type, message, trace, stats=stats)
+            self._queue.fail_queue_item(
+                item.item_id, error_type, message, trace, stats=stats, processor_id=item.processor_id
+            )
+        except SessionQueueItemTakenError as taken:
+            logger.warning("%s", taken)
         except Exception:
             logger.exception("Could not mark item %s failed", item.item_id)
 

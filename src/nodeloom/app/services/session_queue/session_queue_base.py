@@ -65,9 +65,11 @@ class SessionQueueBase(ABC):
         item_id: int,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> QUEUE_ITEM_STATUS:
         """Fails (or requeues, as configured) an in-progress item whose run was cut short, storing the session as far
-        as it ran and its stats, if given, in the same transaction; its new status."""
+        as it ran and its stats, if given, in the same transaction; its new status. See `complete_queue_item` for
+        `processor_id`."""
 
     @abstractmethod
     def enqueue_batch(
@@ -138,8 +140,10 @@ class SessionQueueBase(ABC):
         """Counts by status for one batch; raises `BatchNotFoundError`."""
 
     @abstractmethod
-    def set_queue_item_session(self, item_id: int, session: GraphExecutionState) -> None:
-        """Saves the session as far as it has run."""
+    def set_queue_item_session(
+        self, item_id: int, session: GraphExecutionState, processor_id: str | None = None
+    ) -> None:
+        """Saves the session as far as it has run. See `complete_queue_item` for `processor_id`."""
 
     @abstractmethod
     def set_queue_item_stats(self, item_id: int, stats: InvocationStatsSummary) -> None:
@@ -190,9 +194,14 @@ class SessionQueueBase(ABC):
         item_id: int,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> QUEUE_ITEM_STATUS:
         """Stores the finished session and its stats, if given, and marks the in-progress item completed, all in
-        one transaction; the item's status after (canceled, if it was canceled meanwhile)."""
+        one transaction; the item's status after (canceled, if it was canceled meanwhile).
+
+        The processor running the item passes its id: if the item was taken from it meanwhile (its lease lapsed,
+        and the item was recovered, maybe run again by another processor), nothing is changed and
+        `SessionQueueItemTakenError` is raised."""
 
     @abstractmethod
     def fail_queue_item(
@@ -203,9 +212,10 @@ class SessionQueueBase(ABC):
         error_traceback: str,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> SessionQueueItem:
         """Marks an unfinished item failed, keeping the error, and stores the session as far as it ran and its stats,
-        if given, all in one transaction."""
+        if given, all in one transaction. See `complete_queue_item` for `processor_id`."""
 
     @abstractmethod
     def cancel_queue_item(
@@ -213,9 +223,11 @@ class SessionQueueBase(ABC):
         item_id: int,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> SessionQueueItem:
         """Marks an unfinished item canceled, and stores the session as far as it ran and its stats, if given, all in
-        one transaction (they are stored on an item canceled already, too)."""
+        one transaction (they are stored on an item canceled already, too). See `complete_queue_item` for
+        `processor_id`."""
 
     @abstractmethod
     def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:

@@ -48,6 +48,11 @@ class SessionQueueItemNotFoundError(SessionQueueError):
     """No queue item has that id."""
 
 
+class SessionQueueItemTakenError(SessionQueueError):
+    """The processor no longer holds the queue item: it was taken from it (its lease lapsed), so what the processor
+    would write of it is dropped."""
+
+
 class BatchNotFoundError(SessionQueueError):
     """No queue item belongs to that batch."""
 

@@ -13,7 +13,7 @@ import itertools
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +48,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     RetryItemsResult,
     SessionQueueItem,
     SessionQueueItemNotFoundError,
+    SessionQueueItemTakenError,
     SessionQueueItemUnreadableError,
     WebhookClaimant,
     WebhookDueError,
@@ -123,9 +124,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
     @contextmanager
     def _write(self) -> Iterator[_Write]:
         events: list[EventBase] = []
-        # The events this process dispatched before this change (its node events) are numbered before its own.
-        self._events.flush()
-        with self._in_order:
+        with self._in_order, self._events.writing():
             with self._db.transaction() as cursor:
                 yield _Write(cursor, events)
                 # Stored with the change, where events are stored; handed on only after the commit, as a subscriber
@@ -141,19 +140,22 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
         The events of one operation all carry the counts as they are after the whole operation.
         """
-        finished = counts.count_changes(write.cursor, changes)
-        queue_ids = {row["queue_id"] for _, row in changes}
-        queues = {queue_id: counts.queue_status(write.cursor, queue_id) for queue_id in queue_ids}
+        statuses, finished = counts.count_changes(write.cursor, changes)
         for queue_id, newly_finished in finished.items():
-            if self._history.prune(write.cursor, queues[queue_id], newly_finished):
-                queues[queue_id] = counts.queue_status(write.cursor, queue_id)
-        batch_rows = {(row["queue_id"], row["batch_id"]): row for _, row in changes}
+            if self._history.prune(write.cursor, statuses[queue_id][0], newly_finished):
+                statuses[queue_id] = counts.read_statuses(write.cursor, queue_id, statuses[queue_id][1])
         batches = {
-            key: counts.batch_status(write.cursor, *key, row["origin"], row["destination"])
-            for key, row in batch_rows.items()
+            (row["queue_id"], row["batch_id"]): counts.status_of_batch(
+                row["queue_id"],
+                row["batch_id"],
+                statuses[row["queue_id"]][1][row["batch_id"]],
+                row["origin"],
+                row["destination"],
+            )
+            for _, row in changes
         }
         write.events.extend(
-            status_event(row, old_status, batches[row["queue_id"], row["batch_id"]], queues[row["queue_id"]])
+            status_event(row, old_status, batches[row["queue_id"], row["batch_id"]], statuses[row["queue_id"]][0])
             for old_status, row in changes
         )
 
@@ -163,8 +165,13 @@ class SqlSessionQueue(SqlSessionQueueReads):
         targets: Iterable[tuple[int, QUEUE_ITEM_STATUS]],
         status: QUEUE_ITEM_STATUS,
         error: _Error = _Error(),
+        processor_id: str | None = None,
+        release: bool = False,
     ) -> list[DbRow]:
-        """Moves each (item id, status it was read in) to `status`, with its counts and its event; the rows."""
+        """Moves each (item id, status it was read in) to `status`, with its counts and its event; the rows.
+
+        Made by the processor `processor_id`, it changes only the items that processor holds; `release` leaves the
+        items held by none."""
         now = utc_now()
         finishing = status in FINISHED_STATUSES
         change = {
@@ -175,31 +182,19 @@ class SqlSessionQueue(SqlSessionQueueReads):
             "error_message": error.message,
             "error_traceback": error.traceback,
             "finishing": finishing,
+            "release": release,
         }
+        held = processor_id is not None
+        if held:
+            change["processor_id"] = processor_id
         changes: list[StatusChange] = []
         for item_id, old_status in targets:
-            write.cursor.execute(sql.SET_STATUS, {**change, "item_id": item_id, "old_status": old_status})
+            write.cursor.execute(sql.SET_STATUS[held], {**change, "item_id": item_id, "old_status": old_status})
             row = write.cursor.fetchone()
             if row is not None:
                 changes.append((old_status, row))
         self._record(write, changes)
         return [row for _, row in changes]
-
-    def _change_one(
-        self,
-        item_id: int,
-        from_statuses: frozenset[QUEUE_ITEM_STATUS],
-        change: Callable[[_Write, DbRow], list[DbRow]],
-        session: GraphExecutionState | None = None,
-        stats: InvocationStatsSummary | None = None,
-    ) -> DbRow:
-        """Stores the session and stats, if given, and applies `change` to the item if it is in one of
-        `from_statuses`, in one transaction; the item's row as it is then."""
-        with self._write() as write:
-            _keep_run(write.cursor, item_id, session, stats)
-            row = fetch_item_row(write.cursor, item_id)
-            changed = change(write, row) if row["status"] in from_statuses else []
-        return changed[0] if changed else row
 
     def _finish(
         self,
@@ -209,17 +204,32 @@ class SqlSessionQueue(SqlSessionQueueReads):
         error: _Error = _Error(),
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> DbRow:
-        return self._change_one(
-            item_id,
-            from_statuses,
-            lambda write, row: self._change_status(write, [(item_id, row["status"])], status, error),
-            session,
-            stats,
-        )
+        """Moves the item to `status` if it is in one of `from_statuses`, storing the session and stats given; the
+        item's row as it is then. Made by the processor `processor_id`, it changes nothing of an item that
+        processor no longer holds, and raises `SessionQueueItemTakenError`."""
+        with self._write() as write:
+            _keep_run(write.cursor, item_id, session, stats, processor_id)
+            # Most often the item is running (a processor finishing it): the change guarded by that status needs
+            # no read first.
+            changed = (
+                self._change_status(write, [(item_id, "in_progress")], status, error, processor_id)
+                if "in_progress" in from_statuses
+                else []
+            )
+            if changed:
+                return changed[0]
+            row = _held_row(write.cursor, item_id, processor_id)
+            if row["status"] in from_statuses:
+                changed = self._change_status(write, [(item_id, row["status"])], status, error, processor_id)
+        return changed[0] if changed else row
 
-    def _interrupt(self, write: _Write, item_id: int, attempts: int, why: str) -> list[DbRow]:
-        """Requeues an in-progress item whose run was cut short (`why`), or fails it when it may not run again."""
+    def _interrupt(
+        self, write: _Write, item_id: int, attempts: int, why: str, processor_id: str | None = None
+    ) -> list[DbRow]:
+        """Requeues an in-progress item whose run was cut short (`why`), or fails it when it may not run again;
+        either way its processor (`processor_id`, where it is the one interrupting) no longer holds it."""
         interruptions = attempts + 1
         if not self._requeue_interrupted:
             message = f"{why} while this item was running"
@@ -229,11 +239,14 @@ class SqlSessionQueue(SqlSessionQueueReads):
                 f"(at most {self._max_attempts} attempts)"
             )
         else:
-            write.cursor.execute(sql.REQUEUE_INTERRUPTED, (utc_now(), item_id))
+            held = processor_id is not None
+            params = (utc_now(), item_id, processor_id) if held else (utc_now(), item_id)
+            write.cursor.execute(sql.REQUEUE_INTERRUPTED[held], params)
             requeued = write.cursor.fetchall()
             self._record(write, [("in_progress", row) for row in requeued])
             return requeued
-        return self._change_status(write, [(item_id, "in_progress")], "failed", _Error("Interrupted", message))
+        error = _Error("Interrupted", message)
+        return self._change_status(write, [(item_id, "in_progress")], "failed", error, processor_id, release=True)
 
     def _room(self, cursor: DbCursor, queue_id: str) -> int:
         """How many more unfinished items the queue may take."""
@@ -281,14 +294,14 @@ class SqlSessionQueue(SqlSessionQueueReads):
         item_id: int,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> QUEUE_ITEM_STATUS:
-        row = self._change_one(
-            item_id,
-            frozenset({"in_progress"}),
-            lambda write, row: self._interrupt(write, item_id, row["attempts"], "The server stopped"),
-            session,
-            stats,
-        )
+        with self._write() as write:
+            _keep_run(write.cursor, item_id, session, stats, processor_id)
+            row = _held_row(write.cursor, item_id, processor_id)
+            if row["status"] == "in_progress":
+                why = "The server stopped"
+                row = next(iter(self._interrupt(write, item_id, row["attempts"], why, processor_id)), row)
         status: QUEUE_ITEM_STATUS = row["status"]
         return status
 
@@ -359,17 +372,15 @@ class SqlSessionQueue(SqlSessionQueueReads):
                 error = _Error("InvalidSession", f"The stored session could not be loaded: {e.reason}", "")
                 self._finish(row["item_id"], "failed", _UNFINISHED, error)
 
-    def set_queue_item_session(self, item_id: int, session: GraphExecutionState) -> None:
-        self._update_item(sql.SET_SESSION, (session.model_dump_json(), utc_now(), item_id), item_id)
+    def set_queue_item_session(
+        self, item_id: int, session: GraphExecutionState, processor_id: str | None = None
+    ) -> None:
+        with self._db.transaction() as cursor:
+            _update_item(cursor, sql.SET_SESSION, (session.model_dump_json(), utc_now()), item_id, processor_id)
 
     def set_queue_item_stats(self, item_id: int, stats: InvocationStatsSummary) -> None:
-        self._update_item(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id), item_id)
-
-    def _update_item(self, update: str, params: tuple[object, ...], item_id: int) -> None:
         with self._db.transaction() as cursor:
-            cursor.execute(update, params)
-            if cursor.rowcount == 0:
-                raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
+            _update_item(cursor, sql.SET_STATS, (json.dumps(stats.as_dict()),), item_id)
 
     def claim_webhook(self, item_id: int, claimant: str, lease_s: float) -> bool:
         now = datetime.now(UTC)
@@ -411,12 +422,9 @@ class SqlSessionQueue(SqlSessionQueueReads):
         item_id: int,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> QUEUE_ITEM_STATUS:
-        with self._write() as write:
-            _keep_run(write.cursor, item_id, session, stats)
-            row = fetch_item_row(write.cursor, item_id)
-            if row["status"] == "in_progress":
-                row = self._change_status(write, [(item_id, "in_progress")], "completed")[0]
+        row = self._finish(item_id, "completed", frozenset({"in_progress"}), _Error(), session, stats, processor_id)
         status: QUEUE_ITEM_STATUS = row["status"]
         return status
 
@@ -428,17 +436,19 @@ class SqlSessionQueue(SqlSessionQueueReads):
         error_traceback: str,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> SessionQueueItem:
         error = _Error(error_type, error_message, error_traceback)
-        return item_from_row(self._finish(item_id, "failed", _UNFINISHED, error, session, stats))
+        return item_from_row(self._finish(item_id, "failed", _UNFINISHED, error, session, stats, processor_id))
 
     def cancel_queue_item(
         self,
         item_id: int,
         session: GraphExecutionState | None = None,
         stats: InvocationStatsSummary | None = None,
+        processor_id: str | None = None,
     ) -> SessionQueueItem:
-        return item_from_row(self._finish(item_id, "canceled", _UNFINISHED, _Error(), session, stats))
+        return item_from_row(self._finish(item_id, "canceled", _UNFINISHED, _Error(), session, stats, processor_id))
 
     def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:
         with self._write() as write:
@@ -466,6 +476,12 @@ class SqlSessionQueue(SqlSessionQueueReads):
     def retry_items_by_id(self, queue_id: str, item_ids: list[int]) -> RetryItemsResult:
         with self._write() as write:
             cursor = write.cursor
+            if cursor.dialect == "postgres":
+                # First, before the originals are read, so that a pruning of their batches' history in another
+                # process leaves them alone until this retry commits (see `LOCK_RETRIED_BATCH`).
+                cursor.execute(sql.SELECT_RETRIED_BATCHES, (queue_id, list(item_ids)))
+                for batch in cursor.fetchall():
+                    cursor.execute(sql.LOCK_RETRIED_BATCH, (queue_id, batch["batch_id"]))
             originals: list[DbRow] = []
             for item_id in dict.fromkeys(item_ids):
                 cursor.execute(sql.SELECT_ITEM, (item_id,))
@@ -530,10 +546,55 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
 
 def _keep_run(
-    cursor: DbCursor, item_id: int, session: GraphExecutionState | None, stats: InvocationStatsSummary | None
+    cursor: DbCursor,
+    item_id: int,
+    session: GraphExecutionState | None,
+    stats: InvocationStatsSummary | None,
+    processor_id: str | None = None,
 ) -> None:
-    """Stores the session as far as it ran and its stats, those given, in the caller's transaction."""
-    if session is not None:
-        cursor.execute(sql.SET_SESSION, (session.model_dump_json(), utc_now(), item_id))
-    if stats is not None:
-        cursor.execute(sql.SET_STATS, (json.dumps(stats.as_dict()), item_id))
+    """Stores the session as far as it ran and its stats, those given, in the caller's transaction; where the
+    processor `processor_id` stores them, only while it holds the item."""
+    values: tuple[object, ...]
+    if session is not None and stats is not None:
+        update, values = sql.SET_RUN, (session.model_dump_json(), utc_now(), json.dumps(stats.as_dict()))
+    elif session is not None:
+        update, values = sql.SET_SESSION, (session.model_dump_json(), utc_now())
+    elif stats is not None:
+        update, values = sql.SET_STATS, (json.dumps(stats.as_dict()),)
+    else:
+        return
+    _execute_held(cursor, update, values, item_id, processor_id)
+
+
+def _update_item(
+    cursor: DbCursor, update: str, values: tuple[object, ...], item_id: int, processor_id: str | None = None
+) -> None:
+    """Applies an update of one item (`... WHERE item_id = ?`, bound to `values` and the id); raises if the item
+    is gone, or if the processor `processor_id` making it no longer holds it."""
+    if _execute_held(cursor, update, values, item_id, processor_id) == 0:
+        _held_row(cursor, item_id, processor_id)
+        raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
+
+
+def _execute_held(
+    cursor: DbCursor, update: str, values: tuple[object, ...], item_id: int, processor_id: str | None
+) -> int:
+    """Runs an update of one item, guarded by the processor holding it where one (`processor_id`) makes it; how
+    many rows it changed."""
+    if processor_id is None:
+        cursor.execute(update, (*values, item_id))
+    else:
+        cursor.execute(update + sql.HELD_BY, (*values, item_id, processor_id))
+    return cursor.rowcount
+
+
+def _held_row(cursor: DbCursor, item_id: int, processor_id: str | None) -> DbRow:
+    """The item's row; raises `SessionQueueItemTakenError` where the processor `processor_id` no longer holds it."""
+    row = fetch_item_row(cursor, item_id)
+    if processor_id is not None and row["processor_id"] != processor_id:
+        held_by = "no processor" if row["processor_id"] is None else f"processor {row['processor_id']}"
+        raise SessionQueueItemTakenError(
+            f"Queue item {item_id} was taken from processor {processor_id}, whose lease lapsed (it is now "
+            f"{row['status']}, held by {held_by}): what that processor would write of it is dropped"
+        )
+    return row

@@ -8,7 +8,7 @@ batch id `QUEUE_TOTAL`, which no batch has.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import (
@@ -20,22 +20,44 @@ from nodeloom.app.services.session_queue.session_queue_common import (
 )
 from nodeloom.app.services.shared.database.database_base import DbCursor, DbRow
 
+_CHUNK = 500
+"""The most rows one counts statement adds or reads: within every engine's limit on bound values."""
+
 StatusChange = tuple[QUEUE_ITEM_STATUS | None, DbRow]
 """An item's status before a change (None: a new item) and its row after it."""
 
 
-def count_changes(cursor: DbCursor, changes: Iterable[StatusChange]) -> Counter[str]:
-    """Moves each changed item from its old status's counts to its new one's; how many finished, by queue."""
+def count_changes(
+    cursor: DbCursor, changes: Iterable[StatusChange]
+) -> tuple[dict[str, tuple[SessionQueueStatus, dict[str, dict[str, int]]]], Counter[str]]:
+    """Moves each changed item from its old status's counts to its new one's. Answers, by queue, its status and
+    the counts of its changed items' batches after the change (see `read_statuses`), and how many items of it
+    finished."""
     deltas: Counter[tuple[str, str, str]] = Counter()
     finished: Counter[str] = Counter()
+    batch_ids: dict[str, set[str]] = {}
     for old_status, row in changes:
         if old_status is not None:
             deltas[row["queue_id"], row["batch_id"], old_status] -= 1
         deltas[row["queue_id"], row["batch_id"], row["status"]] += 1
         if row["status"] in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
             finished[row["queue_id"]] += 1
-    add_counts(cursor, deltas)
-    return finished
+        batch_ids.setdefault(row["queue_id"], set()).add(row["batch_id"])
+    rows = _count_rows(deltas)
+    if cursor.dialect == "postgres" and len(batch_ids) == 1 and len(rows) <= _CHUNK:
+        # Most changes are of one item: its counts changed and read back in one statement.
+        [(queue_id, batches)] = batch_ids.items()
+        if len(batches) <= _CHUNK:
+            ids = sorted(batches)
+            params = [value for row in rows for value in row]
+            cursor.execute(
+                sql.add_counts_select_statuses(len(rows), len(ids)),
+                (*params, queue_id, sql.QUEUE_TOTAL, *ids, queue_id),
+            )
+            return {queue_id: _statuses(queue_id, ids, cursor.fetchall())}, finished
+    _add_rows(cursor, rows)
+    statuses = {queue_id: read_statuses(cursor, queue_id, batches) for queue_id, batches in batch_ids.items()}
+    return statuses, finished
 
 
 def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
@@ -57,10 +79,58 @@ def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
 
 def add_counts(cursor: DbCursor, deltas: Counter[tuple[str, str, str]]) -> None:
     """Adds the (queue id, batch id, status) deltas to the batches' counts and their sums to the queues'."""
+    _add_rows(cursor, _count_rows(deltas))
+
+
+def _count_rows(deltas: Counter[tuple[str, str, str]]) -> list[tuple[str, str, str, int]]:
+    """The (queue id, batch id, status, n) rows that add the deltas to the batches' counts and their sums to the
+    queues', in key order: two writes lock the count rows they share in the same order, so that on PostgreSQL they
+    wait for one another rather than deadlock."""
     totals: Counter[tuple[str, str, str]] = Counter()
     for (queue_id, _, status), n in deltas.items():
         totals[queue_id, sql.QUEUE_TOTAL, status] += n
-    cursor.executemany(sql.ADD_COUNT, [(*key, n) for key, n in (*totals.items(), *deltas.items()) if n])
+    return sorted((*key, n) for key, n in (*totals.items(), *deltas.items()) if n)
+
+
+def _add_rows(cursor: DbCursor, rows: list[tuple[str, str, str, int]]) -> None:
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        cursor.execute(sql.add_counts(len(chunk)), [value for row in chunk for value in row])
+
+
+def read_statuses(
+    cursor: DbCursor, queue_id: str, batch_ids: Collection[str]
+) -> tuple[SessionQueueStatus, dict[str, dict[str, int]]]:
+    """The queue's status and the counts of the given batches of it, by batch id."""
+    ids = sorted(batch_ids)
+    rows: list[DbRow] = []
+    for start in range(0, max(1, len(ids)), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        cursor.execute(sql.select_statuses(len(chunk)), (queue_id, sql.QUEUE_TOTAL, *chunk, queue_id))
+        rows += cursor.fetchall()
+    return _statuses(queue_id, ids, rows)
+
+
+def _statuses(
+    queue_id: str, batch_ids: list[str], rows: Iterable[DbRow]
+) -> tuple[SessionQueueStatus, dict[str, dict[str, int]]]:
+    counts: dict[str, dict[str, int]] = {}
+    current: DbRow | None = None
+    for row in rows:
+        if row["status"] == sql.CURRENT:
+            current = row
+        else:
+            counts.setdefault(row["batch_id"], _by_status(()))[row["status"]] = row["n"]
+    total = counts.pop(sql.QUEUE_TOTAL, _by_status(()))
+    queue = SessionQueueStatus(
+        queue_id=queue_id,
+        item_id=current["item_id"] if current else None,
+        batch_id=current["batch_id"] if current else None,
+        session_id=current["session_id"] if current else None,
+        total=sum(total.values()),
+        **total,
+    )
+    return queue, {batch_id: counts.get(batch_id, _by_status(())) for batch_id in batch_ids}
 
 
 def queue_total(cursor: DbCursor, queue_id: str) -> int:
@@ -73,23 +143,18 @@ def queue_unfinished(cursor: DbCursor, queue_id: str) -> int:
 
 
 def queue_status(cursor: DbCursor, queue_id: str) -> SessionQueueStatus:
-    counts = _counts(cursor, queue_id, sql.QUEUE_TOTAL)
-    cursor.execute(sql.SELECT_CURRENT_IDS, (queue_id,))
-    current = cursor.fetchone()
-    return SessionQueueStatus(
-        queue_id=queue_id,
-        item_id=current["item_id"] if current else None,
-        batch_id=current["batch_id"] if current else None,
-        session_id=current["session_id"] if current else None,
-        total=sum(counts.values()),
-        **counts,
-    )
+    return read_statuses(cursor, queue_id, ())[0]
 
 
 def batch_status(
     cursor: DbCursor, queue_id: str, batch_id: str, origin: str | None, destination: str | None
 ) -> BatchStatus:
-    counts = _counts(cursor, queue_id, batch_id)
+    return status_of_batch(queue_id, batch_id, _counts(cursor, queue_id, batch_id), origin, destination)
+
+
+def status_of_batch(
+    queue_id: str, batch_id: str, counts: dict[str, int], origin: str | None, destination: str | None
+) -> BatchStatus:
     return BatchStatus(
         queue_id=queue_id,
         batch_id=batch_id,

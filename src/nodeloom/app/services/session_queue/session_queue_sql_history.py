@@ -45,13 +45,33 @@ class QueueHistory:
         deleted: list[DbRow] = []
         if self._max_history is not None and finished > self._max_history:
             excess = min(finished - self._max_history, PRUNE_CHUNK)
-            cursor.execute(sql.PRUNE_OLDEST, (queue.queue_id, excess))
-            deleted += cursor.fetchall()
+            deleted += _delete_oldest(cursor, queue.queue_id, None, excess)
         if self._max_age is not None and len(deleted) < PRUNE_CHUNK:
             cutoff = to_timestamp(datetime.now(UTC) - self._max_age)
-            cursor.execute(sql.PRUNE_OLDER_THAN, (queue.queue_id, cutoff, PRUNE_CHUNK - len(deleted)))
-            deleted += cursor.fetchall()
+            deleted += _delete_oldest(cursor, queue.queue_id, cutoff, PRUNE_CHUNK - len(deleted))
         if not deleted:
             return False
         counts.count_deleted(cursor, deleted)
         return True
+
+
+def _delete_oldest(cursor: DbCursor, queue_id: str, cutoff: str | None, limit: int) -> list[DbRow]:
+    """Deletes up to `limit` of the queue's oldest finished items that may go (finished before `cutoff`, if given);
+    their rows."""
+    older_than = cutoff is not None
+    before = () if cutoff is None else (cutoff,)
+    if cursor.dialect != "postgres":  # SQLite runs one writer at a time: no retry runs meanwhile
+        cursor.execute(sql.PRUNE_HISTORY[older_than, False], (queue_id, *before, limit))
+        return cursor.fetchall()
+    # A retry in another process may be running a batch again, its new items not committed yet: pruning takes only
+    # the batches it can lock, which a retry holds from its start (see `LOCK_RETRIED_BATCH`).
+    cursor.execute(sql.PRUNE_CANDIDATE_BATCHES[older_than], (queue_id, *before, limit))
+    candidates = [row["batch_id"] for row in cursor.fetchall()]
+    if not candidates:
+        return []
+    cursor.execute(sql.TRY_LOCK_PRUNED_BATCHES, (candidates, queue_id))
+    locked = [row["batch_id"] for row in cursor.fetchall()]
+    if not locked:
+        return []
+    cursor.execute(sql.PRUNE_HISTORY[older_than, True], (queue_id, *before, locked, limit))
+    return cursor.fetchall()

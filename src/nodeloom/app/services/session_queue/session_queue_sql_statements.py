@@ -6,6 +6,7 @@ Named constants, so that a test can EXPLAIN the hot queries and check that they 
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from nodeloom.app.services.shared.database.database_base import Dialect
@@ -63,21 +64,36 @@ DEQUEUE: dict[Dialect, str] = {
     "sqlite": _DEQUEUE.format(lock="", columns=ITEM_COLUMNS),
     "postgres": _DEQUEUE.format(lock=" FOR UPDATE SKIP LOCKED", columns=ITEM_COLUMNS),
 }
-# Guarded by the status the caller read, so that a change made meanwhile by another process is never undone.
-# An item with a webhook that finishes has its call due in the same write, so a crash cannot lose the call.
-SET_STATUS = f"""
+# Guarded by the status the caller read, so that a change made meanwhile by another process is never undone, and,
+# where a processor makes it, by the processor holding the item. An item with a webhook that finishes has its call
+# due in the same write, so a crash cannot lose the call. An item taken from its processor (`release`) is held by
+# none: the processor's late writes then change nothing.
+_SET_STATUS = """
 UPDATE session_queue
 SET status = :status, updated_at = :updated_at, completed_at = :completed_at,
     error_type = :error_type, error_message = :error_message, error_traceback = :error_traceback,
-    webhook_state = CASE WHEN :finishing AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END
-WHERE item_id = :item_id AND status = :old_status
-RETURNING {ITEM_COLUMNS}
+    webhook_state = CASE WHEN :finishing AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END,
+    processor_id = CASE WHEN :release THEN NULL ELSE processor_id END
+WHERE item_id = :item_id AND status = :old_status{held}
+RETURNING {columns}
 """
-REQUEUE_INTERRUPTED = f"""
-UPDATE session_queue SET status = 'pending', attempts = attempts + 1, updated_at = ?
-WHERE item_id = ? AND status = 'in_progress'
-RETURNING {ITEM_COLUMNS}
+SET_STATUS: dict[bool, str] = {
+    held: _SET_STATUS.format(held=" AND processor_id = :processor_id" if held else "", columns=ITEM_COLUMNS)
+    for held in (False, True)
+}
+"""Keyed by whether the processor that holds the item makes the change (bound as `processor_id`)."""
+HELD_BY = " AND processor_id = ?"
+"""Ends an update of one item (`... WHERE item_id = ?`) that the processor holding it makes, bound last: a processor
+that no longer holds the item changes nothing."""
+_REQUEUE_INTERRUPTED = """
+UPDATE session_queue SET status = 'pending', attempts = attempts + 1, updated_at = ?, processor_id = NULL
+WHERE item_id = ? AND status = 'in_progress'{held}
+RETURNING {columns}
 """
+REQUEUE_INTERRUPTED: dict[bool, str] = {
+    held: _REQUEUE_INTERRUPTED.format(held=HELD_BY if held else "", columns=ITEM_COLUMNS) for held in (False, True)
+}
+"""Keyed as `SET_STATUS`; the processor id is bound last."""
 # The items in progress that no live processor holds: their processor's heartbeat is older than the cutoff, or it
 # is not registered (it deregistered, was forgotten, or the item was claimed before processors registered). On
 # PostgreSQL the rows are locked and those another sweep holds skipped, so that one sweep alone handles each.
@@ -93,6 +109,8 @@ SELECT_ORPHANED: dict[Dialect, str] = {
 }
 SET_SESSION = "UPDATE session_queue SET session = ?, updated_at = ? WHERE item_id = ?"
 SET_STATS = "UPDATE session_queue SET stats = ? WHERE item_id = ?"
+SET_RUN = "UPDATE session_queue SET session = ?, updated_at = ?, stats = ? WHERE item_id = ?"
+"""`SET_SESSION` and `SET_STATS` in one statement."""
 
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
 SELECT_STATUS = "SELECT status FROM session_queue WHERE item_id = ?"
@@ -135,10 +153,6 @@ SELECT_CURRENT = (
 )
 SELECT_NEXT = (
     f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE queue_id = ? AND status = 'pending' "
-    "ORDER BY priority DESC, item_id LIMIT 1"
-)
-SELECT_CURRENT_IDS = (
-    "SELECT item_id, batch_id, session_id FROM session_queue WHERE queue_id = ? AND status = 'in_progress' "
     "ORDER BY priority DESC, item_id LIMIT 1"
 )
 SELECT_IN_PROGRESS = "SELECT item_id, status FROM session_queue WHERE queue_id = ? AND status = 'in_progress'"
@@ -205,25 +219,56 @@ DELETE_FINISHED = (
 )
 
 
-def _history(older_than: bool) -> str:
-    """The oldest finished items of a queue (finished before a time, if `older_than`) that pruning may delete.
+def _oldest_finished(older_than: bool, in_batches: bool) -> str:
+    """The oldest finished items of a queue (finished before a time, if `older_than`; of the batches bound, if
+    `in_batches`) that pruning may delete, bound in that order and then to the most to take.
 
     Never an item of a batch that still has items to run: a client following the batch reads all of them.
     """
     before = " AND completed_at < ?" if older_than else ""
+    batches = " AND batch_id = ANY(?)" if in_batches else ""
     return (
-        "DELETE FROM session_queue WHERE item_id IN ("
-        "SELECT item_id FROM session_queue q WHERE queue_id = ? AND completed_at IS NOT NULL"
-        f"{before} AND {_NO_WEBHOOK_DUE} AND NOT EXISTS ("
+        "SELECT item_id, batch_id FROM session_queue q WHERE queue_id = ? AND completed_at IS NOT NULL"
+        f"{before}{batches} AND {_NO_WEBHOOK_DUE} AND NOT EXISTS ("
         "SELECT 1 FROM session_queue_counts c WHERE c.queue_id = q.queue_id AND c.batch_id = q.batch_id "
         "AND c.status IN ('pending', 'in_progress') AND c.n > 0"
         ") ORDER BY completed_at, item_id LIMIT ?"
-        ") RETURNING queue_id, batch_id, status"
     )
 
 
-PRUNE_OLDEST = _history(older_than=False)
-PRUNE_OLDER_THAN = _history(older_than=True)
+PRUNE_HISTORY: dict[tuple[bool, bool], str] = {
+    (older_than, in_batches): (
+        "DELETE FROM session_queue WHERE item_id IN ("
+        f"SELECT item_id FROM ({_oldest_finished(older_than, in_batches)}) AS oldest"
+        ") RETURNING queue_id, batch_id, status"
+    )
+    for older_than in (False, True)
+    for in_batches in (False, True)
+}
+"""Keyed by (finished before a time, of the batches bound; PostgreSQL only): bound as `_oldest_finished` says."""
+PRUNE_OLDEST = PRUNE_HISTORY[False, False]
+PRUNE_OLDER_THAN = PRUNE_HISTORY[True, False]
+# PostgreSQL: the batches pruning would take items of, then those of them it may prune, each locked for the rest
+# of the transaction unless a retry holds it (`LOCK_RETRIED_BATCH`); the delete that follows, its snapshot taken
+# after the locks, sees the items of a retry that committed meanwhile.
+PRUNE_CANDIDATE_BATCHES: dict[bool, str] = {
+    older_than: f"SELECT DISTINCT batch_id FROM ({_oldest_finished(older_than, False)}) AS oldest ORDER BY batch_id"
+    for older_than in (False, True)
+}
+_BATCH_LOCK_KEY = "hashtextextended({queue_id} || ' ' || {batch_id}, 0)"
+TRY_LOCK_PRUNED_BATCHES = (
+    "SELECT batch_id FROM unnest(?::text[]) AS batches(batch_id) "
+    f"WHERE pg_try_advisory_xact_lock({_BATCH_LOCK_KEY.format(queue_id='?', batch_id='batch_id')})"
+)
+"""Bound to the batch ids and the queue id; answers the batches locked. It never waits: a batch a retry holds is
+left for a later pruning."""
+SELECT_RETRIED_BATCHES = (
+    "SELECT DISTINCT batch_id FROM session_queue WHERE queue_id = ? AND item_id = ANY(?) ORDER BY batch_id"
+)
+LOCK_RETRIED_BATCH = f"SELECT pg_advisory_xact_lock_shared({_BATCH_LOCK_KEY.format(queue_id='?', batch_id='?')})"
+"""PostgreSQL: taken by a retry on each of its items' batches, first (`SELECT_RETRIED_BATCHES` names them), shared
+(retries wait for no other): pruning then leaves the batch's finished items alone until the retry has committed,
+after which it sees the batch has items to run again; a retry that waited for a pruning reads what it left."""
 # PostgreSQL: taken on a batch's row before `DELETE_EMPTY_BATCH`, in a statement of its own, so that the delete's
 # snapshot, taken after the lock, sees the items of a retry that held the row (by `KEEP_BATCH`) and committed.
 LOCK_BATCH = "SELECT batch_id FROM session_queue_batches WHERE queue_id = ? AND batch_id = ? FOR UPDATE"
@@ -262,8 +307,58 @@ SELECT_COUNTS = "SELECT status, n FROM session_queue_counts WHERE queue_id = ? A
 SELECT_ALL_QUEUE_COUNTS = (
     f"SELECT queue_id, status, n FROM session_queue_counts WHERE batch_id = '{QUEUE_TOTAL}' ORDER BY queue_id"
 )
-ADD_COUNT = (
-    "INSERT INTO session_queue_counts (queue_id, batch_id, status, n) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (queue_id, batch_id, status) DO UPDATE SET n = session_queue_counts.n + excluded.n"
-)
+
+
+@functools.cache
+def add_counts(rows: int) -> str:
+    """Adds `rows` (queue id, batch id, status, n) deltas to their counts in one statement."""
+    values = ", ".join(["(?, ?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO session_queue_counts (queue_id, batch_id, status, n) VALUES {values} "
+        "ON CONFLICT (queue_id, batch_id, status) DO UPDATE SET n = session_queue_counts.n + excluded.n"
+    )
+
+
+ADD_COUNT = add_counts(1)
+
+
+@functools.cache
+def select_statuses(batches: int) -> str:
+    """The counts of a queue and of `batches` of its batches, and the ids of its current item as a row of status
+    `CURRENT`: bound to the queue id, `QUEUE_TOTAL` and the batch ids, then the queue id again.
+
+    What a status event tells, read in one statement."""
+    return _select_statuses(batches, "")
+
+
+@functools.cache
+def add_counts_select_statuses(rows: int, batches: int) -> str:
+    """PostgreSQL: `add_counts` and then `select_statuses` in one statement, bound as they are in turn. The rows
+    added must be of that queue and its batches."""
+    return (
+        f"WITH added AS ({add_counts(rows)} RETURNING batch_id, status, n) "
+        "SELECT batch_id, status, n, CAST(NULL AS BIGINT) AS item_id, CAST(NULL AS TEXT) AS session_id FROM added "
+        "UNION ALL "
+        # The statement's other parts read the counts as they were before it: a row it changed is read from
+        # what the change returned.
+        + _select_statuses(
+            batches,
+            " AND NOT EXISTS (SELECT 1 FROM added WHERE added.batch_id = c.batch_id AND added.status = c.status)",
+        )
+    )
+
+
+def _select_statuses(batches: int, also: str) -> str:
+    batch_ids = ", ".join(["?"] * (batches + 1))
+    return (
+        "SELECT batch_id, status, n, NULL AS item_id, NULL AS session_id FROM session_queue_counts c "
+        f"WHERE queue_id = ? AND batch_id IN ({batch_ids}){also} "
+        f"UNION ALL SELECT * FROM (SELECT batch_id, '{CURRENT}' AS status, 0 AS n, item_id, session_id "
+        "FROM session_queue WHERE queue_id = ? AND status = 'in_progress' ORDER BY priority DESC, item_id LIMIT 1"
+        ") AS current_item"
+    )
+
+
+CURRENT = "current"
+"""The status of the row of `select_statuses` that names the queue's current item."""
 DELETE_EMPTY_COUNTS = "DELETE FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND n = 0"
