@@ -191,16 +191,23 @@ def build_processor(
 
 
 def build_services(
-    config: NodeloomConfig, *, worker_processes: bool = False, watcher: RunWatcher | None = None
+    config: NodeloomConfig,
+    *,
+    worker_processes: bool = False,
+    watcher: RunWatcher | None = None,
+    event_kinds: frozenset[str] | None = None,
 ) -> InvocationServices:
     """Opens (and migrates) the database under the root and wires every service; nothing runs until started.
 
     With `worker_processes` (an API server's), the session processor is a pool of child worker processes, one per
     device, and the invocation and model caches are views of theirs; else one processor runs in this process on
-    `config.device`, telling `watcher` of its sessions.
+    `config.device`, telling `watcher` of its sessions. `event_kinds` limits the events read back from other
+    processes to those names (a worker's).
     """
     database = open_database(config)
-    events = DatabaseEventService(database, poll_interval_s=config.events_poll_interval_s, keep=config.events_keep)
+    events = DatabaseEventService(
+        database, poll_interval_s=config.events_poll_interval_s, keep=config.events_keep, kinds=event_kinds
+    )
     image_services = build_image_services(database, config.outputs_path / "images", events)
     images, boards = image_services.images, image_services.boards
     tensors: ObjectSerializerBase[Any] = ObjectSerializerForwardCache(

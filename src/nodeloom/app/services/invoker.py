@@ -12,6 +12,7 @@ from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.services.invocation_services import InvocationServices, build_processor, build_services
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
+from nodeloom.app.services.session_processor.session_processor_default import DefaultSessionProcessor
 from nodeloom.app.services.session_processor.session_processor_workers import (
     WorkerControl,
     WorkerState,
@@ -123,7 +124,11 @@ def build_worker(config: NodeloomConfig, devices: Sequence[DeviceName], watcher:
     built-in nodes and the root's node packs; nothing runs until started."""
     load_builtin_nodes()
     load_custom_nodes(config.nodes_path)
-    services = build_services(config.model_copy(update={"device": devices[0]}), watcher=watcher)
+    services = build_services(
+        config.model_copy(update={"device": devices[0]}),
+        watcher=watcher,
+        event_kinds=DefaultSessionProcessor.EVENTS_READ,
+    )
     further = [build_processor(services, device, watcher) for device in devices[1:]]
     return Worker(services, [services.session_processor, *further])
 

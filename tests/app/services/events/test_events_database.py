@@ -116,6 +116,28 @@ def test_a_process_delivers_its_own_event_only_after_the_others_it_follows(proce
     ]
 
 
+def test_a_process_reading_some_kinds_gets_only_those_of_others_and_its_own_in_order(processes: Processes) -> None:
+    api = processes.start()
+    worker = processes.start(kinds=frozenset({"batch_enqueued"}))
+    api.store(QueueClearedEvent(queue_id="q"))
+    api.store(enqueued("q", "b1"))
+    api.store(QueueClearedEvent(queue_id="q"))
+    wait_for(lambda: len(worker.seen) == 1, what="the one kind it reads")
+    # Its own events follow the others' it skipped, in the queue's numbers: delivered at once, not held back.
+    worker.store(QueueClearedEvent(queue_id="q"))
+    worker.store(enqueued("q", "b2"))
+    api.store(enqueued("q", "b3"))
+
+    wait_for(lambda: len(worker.seen) == 4, what="its own events and the next of the kind")
+    assert [(e.event_name, e.seq) for e in worker.queue_events("q")] == [
+        ("batch_enqueued", 2),
+        ("queue_cleared", 4),
+        ("batch_enqueued", 5),
+        ("batch_enqueued", 6),
+    ]
+    wait_for(lambda: len(api.seen) == 6, what="every event in the process that reads all")
+
+
 def test_a_queues_numbers_follow_its_commits_under_concurrent_writers(processes: Processes) -> None:
     writers = [processes.start() for _ in range(4)]
     reader = processes.start()

@@ -43,8 +43,10 @@ _INSERT = (
 _INSERT_NOTIFYING = f"{_INSERT}, pg_notify('{CHANNEL}', '') AS notified"
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 _LAST_ID = "SELECT MAX(event_id) AS last_id FROM events"
-_AFTER = "SELECT event_id, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
-_BETWEEN = "SELECT event_id, event_name, payload FROM events WHERE event_id BETWEEN ? AND ? ORDER BY event_id"
+_AFTER = "SELECT event_id, queue_id, seq, event_name, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?"
+_BETWEEN = (
+    "SELECT event_id, queue_id, seq, event_name, payload FROM events WHERE event_id BETWEEN ? AND ? ORDER BY event_id"
+)
 _QUEUE_LAST = "SELECT seq FROM event_sequences WHERE queue_id = ?"
 # A reconnecting client's replay: searches of the index on (queue_id, seq), which a test checks.
 QUEUE_OLDEST = "SELECT MIN(seq) AS oldest FROM events WHERE queue_id = ?"
@@ -73,7 +75,9 @@ class DatabaseEventService(EventServiceBase):
     order. So each queue's events arrive in `seq` order in every process; events of different queues may
     interleave differently in different processes.
     Events stored once the service is built are delivered, those stored before are not. The newest `keep` events
-    are kept, progress events (with their previews) for `keep_progress_s` at most.
+    are kept, progress events (with their previews) for `keep_progress_s` at most. With `kinds`, only the events of
+    those names are read back from other processes (a worker's processors need the queue's events only, not every
+    other worker's node events): the rest are not parsed.
     """
 
     def __init__(
@@ -84,8 +88,10 @@ class DatabaseEventService(EventServiceBase):
         keep_progress_s: float = 60.0,
         prune_interval_s: float = 30.0,
         write_delay_s: float = 0.01,
+        kinds: frozenset[str] | None = None,
     ) -> None:
         self._db = db
+        self._kinds = kinds
         self._poll_interval_s = poll_interval_s
         self._keep = keep
         self._keep_progress_s = keep_progress_s
@@ -108,6 +114,8 @@ class DatabaseEventService(EventServiceBase):
         """The last `seq` delivered in this process, per queue."""
         self._handed: set[int] = set()
         """Ids of this process's events delivered by `_hand_on` that the tail is yet to read (and skip)."""
+        self._deferred: set[int] = set()
+        """Ids of this process's events `_hand_on` left to the tail, which delivers them whatever their kind."""
         with db.read() as cursor:
             cursor.execute(_LAST_ID)
             row = cursor.fetchone()
@@ -190,6 +198,7 @@ class DatabaseEventService(EventServiceBase):
                     continue
                 if isinstance(event, QueueEventBase):
                     if event.seq is None or self._delivered_seq.get(event.queue_id) != event.seq - 1:
+                        self._deferred.add(event_id)
                         self._wake.set()
                         continue
                     self._delivered_seq[event.queue_id] = event.seq
@@ -311,6 +320,13 @@ class DatabaseEventService(EventServiceBase):
     def _deliver(self, row: DbRow) -> None:
         if row["event_id"] in self._handed:
             self._handed.discard(row["event_id"])
+            return
+        own = row["event_id"] in self._deferred
+        self._deferred.discard(row["event_id"])
+        if self._kinds is not None and row["event_name"] not in self._kinds and not own:
+            # Not delivered, but its number counts: this process's own next event of the queue follows it.
+            if row["seq"] is not None:
+                self._delivered_seq[row["queue_id"]] = row["seq"]
             return
         event_type = EVENT_TYPES.get(row["event_name"])
         if event_type is None:

@@ -127,6 +127,12 @@ class DefaultSessionProcessor(SessionProcessorBase):
     the processor down (`get_status().is_alive`) for `restart_interval_s`, then starts a new thread.
     """
 
+    EVENTS_READ = frozenset(
+        kind.event_name
+        for kind in (BatchEnqueuedEvent, QueueItemsRetriedEvent, QueueItemStatusChangedEvent, QueueClearedEvent)
+    )
+    """The events `_on_event` acts on: all a process that runs only processors reads from the others."""
+
     def __init__(
         self,
         queue: SessionQueueBase,
