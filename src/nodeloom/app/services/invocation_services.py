@@ -195,18 +195,22 @@ def build_services(
     *,
     worker_processes: bool = False,
     watcher: RunWatcher | None = None,
-    event_kinds: frozenset[str] | None = None,
+    processors_only: bool = False,
 ) -> InvocationServices:
     """Opens (and migrates) the database under the root and wires every service; nothing runs until started.
 
     With `worker_processes` (an API server's), the session processor is a pool of child worker processes, one per
     device, and the invocation and model caches are views of theirs; else one processor runs in this process on
-    `config.device`, telling `watcher` of its sessions. `event_kinds` limits the events read back from other
-    processes to those names (a worker's).
+    `config.device`, telling `watcher` of its sessions. A process that runs `processors_only` (a worker) reads back
+    from the other processes only the events its processors act on, at most every `events_poll_interval_s`.
     """
     database = open_database(config)
     events = DatabaseEventService(
-        database, poll_interval_s=config.events_poll_interval_s, keep=config.events_keep, kinds=event_kinds
+        database,
+        poll_interval_s=config.events_poll_interval_s,
+        keep=config.events_keep,
+        kinds=DefaultSessionProcessor.EVENTS_READ if processors_only else None,
+        min_read_interval_s=config.events_poll_interval_s if processors_only else 0.0,
     )
     image_services = build_image_services(database, config.outputs_path / "images", events)
     images, boards = image_services.images, image_services.boards

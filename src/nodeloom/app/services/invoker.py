@@ -12,7 +12,6 @@ from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.services.invocation_services import InvocationServices, build_processor, build_services
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
-from nodeloom.app.services.session_processor.session_processor_default import DefaultSessionProcessor
 from nodeloom.app.services.session_processor.session_processor_workers import (
     WorkerControl,
     WorkerState,
@@ -127,7 +126,7 @@ def build_worker(config: NodeloomConfig, devices: Sequence[DeviceName], watcher:
     services = build_services(
         config.model_copy(update={"device": devices[0]}),
         watcher=watcher,
-        event_kinds=DefaultSessionProcessor.EVENTS_READ,
+        processors_only=True,
     )
     further = [build_processor(services, device, watcher) for device in devices[1:]]
     return Worker(services, [services.session_processor, *further])

@@ -77,7 +77,9 @@ class DatabaseEventService(EventServiceBase):
     Events stored once the service is built are delivered, those stored before are not. The newest `keep` events
     are kept, progress events (with their previews) for `keep_progress_s` at most. With `kinds`, only the events of
     those names are read back from other processes (a worker's processors need the queue's events only, not every
-    other worker's node events): the rest are not parsed.
+    other worker's node events): the rest are not parsed. `min_read_interval_s` spaces the tail's reads, so that
+    a process for which a little delay does not matter (a worker: cancels and new batches) reads a busy table a few
+    times a second, not at every other process's commit.
     """
 
     def __init__(
@@ -89,9 +91,11 @@ class DatabaseEventService(EventServiceBase):
         prune_interval_s: float = 30.0,
         write_delay_s: float = 0.01,
         kinds: frozenset[str] | None = None,
+        min_read_interval_s: float = 0.0,
     ) -> None:
         self._db = db
         self._kinds = kinds
+        self._min_read_interval_s = min_read_interval_s
         self._poll_interval_s = poll_interval_s
         self._keep = keep
         self._keep_progress_s = keep_progress_s
@@ -272,7 +276,7 @@ class DatabaseEventService(EventServiceBase):
                     listener = self._db.listen(CHANNEL)
                 while self._read():
                     pass
-                if self._stopping.is_set():
+                if self._stopping.wait(self._min_read_interval_s):
                     break
                 if time.monotonic() - pruned >= self._prune_interval_s or self._last_id - pruned_id >= _PRUNE_EVERY:
                     pruned, pruned_id = time.monotonic(), self._last_id
