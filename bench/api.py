@@ -28,17 +28,7 @@ import psutil
 import socketio
 from websockets.asyncio.client import ClientConnection, connect
 
-GRAPH: dict[str, Any] = {
-    "nodes": {
-        "a": {"id": "a", "type": "integer", "value": 1},
-        "b": {"id": "b", "type": "integer", "value": 2},
-        "sum": {"id": "sum", "type": "add", "use_cache": False},
-    },
-    "edges": [
-        {"source": {"node_id": "a", "field": "value"}, "destination": {"node_id": "sum", "field": "a"}},
-        {"source": {"node_id": "b", "field": "value"}, "destination": {"node_id": "sum", "field": "b"}},
-    ],
-}
+from bench_common import TRIVIAL_GRAPH
 
 
 def free_port() -> int:
@@ -73,7 +63,7 @@ def enqueue_latency(client: httpx.Client, count: int) -> dict[str, Any]:
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
-        response = client.post("/enqueue_batch", json={"batch": {"graph": GRAPH}})
+        response = client.post("/enqueue_batch", json={"batch": {"graph": TRIVIAL_GRAPH}})
         latencies.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
     client.put("/clear")
@@ -88,7 +78,8 @@ def enqueue_latency(client: httpx.Client, count: int) -> dict[str, Any]:
 def list_latency(client: httpx.Client, queued: int, pages: int) -> dict[str, Any]:
     client.put("/processor/pause")
     for _ in range(queued // 10_000):
-        client.post("/enqueue_batch", json={"batch": {"graph": GRAPH, "runs": 10_000}}, timeout=120).raise_for_status()
+        batch = {"batch": {"graph": TRIVIAL_GRAPH, "runs": 10_000}}
+        client.post("/enqueue_batch", json=batch, timeout=120).raise_for_status()
     total = client.get("/status").json()["queue"]["total"]
     latencies = []
     cursor: dict[str, Any] = {}
@@ -105,7 +96,7 @@ def list_latency(client: httpx.Client, queued: int, pages: int) -> dict[str, Any
 def enqueue_sessions(client: httpx.Client, count: int) -> str:
     """Queues a batch of `count` sessions with the processor paused; returns its id."""
     client.put("/processor/pause")
-    response = client.post("/enqueue_batch", json={"batch": {"graph": GRAPH, "runs": count}})
+    response = client.post("/enqueue_batch", json={"batch": {"graph": TRIVIAL_GRAPH, "runs": count}})
     response.raise_for_status()
     return str(response.json()["batch"]["batch_id"])
 

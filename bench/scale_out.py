@@ -35,13 +35,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import socketio
-from psycopg import sql
 
+from bench_common import TRIVIAL_GRAPH, scratch_database
 from nodeloom.app.invocations import load_builtin_nodes
 from nodeloom.app.invocations.custom_nodes import load_custom_nodes
 from nodeloom.app.services.events.events_database import DatabaseEventService
@@ -50,8 +49,6 @@ from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueu
 from nodeloom.app.services.shared.database.database_postgres import PostgresDatabase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
-
-SERVER_URL = os.environ.get("NODELOOM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # The node pack the worker processes load from the root's nodes/ folder.
 PACK = """
@@ -93,18 +90,6 @@ class BenchStampInvocation(BaseInvocation):
 
 def graph(node_type: str) -> dict[str, Any]:
     return {"nodes": {"n": {"id": "n", "type": node_type}}, "edges": []}
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"nodeloom_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as server:
-        server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(SERVER_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as server:
-            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager
@@ -227,20 +212,6 @@ def event_latencies_ms(count: int = 300) -> list[float]:
             return asyncio.run(listen(api_url, count, enqueue))
 
 
-# Three trivial nodes, as bench/api.py runs them.
-TRIVIAL: dict[str, Any] = {
-    "nodes": {
-        "a": {"id": "a", "type": "integer", "value": 1},
-        "b": {"id": "b", "type": "integer", "value": 2},
-        "sum": {"id": "sum", "type": "add", "use_cache": False},
-    },
-    "edges": [
-        {"source": {"node_id": "a", "field": "value"}, "destination": {"node_id": "sum", "field": "a"}},
-        {"source": {"node_id": "b", "field": "value"}, "destination": {"node_id": "sum", "field": "b"}},
-    ],
-}
-
-
 @contextmanager
 def server(root: Path, database_url: str, worker_processes: bool) -> Iterator[httpx.Client]:
     """`nodeloom serve` on `root`, its processor in a worker process or in itself; a client of its queue routes."""
@@ -278,7 +249,7 @@ def trivial_round(http: httpx.Client, sessions: int) -> tuple[float, float]:
     queue = "/api/v1/queue/default"
     http.put(f"{queue}/processor/pause").raise_for_status()
     started = time.perf_counter()
-    response = http.post(f"{queue}/enqueue_batch", json={"batch": {"graph": TRIVIAL, "runs": sessions}})
+    response = http.post(f"{queue}/enqueue_batch", json={"batch": {"graph": TRIVIAL_GRAPH, "runs": sessions}})
     response.raise_for_status()
     enqueue_s = time.perf_counter() - started
     batch_id = response.json()["batch"]["batch_id"]

@@ -15,7 +15,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import secrets
 import socket
 import statistics
 import subprocess
@@ -27,32 +26,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import psycopg
 import socketio
-from psycopg import sql
 
+from bench_common import scratch_database
 from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import QueueItemsRetriedEvent
 from nodeloom.app.services.events.events_database import DatabaseEventService
 from nodeloom.app.services.invocation_services import open_database
 
-SERVER_URL = os.environ.get("NODELOOM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 QUEUE_ID = "default"
-
-
-@contextmanager
-def scratch_postgres() -> Iterator[str]:
-    name = f"nodeloom_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as server:
-        server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(SERVER_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as server:
-            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def store_events(root: Path, settings: dict[str, str], count: int) -> None:
@@ -191,7 +175,7 @@ def main() -> None:
             if engine == "sqlite":
                 print(json.dumps(measure(engine, root, keep, args.events)), flush=True)
             elif engine == "postgres":
-                with scratch_postgres() as url:
+                with scratch_database() as url:
                     print(json.dumps(measure(engine, root, {**keep, "database_url": url}, args.events)), flush=True)
             else:
                 parser.error(f"--engines takes sqlite and postgres, not {engine!r}")

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -881,6 +882,29 @@ def waiting_for_a_lock(env: Env) -> int:
     return int(rows[0]["n"])
 
 
+@contextmanager
+def retry_held_at_its_count(env: Env, queue: SqlSessionQueue, item_id: int) -> Iterator[list[list[int]]]:
+    """Retries `item_id` on a thread held, inside the block, where it counts its new item: another connection holds
+    that row, so the retry's item is inserted and not yet committed. The retried ids, once the thread has ended."""
+    blocker = env.open_db()
+    retried: list[list[int]] = []
+    thread = threading.Thread(target=lambda: retried.append(queue.retry_items_by_id(Q, [item_id]).retried_item_ids))
+    try:
+        with blocker.transaction() as cursor:
+            cursor.execute(
+                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'pending' "
+                "FOR UPDATE",
+                (Q, sql.QUEUE_TOTAL),
+            )
+            thread.start()
+            wait_for(lambda: waiting_for_a_lock(env) == 1, what="the retry waiting for the count row")
+            yield retried
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    finally:
+        blocker.close()
+
+
 @postgres_only
 def test_a_retry_racing_the_delete_of_its_batch_last_item_keeps_the_batch_row(env: Env, queue: SqlSessionQueue) -> None:
     workflow = {"w": "kept"}
@@ -889,27 +913,8 @@ def test_a_retry_racing_the_delete_of_its_batch_last_item_keeps_the_batch_row(en
     queue.enqueue_batch(Q, make_batch(), prepend=False)  # a pending item: the queue's pending count has a row
     queue.cancel_queue_item(original)
     other = env.open()  # another process on the same database
-    blocker = env.open_db()
-    retried: list[list[int]] = []
-    try:
-        with blocker.transaction() as cursor:
-            # Holds the row the retry counts its new item in: the retry stops there, its item inserted and not
-            # yet committed, while the other process deletes the batch's last item.
-            cursor.execute(
-                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'pending' "
-                "FOR UPDATE",
-                (Q, sql.QUEUE_TOTAL),
-            )
-            thread = threading.Thread(
-                target=lambda: retried.append(queue.retry_items_by_id(Q, [original]).retried_item_ids)
-            )
-            thread.start()
-            wait_for(lambda: waiting_for_a_lock(env) == 1, what="the retry waiting for the count row")
-            other.delete_queue_item(original)
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-    finally:
-        blocker.close()
+    with retry_held_at_its_count(env, queue, original) as retried:
+        other.delete_queue_item(original)
 
     assert retried == [[original]]
     [copy] = [item for item in queue.list_all_queue_items(Q) if item.retried_from_item_id == original]
@@ -1346,35 +1351,17 @@ def test_pruning_leaves_the_finished_items_of_a_batch_a_retry_in_another_process
     other = env.open(max_history=1)  # another process on the same database
     item = other.dequeue(P)
     assert item is not None and item.item_id == finishing
-    blocker = env.open_db()
-    retried: list[list[int]] = []
-    try:
-        with blocker.transaction() as cursor:
-            # Holds the row the retry counts its new item in: the retry stops there, its item inserted and not yet
-            # committed, while the other process finishes an item, which prunes the history past its limit.
-            cursor.execute(
-                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'pending' "
-                "FOR UPDATE",
-                (Q, sql.QUEUE_TOTAL),
-            )
-            thread = threading.Thread(
-                target=lambda: retried.append(queue.retry_items_by_id(Q, [original]).retried_item_ids)
-            )
-            thread.start()
-            wait_for(lambda: waiting_for_a_lock(env) == 1, what="the retry waiting for the count row")
-            finisher = threading.Thread(target=lambda: other.complete_queue_item(finishing, processor_id=P))
-            finisher.start()
-            wait_for(
-                lambda: not finisher.is_alive() or waiting_for_a_lock(env) == 2,
-                what="the finish to commit, or to wait for the retry",
-            )
-            # It prunes around the batch the retry holds, and waits for nothing.
-            assert not finisher.is_alive()
-        for running in (thread, finisher):
-            running.join(timeout=10)
-            assert not running.is_alive()
-    finally:
-        blocker.close()
+    # The other process finishes an item while the retry is held, which prunes the history past its limit.
+    with retry_held_at_its_count(env, queue, original) as retried:
+        finisher = threading.Thread(target=lambda: other.complete_queue_item(finishing, processor_id=P))
+        finisher.start()
+        wait_for(
+            lambda: not finisher.is_alive() or waiting_for_a_lock(env) == 2,
+            what="the finish to commit, or to wait for the retry",
+        )
+        # It prunes around the batch the retry holds, and waits for nothing.
+        assert not finisher.is_alive()
+    finisher.join(timeout=10)
 
     assert retried == [[original]]
     assert queue.get_queue_item(finishing).status == "completed"
