@@ -72,7 +72,8 @@ class ZipBulkDownloadService(BulkDownloadBase):
         self._max_images = max_images
         self._stopping = threading.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodeloom-zip")
-        self._jobs: set[concurrent.futures.Future[None]] = set()
+        self._jobs: dict[concurrent.futures.Future[None], str] = {}
+        """The jobs queued or running, with the name of the archive each makes."""
         self._jobs_lock = threading.Lock()
 
     def start(self) -> None:
@@ -104,8 +105,8 @@ class ZipBulkDownloadService(BulkDownloadBase):
         self._remove_archives(older_than_s=self._max_age_s)
         archive_name = new_archive_name()
         with self._jobs_lock:
-            # A job that has just written its archive may be counted twice, never none.
-            held = len(self._jobs) + self._archive_count()
+            # By name: a job that has just written its archive is counted once, as its archive.
+            held = len(set(self._jobs.values()) | self._archive_names())
             if held >= self._max_archives:
                 raise BulkDownloadBusyError(
                     f"{held} bulk downloads are being made or wait to be fetched, the most allowed "
@@ -113,17 +114,17 @@ class ZipBulkDownloadService(BulkDownloadBase):
                     f"expires after bulk_download_max_age_s ({self._max_age_s:g} s)"
                 )
             job = self._executor.submit(self._make_archive, archive_name, image_names)
-            self._jobs.add(job)
+            self._jobs[job] = archive_name
         job.add_done_callback(self._forget)
         return archive_name
 
-    def _archive_count(self) -> int:
+    def _archive_names(self) -> set[str]:
         with os.scandir(self._folder) as entries:
-            return sum(1 for entry in entries if entry.name.endswith(ARCHIVE_EXTENSION))
+            return {entry.name for entry in entries if entry.name.endswith(ARCHIVE_EXTENSION)}
 
     def _forget(self, job: concurrent.futures.Future[None]) -> None:
         with self._jobs_lock:
-            self._jobs.discard(job)
+            self._jobs.pop(job, None)
 
     def get_path(self, archive_name: str) -> Path:
         path = self._folder / validate_archive_name(archive_name)
