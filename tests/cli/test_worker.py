@@ -171,6 +171,21 @@ def test_a_killed_workers_item_is_reclaimed_and_runs_again_on_the_other(cluster:
     assert [p["pid"] for p in cluster.alive_processors()] == [survivor.pid]
 
 
+def test_a_pause_through_the_api_holds_every_worker_until_resumed(cluster: Cluster) -> None:
+    cluster.start(workers=2)
+    assert cluster.client.put("processor/pause").json()["is_processing"] is False
+    item_ids = cluster.enqueue(record_graph(), runs=4)
+
+    # Each worker is woken by the new batch, and reads the queue again at every poll.
+    time.sleep(1.5)
+    assert cluster.status()["pending"] == 4 and not cluster.runs()
+    assert cluster.client.get("status").json()["processor"]["is_processing"] is False
+
+    assert cluster.client.put("processor/resume").json()["is_processing"] is True
+    wait_for(lambda: cluster.status()["completed"] == 4, 30, "the sessions to run")
+    assert set(cluster.runs().values()) == {1} and len(items(cluster, item_ids)) == 4
+
+
 def test_a_client_of_the_api_sees_a_workers_session_and_its_cancel_stops_it(cluster: Cluster) -> None:
     cluster.start(workers=1)
     listeners = Listeners(cluster.api.url)

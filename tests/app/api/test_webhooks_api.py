@@ -65,6 +65,7 @@ def test_webhook_survives_a_restart_of_the_server(live_server: StartServer) -> N
         first.stop()
         second = LiveServer(first.config.root, webhook_allow_private=True).start()
         try:
+            httpx.put(f"{second.url}/api/v1/queue/default/processor/resume").raise_for_status()  # the pause is kept
             wait_for(lambda: _Hook.received, timeout=20, what="the webhook call after the restart")
             assert _Hook.received[0]["item_id"] == item_id and _Hook.received[0]["status"] == "completed"
         finally:

@@ -142,15 +142,10 @@ def run_worker_process(config: NodeloomConfig, device: DeviceName, state: Worker
     control = WorkerControl(conn)
     worker = build_worker(config.model_copy(update={"devices": [device]}), [device], control)
     services = worker.services
-    (processor,) = worker.processors
     if not state.cache_enabled:
         services.invocation_cache.disable()
-    if state.paused:
-        processor.pause()
     worker.start()
     calls: dict[str, Callable[[], Any]] = {
-        "pause": processor.pause,
-        "resume": processor.resume,
         "cache_status": services.invocation_cache.get_status,
         "cache_enable": services.invocation_cache.enable,
         "cache_disable": services.invocation_cache.disable,

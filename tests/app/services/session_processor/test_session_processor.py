@@ -537,13 +537,15 @@ def test_a_processor_holds_its_item_by_heartbeats_and_recovers_those_of_a_gone_o
 ) -> None:
     services, _ = start_services(lease_s=1.0, heartbeat_interval_s=0.1, requeue_interrupted=True)
     queue, processor = services.session_queue, services.session_processor
-    me = processor.get_status().processor_id
-    assert me is not None
-    processor.pause()
+    processor.stop()
     (orphan,) = enqueue(services, ADD_GRAPH)
     gone = ProcessorInfo(processor_id="gone", host="elsewhere", pid=1, devices=["cpu"], started_at=datetime.now(UTC))
     queue.heartbeat(gone)
     assert queue.dequeue("gone") is not None
+    processor.pause()
+    processor.start()
+    me = processor.get_status().processor_id
+    assert me is not None
 
     # No heartbeat from "gone" for a lease: the running processor's sweep requeues its item.
     wait_for(lambda: queue.get_queue_item(orphan).status == "pending", 5, "the orphan to be requeued")

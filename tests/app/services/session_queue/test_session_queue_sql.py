@@ -24,6 +24,7 @@ from nodeloom.app.invocations.primitives import IntegerInvocation
 from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
     EventBase,
+    ProcessingPausedChangedEvent,
     QueueClearedEvent,
     QueueItemsRetriedEvent,
     QueueItemStatusChangedEvent,
@@ -529,6 +530,28 @@ def test_dequeue_marks_the_item_in_progress_and_emits_the_change(env: Env, queue
         for name, value in item.model_dump(include=item_fields).items()
     }
     assert queue.dequeue(P) is None
+
+
+def test_a_pause_stops_every_claim_on_the_database_until_resumed(env: Env, queue: SqlSessionQueue) -> None:
+    [item_id] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    env.events.take()
+
+    queue.set_processing_paused(True)
+    queue.set_processing_paused(True)
+
+    elsewhere = env.open()  # another process's queue, or this one's after a restart
+    assert elsewhere.is_processing_paused() and queue.is_processing_paused()
+    assert elsewhere.dequeue(P) is None and queue.dequeue(P) is None
+    assert queue.get_queue_item(item_id).status == "pending"
+    changes = [e for e in env.events.take() if isinstance(e, ProcessingPausedChangedEvent)]
+    assert [e.paused for e in changes] == [True]  # told once, when it changed
+
+    elsewhere.set_processing_paused(False)
+
+    assert not queue.is_processing_paused()
+    assert [e.paused for e in env.events.take() if isinstance(e, ProcessingPausedChangedEvent)] == [False]
+    item = queue.dequeue(P)
+    assert item is not None and item.item_id == item_id
 
 
 def test_concurrent_dequeuers_never_take_an_item_twice(env: Env, queue: SqlSessionQueue) -> None:

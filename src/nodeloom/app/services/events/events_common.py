@@ -187,6 +187,14 @@ class QueueItemsRetriedEvent(QueueEventBase):
     retried_item_ids: list[int] = Field(description="The items retried; each has a new pending copy")
 
 
+class ProcessingPausedChangedEvent(EventBase):
+    """The processors of every process were paused or resumed: sent to every client."""
+
+    event_name = "processing_paused_changed"
+
+    paused: bool = Field(description="Whether the processors now take no new items")
+
+
 class ModelEventBase(EventBase):
     config: dict[str, Any] = Field(description="The model's config")
     submodel_type: str | None = Field(default=None, description="The part of the model, if only a part")

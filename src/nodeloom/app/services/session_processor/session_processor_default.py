@@ -20,6 +20,7 @@ from nodeloom.app.services.events.events_common import (
     InvocationCompleteEvent,
     InvocationErrorEvent,
     InvocationStartedEvent,
+    ProcessingPausedChangedEvent,
     QueueClearedEvent,
     QueueItemsRetriedEvent,
     QueueItemStatusChangedEvent,
@@ -115,7 +116,8 @@ def _left(deadline: float | None) -> float | None:
 
 
 class DefaultSessionProcessor(SessionProcessorBase):
-    """Wakes on `BatchEnqueued`, else polls; stops the running node on a cancel, a clear, a timeout or `stop()`.
+    """Wakes on `BatchEnqueued` and on a resume, else polls; stops the running node on a cancel, a clear, a timeout
+    or `stop()`. Its pause and resume are the queue's, so they reach the processors of every process.
 
     It registers itself in the queue when started (a new id at each start), and a heartbeat thread renews its lease
     every `heartbeat_interval_s` and sweeps the queue for items whose processor is gone (`recover_interrupted`);
@@ -129,7 +131,13 @@ class DefaultSessionProcessor(SessionProcessorBase):
 
     EVENTS_READ = frozenset(
         kind.event_name
-        for kind in (BatchEnqueuedEvent, QueueItemsRetriedEvent, QueueItemStatusChangedEvent, QueueClearedEvent)
+        for kind in (
+            BatchEnqueuedEvent,
+            QueueItemsRetriedEvent,
+            QueueItemStatusChangedEvent,
+            QueueClearedEvent,
+            ProcessingPausedChangedEvent,
+        )
     )
     """The events `_on_event` acts on: all a process that runs only processors reads from the others."""
 
@@ -153,8 +161,6 @@ class DefaultSessionProcessor(SessionProcessorBase):
         self._metrics = metrics
         self._settings = settings or ProcessorSettings()
         self._wake = threading.Event()
-        self._resumed = threading.Event()
-        self._resumed.set()
         self._stopping = threading.Event()
         # Held while the worker thread is swapped, so `stop` never misses one the supervisor is starting.
         self._lifecycle = threading.Lock()
@@ -198,7 +204,6 @@ class DefaultSessionProcessor(SessionProcessorBase):
         with self._lifecycle:
             self._stopping.set()
             worker = self._worker
-        self._resumed.set()
         self._wake.set()
         run = self._run
         if run is not None:
@@ -249,11 +254,11 @@ class DefaultSessionProcessor(SessionProcessorBase):
                 logger.warning("Recovered %d item(s) whose processor is gone: %s", len(recovered), recovered)
 
     def pause(self) -> SessionProcessorStatus:
-        self._resumed.clear()
+        self._queue.set_processing_paused(True)
         return self.get_status()
 
     def resume(self) -> SessionProcessorStatus:
-        self._resumed.set()
+        self._queue.set_processing_paused(False)
         self._wake.set()
         return self.get_status()
 
@@ -263,7 +268,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         return SessionProcessorStatus(
             processor_id=info.processor_id if info else None,
             is_started=self._supervisor is not None,
-            is_processing=self._resumed.is_set(),
+            is_processing=not self._queue.is_processing_paused(),
             current_item_id=run.item.item_id if run else None,
             is_alive=worker is not None and worker.is_alive(),
             error=death.error if death else None,
@@ -271,7 +276,9 @@ class DefaultSessionProcessor(SessionProcessorBase):
         )
 
     def _on_event(self, event: EventBase) -> None:
-        if isinstance(event, BatchEnqueuedEvent | QueueItemsRetriedEvent):
+        if isinstance(event, BatchEnqueuedEvent | QueueItemsRetriedEvent) or (
+            isinstance(event, ProcessingPausedChangedEvent) and not event.paused
+        ):
             self._wake.set()
             return
         run = self._run
@@ -332,9 +339,6 @@ class DefaultSessionProcessor(SessionProcessorBase):
         assert info is not None, "the worker thread runs between start() and stop()"
         processor_id = info.processor_id
         while not self._stopping.is_set():
-            self._resumed.wait()
-            if self._stopping.is_set():
-                break
             try:
                 item = self._queue.dequeue(processor_id)
             except Exception:

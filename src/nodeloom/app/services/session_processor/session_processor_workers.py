@@ -4,9 +4,9 @@ Node code then never runs in the API process: a node that holds the GIL or ignor
 own worker only. Parent and child talk over one `multiprocessing` pipe each:
 
 - the child tells each session it starts and ends (`WorkerControl`, the child's `RunWatcher`), and answers calls;
-- the parent calls the child to pause, resume, and read or clear its caches, and asks it to stop.
+- the parent calls the child to read or clear its caches, and asks it to stop.
 
-Everything else (the queue, the claim, cancels, events) passes through the database, as for `nodeloom worker`
+Everything else (the queue, the claim, pause, cancels, events) passes through the database, as for `nodeloom worker`
 processes on other machines. The parent ends a child whose node ignores its item's cancel for `hard_cancel_after_s`,
 and starts a fresh one in the place of any child that died; the dead child's item is then recovered as interrupted.
 """
@@ -61,7 +61,6 @@ logger = logging.getLogger(__name__)
 class WorkerState:
     """What a child starts with, so that one started in the place of a dead one carries on as it left off."""
 
-    paused: bool = False
     cache_enabled: bool = True
 
 
@@ -223,11 +222,11 @@ class WorkerProcessPool(SessionProcessorBase):
             self._unsubscribe = None
 
     def pause(self) -> SessionProcessorStatus:
-        self._set_state(paused=True)
+        self._queue.set_processing_paused(True)
         return self.get_status()
 
     def resume(self) -> SessionProcessorStatus:
-        self._set_state(paused=False)
+        self._queue.set_processing_paused(False)
         return self.get_status()
 
     def get_status(self) -> SessionProcessorStatus:
@@ -237,7 +236,7 @@ class WorkerProcessPool(SessionProcessorBase):
         alive = bool(children) and all(child.process.is_alive() for child in children)
         return SessionProcessorStatus(
             is_started=self._supervisor is not None,
-            is_processing=not self._state.paused,
+            is_processing=not self._queue.is_processing_paused(),
             current_item_id=running[0] if running else None,
             is_alive=alive,
             error=None if alive else self._death,
@@ -275,19 +274,9 @@ class WorkerProcessPool(SessionProcessorBase):
 
     def set_cache_enabled(self, enabled: bool) -> None:
         """Turns the children's invocation caches on or off, and those of children started later."""
-        self._set_state(cache_enabled=enabled)
-
-    def _set_state(self, *, paused: bool | None = None, cache_enabled: bool | None = None) -> None:
         with self._lock:
-            state = self._state
-            self._state = WorkerState(
-                paused=state.paused if paused is None else paused,
-                cache_enabled=state.cache_enabled if cache_enabled is None else cache_enabled,
-            )
-        if paused is not None:
-            self.call_all("pause" if paused else "resume")
-        if cache_enabled is not None:
-            self.call_all("cache_enable" if cache_enabled else "cache_disable")
+            self._state = WorkerState(cache_enabled=enabled)
+        self.call_all("cache_enable" if enabled else "cache_disable")
 
     def _spawn(self, device: str) -> _Child:
         parent_end, child_end = self._context.Pipe()

@@ -83,6 +83,16 @@ class SessionQueueBase(ABC):
         """
 
     @abstractmethod
+    def set_processing_paused(self, paused: bool) -> None:
+        """Pauses or resumes the processors of every process sharing the queue, emitting
+        `ProcessingPausedChanged` when that changes: while paused, `dequeue` claims nothing. The pause is stored,
+        so it outlasts a restart."""
+
+    @abstractmethod
+    def is_processing_paused(self) -> bool:
+        """Whether the processors are paused."""
+
+    @abstractmethod
     def dequeue(self, processor_id: str) -> SessionQueueItem | None:
         """Atomically takes the highest-priority, oldest pending item of any queue and marks it in progress, held by
         the processor."""

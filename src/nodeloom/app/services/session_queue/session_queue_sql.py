@@ -22,6 +22,7 @@ from nodeloom.app.services.events.events_base import EventServiceBase
 from nodeloom.app.services.events.events_common import (
     BatchEnqueuedEvent,
     EventBase,
+    ProcessingPausedChangedEvent,
     QueueClearedEvent,
     QueueItemsRetriedEvent,
 )
@@ -354,6 +355,15 @@ class SqlSessionQueue(SqlSessionQueueReads):
             )
             write.events.append(BatchEnqueuedEvent.build(result))
         return result
+
+    def set_processing_paused(self, paused: bool) -> None:
+        with self._write() as write:
+            if paused:
+                write.cursor.execute(sql.PAUSE, (utc_now(),))
+            else:
+                write.cursor.execute(sql.RESUME)
+            if write.cursor.rowcount > 0:
+                write.events.append(ProcessingPausedChangedEvent(paused=paused))
 
     def dequeue(self, processor_id: str) -> SessionQueueItem | None:
         while True:

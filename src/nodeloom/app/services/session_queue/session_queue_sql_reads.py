@@ -30,6 +30,11 @@ class SqlSessionQueueReads(SessionQueueBase):
     def __init__(self, db: DatabaseBase) -> None:
         self._db = db
 
+    def is_processing_paused(self) -> bool:
+        with self._db.read() as cursor:
+            cursor.execute(sql.SELECT_PAUSED)
+            return cursor.fetchone() is not None
+
     def get_current(self, queue_id: str) -> SessionQueueItem | None:
         return self._select_one(sql.SELECT_CURRENT, queue_id)
 

@@ -52,10 +52,11 @@ SELECT_MAX_PENDING_PRIORITY = (
 # The claim: one statement, so no two dequeuers take one item; SQLite runs one writer at a time. PostgreSQL runs
 # transactions concurrently: there the sub-select locks its row and skips rows other claims hold, so that concurrent
 # claims take different items rather than wait for one another and then find theirs gone.
+# Nothing is claimed while the processors are paused: the pause holds for every process from its commit on.
 _DEQUEUE = """
 UPDATE session_queue SET status = 'in_progress', started_at = ?, updated_at = ?, processor_id = ?
 WHERE item_id = (
-    SELECT item_id FROM session_queue WHERE status = 'pending'
+    SELECT item_id FROM session_queue WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM processing_paused)
     ORDER BY priority DESC, item_id ASC LIMIT 1{lock}
 ) AND status = 'pending'
 RETURNING {columns}
@@ -107,6 +108,9 @@ SELECT_ORPHANED: dict[Dialect, str] = {
     "sqlite": _ORPHANED.format(lock=""),
     "postgres": _ORPHANED.format(lock=" FOR UPDATE SKIP LOCKED"),
 }
+PAUSE = "INSERT INTO processing_paused (id, paused_at) VALUES (1, ?) ON CONFLICT (id) DO NOTHING"
+RESUME = "DELETE FROM processing_paused"
+SELECT_PAUSED = "SELECT paused_at FROM processing_paused"
 SET_SESSION = "UPDATE session_queue SET session = ?, updated_at = ? WHERE item_id = ?"
 SET_STATS = "UPDATE session_queue SET stats = ? WHERE item_id = ?"
 SET_RUN = "UPDATE session_queue SET session = ?, updated_at = ?, stats = ? WHERE item_id = ?"

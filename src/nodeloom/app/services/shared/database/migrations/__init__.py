@@ -18,6 +18,7 @@ from nodeloom.app.services.shared.database.migrations import (
     migration_7,
     migration_8,
     migration_9,
+    migration_10,
 )
 
 MIGRATIONS: list[Migration] = [
@@ -30,5 +31,6 @@ MIGRATIONS: list[Migration] = [
     Migration(version=7, description="processor leases", up=migration_7.up),
     Migration(version=8, description="events across processes", up=migration_8.up),
     Migration(version=9, description="webhook claims", up=migration_9.up),
+    Migration(version=10, description="a pause every processor sees", up=migration_10.up),
 ]
 """The schema's history in order; a database records the last version it ran (see `Migrator`)."""
