@@ -86,6 +86,20 @@ def test_generating_two_images_shows_them_in_the_results_and_the_gallery(
         expect(grid.get_by_role("img", name=name, exact=True)).to_be_visible()
 
 
+def test_a_pause_and_a_resume_by_another_client_show_in_the_header_at_once(page: Page, api: httpx.Client) -> None:
+    page.goto("/")
+    processor = page.get_by_label("Processor", exact=True)
+    # Once connected, the page reads the status again only when an event says it may have changed.
+    expect(page.get_by_role("status", name="Connection")).to_have_text("Connected")
+    expect(processor).to_have_text(re.compile("^Running"))
+    try:
+        api.put("v1/queue/default/processor/pause").raise_for_status()
+        expect(processor).to_have_text("Paused", timeout=5_000)
+    finally:
+        api.put("v1/queue/default/processor/resume").raise_for_status()
+    expect(processor).to_have_text(re.compile("^Running"), timeout=5_000)
+
+
 def test_a_running_item_canceled_on_the_queue_page_shows_canceled(page: Page, api: httpx.Client) -> None:
     _, [item_id] = enqueue(api, graph_json([{"id": "wait", "type": "e2e_wait", "seconds": 60}]))
     try:

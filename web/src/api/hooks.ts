@@ -28,12 +28,18 @@ export function useRefetchOn(names: readonly string[], queryKey: QueryKey, delay
 
 export const STATUS_KEY = ["queue-status"];
 
-const QUEUE_EVENTS = ["queue_item_status_changed", "batch_enqueued", "queue_items_retried", "queue_cleared"] as const;
+const STATUS_EVENTS = [
+  "queue_item_status_changed",
+  "batch_enqueued",
+  "queue_items_retried",
+  "queue_cleared",
+  "processing_paused_changed",
+] as const;
 
-/** The queue's counts and the processor's state. The processor sends no event when it is paused or resumed (by
- * this page, another one or the CLI), so its state is read again after every queue event (at most each second),
- * after each reconnect (as every query is) and when the window regains focus. */
+/** The queue's counts and the processors' state, read again after every queue event and every pause or resume (by
+ * this page, another one, the CLI or another server; at most each second), after each reconnect (as every query
+ * is) and when the window regains focus. */
 export function useQueueStatus() {
-  useRefetchOn(QUEUE_EVENTS, STATUS_KEY, 1000);
+  useRefetchOn(STATUS_EVENTS, STATUS_KEY, 1000);
   return useQuery({ queryKey: STATUS_KEY, queryFn: () => api<QueueAndProcessorStatus>(`${QUEUE}/status`), refetchOnWindowFocus: "always" });
 }
