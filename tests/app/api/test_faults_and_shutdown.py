@@ -82,3 +82,18 @@ def test_a_wait_is_answered_at_once_when_the_server_shuts_down(live_server: Star
     (answer,) = answers
     assert answer.status_code == 503
     assert "shutting down" in answer.json()["detail"]
+
+
+def test_a_failing_database_is_a_503_naming_it_not_the_clients_error(live_server: StartServer) -> None:
+    server = live_server()
+    with server.services.database.transaction() as cursor:
+        cursor.execute("ALTER TABLE boards RENAME TO boards_away")
+    try:
+        response = httpx.get(f"{server.url}/api/v1/boards/")
+    finally:
+        with server.services.database.transaction() as cursor:
+            cursor.execute("ALTER TABLE boards_away RENAME TO boards")
+
+    assert response.status_code == 503
+    assert response.json()["error_type"] == "DatabaseError" and "boards" in response.json()["detail"]
+    assert httpx.get(f"{server.url}/api/v1/boards/").status_code == 200

@@ -63,6 +63,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItemUnreadableError,
     WebhookDueError,
 )
+from nodeloom.app.services.shared.database.database_common import DatabaseError, DatabaseIntegrityError
 from nodeloom.app.services.shared.graph_common import GraphError
 from nodeloom.backend.model_manager.configs import InvalidModelConfigError
 from nodeloom.backend.model_manager.errors import (
@@ -75,7 +76,7 @@ from nodeloom.errors import NodeloomError
 
 logger = logging.getLogger(__name__)
 
-# The status for each kind of error a client can cause; anything else a client sends that nodeloom refuses is 400.
+# The status for each kind of error; anything else a client sends that nodeloom refuses is 400.
 ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (SessionQueueItemNotFoundError, 404),
     (BatchNotFoundError, 404),
@@ -107,6 +108,9 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (InvalidModelConfigError, 422),
     (InvalidModelError, 415),
     (ModelFileError, 415),
+    # The database's failures are not the client's: a change that raced another one, or the database unreachable.
+    (DatabaseIntegrityError, 409),
+    (DatabaseError, 503),
     (NodeloomError, 400),
 ]
 
