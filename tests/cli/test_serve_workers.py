@@ -6,6 +6,7 @@ their own process.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,6 +62,9 @@ class SelfKillInvocation(BaseInvocation):
 """
 
 
+STATUS_EVENTS = "SELECT payload FROM events WHERE event_name = 'queue_item_status_changed' ORDER BY event_id"
+
+
 def node(node_type: str, **fields: Any) -> dict[str, Any]:
     return graph_json([{"id": "n", "type": node_type, **fields}])
 
@@ -83,8 +87,8 @@ class Server:
     def alive_processors(self) -> list[dict[str, Any]]:
         return [p for p in self.queue.get("processors").json() if p["is_alive"]]
 
-    def enqueue(self, graph: dict[str, Any], runs: int = 1) -> list[int]:
-        response = self.queue.post("enqueue_batch", json={"batch": {"graph": graph, "runs": runs}})
+    def enqueue(self, graph: dict[str, Any], runs: int = 1, **batch: Any) -> list[int]:
+        response = self.queue.post("enqueue_batch", json={"batch": {"graph": graph, "runs": runs, **batch}})
         assert response.status_code == 200, response.text
         item_ids: list[int] = response.json()["item_ids"]
         return item_ids
@@ -166,22 +170,64 @@ def test_one_worker_process_runs_on_each_device(serve: Any) -> None:
     assert {server.pid_of_run(item_id) for item_id in item_ids} <= pids
 
 
-def test_a_node_that_ignores_its_cancel_costs_its_worker_process_and_a_fresh_one_takes_over(serve: Any) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "left"),
+    [("PUT", "i/{}/cancel", "canceled"), ("DELETE", "i/{}", None), ("PUT", "clear", None)],
+    ids=["cancel", "delete", "clear"],
+)
+def test_a_node_that_ignores_its_cancel_costs_its_worker_process_and_a_fresh_one_takes_over(
+    serve: Any, method: str, path: str, left: str | None
+) -> None:
     server = serve(hard_cancel_after_s=1)
     (first,) = server.alive_processors()
     (hog,) = server.enqueue(node("deaf_hog"))
     wait_for(lambda: server.item(hog)["status"] == "in_progress", 30, "the node to start")
 
-    assert server.queue.put(f"i/{hog}/cancel").status_code == 200
+    assert server.queue.request(method, path.format(hog)).status_code == 200
 
     wait_for(lambda: not pid_alive(first["pid"]), 30, "the worker process to be ended")
     (fresh,) = wait_for(server.alive_processors, 60, "a fresh worker to register")
     assert fresh["pid"] != first["pid"]
-    assert server.item(hog)["status"] == "canceled"
+    found = server.queue.get(f"i/{hog}")
+    assert found.json()["status"] == left if left else found.status_code == 404
     (after,) = server.enqueue(node("whose_pid"))
     assert server.pid_of_run(after) == fresh["pid"]
     status = server.queue.get("status").json()["processor"]
     assert status["restarts"] == 1 and status["is_alive"]
+
+
+def test_an_item_enqueued_after_a_clear_is_not_stopped_by_it(serve: Any) -> None:
+    server = serve(hard_cancel_after_s=1)
+    (worker,) = server.alive_processors()
+    assert server.queue.put("clear").status_code == 200
+    (hog,) = server.enqueue(node("deaf_hog"))
+    wait_for(lambda: server.item(hog)["status"] == "in_progress", 30, "the node to start")
+
+    time.sleep(2)  # twice hard_cancel_after_s
+
+    assert server.item(hog)["status"] == "in_progress"
+    assert pid_alive(worker["pid"])
+
+
+def test_a_node_that_ignores_its_timeout_costs_its_worker_process_and_its_item_fails_as_timed_out(serve: Any) -> None:
+    server = serve(hard_cancel_after_s=1)
+    (first,) = server.alive_processors()
+    (hog,) = server.enqueue(node("deaf_hog"), timeout=1)
+
+    wait_for(lambda: server.finished(hog), 30, "the item to time out")
+
+    wait_for(lambda: not pid_alive(first["pid"]), 30, "the worker process to be ended")
+    (fresh,) = wait_for(server.alive_processors, 60, "a fresh worker to register")
+    (after,) = server.enqueue(node("whose_pid"))
+    assert server.pid_of_run(after) == fresh["pid"]
+    # Once the dead worker's items were recovered, the item is failed as timed out still, not as interrupted.
+    item = server.item(hog)
+    assert (item["status"], item["error_type"]) == ("failed", "Timeout")
+    assert item["error_message"].startswith(
+        "The session ran longer than its timeout of 1.0 s and was stopped; its node"
+    )
+    changes = [json.loads(row["payload"]) for row in server.process.query(STATUS_EVENTS)]
+    assert [change["status"] for change in changes if change["item_id"] == hog] == ["in_progress", "failed"]
 
 
 def test_a_worker_process_that_dies_is_replaced_and_its_item_failed_as_interrupted(serve: Any) -> None:

@@ -61,8 +61,8 @@ class NodeloomConfig(BaseSettings):
     hard_cancel_after_s: float = Field(
         default=10.0,
         gt=0,
-        description="How long a worker process's node may ignore the cancel of its item before the server ends "
-        "that process and starts a fresh one",
+        description="How long a worker process's node may ignore the cancel of its item, or its timeout, before "
+        "the server ends that process and starts a fresh one",
     )
     processor_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the processor looks for work when no event woke it"

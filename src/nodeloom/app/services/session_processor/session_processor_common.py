@@ -1,20 +1,44 @@
-"""The session processor's status, and how a session it processed ended."""
+"""The session processor's status, how a session it processed ended, and what its processors share."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS
+from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS, SessionQueueItemNotFoundError
 
 if TYPE_CHECKING:
     from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
+    from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
     from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
+
+logger = logging.getLogger(__name__)
 
 SessionEnd = QUEUE_ITEM_STATUS | Literal["deleted", "taken"]
 """How a processed session ended, as the metrics count it: its item's status after, deleted while it ran, or taken
 from this processor (its lease lapsed) while it ran."""
+
+
+def timeout_message(timeout_s: float) -> str:
+    """The error of an item failed as `Timeout`: its session ran past the batch's timeout."""
+    return f"The session ran longer than its timeout of {timeout_s} s and was stopped"
+
+
+def cleared(queue: SessionQueueBase, item_id: int) -> bool:
+    """Whether a clear of the running item's queue, heard now, deleted the item: an item enqueued after the clear is
+    kept and runs on, though the clear may be heard after its start (through the events table, or late).
+
+    A clear sends the cancel of the items it finds running; this catches the one it deletes without (on PostgreSQL,
+    an item claimed while the clear runs). An item that cannot be read is taken as kept."""
+    try:
+        queue.get_queue_item(item_id)
+    except SessionQueueItemNotFoundError:
+        return True
+    except Exception:
+        logger.exception("Could not read item %s after a clear of its queue", item_id)
+    return False
 
 
 class SessionProcessorStatus(BaseModel):

@@ -31,6 +31,8 @@ from nodeloom.app.services.session_processor.session_processor_common import (
     RunWatcher,
     SessionEnd,
     SessionProcessorStatus,
+    cleared,
+    timeout_message,
 )
 from nodeloom.app.services.session_queue.session_queue_common import (
     ProcessorInfo,
@@ -287,8 +289,12 @@ class DefaultSessionProcessor(SessionProcessorBase):
         if isinstance(event, QueueItemStatusChangedEvent):
             if event.item_id == run.item.item_id and event.status == "canceled":
                 run.request_stop("canceled")
-        elif isinstance(event, QueueClearedEvent) and event.queue_id == run.item.queue_id:
-            run.request_stop("canceled")
+        elif (
+            isinstance(event, QueueClearedEvent)
+            and event.queue_id == run.item.queue_id
+            and cleared(self._queue, run.item.item_id)
+        ):
+            run.request_stop("deleted")
 
     def _start_worker(self) -> None:
         self._death = None
@@ -424,7 +430,8 @@ class DefaultSessionProcessor(SessionProcessorBase):
                 return self._queue.complete_queue_item(item.item_id, session, stats, held_by)
             match run.stop_reason:
                 case "timeout":
-                    message = f"The session ran longer than its timeout of {item.timeout} s and was stopped"
+                    assert item.timeout is not None, "only an item with a timeout times out"
+                    message = timeout_message(item.timeout)
                     self._queue.fail_queue_item(item.item_id, "Timeout", message, "", session, stats, held_by)
                     return "failed"
                 case "shutdown":

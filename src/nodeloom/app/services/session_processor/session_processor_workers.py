@@ -7,8 +7,9 @@ own worker only. Parent and child talk over one `multiprocessing` pipe each:
 - the parent calls the child to read or clear its caches, and asks it to stop.
 
 Everything else (the queue, the claim, pause, cancels, events) passes through the database, as for `nodeloom worker`
-processes on other machines. The parent ends a child whose node ignores its item's cancel for `hard_cancel_after_s`,
-and starts a fresh one in the place of any child that died; the dead child's item is then recovered as interrupted.
+processes on other machines. The parent ends a child whose node ignores its item's cancel, or its timeout, for
+`hard_cancel_after_s` (failing a timed-out item as the child would have), and starts a fresh one in the place of any
+child that died; the dead child's item is then recovered as interrupted.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ from nodeloom.app.services.invocation_cache.invocation_cache_base import Invocat
 from nodeloom.app.services.invocation_cache.invocation_cache_common import InvocationCacheStatus
 from nodeloom.app.services.model_load.model_load_base import ModelLoadServiceBase
 from nodeloom.app.services.session_processor.session_processor_base import SessionProcessorBase
-from nodeloom.app.services.session_processor.session_processor_common import SessionEnd, SessionProcessorStatus
+from nodeloom.app.services.session_processor.session_processor_common import (
+    SessionEnd,
+    SessionProcessorStatus,
+    cleared,
+    timeout_message,
+)
 from nodeloom.backend.model_manager.load.cache_stats import CacheStats, EmptyModelCacheResult
 
 if TYPE_CHECKING:
@@ -111,7 +117,7 @@ class WorkerControl:
         self._send_lock = threading.Lock()
 
     def run_started(self, item: SessionQueueItem) -> None:
-        self._send(("started", item.item_id, item.queue_id))
+        self._send(("started", item.item_id, item.queue_id, item.processor_id, item.timeout))
 
     def run_ended(self, item: SessionQueueItem, status: SessionEnd, stats: InvocationStatsSummary | None) -> None:
         self._send(("ended", item.item_id, status, stats))
@@ -149,6 +155,19 @@ class WorkerControl:
         _send(self._conn, self._send_lock, message)
 
 
+@dataclass(frozen=True)
+class _Running:
+    """An item a child runs, as it told of its start."""
+
+    item_id: int
+    queue_id: str
+    processor_id: str | None
+    """The child's processor, which holds the item."""
+    timeout: float | None
+    started_at: float
+    """When the parent heard of the start: the child's timer starts then too, within a pipe's delay."""
+
+
 @dataclass(eq=False)
 class _Child:
     """One worker process on one device, as the parent sees it."""
@@ -157,10 +176,11 @@ class _Child:
     process: BaseProcess
     conn: Connection
     started_at: float
-    running: tuple[int, str] | None = None
-    """The item it runs and its queue, as it last told."""
+    running: _Running | None = None
     canceled_at: float | None = None
     """When the parent saw the running item canceled."""
+    overdue: bool = False
+    """Whether the parent ended it, for a node that ignored its cancel or its timeout."""
     replies: dict[int, Future[Any]] = field(default_factory=dict)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -194,8 +214,9 @@ class WorkerProcessPool(SessionProcessorBase):
         self._unsubscribe: Callable[[], None] | None = None
         self._restarts = 0
         self._death: str | None = None
-        # Items seen canceled lately, for a child that tells of its start after the cancel was seen.
+        # Items seen canceled, and queues seen cleared, lately: for a child that tells of its start after that.
         self._canceled: dict[int, float] = {}
+        self._cleared: dict[str, float] = {}
 
     def start(self) -> None:
         if self._supervisor is not None:
@@ -232,7 +253,7 @@ class WorkerProcessPool(SessionProcessorBase):
     def get_status(self) -> SessionProcessorStatus:
         with self._lock:
             children = list(self._children)
-        running = [child.running[0] for child in children if child.running is not None]
+        running = [child.running.item_id for child in children if child.running is not None]
         alive = bool(children) and all(child.process.is_alive() for child in children)
         return SessionProcessorStatus(
             is_started=self._supervisor is not None,
@@ -304,9 +325,9 @@ class WorkerProcessPool(SessionProcessorBase):
             except (EOFError, OSError):
                 break
             match message:
-                case ("started", int(item_id), str(queue_id)):
-                    child.running = (item_id, queue_id)
-                    child.canceled_at = time.monotonic() if item_id in self._canceled else None
+                case ("started", int(item_id), str(queue_id), processor_id, timeout):
+                    child.running = _Running(item_id, queue_id, processor_id, timeout, time.monotonic())
+                    child.canceled_at = time.monotonic() if self._canceled_before(child.running) else None
                 case ("ended", int(), status, stats):
                     child.running = None
                     child.canceled_at = None
@@ -322,20 +343,30 @@ class WorkerProcessPool(SessionProcessorBase):
                 reply.set_exception(RuntimeError("the worker process ended"))
 
     def _on_event(self, event: EventBase) -> None:
+        now = time.monotonic()
         if isinstance(event, QueueItemStatusChangedEvent) and event.status == "canceled":
-            now = time.monotonic()
-            self._canceled[event.item_id] = now
-            # Only the last minute matters: a child tells of its start within a pipe's delay.
-            for item_id, seen in list(self._canceled.items()):
-                if now - seen > 60:
-                    self._canceled.pop(item_id, None)
+            _remember(self._canceled, event.item_id, now)
             for child in list(self._children):
-                if child.running is not None and child.running[0] == event.item_id and child.canceled_at is None:
+                if child.running is not None and child.running.item_id == event.item_id and child.canceled_at is None:
                     child.canceled_at = now
         elif isinstance(event, QueueClearedEvent):
+            _remember(self._cleared, event.queue_id, now)
             for child in list(self._children):
-                if child.running is not None and child.running[1] == event.queue_id and child.canceled_at is None:
-                    child.canceled_at = time.monotonic()
+                running = child.running
+                if (
+                    running is not None
+                    and running.queue_id == event.queue_id
+                    and child.canceled_at is None
+                    and cleared(self._queue, running.item_id)
+                ):
+                    child.canceled_at = now
+
+    def _canceled_before(self, running: _Running) -> bool:
+        """Whether the item a child just told of was canceled, or cleared from its queue, before the parent heard of
+        its start."""
+        return running.item_id in self._canceled or (
+            running.queue_id in self._cleared and cleared(self._queue, running.item_id)
+        )
 
     def _supervise(self, spawned: threading.Event) -> None:
         """Starts the children, starts a fresh one in the place of each that dies, then stops them all.
@@ -380,8 +411,7 @@ class WorkerProcessPool(SessionProcessorBase):
             for child in children:
                 if self._stopping.is_set():
                     return
-                if child.canceled_at is not None and now - child.canceled_at >= self._settings.hard_cancel_after_s:
-                    self._end_ignoring_cancel(child)
+                self._end_if_overdue(child, now)
                 if child.process.is_alive():
                     continue
                 child.process.join()
@@ -391,23 +421,56 @@ class WorkerProcessPool(SessionProcessorBase):
                 logger.error("%s after %.1f s; starting a fresh one", self._death, lived)
                 self._recover()
                 restart_interval = min(60.0, 2 * restart_interval) if lived < 60 else self._settings.restart_interval_s
-                if self._stopping.wait(0 if child.canceled_at is not None else restart_interval):
+                if self._stopping.wait(0 if child.overdue else restart_interval):
                     return
                 with self._lock:
                     self._children[self._children.index(child)] = self._spawn(child.device)
                     self._restarts += 1
 
-    def _end_ignoring_cancel(self, child: _Child) -> None:
-        item = child.running[0] if child.running is not None else None
+    def _end_if_overdue(self, child: _Child, now: float) -> None:
+        """Ends the child if its node ignored its item's cancel, or its timeout, for `hard_cancel_after_s`; a
+        canceled item is left canceled, whatever its timeout."""
+        running, grace = child.running, self._settings.hard_cancel_after_s
+        if child.canceled_at is not None:
+            if now - child.canceled_at < grace:
+                return
+            ignored = "its cancel"
+        elif (
+            running is not None
+            and running.timeout is not None
+            and now - running.started_at >= running.timeout + grace
+            and self._fail_timed_out(running, running.timeout)
+        ):
+            ignored = f"its timeout of {running.timeout:g} s"
+        else:
+            return
         logger.error(
-            "The node running item %s on %s ignored its cancel for %.0f s: ending worker process %d",
-            item,
+            "The node running item %s on %s ignored %s for %.0f s: ending worker process %d",
+            running.item_id if running is not None else None,
             child.device,
-            self._settings.hard_cancel_after_s,
+            ignored,
+            grace,
             child.process.pid,
         )
+        child.overdue = True
         child.process.kill()
         child.process.join()
+
+    def _fail_timed_out(self, running: _Running, timeout: float) -> bool:
+        """Fails the item that ran past its timeout, as the child would have; whether the child is to be ended: not
+        if it ended the item itself meanwhile (the failure then changes nothing).
+
+        Failed while the child still holds the item: once the child is dead, any processor's sweep would recover it
+        as interrupted."""
+        message = f"{timeout_message(timeout)}; its node ignored the stop, and its worker process was ended"
+        try:
+            item = self._queue.fail_queue_item(
+                running.item_id, "Timeout", message, "", processor_id=running.processor_id
+            )
+        except Exception:
+            logger.exception("Could not fail item %s as timed out", running.item_id)
+            return True
+        return item.error_message == message
 
     def _recover(self) -> None:
         """Recovers the dead child's item now (its pid no longer runs), rather than at the next sweep."""
@@ -418,6 +481,15 @@ class WorkerProcessPool(SessionProcessorBase):
             return
         if recovered:
             logger.warning("Recovered %d item(s) of the dead worker process: %s", len(recovered), recovered)
+
+
+def _remember(seen: dict[Any, float], key: object, now: float) -> None:
+    """Notes `key` seen at `now`, forgetting what was seen over a minute ago: a child tells of its start within a
+    pipe's delay."""
+    seen[key] = now
+    for old, when in list(seen.items()):
+        if now - when > 60:
+            seen.pop(old, None)
 
 
 class WorkerInvocationCache(InvocationCacheBase):
