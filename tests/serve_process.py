@@ -8,9 +8,26 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 from tests.helpers import free_port, wait_for
+
+
+class QueueClient(httpx.Client):
+    """A server's default queue over HTTP, with the two calls the process proofs make most."""
+
+    def __init__(self, server_url: str) -> None:
+        super().__init__(base_url=f"{server_url}/api/v1/queue/default", timeout=60)
+
+    def alive_processors(self) -> list[dict[str, Any]]:
+        return [p for p in self.get("processors").json() if p["is_alive"]]
+
+    def enqueue(self, graph: dict[str, Any], runs: int = 1, **batch: Any) -> list[int]:
+        response = self.post("enqueue_batch", json={"batch": {"graph": graph, "runs": runs, **batch}})
+        assert response.status_code == 200, response.text
+        item_ids: list[int] = response.json()["item_ids"]
+        return item_ids
 
 
 class ServeProcess:

@@ -20,7 +20,7 @@ import pytest
 from pydantic import ValidationError
 from tests.database_engines import empty_postgres_schema
 from tests.helpers import graph_json, wait_for
-from tests.serve_process import ServeProcess
+from tests.serve_process import QueueClient, ServeProcess
 
 from nodeloom.app.services.config.config_default import load_config
 
@@ -76,22 +76,13 @@ class Server:
         (root / "nodes").mkdir(parents=True, exist_ok=True)
         (root / "nodes" / "pack.py").write_text(PACK)
         self.process = ServeProcess(root, *args, **settings)
-        self.queue = httpx.Client(base_url=f"{self.process.url}/api/v1/queue/default", timeout=30)
+        self.queue = QueueClient(self.process.url)
 
     def start(self, processors: int = 1) -> Server:
         self.process.spawn()
         self.process.wait_healthy()
-        wait_for(lambda: len(self.alive_processors()) == processors, 60, f"{processors} worker(s) to register")
+        wait_for(lambda: len(self.queue.alive_processors()) == processors, 60, f"{processors} worker(s) to register")
         return self
-
-    def alive_processors(self) -> list[dict[str, Any]]:
-        return [p for p in self.queue.get("processors").json() if p["is_alive"]]
-
-    def enqueue(self, graph: dict[str, Any], runs: int = 1, **batch: Any) -> list[int]:
-        response = self.queue.post("enqueue_batch", json={"batch": {"graph": graph, "runs": runs, **batch}})
-        assert response.status_code == 200, response.text
-        item_ids: list[int] = response.json()["item_ids"]
-        return item_ids
 
     def item(self, item_id: int) -> dict[str, Any]:
         found: dict[str, Any] = self.queue.get(f"i/{item_id}").json()
@@ -134,6 +125,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def fresh_worker(server: Server, dead: dict[str, Any]) -> dict[str, Any]:
+    """The worker that took the place of `dead`, once it has registered (the dead one may stay listed a moment)."""
+    (fresh,) = wait_for(
+        lambda: [p for p in server.queue.alive_processors() if p["pid"] != dead["pid"]], 60, "a fresh worker"
+    )
+    return fresh
+
+
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 def test_sessions_run_in_a_child_worker_process_not_the_api_process(
     serve: Any, engine: str, request: pytest.FixtureRequest
@@ -144,14 +143,14 @@ def test_sessions_run_in_a_child_worker_process_not_the_api_process(
         empty_postgres_schema(url)
         settings["database_url"] = url
     server = serve(**settings)
-    (worker,) = server.alive_processors()
+    (worker,) = server.queue.alive_processors()
     api_pid = server.process.process.pid
 
-    (item_id,) = server.enqueue(node("whose_pid"))
+    (item_id,) = server.queue.enqueue(node("whose_pid"))
 
     assert server.pid_of_run(item_id) == worker["pid"] != api_pid
     # The API server's view of the worker's caches and of its sessions.
-    (again,) = server.enqueue(node("whose_pid"))
+    (again,) = server.queue.enqueue(node("whose_pid"))
     server.pid_of_run(again)
     cache = httpx.get(f"{server.process.url}/api/v1/app/invocation_cache/status").json()
     assert (cache["hits"], cache["misses"], cache["size"]) == (1, 1, 1)
@@ -161,11 +160,13 @@ def test_sessions_run_in_a_child_worker_process_not_the_api_process(
 
 def test_one_worker_process_runs_on_each_device(serve: Any) -> None:
     server = serve("--devices", "cpu,cpu", processors=2)
-    pids = {p["pid"] for p in server.alive_processors()}
+    pids = {p["pid"] for p in server.queue.alive_processors()}
     assert len(pids) == 2 and server.process.process.pid not in pids
-    assert all(p["devices"] == ["cpu"] for p in server.alive_processors())
+    assert all(p["devices"] == ["cpu"] for p in server.queue.alive_processors())
 
-    item_ids = server.enqueue(node("whose_pid", tag=0), runs=1) + server.enqueue(node("whose_pid", tag=1), runs=1)
+    item_ids = server.queue.enqueue(node("whose_pid", tag=0), runs=1) + server.queue.enqueue(
+        node("whose_pid", tag=1), runs=1
+    )
 
     assert {server.pid_of_run(item_id) for item_id in item_ids} <= pids
 
@@ -179,18 +180,18 @@ def test_a_node_that_ignores_its_cancel_costs_its_worker_process_and_a_fresh_one
     serve: Any, method: str, path: str, left: str | None
 ) -> None:
     server = serve(hard_cancel_after_s=1)
-    (first,) = server.alive_processors()
-    (hog,) = server.enqueue(node("deaf_hog"))
+    (first,) = server.queue.alive_processors()
+    (hog,) = server.queue.enqueue(node("deaf_hog"))
     wait_for(lambda: server.item(hog)["status"] == "in_progress", 30, "the node to start")
 
     assert server.queue.request(method, path.format(hog)).status_code == 200
 
     wait_for(lambda: not pid_alive(first["pid"]), 30, "the worker process to be ended")
-    (fresh,) = wait_for(server.alive_processors, 60, "a fresh worker to register")
+    fresh = fresh_worker(server, first)
     assert fresh["pid"] != first["pid"]
     found = server.queue.get(f"i/{hog}")
     assert found.json()["status"] == left if left else found.status_code == 404
-    (after,) = server.enqueue(node("whose_pid"))
+    (after,) = server.queue.enqueue(node("whose_pid"))
     assert server.pid_of_run(after) == fresh["pid"]
     status = server.queue.get("status").json()["processor"]
     assert status["restarts"] == 1 and status["is_alive"]
@@ -198,9 +199,9 @@ def test_a_node_that_ignores_its_cancel_costs_its_worker_process_and_a_fresh_one
 
 def test_an_item_enqueued_after_a_clear_is_not_stopped_by_it(serve: Any) -> None:
     server = serve(hard_cancel_after_s=1)
-    (worker,) = server.alive_processors()
+    (worker,) = server.queue.alive_processors()
     assert server.queue.put("clear").status_code == 200
-    (hog,) = server.enqueue(node("deaf_hog"))
+    (hog,) = server.queue.enqueue(node("deaf_hog"))
     wait_for(lambda: server.item(hog)["status"] == "in_progress", 30, "the node to start")
 
     time.sleep(2)  # twice hard_cancel_after_s
@@ -211,14 +212,14 @@ def test_an_item_enqueued_after_a_clear_is_not_stopped_by_it(serve: Any) -> None
 
 def test_a_node_that_ignores_its_timeout_costs_its_worker_process_and_its_item_fails_as_timed_out(serve: Any) -> None:
     server = serve(hard_cancel_after_s=1)
-    (first,) = server.alive_processors()
-    (hog,) = server.enqueue(node("deaf_hog"), timeout=1)
+    (first,) = server.queue.alive_processors()
+    (hog,) = server.queue.enqueue(node("deaf_hog"), timeout=1)
 
     wait_for(lambda: server.finished(hog), 30, "the item to time out")
 
     wait_for(lambda: not pid_alive(first["pid"]), 30, "the worker process to be ended")
-    (fresh,) = wait_for(server.alive_processors, 60, "a fresh worker to register")
-    (after,) = server.enqueue(node("whose_pid"))
+    fresh = fresh_worker(server, first)
+    (after,) = server.queue.enqueue(node("whose_pid"))
     assert server.pid_of_run(after) == fresh["pid"]
     # Once the dead worker's items were recovered, the item is failed as timed out still, not as interrupted.
     item = server.item(hog)
@@ -232,22 +233,22 @@ def test_a_node_that_ignores_its_timeout_costs_its_worker_process_and_its_item_f
 
 def test_a_worker_process_that_dies_is_replaced_and_its_item_failed_as_interrupted(serve: Any) -> None:
     server = serve()
-    (first,) = server.alive_processors()
-    (doomed,) = server.enqueue(node("self_kill"))
+    (first,) = server.queue.alive_processors()
+    (doomed,) = server.queue.enqueue(node("self_kill"))
 
     item = wait_for(lambda: server.finished(doomed), 60, "the dead worker's item to be recovered")
 
     assert (item["status"], item["error_type"]) == ("failed", "Interrupted")
     assert not pid_alive(first["pid"])
-    (fresh,) = wait_for(server.alive_processors, 60, "a fresh worker to register")
-    (after,) = server.enqueue(node("whose_pid"))
+    fresh = fresh_worker(server, first)
+    (after,) = server.queue.enqueue(node("whose_pid"))
     assert server.pid_of_run(after) == fresh["pid"] != first["pid"]
 
 
 def test_pause_and_resume_reach_the_worker_processes(serve: Any) -> None:
     server = serve()
     assert server.queue.put("processor/pause").json()["is_processing"] is False
-    (item_id,) = server.enqueue(node("whose_pid"))
+    (item_id,) = server.queue.enqueue(node("whose_pid"))
     time.sleep(0.5)  # ten of the worker's polls
 
     assert server.item(item_id)["status"] == "pending"
@@ -258,7 +259,7 @@ def test_pause_and_resume_reach_the_worker_processes(serve: Any) -> None:
 
 def test_stopping_the_server_stops_its_worker_processes(serve: Any) -> None:
     server = serve()
-    (worker,) = server.alive_processors()
+    (worker,) = server.queue.alive_processors()
 
     server.process.interrupt()
 

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.app.api.socket_listeners import Listeners
 from tests.database_engines import empty_postgres_schema
 from tests.helpers import graph_json, wait_for
-from tests.serve_process import ServeProcess, WorkerProcess
+from tests.serve_process import QueueClient, ServeProcess, WorkerProcess
 
 RECORD_PACK = """
 import os
@@ -74,7 +73,7 @@ class Cluster:
         self.settings = settings
         self.api = ServeProcess(root, "--no-processor", **settings)
         self.workers: list[WorkerProcess] = []
-        self.client = httpx.Client(base_url=f"{self.api.url}/api/v1/queue/default", timeout=60)
+        self.client = QueueClient(self.api.url)
 
     def start(self, workers: int, devices: str = "cpu", **settings: Any) -> Cluster:
         self.api.spawn()
@@ -84,17 +83,8 @@ class Cluster:
                 WorkerProcess(self.root, f"worker{n}", "--devices", devices, **self.settings, **settings)
             )
         processors = workers * len(devices.split(","))
-        wait_for(lambda: len(self.alive_processors()) == processors, 60, f"{processors} processors to register")
+        wait_for(lambda: len(self.client.alive_processors()) == processors, 60, f"{processors} processors to register")
         return self
-
-    def alive_processors(self) -> list[dict[str, Any]]:
-        return [p for p in self.client.get("processors").json() if p["is_alive"]]
-
-    def enqueue(self, graph: dict[str, Any], runs: int = 1) -> list[int]:
-        response = self.client.post("enqueue_batch", json={"batch": {"graph": graph, "runs": runs}})
-        assert response.status_code == 200, response.text
-        item_ids: list[int] = response.json()["item_ids"]
-        return item_ids
 
     def status(self) -> dict[str, Any]:
         queue: dict[str, Any] = self.client.get("status").json()["queue"]
@@ -131,7 +121,7 @@ def items(cluster: Cluster, item_ids: list[int]) -> list[dict[str, Any]]:
 @pytest.mark.timeout(900)
 def test_eight_processors_in_four_workers_run_every_session_exactly_once(cluster: Cluster) -> None:
     cluster.start(workers=4, devices="cpu,cpu")
-    item_ids = cluster.enqueue(record_graph(), runs=2000)
+    item_ids = cluster.client.enqueue(record_graph(), runs=2000)
 
     wait_for(lambda: cluster.status()["completed"] == 2000, 600, "2,000 sessions to complete")
 
@@ -147,11 +137,11 @@ def test_eight_processors_in_four_workers_run_every_session_exactly_once(cluster
 
 def test_a_killed_workers_item_is_reclaimed_and_runs_again_on_the_other(cluster: Cluster) -> None:
     cluster.start(workers=2, requeue_interrupted=True, lease_s=2, heartbeat_interval_s=0.3)
-    item_ids = cluster.enqueue(record_graph(seconds=0.5), runs=12)
+    item_ids = cluster.client.enqueue(record_graph(seconds=0.5), runs=12)
     victim, survivor = cluster.workers
 
     def held_by_victim() -> int | None:
-        for processor in cluster.alive_processors():
+        for processor in cluster.client.alive_processors():
             if processor["pid"] == victim.pid and processor["items"]:
                 held: int = processor["items"][0]["item_id"]
                 return held
@@ -168,13 +158,13 @@ def test_a_killed_workers_item_is_reclaimed_and_runs_again_on_the_other(cluster:
     runs = cluster.runs()
     assert runs[session_id] == 2  # started on the killed worker, then again on the other
     assert {runs[item["session_id"]] for item_id, item in ran.items() if item_id != killed_item} == {1}
-    assert [p["pid"] for p in cluster.alive_processors()] == [survivor.pid]
+    assert [p["pid"] for p in cluster.client.alive_processors()] == [survivor.pid]
 
 
 def test_a_pause_through_the_api_holds_every_worker_until_resumed(cluster: Cluster) -> None:
     cluster.start(workers=2)
     assert cluster.client.put("processor/pause").json()["is_processing"] is False
-    item_ids = cluster.enqueue(record_graph(), runs=4)
+    item_ids = cluster.client.enqueue(record_graph(), runs=4)
 
     # Each worker is woken by the new batch, and reads the queue again at every poll.
     time.sleep(1.5)
@@ -190,7 +180,7 @@ def test_a_client_of_the_api_sees_a_workers_session_and_its_cancel_stops_it(clus
     cluster.start(workers=1)
     listeners = Listeners(cluster.api.url)
     try:
-        (done,) = cluster.enqueue(record_graph(progress_steps=3))
+        (done,) = cluster.client.enqueue(record_graph(progress_steps=3))
         wait_for(
             lambda: any(
                 name == "queue_item_status_changed" and data["status"] == "completed"
@@ -210,7 +200,7 @@ def test_a_client_of_the_api_sees_a_workers_session_and_its_cancel_stops_it(clus
         seqs = [data["seq"] for name, data in listeners.events[0] if "seq" in data]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
-        (long,) = cluster.enqueue(record_graph(seconds=60))
+        (long,) = cluster.client.enqueue(record_graph(seconds=60))
         wait_for(
             lambda: any(n == "invocation_started" and d["item_id"] == long for n, d in listeners.events[0]),
             30,
@@ -218,7 +208,7 @@ def test_a_client_of_the_api_sees_a_workers_session_and_its_cancel_stops_it(clus
         )
         canceled_at = time.monotonic()
         assert cluster.client.put(f"i/{long}/cancel").status_code == 200
-        wait_for(lambda: not cluster.alive_processors()[0]["items"], 10, "the worker to let go of the item")
+        wait_for(lambda: not cluster.client.alive_processors()[0]["items"], 10, "the worker to let go of the item")
         assert time.monotonic() - canceled_at < 3
         assert cluster.client.get(f"i/{long}").json()["status"] == "canceled"
     finally:
