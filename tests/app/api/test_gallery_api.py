@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
+import subprocess
+import sys
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -356,6 +360,101 @@ def test_archives_are_removed_after_their_age_and_at_start_up(live_server: Start
         assert archives(again) == []
     finally:
         again.stop()
+
+
+# Another server's archive, made in a process of its own: its write stops midway until a line comes, then the
+# archive stays held until stdin closes.
+_ARCHIVER = """
+import sys
+from pathlib import Path
+from nodeloom.app.services.shared.atomic_files import write_held
+
+def write(file):
+    file.write(b"PK")
+    print("writing", flush=True)
+    sys.stdin.readline()
+
+write_held(Path(sys.argv[1]), write)
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def start_archiver(path: Path) -> subprocess.Popen[str]:
+    """`_ARCHIVER` writing `path`, once it holds its write midway."""
+    archiver = subprocess.Popen(
+        [sys.executable, "-c", _ARCHIVER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert archiver.stdout is not None
+    assert archiver.stdout.readline().strip() == "writing"
+    return archiver
+
+
+def finish_archive(archiver: subprocess.Popen[str]) -> None:
+    """Lets `archiver` write its archive whole, which it holds until its stdin closes."""
+    assert archiver.stdin is not None and archiver.stdout is not None
+    archiver.stdin.write("\n")
+    archiver.stdin.flush()
+    assert archiver.stdout.readline().strip() == "written"
+
+
+def test_a_server_starting_and_stopping_on_the_same_root_leaves_the_archives_of_live_ones(
+    live_server: StartServer,
+) -> None:
+    server = live_server()
+    folder = server.config.outputs_path / "bulk_downloads"
+    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as client:
+        image = upload(client)["image_name"]
+        made = start_download(client, image_names=[image])
+        wait_for(lambda: archives(server) == [made], what="the archive")
+        other_name = f"{uuid.uuid4()}.zip"
+        archiver = start_archiver(folder / other_name)
+        live = archives(server)
+        assert len(live) == 2  # this server's archive and the other's temporary file
+        # What a crash left: an archive and a cut-short write, held by no one.
+        (folder / f"{uuid.uuid4()}.zip").write_bytes(b"left by a crash")
+        (folder / f".{uuid.uuid4()}.zip.cut.tmp").write_bytes(b"PK")
+
+        other = LiveServer(server.config.root).start()
+        assert archives(server) == live
+        finish_archive(archiver)
+        other.stop()
+        assert archives(server) == sorted([made, other_name])
+        image_bytes = (server.config.outputs_path / "images" / image).read_bytes()
+        assert fetch_zip(client, made) == {f"user/{image}": image_bytes}
+        wait_for(lambda: archives(server) == [other_name], what="the fetched archive's removal")
+
+        archiver.communicate("", timeout=30)
+        LiveServer(server.config.root).start().stop()
+        assert archives(server) == []
+
+
+def test_expiry_removes_the_archives_of_any_server_and_no_write_under_way(live_server: StartServer) -> None:
+    server = live_server(bulk_download_max_age_s=60)
+    folder = server.config.outputs_path / "bulk_downloads"
+    hour_ago = time.time() - 3600
+
+    def expire(path: Path) -> None:
+        os.utime(path, (hour_ago, hour_ago))
+
+    other_name = f"{uuid.uuid4()}.zip"
+    archiver = start_archiver(folder / other_name)
+    (writing,) = folder.iterdir()
+    expire(writing)
+    crashed_old, crashed_new = (folder / f".{uuid.uuid4()}.zip.cut.tmp" for _ in range(2))
+    for path in (crashed_old, crashed_new):
+        path.write_bytes(b"PK")
+    expire(crashed_old)
+    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as client:
+        # Any fetch removes what has expired first.
+        assert client.get(f"/images/download/{uuid.uuid4()}.zip").status_code == 404
+        assert sorted(folder.iterdir()) == sorted([writing, crashed_new])
+
+        finish_archive(archiver)
+        expire(folder / other_name)
+        assert client.get(f"/images/download/{other_name}").status_code == 404
+        assert list(folder.iterdir()) == [crashed_new]
+    archiver.communicate("", timeout=30)
 
 
 def test_bulk_downloads_past_their_limits_are_refused_naming_the_setting(live_server: StartServer) -> None:

@@ -177,6 +177,37 @@ def test_pausing_keeps_the_partial_file_and_resuming_goes_on_from_it(models: Mod
     assert models.leftovers() == []
 
 
+def test_another_server_starting_and_stopping_on_the_same_root_leaves_a_paused_download(
+    models: Models, lora_bytes: bytes
+) -> None:
+    body = lora_bytes + bytes(300_000)
+    served = Served(files={"/slow/ink.safetensors": body}, seconds_per_chunk=0.005)
+    with serving(served) as url:
+        job = models.start(f"{url}/slow/ink.safetensors")
+        models.wait_for(job["id"], "downloading")
+        while not any(path.suffix == ".part" and path.stat().st_size > 0 for path in models.leftovers()):
+            time.sleep(0.01)
+        assert models.client.post(f"/install/{job['id']}/pause").status_code == 201
+        models.wait_for(job["id"], "paused")
+        paused = {path: path.stat().st_size for path in models.leftovers() if path.is_file()}
+        # What a server that crashed left: its job's folder, held by no one.
+        crashed = models.folder / ".download-tmp" / "job-1-crashed"
+        (crashed / "files").mkdir(parents=True)
+        (crashed / "files" / "ink.safetensors.part").write_bytes(b"half a model")
+
+        other = LiveServer(models.server.config.root, model_download_allow_private=True).start()
+        assert not crashed.exists()
+        other.stop()
+        assert {path: path.stat().st_size for path in models.leftovers() if path.is_file()} == paused
+
+        served.seconds_per_chunk = 0
+        assert models.client.post(f"/install/{job['id']}/resume").status_code == 201
+        done = wait_for_job(models.client, job)
+    assert done["status"] == "completed", done
+    assert (models.folder / done["config_out"]["path"]).read_bytes() == body
+    assert models.leftovers() == []
+
+
 def test_bad_urls_fail_their_job_with_a_clear_error_not_the_server(models: Models) -> None:
     with serving(Served()) as url:
         cases = {
@@ -298,4 +329,4 @@ def test_stopping_the_server_cancels_its_downloads_and_removes_them(live_server:
         server.stop()
         assert time.monotonic() - started < 10
     assert server.services.model_manager.install.get_job_by_id(job["id"]).status == "cancelled"
-    assert not (models.folder / ".download-tmp").exists()
+    assert models.leftovers() == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -372,7 +374,46 @@ def test_start_reports_models_without_files_and_files_not_installed(
         f"1 installed model(s) have lost their files: 'gone' ({gone.path})",
         f"1 model(s) in {tmp_path / 'models'} are not installed: sd-1/lora/stray.safetensors",
     ]
-    assert not (tmp_path / "models" / ".download-tmp").exists()
+    assert list((tmp_path / "models" / ".download-tmp").iterdir()) == []
+
+
+# A job's download folder held in a process of its own, as another server's download is, until its stdin closes.
+_DOWNLOADER = """
+import sys
+from pathlib import Path
+from nodeloom.app.services.shared.atomic_files import new_held_folder
+
+folder, _ = new_held_folder(Path(sys.argv[1]), prefix="job-1-")
+(folder / "files").mkdir()
+(folder / "files" / "ink.safetensors.part").write_bytes(b"half a model")
+print(folder, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_start_and_stop_leave_the_downloads_of_another_live_process_and_remove_a_dead_ones(
+    installer: ModelInstallService, store: SqlModelRecordService, tmp_path: Path
+) -> None:
+    downloads = tmp_path / "models" / ".download-tmp"
+    command = [sys.executable, "-c", _DOWNLOADER, str(downloads)]
+    live, dead = (subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2))
+    assert live.stdout is not None and dead.stdout is not None
+    live_folder, dead_folder = Path(live.stdout.readline().strip()), Path(dead.stdout.readline().strip())
+    dead.kill()
+    dead.communicate(timeout=30)
+    assert sorted(downloads.iterdir()) == sorted([live_folder, dead_folder])
+    # A crash between making a folder and holding it leaves one without its lock file.
+    (downloads / "job-3-unheld" / "files").mkdir(parents=True)
+
+    installer.start()
+    assert list(downloads.iterdir()) == [live_folder]
+    installer.stop()
+    assert list(downloads.iterdir()) == [live_folder]
+    assert (live_folder / "files" / "ink.safetensors.part").read_bytes() == b"half a model"
+
+    live.communicate("", timeout=30)
+    ModelInstallService(store=store, events=InProcessEventService(), models_path=tmp_path / "models").start()
+    assert list(downloads.iterdir()) == []
 
 
 @pytest.mark.parametrize("link", ["unet/notes.txt", "extras"])

@@ -36,7 +36,7 @@ from nodeloom.app.services.image_files.image_files_common import ImageFileNotFou
 from nodeloom.app.services.image_records.image_records_common import BOARD_ID_NONE, ImageNamesQuery, ImageRecord
 from nodeloom.app.services.images.images_base import ImageServiceABC
 from nodeloom.app.services.names.names_common import validate_image_name
-from nodeloom.app.services.shared.atomic_files import write_atomically
+from nodeloom.app.services.shared.atomic_files import Hold, abandoned, write_held
 from nodeloom.errors import NodeloomError
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ class ZipBulkDownloadService(BulkDownloadBase):
     layout), written atomically, so an archive is fetchable whole or not at all.
 
     Jobs run one at a time, in order, on one thread. An archive is removed once fetched, `max_age_s` after it was
-    made if it never is, and at start-up and stop: the folder holds nothing that outlives the process. At most
+    made if it never is, and when the service stops. The service holds its archives (`write_held`) until then, so
+    that the start-up of another service on the same folder, which removes what no live process holds (what a crash
+    left), leaves them, as it leaves the archives being written: the folder holds nothing that outlives the process
+    that made it. At most
     `max_archives` archives are queued, being made or waiting to be fetched, each of at most `max_images` images,
     so neither the queue of jobs nor the folder grows without bound.
     """
@@ -74,10 +77,12 @@ class ZipBulkDownloadService(BulkDownloadBase):
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodeloom-zip")
         self._jobs: dict[concurrent.futures.Future[None], str] = {}
         """The jobs queued or running, with the name of the archive each makes."""
+        self._held: dict[str, Hold] = {}
+        """The archives this service made, by name, until they are removed."""
         self._jobs_lock = threading.Lock()
 
     def start(self) -> None:
-        self._remove_archives(older_than_s=0)
+        self._remove_unheld()
 
     def stop(self, timeout_s: float | None = None) -> None:
         self._stopping.set()
@@ -85,7 +90,11 @@ class ZipBulkDownloadService(BulkDownloadBase):
         with self._jobs_lock:
             jobs = list(self._jobs)
         concurrent.futures.wait(jobs, timeout=timeout_s)
-        self._remove_archives(older_than_s=0)
+        with self._jobs_lock:
+            holds, self._held = list(self._held.values()), {}
+        for hold in holds:
+            hold.release()
+        self._remove_unheld()
 
     def download(self, image_names: list[str] | None, board_id: str | None) -> str:
         if not image_names and board_id is None:
@@ -102,7 +111,7 @@ class ZipBulkDownloadService(BulkDownloadBase):
                 f"A bulk download holds at most {self._max_images} images (bulk_download_max_images) and "
                 f"{len(image_names or [])} were asked for"
             )
-        self._remove_archives(older_than_s=self._max_age_s)
+        self._remove_expired()
         archive_name = new_archive_name()
         with self._jobs_lock:
             # By name: a job that has just written its archive is counted once, as its archive.
@@ -128,7 +137,7 @@ class ZipBulkDownloadService(BulkDownloadBase):
 
     def get_path(self, archive_name: str) -> Path:
         path = self._folder / validate_archive_name(archive_name)
-        self._remove_archives(older_than_s=self._max_age_s)
+        self._remove_expired()
         # A symbolic link placed in the folder must not lead a valid name out of it.
         if not path.resolve().is_relative_to(self._folder):
             raise InvalidBulkDownloadNameError(archive_name)
@@ -138,6 +147,10 @@ class ZipBulkDownloadService(BulkDownloadBase):
 
     def delete(self, archive_name: str) -> None:
         (self._folder / validate_archive_name(archive_name)).unlink(missing_ok=True)
+        with self._jobs_lock:
+            hold = self._held.pop(archive_name, None)
+        if hold is not None:
+            hold.release()
 
     def _make_archive(self, archive_name: str, image_names: list[str] | None) -> None:
         ids = {
@@ -148,7 +161,9 @@ class ZipBulkDownloadService(BulkDownloadBase):
         self._events.dispatch(BulkDownloadStartedEvent(**ids))
         try:
             records = [self._images.get_record(image_name) for image_name in image_names or []]
-            write_atomically(self._folder / archive_name, lambda file: self._write_zip(file, records))
+            hold = write_held(self._folder / archive_name, lambda file: self._write_zip(file, records))
+            with self._jobs_lock:
+                self._held[archive_name] = hold
         except NodeloomError as error:
             self._events.dispatch(BulkDownloadErrorEvent(**ids, error=str(error)))
         except Exception as error:
@@ -170,12 +185,37 @@ class ZipBulkDownloadService(BulkDownloadBase):
                 except FileNotFoundError:
                     raise ImageFileNotFoundError(record.image_name) from None
 
-    def _remove_archives(self, older_than_s: float) -> None:
-        """Removes the archives, and the temporary files of cut-short writes, made over `older_than_s` ago."""
-        oldest = time.time() - older_than_s
+    def _files(self) -> list[Path]:
         with os.scandir(self._folder) as entries:
-            for entry in entries:
-                # A fetch may remove an archive while this looks at it.
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.is_file() and entry.stat().st_mtime <= oldest:
-                        os.unlink(entry.path)
+            return [Path(entry.path) for entry in entries if entry.is_file()]
+
+    def _remove_unheld(self) -> None:
+        """Removes the files that no live process holds, whatever their ages: the archives and cut-short writes of
+        services that crashed, and this one's archives once it has let them go."""
+        for path in self._files():
+            with abandoned(path) as left:
+                if left:
+                    path.unlink(missing_ok=True)
+
+    def _remove_expired(self) -> None:
+        """Removes the archives made over `max_age_s` ago, whichever service made them, and the files as old that
+        no live process holds (a write under way is kept, however long it takes); lets go of this service's
+        archives that are gone, fetched or expired through any service."""
+        oldest = time.time() - self._max_age_s
+        for path in self._files():
+            # A fetch may remove an archive while this looks at it.
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime > oldest:
+                    continue
+                if path.name.endswith(ARCHIVE_EXTENSION):
+                    path.unlink()
+                    continue
+                with abandoned(path) as left:
+                    if left:
+                        path.unlink()
+        with self._jobs_lock:
+            gone = {name: hold for name, hold in self._held.items() if not hold.is_current()}
+            for name in gone:
+                del self._held[name]
+        for hold in gone.values():
+            hold.release()

@@ -8,7 +8,6 @@ import enum
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 import traceback
@@ -56,6 +55,7 @@ from nodeloom.app.services.model_install.model_install_download import (
 from nodeloom.app.services.model_install.model_install_hf import repo_files
 from nodeloom.app.services.model_install.model_install_scan import describe_orphan, find_models
 from nodeloom.app.services.model_records.model_records_common import DuplicateModelError, ModelRecordChanges
+from nodeloom.app.services.shared.atomic_files import Hold, new_held_folder, remove_unheld_folders
 from nodeloom.backend.model_manager.configs import validate_model_config
 from nodeloom.backend.model_manager.errors import InvalidModelError, ModelPathNotFoundError
 from nodeloom.backend.model_manager.model_files import copy_model, hash_model, size_on_disk
@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 DOWNLOADS_FOLDER = ".download-tmp"
 """The folder in the models folder where jobs download, one folder each: on the same disk, so a finished model
 moves into place without a copy. Hidden, so scans pass over it."""
+_FILES_FOLDER = "files"
+"""Where in a job's folder its files download: beside, not among, the folder's lock file, whatever they are named."""
 
 _WORKERS = 2
 """Jobs running at once: a long download leaves a worker for the next job."""
@@ -113,7 +115,8 @@ class _Run:
     job: ModelInstallJob
     access_token: str | None = None
     stop: _Stop | None = None
-    folder: Path | None = None
+    folder: tuple[Path, Hold] | None = None
+    """The job's download folder, held for as long as the job keeps it, paused included."""
     future: concurrent.futures.Future[None] | None = None
     last_progress: float = field(default=0.0)
 
@@ -128,7 +131,9 @@ class ModelInstallService(ModelInstallServiceBase):
 
     Jobs live in memory, as InvokeAI keeps them, and run on `_WORKERS` threads in the order they came. A job
     downloads into its own folder under `DOWNLOADS_FOLDER`, which is removed when it fails or is cancelled and
-    kept while it is paused; the model moves into place only once every file is whole.
+    kept while it is paused; the model moves into place only once every file is whole. The service holds its jobs'
+    folders (`new_held_folder`), so the start-up of another service on the same models folder, which removes the
+    folders that no live process holds, leaves them; its own stop removes only its own.
     """
 
     def __init__(
@@ -158,7 +163,7 @@ class ModelInstallService(ModelInstallServiceBase):
         return self._models_path / DOWNLOADS_FOLDER
 
     def start(self) -> None:
-        shutil.rmtree(self._downloads_path, ignore_errors=True)
+        remove_unheld_folders(self._downloads_path)
         missing = self.list_missing()
         if missing:
             names = ", ".join(f"'{config.name}' ({config.path})" for config in missing)
@@ -185,7 +190,10 @@ class ModelInstallService(ModelInstallServiceBase):
         concurrent.futures.wait(futures, timeout=timeout_s)
         self._url_downloader.close()
         self._hf_downloader.close()
-        shutil.rmtree(self._downloads_path, ignore_errors=True)
+        with self._lock:
+            # Only this service's own: another service on the same models folder may be downloading beside it.
+            for run in self._runs.values():
+                self._remove_folder(run)
 
     def heuristic_import(
         self,
@@ -387,7 +395,9 @@ class ModelInstallService(ModelInstallServiceBase):
 
     def _remove_folder(self, run: _Run) -> None:
         if run.folder is not None:
-            shutil.rmtree(run.folder, ignore_errors=True)
+            folder, hold = run.folder
+            shutil.rmtree(folder, ignore_errors=True)
+            hold.release()
             run.folder = None
 
     def _download(self, run: _Run) -> Path:
@@ -400,9 +410,8 @@ class ModelInstallService(ModelInstallServiceBase):
         with self._lock:
             self._check_stop(run)
             if run.folder is None:
-                self._downloads_path.mkdir(parents=True, exist_ok=True)
-                run.folder = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-", dir=self._downloads_path))
-            folder = run.folder
+                run.folder = new_held_folder(self._downloads_path, prefix=f"job-{job.id}-")
+            folder = run.folder[0] / _FILES_FOLDER
             job.local_path = str(folder / name)
             known = {part.source: part for part in job.download_parts}
             job.download_parts = [
