@@ -1,8 +1,9 @@
 """Scale-out on PostgreSQL: worker processes sharing one queue. One JSON object per measurement, a summary last.
 
 (a) 2,000 sessions of a node that sleeps 20 ms (standing in for GPU work), drained by 1, 2 and 4 `nodeloom worker`
-processes: sessions/s for each and the ratio to one; (b) claim and complete every item of a 10,000-item queue in
-this process, events stored as the server stores them: ms per item; (c) from a worker's node to a socket.io client
+processes: sessions/s for each and the ratio to one; (b) claim and complete every item of a 10,000-item queue, events
+stored as the server stores them, by one process and by four side by side: ms per item (the time of one item, then the
+queue's time per item with four processors); (c) from a worker's node to a socket.io client
 of an API server in another process (`nodeloom serve --no-processor`): the latency of 300 progress events, each
 carrying the time it was sent (one machine, so one clock), p50 and p95; (d) 2,000 trivial sessions (three nodes
 each) enqueued over HTTP and drained by `nodeloom serve`, with its worker process and with its processor in the
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import re
 import secrets
@@ -150,19 +152,38 @@ def drain_rate(workers: int, sessions: int = 2_000) -> float:
             db.close()
 
 
-def claim_complete_ms(queued: int = 10_000) -> float:
-    """(b) Ms per item to claim and complete every item of a `queued`-item queue, events stored."""
+def claim_complete_ms(queued: int, processors: int) -> float:
+    """(b) Ms per item to claim and complete every item of a `queued`-item queue, events stored, by `processors`
+    processes claiming side by side (each one a worker's processor): their time over the items."""
+    context = multiprocessing.get_context("spawn")
     with scratch_database() as url:
         db, _, queue = open_queue(url)
         try:
             batch = Batch.model_validate({"graph": graph("integer"), "runs": queued})
             queue.enqueue_batch(DEFAULT_QUEUE_ID, batch, prepend=False)
-            started = time.perf_counter()
-            while (item := queue.dequeue("bench")) is not None:
-                queue.complete_queue_item(item.item_id)
-            return (time.perf_counter() - started) / queued * 1000
         finally:
             db.close()
+        ready = context.Barrier(processors + 1)
+        claimers = [context.Process(target=claim_until_empty, args=(url, ready)) for _ in range(processors)]
+        for claimer in claimers:
+            claimer.start()
+        ready.wait()
+        started = time.perf_counter()
+        for claimer in claimers:
+            claimer.join()
+        return (time.perf_counter() - started) / queued * 1000
+
+
+def claim_until_empty(url: str, ready: Any) -> None:
+    """One processor's part of (b): once all are ready, claims and completes items until none is left."""
+    load_builtin_nodes()
+    db, _, queue = open_queue(url)
+    try:
+        ready.wait()
+        while (item := queue.dequeue(f"bench-{os.getpid()}")) is not None:
+            queue.complete_queue_item(item.item_id)
+    finally:
+        db.close()
 
 
 async def listen(api_url: str, count: int, enqueue: Any) -> list[float]:
@@ -385,9 +406,12 @@ def main() -> None:
         summary["sessions_per_s"] = {str(n): round(rate, 1) for n, rate in rates.items()}
         summary["ratio_4_to_1"] = round(rates[4] / rates[1], 2)
     if "claim" in parts:
-        ms = claim_complete_ms(args.queued)
-        emit({"case": "claim_complete", "queued": args.queued, "ms_per_item": round(ms, 3)})
-        summary["claim_complete_ms"] = round(ms, 3)
+        for processors in (1, 4):
+            ms = claim_complete_ms(args.queued, processors)
+            emit(
+                {"case": "claim_complete", "queued": args.queued, "processors": processors, "ms_per_item": round(ms, 3)}
+            )
+            summary[f"claim_complete_ms_{processors}_processors"] = round(ms, 3)
     if "events" in parts:
         latencies = event_latencies_ms(args.events)
         cuts = statistics.quantiles(latencies, n=100, method="inclusive")
