@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1530,6 +1531,71 @@ def test_items_older_than_the_history_age_are_pruned(env: Env) -> None:
 
     assert history(env) == recent
     assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_pruning_deleting_and_status_changes_in_many_processes_never_deadlock(env: Env) -> None:
+    # Each on a database of its own, as processes sharing the queue are: processors claim and finish items, each
+    # finish pruning a small history, while others enqueue, cancel, retry, prune, delete and clear. Before the
+    # deletes kept one lock order with the status changes, PostgreSQL broke a deadlock every second or so here.
+    batches: list[str] = []
+    errors: list[str] = []
+
+    def process(own: SqlSessionQueue) -> None:
+        if (item := own.dequeue(P)) is None:
+            time.sleep(0.001)
+        elif item.item_id % 5 == 0:
+            own.fail_queue_item(item.item_id, "E", "m", "t")
+        else:
+            own.complete_queue_item(item.item_id)
+
+    def enqueue(own: SqlSessionQueue) -> None:
+        batches.append(own.enqueue_batch(Q, make_batch(runs=3), prepend=False).batch.batch_id)
+        time.sleep(0.002)
+
+    def cancel(own: SqlSessionQueue) -> None:
+        own.cancel_by_batch_ids(Q, batches[-1:])
+        time.sleep(0.01)
+
+    def retry(own: SqlSessionQueue) -> None:
+        failed = env.rows("SELECT item_id FROM session_queue WHERE status = 'failed' ORDER BY item_id DESC LIMIT 2")
+        own.retry_items_by_id(Q, [row["item_id"] for row in failed])
+        time.sleep(0.01)
+
+    def prune(own: SqlSessionQueue) -> None:
+        own.prune(Q)
+        time.sleep(0.005)
+
+    def delete(own: SqlSessionQueue) -> None:
+        if oldest := own.get_queue_item_ids(Q)[:1]:
+            own.delete_queue_item(oldest[0])
+        time.sleep(0.005)
+
+    def clear(own: SqlSessionQueue) -> None:
+        time.sleep(0.3)
+        own.clear(Q)
+
+    def repeat(step: Callable[[SqlSessionQueue], None], own: SqlSessionQueue) -> None:
+        while time.monotonic() < until:
+            try:
+                step(own)
+            except SessionQueueItemNotFoundError:
+                pass  # the item was deleted meanwhile: a clear, or another delete
+            except Exception as error:
+                errors.append(f"{step.__name__}: {error}")
+
+    steps = [process, process, process, enqueue, enqueue, cancel, retry, prune, delete, clear]
+    threads = [
+        threading.Thread(target=repeat, args=(step, env.open(max_history=5, max_queue_size=100_000))) for step in steps
+    ]
+    until = time.monotonic() + 6
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert_counts_right(env, env.open())
 
 
 def test_one_write_prunes_a_bounded_chunk(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
