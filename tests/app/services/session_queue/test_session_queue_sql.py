@@ -1534,6 +1534,41 @@ def test_items_older_than_the_history_age_are_pruned(env: Env) -> None:
 
 
 @postgres_only
+def test_pruning_puts_itself_off_rather_than_wait_for_a_count_row_another_write_holds(env: Env) -> None:
+    queue = env.open(max_history=1)
+    [failed] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    assert queue.dequeue(P) is not None
+    queue.fail_queue_item(failed, "E", "m", "t")
+    [finishing] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    assert queue.dequeue(P) is not None
+    blocker = env.open_db()
+    try:
+        with blocker.transaction() as cursor:
+            # Another write holds the queue's failed count (a fail, which then waits for the in-progress count
+            # this finish holds): pruning the failed item would wait for it, closing a cycle.
+            cursor.execute(
+                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'failed' "
+                "FOR UPDATE",
+                (Q, sql.QUEUE_TOTAL),
+            )
+            finisher = threading.Thread(target=lambda: queue.complete_queue_item(finishing))
+            finisher.start()
+            wait_for(
+                lambda: not finisher.is_alive() or waiting_for_a_lock(env) == 1,
+                what="the finish to commit, or to wait for the failed count",
+            )
+            assert not finisher.is_alive()
+    finally:
+        blocker.close()
+    finisher.join(timeout=10)
+
+    assert history(env) == [failed, finishing]  # put off
+    [last] = run_one_item_batches(queue, 1)
+    assert history(env) == [last]
+    assert_counts_right(env, queue)
+
+
+@postgres_only
 def test_pruning_deleting_and_status_changes_in_many_processes_never_deadlock(env: Env) -> None:
     # Each on a database of its own, as processes sharing the queue are: processors claim and finish items, each
     # finish pruning a small history, while others enqueue, cancel, retry, prune, delete and clear. Before the
