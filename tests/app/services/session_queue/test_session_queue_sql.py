@@ -1571,8 +1571,8 @@ def test_pruning_puts_itself_off_rather_than_wait_for_a_count_row_another_write_
 @postgres_only
 def test_pruning_deleting_and_status_changes_in_many_processes_never_deadlock(env: Env) -> None:
     # Each on a database of its own, as processes sharing the queue are: processors claim and finish items, each
-    # finish pruning a small history, while others enqueue, cancel, retry, prune, delete and clear. Before the
-    # deletes kept one lock order with the status changes, PostgreSQL broke a deadlock every second or so here.
+    # finish pruning a small history, while others enqueue, cancel, retry, recover, prune, delete and clear. Before
+    # these writes kept one lock order, PostgreSQL broke a deadlock every second or so here.
     batches: list[str] = []
     errors: list[str] = []
 
@@ -1610,6 +1610,14 @@ def test_pruning_deleting_and_status_changes_in_many_processes_never_deadlock(en
         time.sleep(0.3)
         own.clear(Q)
 
+    def sweep(own: SqlSessionQueue) -> None:
+        own.recover_interrupted()  # P never registers: its items are requeued as a dead processor's
+        time.sleep(0.05)
+
+    def cancel_all(own: SqlSessionQueue) -> None:
+        time.sleep(0.2)
+        own.cancel_by_queue_id(Q)
+
     def repeat(step: Callable[[SqlSessionQueue], None], own: SqlSessionQueue) -> None:
         while time.monotonic() < until:
             try:
@@ -1619,10 +1627,9 @@ def test_pruning_deleting_and_status_changes_in_many_processes_never_deadlock(en
             except Exception as error:
                 errors.append(f"{step.__name__}: {error}")
 
-    steps = [process, process, process, enqueue, enqueue, cancel, retry, prune, delete, clear]
-    threads = [
-        threading.Thread(target=repeat, args=(step, env.open(max_history=5, max_queue_size=100_000))) for step in steps
-    ]
+    steps = [process, process, process, enqueue, enqueue, cancel, retry, prune, delete, clear, sweep, cancel_all]
+    options = {"max_history": 5, "max_queue_size": 100_000, "requeue_interrupted": True, "max_attempts": 100}
+    threads = [threading.Thread(target=repeat, args=(step, env.open(**options))) for step in steps]
     until = time.monotonic() + 6
     for thread in threads:
         thread.start()

@@ -465,6 +465,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:
         with self._write() as write:
+            _lock_bulk(write.cursor, queue_id)
             targets: list[DbRow] = []
             for batch_id in dict.fromkeys(batch_ids):
                 write.cursor.execute(sql.SELECT_UNFINISHED_IN_BATCH, (queue_id, batch_id))
@@ -480,6 +481,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def _cancel_selected(self, select: str, queue_id: str) -> int:
         with self._write() as write:
+            _lock_bulk(write.cursor, queue_id)
             write.cursor.execute(select, (queue_id,))
             return self._cancel(write, write.cursor.fetchall())
 
@@ -521,18 +523,19 @@ class SqlSessionQueue(SqlSessionQueueReads):
             write.cursor.execute(sql.SELECT_STATUS, (item_id,))
             row = write.cursor.fetchone()
             if row is not None and write.cursor.dialect == "postgres":
-                _lock_deletes(write.cursor, row["queue_id"])
+                _lock_bulk(write.cursor, row["queue_id"])
                 # Read again once no other delete runs: one may have taken the item meanwhile.
                 write.cursor.execute(sql.SELECT_STATUS, (item_id,))
                 row = write.cursor.fetchone()
             if row is None:
                 raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
             canceled = row["status"] not in FINISHED_STATUSES
-            if canceled:
-                self._change_status(write, [(item_id, row["status"])], "canceled")
+            changes = self._set_status(write, [(item_id, row["status"])], "canceled") if canceled else []
             write.cursor.execute(sql.DELETE_ITEM, (item_id,))
             deleted = write.cursor.fetchall()
-            counts.count_deleted(write.cursor, deleted)
+            # Counted with the cancel, after the delete: the history pruned as the item finishes leaves it to it.
+            self._record(write, changes, deleted)
+            counts.drop_emptied(write.cursor, deleted)
         # Raised once the cancel has committed: the item stopped, and only its row is kept.
         if not deleted:
             raise WebhookDueError(
@@ -543,7 +546,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
     def clear(self, queue_id: str) -> ClearResult:
         with self._write() as write:
             cursor = write.cursor
-            _lock_deletes(cursor, queue_id)
+            _lock_bulk(cursor, queue_id)
             # The items not running go first, before the cancels lock count rows: a processor claiming one holds its
             # row while it waits for count rows.
             cursor.execute(sql.DELETE_NOT_RUNNING, (queue_id,))
@@ -563,7 +566,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def prune(self, queue_id: str) -> PruneResult:
         with self._write() as write:
-            _lock_deletes(write.cursor, queue_id)
+            _lock_bulk(write.cursor, queue_id)
             write.cursor.execute(sql.DELETE_FINISHED, (queue_id,))
             deleted = write.cursor.fetchall()
             counts.count_deleted(write.cursor, deleted)
@@ -574,10 +577,11 @@ class SqlSessionQueue(SqlSessionQueueReads):
             return IsFullResult(is_full=self._room(cursor, queue_id) == 0)
 
 
-def _lock_deletes(cursor: DbCursor, queue_id: str) -> None:
-    """Takes the lock of the queue's deletes (PostgreSQL, see `LOCK_QUEUE_DELETES`), first in the transaction."""
+def _lock_bulk(cursor: DbCursor, queue_id: str) -> None:
+    """Takes the queue's lock of the writes that delete items or change several (PostgreSQL, see
+    `LOCK_QUEUE_BULK`), first in the transaction."""
     if cursor.dialect == "postgres":
-        cursor.execute(sql.LOCK_QUEUE_DELETES, (queue_id,))
+        cursor.execute(sql.LOCK_QUEUE_BULK, (queue_id,))
 
 
 def _keep_run(

@@ -69,14 +69,14 @@ def _lock(cursor: DbCursor, queue: SessionQueueStatus) -> list[str] | None:
 
     The write it rides on holds the rows of its own change, counts included, and another write waiting for those
     may hold what pruning needs: so pruning never waits. It takes at once, or leaves the history for later, the
-    queue's deletes (no other delete then holds items it takes, see `LOCK_QUEUE_DELETES`) and the queue's counts of
-    each finished status it has items of (no other write then holds a count row it changes: a batch whose items
-    it deletes has none to run, and a retry of one leaves it alone, see `LOCK_RETRIED_BATCH`). It deletes items of
-    those statuses only, as a status's first item may finish meanwhile, its new count row not locked.
+    queue's lock of deletes (see `LOCK_QUEUE_BULK`) and the queue's counts of each finished status it has items of
+    (no other write then holds a count row it changes: a batch whose items it deletes has none to run, and a retry
+    of one leaves it alone, see `LOCK_RETRIED_BATCH`), and it skips the items another write holds. It deletes items
+    of those statuses only, as a status's first item may finish meanwhile, its new count row not locked.
     """
     if cursor.dialect != "postgres":  # SQLite runs one writer at a time: nothing else holds a row
         return sorted(FINISHED_STATUSES)
-    cursor.execute(sql.TRY_LOCK_QUEUE_DELETES, (queue.queue_id,))
+    cursor.execute(sql.TRY_LOCK_QUEUE_BULK, (queue.queue_id,))
     row = cursor.fetchone()
     if row is None or not row["locked"]:
         return None

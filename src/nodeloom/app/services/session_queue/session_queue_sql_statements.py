@@ -242,14 +242,16 @@ def _oldest_finished(older_than: bool, of_statuses: bool, in_batches: bool) -> s
 PRUNE_HISTORY: dict[tuple[bool, bool], str] = {
     (older_than, locked): (
         "DELETE FROM session_queue WHERE item_id IN ("
-        f"SELECT item_id FROM ({_oldest_finished(older_than, locked, locked)}) AS oldest"
+        f"SELECT item_id FROM ({_oldest_finished(older_than, locked, locked)}"
+        f"{' FOR UPDATE SKIP LOCKED' if locked else ''}) AS oldest"
         ") RETURNING queue_id, batch_id, status"
     )
     for older_than in (False, True)
     for locked in (False, True)
 }
-"""Keyed by (finished before a time, of the statuses and batches bound: PostgreSQL, where pruning takes only
-what it has locked); bound as `_oldest_finished` says."""
+"""Keyed by (finished before a time, of the statuses and batches bound, and but for the items another write
+holds: PostgreSQL, where pruning never waits and takes only what it has locked, see `QueueHistory.prune`); bound
+as `_oldest_finished` says."""
 PRUNE_OLDEST = PRUNE_HISTORY[False, False]
 PRUNE_OLDER_THAN = PRUNE_HISTORY[True, False]
 # PostgreSQL: the batches pruning would take items of, then those of them it may prune, each locked for the rest
@@ -262,12 +264,13 @@ PRUNE_CANDIDATE_BATCHES: dict[bool, str] = {
     for older_than in (False, True)
 }
 _QUEUE_LOCK_KEY = "hashtextextended(?, 1)"
-LOCK_QUEUE_DELETES = f"SELECT pg_advisory_xact_lock({_QUEUE_LOCK_KEY})"
-"""PostgreSQL: taken first, before any row, by every transaction that deletes a queue's items (prune, clear, the
-delete of an item): one at a time, so that no two of them lock the items they share in different orders."""
-TRY_LOCK_QUEUE_DELETES = f"SELECT pg_try_advisory_xact_lock({_QUEUE_LOCK_KEY}) AS locked"
-"""PostgreSQL: `LOCK_QUEUE_DELETES` as pruning the history takes it, holding rows already: it never waits, and
-leaves the history to a later pruning while another transaction deletes items of the queue."""
+LOCK_QUEUE_BULK = f"SELECT pg_advisory_xact_lock({_QUEUE_LOCK_KEY})"
+"""PostgreSQL: taken first, before any row, by every write that deletes a queue's items or changes several of them
+(prune, clear, the delete of an item, the cancel of a batch or queue): one at a time, so that no two of them lock
+the items they share in different orders."""
+TRY_LOCK_QUEUE_BULK = f"SELECT pg_try_advisory_xact_lock({_QUEUE_LOCK_KEY}) AS locked"
+"""PostgreSQL: `LOCK_QUEUE_BULK` as pruning the history takes it, holding rows already: it never waits, and leaves
+the history to a later pruning while another such write runs."""
 LOCK_FINISHED_COUNTS = (
     f"SELECT status FROM session_queue_counts WHERE queue_id = ? AND batch_id = '{QUEUE_TOTAL}' "
     "AND status IN ('canceled', 'completed', 'failed') ORDER BY status FOR UPDATE SKIP LOCKED"
