@@ -533,7 +533,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
             changes = self._set_status(write, [(item_id, row["status"])], "canceled") if canceled else []
             write.cursor.execute(sql.DELETE_ITEM, (item_id,))
             deleted = write.cursor.fetchall()
-            # Counted with the cancel, after the delete: the history pruned as the item finishes leaves it to it.
+            # Counted with its cancel once deleted, so that the history pruning the cancel may set off cannot take it.
             self._record(write, changes, deleted)
             counts.drop_emptied(write.cursor, deleted)
         # Raised once the cancel has committed: the item stopped, and only its row is kept.
