@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1553,6 +1554,113 @@ def test_items_older_than_the_history_age_are_pruned(env: Env) -> None:
 
     assert history(env) == recent
     assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_pruning_puts_itself_off_rather_than_wait_for_a_count_row_another_write_holds(env: Env) -> None:
+    queue = env.open(max_history=1)
+    [failed] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    assert queue.dequeue(P) is not None
+    queue.fail_queue_item(failed, "E", "m", "t")
+    [finishing] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    assert queue.dequeue(P) is not None
+    blocker = env.open_db()
+    try:
+        with blocker.transaction() as cursor:
+            # Another write holds the queue's failed count (a fail, which then waits for the in-progress count
+            # this finish holds): pruning the failed item would wait for it, closing a cycle.
+            cursor.execute(
+                "SELECT n FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND status = 'failed' "
+                "FOR UPDATE",
+                (Q, sql.QUEUE_TOTAL),
+            )
+            finisher = threading.Thread(target=lambda: queue.complete_queue_item(finishing))
+            finisher.start()
+            wait_for(
+                lambda: not finisher.is_alive() or waiting_for_a_lock(env) == 1,
+                what="the finish to commit, or to wait for the failed count",
+            )
+            assert not finisher.is_alive()
+    finally:
+        blocker.close()
+    finisher.join(timeout=10)
+
+    assert history(env) == [failed, finishing]  # put off
+    [last] = run_one_item_batches(queue, 1)
+    assert history(env) == [last]
+    assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_pruning_deleting_and_status_changes_in_many_processes_never_deadlock(env: Env) -> None:
+    # Each on a database of its own, as processes sharing the queue are: processors claim and finish items, each
+    # finish pruning a small history, while others enqueue, cancel, retry, recover, prune, delete and clear. Before
+    # these writes kept one lock order, PostgreSQL broke a deadlock every second or so here.
+    batches: list[str] = []
+    errors: list[str] = []
+
+    def process(own: SqlSessionQueue) -> None:
+        if (item := own.dequeue(P)) is None:
+            time.sleep(0.001)
+        elif item.item_id % 5 == 0:
+            own.fail_queue_item(item.item_id, "E", "m", "t")
+        else:
+            own.complete_queue_item(item.item_id)
+
+    def enqueue(own: SqlSessionQueue) -> None:
+        batches.append(own.enqueue_batch(Q, make_batch(runs=3), prepend=False).batch.batch_id)
+        time.sleep(0.002)
+
+    def cancel(own: SqlSessionQueue) -> None:
+        own.cancel_by_batch_ids(Q, batches[-1:])
+        time.sleep(0.01)
+
+    def retry(own: SqlSessionQueue) -> None:
+        failed = env.rows("SELECT item_id FROM session_queue WHERE status = 'failed' ORDER BY item_id DESC LIMIT 2")
+        own.retry_items_by_id(Q, [row["item_id"] for row in failed])
+        time.sleep(0.01)
+
+    def prune(own: SqlSessionQueue) -> None:
+        own.prune(Q)
+        time.sleep(0.005)
+
+    def delete(own: SqlSessionQueue) -> None:
+        if oldest := own.get_queue_item_ids(Q)[:1]:
+            own.delete_queue_item(oldest[0])
+        time.sleep(0.005)
+
+    def clear(own: SqlSessionQueue) -> None:
+        time.sleep(0.3)
+        own.clear(Q)
+
+    def sweep(own: SqlSessionQueue) -> None:
+        own.recover_interrupted()  # P never registers: its items are requeued as a dead processor's
+        time.sleep(0.05)
+
+    def cancel_all(own: SqlSessionQueue) -> None:
+        time.sleep(0.2)
+        own.cancel_by_queue_id(Q)
+
+    def repeat(step: Callable[[SqlSessionQueue], None], own: SqlSessionQueue) -> None:
+        while time.monotonic() < until:
+            try:
+                step(own)
+            except SessionQueueItemNotFoundError:
+                pass  # the item was deleted meanwhile: a clear, or another delete
+            except Exception as error:
+                errors.append(f"{step.__name__}: {error}")
+
+    steps = [process, process, process, enqueue, enqueue, cancel, retry, prune, delete, clear, sweep, cancel_all]
+    options = {"max_history": 5, "max_queue_size": 100_000, "requeue_interrupted": True, "max_attempts": 100}
+    threads = [threading.Thread(target=repeat, args=(step, env.open(**options))) for step in steps]
+    until = time.monotonic() + 6
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert_counts_right(env, env.open())
 
 
 def test_one_write_prunes_a_bounded_chunk(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,13 +135,13 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     # --- status changes, counts and their events
 
-    def _record(self, write: _Write, changes: list[StatusChange]) -> None:
-        """Counts the changed rows, prunes the history of the queues where items finished, and queues one status
-        event for each row.
+    def _record(self, write: _Write, changes: list[StatusChange], deleted: Iterable[DbRow] = ()) -> None:
+        """Counts the changed rows, and the rows `deleted` after their changes, prunes the history of the queues
+        where items finished, and queues one status event for each changed row.
 
         The events of one operation all carry the counts as they are after the whole operation.
         """
-        statuses, finished = counts.count_changes(write.cursor, changes)
+        statuses, finished = counts.count_changes(write.cursor, changes, deleted)
         for queue_id, newly_finished in finished.items():
             if self._history.prune(write.cursor, statuses[queue_id][0], newly_finished):
                 statuses[queue_id] = counts.read_statuses(write.cursor, queue_id, statuses[queue_id][1])
@@ -173,6 +173,20 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
         Made by the processor `processor_id`, it changes only the items that processor holds; `release` leaves the
         items held by none."""
+        changes = self._set_status(write, targets, status, error, processor_id, release)
+        self._record(write, changes)
+        return [row for _, row in changes]
+
+    def _set_status(
+        self,
+        write: _Write,
+        targets: Iterable[tuple[int, QUEUE_ITEM_STATUS]],
+        status: QUEUE_ITEM_STATUS,
+        error: _Error = _Error(),
+        processor_id: str | None = None,
+        release: bool = False,
+    ) -> list[StatusChange]:
+        """`_change_status` but for the counts and events: the changes, for `_record`."""
         now = utc_now()
         finishing = status in FINISHED_STATUSES
         change = {
@@ -194,8 +208,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
             row = write.cursor.fetchone()
             if row is not None:
                 changes.append((old_status, row))
-        self._record(write, changes)
-        return [row for _, row in changes]
+        return changes
 
     def _finish(
         self,
@@ -462,6 +475,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def cancel_by_batch_ids(self, queue_id: str, batch_ids: list[str]) -> CancelByBatchIDsResult:
         with self._write() as write:
+            _lock_bulk(write.cursor, queue_id)
             targets: list[DbRow] = []
             for batch_id in dict.fromkeys(batch_ids):
                 write.cursor.execute(sql.SELECT_UNFINISHED_IN_BATCH, (queue_id, batch_id))
@@ -477,6 +491,7 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def _cancel_selected(self, select: str, queue_id: str) -> int:
         with self._write() as write:
+            _lock_bulk(write.cursor, queue_id)
             write.cursor.execute(select, (queue_id,))
             return self._cancel(write, write.cursor.fetchall())
 
@@ -517,14 +532,20 @@ class SqlSessionQueue(SqlSessionQueueReads):
         with self._write() as write:
             write.cursor.execute(sql.SELECT_STATUS, (item_id,))
             row = write.cursor.fetchone()
+            if row is not None and write.cursor.dialect == "postgres":
+                _lock_bulk(write.cursor, row["queue_id"])
+                # Read again once no other delete runs: one may have taken the item meanwhile.
+                write.cursor.execute(sql.SELECT_STATUS, (item_id,))
+                row = write.cursor.fetchone()
             if row is None:
                 raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
             canceled = row["status"] not in FINISHED_STATUSES
-            if canceled:
-                self._change_status(write, [(item_id, row["status"])], "canceled")
+            changes = self._set_status(write, [(item_id, row["status"])], "canceled") if canceled else []
             write.cursor.execute(sql.DELETE_ITEM, (item_id,))
             deleted = write.cursor.fetchall()
-            counts.count_deleted(write.cursor, deleted)
+            # Counted with its cancel once deleted, so that the history pruning the cancel may set off cannot take it.
+            self._record(write, changes, deleted)
+            counts.drop_emptied(write.cursor, deleted)
         # Raised once the cancel has committed: the item stopped, and only its row is kept.
         if not deleted:
             raise WebhookDueError(
@@ -534,17 +555,28 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def clear(self, queue_id: str) -> ClearResult:
         with self._write() as write:
-            # Canceled first so that the processor hears it and stops the session it is running.
-            write.cursor.execute(sql.SELECT_IN_PROGRESS, (queue_id,))
-            self._cancel(write, write.cursor.fetchall())
-            write.cursor.execute(sql.DELETE_QUEUE, (queue_id,))
-            deleted = write.cursor.fetchall()
-            counts.count_deleted(write.cursor, deleted)
+            cursor = write.cursor
+            _lock_bulk(cursor, queue_id)
+            # The items not running go first, before the cancels lock count rows: a processor claiming one holds its
+            # row while it waits for count rows.
+            cursor.execute(sql.DELETE_NOT_RUNNING, (queue_id,))
+            deleted = cursor.fetchall()
+            # The running ones are canceled, so that their processors hear it and stop their sessions, and go too
+            # (or as they finished meanwhile); all are counted in one upsert, which locks its rows in key order.
+            cursor.execute(sql.SELECT_IN_PROGRESS, (queue_id,))
+            running = cursor.fetchall()
+            changes = self._set_status(write, [(row["item_id"], row["status"]) for row in running], "canceled")
+            for row in running:
+                cursor.execute(sql.DELETE_FINISHED_ITEM, (row["item_id"],))
+                deleted += cursor.fetchall()
+            self._record(write, changes, deleted)
+            counts.drop_emptied(cursor, deleted)
             write.events.append(QueueClearedEvent(queue_id=queue_id))
         return ClearResult(deleted=len(deleted))
 
     def prune(self, queue_id: str) -> PruneResult:
         with self._write() as write:
+            _lock_bulk(write.cursor, queue_id)
             write.cursor.execute(sql.DELETE_FINISHED, (queue_id,))
             deleted = write.cursor.fetchall()
             counts.count_deleted(write.cursor, deleted)
@@ -553,6 +585,13 @@ class SqlSessionQueue(SqlSessionQueueReads):
     def is_full(self, queue_id: str) -> IsFullResult:
         with self._db.read() as cursor:
             return IsFullResult(is_full=self._room(cursor, queue_id) == 0)
+
+
+def _lock_bulk(cursor: DbCursor, queue_id: str) -> None:
+    """Takes the queue's lock of the writes that delete items or change several (PostgreSQL, see
+    `LOCK_QUEUE_BULK`), first in the transaction."""
+    if cursor.dialect == "postgres":
+        cursor.execute(sql.LOCK_QUEUE_BULK, (queue_id,))
 
 
 def _keep_run(

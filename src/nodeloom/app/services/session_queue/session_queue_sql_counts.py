@@ -28,12 +28,13 @@ StatusChange = tuple[QUEUE_ITEM_STATUS | None, DbRow]
 
 
 def count_changes(
-    cursor: DbCursor, changes: Iterable[StatusChange]
+    cursor: DbCursor, changes: Iterable[StatusChange], deleted: Iterable[DbRow] = ()
 ) -> tuple[dict[str, tuple[SessionQueueStatus, dict[str, dict[str, int]]]], Counter[str]]:
-    """Moves each changed item from its old status's counts to its new one's. Answers, by queue, its status and
-    the counts of its changed items' batches after the change (see `read_statuses`), and how many items of it
-    finished."""
-    deltas: Counter[tuple[str, str, str]] = Counter()
+    """Moves each changed item from its old status's counts to its new one's, and takes the `deleted` items (as
+    they were deleted, after their changes) out of them: one upsert, whose rows are locked in key order. Answers,
+    by queue, its status and the counts of its changed items' batches after the change (see `read_statuses`), and
+    how many items of it finished."""
+    deltas = _deleted_deltas(deleted)
     finished: Counter[str] = Counter()
     batch_ids: dict[str, set[str]] = {}
     for old_status, row in changes:
@@ -47,7 +48,7 @@ def count_changes(
     if cursor.dialect == "postgres" and len(batch_ids) == 1 and len(rows) <= _CHUNK:
         # Most changes are of one item: its counts changed and read back in one statement.
         [(queue_id, batches)] = batch_ids.items()
-        if len(batches) <= _CHUNK:
+        if len(batches) <= _CHUNK and all(row[0] == queue_id for row in rows):
             ids = sorted(batches)
             params = [value for row in rows for value in row]
             cursor.execute(
@@ -60,15 +61,25 @@ def count_changes(
     return statuses, finished
 
 
-def count_deleted(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
+def count_deleted(cursor: DbCursor, deleted: list[DbRow]) -> None:
     """Takes deleted items out of the counts, dropping the count and batch rows of batches left with no items."""
+    add_counts(cursor, _deleted_deltas(deleted))
+    drop_emptied(cursor, deleted)
+
+
+def _deleted_deltas(deleted: Iterable[DbRow]) -> Counter[tuple[str, str, str]]:
     deltas: Counter[tuple[str, str, str]] = Counter()
     for row in deleted:
         deltas[row["queue_id"], row["batch_id"], row["status"]] -= 1
-    add_counts(cursor, deltas)
-    batches = {(queue_id, batch_id) for queue_id, batch_id, _ in deltas}
+    return deltas
+
+
+def drop_emptied(cursor: DbCursor, deleted: Iterable[DbRow]) -> None:
+    """Drops the count and batch rows of the deleted items' batches and queues that are left with no items, once
+    the deletes are counted."""
+    batches = {(row["queue_id"], row["batch_id"]) for row in deleted}
     queues = {(queue_id, sql.QUEUE_TOTAL) for queue_id, _ in batches}
-    cursor.executemany(sql.DELETE_EMPTY_COUNTS, [*batches, *queues])
+    cursor.executemany(sql.DELETE_EMPTY_COUNTS[cursor.dialect], [*batches, *queues])
     if cursor.dialect == "postgres":
         # A retry in another process may be adding items to the batch (see `LOCK_BATCH`); taken in sorted order,
         # so that two deletes locking several batch rows never deadlock.

@@ -117,7 +117,7 @@ SET_RUN = "UPDATE session_queue SET session = ?, updated_at = ?, stats = ? WHERE
 """`SET_SESSION` and `SET_STATS` in one statement."""
 
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
-SELECT_STATUS = "SELECT status FROM session_queue WHERE item_id = ?"
+SELECT_STATUS = "SELECT queue_id, status FROM session_queue WHERE item_id = ?"
 SELECT_STATS = "SELECT stats FROM session_queue WHERE item_id = ?"
 SELECT_WEBHOOK_DUE_URL = (
     "SELECT CASE WHEN webhook_state = 'pending' THEN callback_url END AS callback_url FROM session_queue "
@@ -216,24 +216,27 @@ LIST_PAGE: dict[tuple[bool, bool, bool], str] = {
 _NO_WEBHOOK_DUE = "(webhook_state IS NULL OR webhook_state <> 'pending')"
 _DELETED = "RETURNING queue_id, batch_id, status"
 DELETE_ITEM = f"DELETE FROM session_queue WHERE item_id = ? AND {_NO_WEBHOOK_DUE} {_DELETED}"
-DELETE_QUEUE = f"DELETE FROM session_queue WHERE queue_id = ? AND {_NO_WEBHOOK_DUE} {_DELETED}"
-DELETE_FINISHED = (
-    "DELETE FROM session_queue WHERE queue_id = ? AND status IN ('completed', 'failed', 'canceled') "
-    f"AND {_NO_WEBHOOK_DUE} RETURNING queue_id, batch_id, status"
+_FINISHED = "status IN ('completed', 'failed', 'canceled')"
+DELETE_NOT_RUNNING = (
+    f"DELETE FROM session_queue WHERE queue_id = ? AND status <> 'in_progress' AND {_NO_WEBHOOK_DUE} {_DELETED}"
 )
+DELETE_FINISHED = f"DELETE FROM session_queue WHERE queue_id = ? AND {_FINISHED} AND {_NO_WEBHOOK_DUE} {_DELETED}"
+DELETE_FINISHED_ITEM = f"DELETE FROM session_queue WHERE item_id = ? AND {_FINISHED} AND {_NO_WEBHOOK_DUE} {_DELETED}"
 
 
-def _oldest_finished(older_than: bool, in_batches: bool) -> str:
-    """The oldest finished items of a queue (finished before a time, if `older_than`; of the batches bound, if
-    `in_batches`) that pruning may delete, bound in that order and then to the most to take.
+def _oldest_finished(older_than: bool, of_statuses: bool, in_batches: bool) -> str:
+    """The oldest finished items of a queue (finished before a time, if `older_than`; of the statuses bound, if
+    `of_statuses`; of the batches bound, if `in_batches`) that pruning may delete, bound in that order and then to
+    the most to take.
 
     Never an item of a batch that still has items to run: a client following the batch reads all of them.
     """
     before = " AND completed_at < ?" if older_than else ""
+    statuses = " AND status = ANY(?)" if of_statuses else ""
     batches = " AND batch_id = ANY(?)" if in_batches else ""
     return (
         "SELECT item_id, batch_id FROM session_queue q WHERE queue_id = ? AND completed_at IS NOT NULL"
-        f"{before}{batches} AND {_NO_WEBHOOK_DUE} AND NOT EXISTS ("
+        f"{before}{statuses}{batches} AND {_NO_WEBHOOK_DUE} AND NOT EXISTS ("
         "SELECT 1 FROM session_queue_counts c WHERE c.queue_id = q.queue_id AND c.batch_id = q.batch_id "
         "AND c.status IN ('pending', 'in_progress') AND c.n > 0"
         ") ORDER BY completed_at, item_id LIMIT ?"
@@ -241,24 +244,43 @@ def _oldest_finished(older_than: bool, in_batches: bool) -> str:
 
 
 PRUNE_HISTORY: dict[tuple[bool, bool], str] = {
-    (older_than, in_batches): (
+    (older_than, locked): (
         "DELETE FROM session_queue WHERE item_id IN ("
-        f"SELECT item_id FROM ({_oldest_finished(older_than, in_batches)}) AS oldest"
+        f"SELECT item_id FROM ({_oldest_finished(older_than, locked, locked)}"
+        f"{' FOR UPDATE SKIP LOCKED' if locked else ''}) AS oldest"
         ") RETURNING queue_id, batch_id, status"
     )
     for older_than in (False, True)
-    for in_batches in (False, True)
+    for locked in (False, True)
 }
-"""Keyed by (finished before a time, of the batches bound; PostgreSQL only): bound as `_oldest_finished` says."""
+"""Keyed by (finished before a time, of the statuses and batches bound, and but for the items another write
+holds: PostgreSQL, where pruning never waits and takes only what it has locked, see `QueueHistory.prune`); bound
+as `_oldest_finished` says."""
 PRUNE_OLDEST = PRUNE_HISTORY[False, False]
 PRUNE_OLDER_THAN = PRUNE_HISTORY[True, False]
 # PostgreSQL: the batches pruning would take items of, then those of them it may prune, each locked for the rest
 # of the transaction unless a retry holds it (`LOCK_RETRIED_BATCH`); the delete that follows, its snapshot taken
 # after the locks, sees the items of a retry that committed meanwhile.
 PRUNE_CANDIDATE_BATCHES: dict[bool, str] = {
-    older_than: f"SELECT DISTINCT batch_id FROM ({_oldest_finished(older_than, False)}) AS oldest ORDER BY batch_id"
+    older_than: (
+        f"SELECT DISTINCT batch_id FROM ({_oldest_finished(older_than, True, False)}) AS oldest ORDER BY batch_id"
+    )
     for older_than in (False, True)
 }
+_QUEUE_LOCK_KEY = "hashtextextended(?, 1)"
+LOCK_QUEUE_BULK = f"SELECT pg_advisory_xact_lock({_QUEUE_LOCK_KEY})"
+"""PostgreSQL: taken first, before any row, by every write that deletes a queue's items or changes several of them
+(prune, clear, the delete of an item, the cancel of a batch or queue): one at a time, so that no two of them lock
+the items they share in different orders."""
+TRY_LOCK_QUEUE_BULK = f"SELECT pg_try_advisory_xact_lock({_QUEUE_LOCK_KEY}) AS locked"
+"""PostgreSQL: `LOCK_QUEUE_BULK` as pruning the history takes it, holding rows already: it never waits, and leaves
+the history to a later pruning while another such write runs."""
+LOCK_FINISHED_COUNTS = (
+    f"SELECT status FROM session_queue_counts WHERE queue_id = ? AND batch_id = '{QUEUE_TOTAL}' "
+    "AND status IN ('canceled', 'completed', 'failed') ORDER BY status FOR UPDATE SKIP LOCKED"
+)
+"""PostgreSQL: the queue's finished counts that pruning the history may take items from, locked, but for those
+another write holds: it never waits for them (see `QueueHistory.prune`)."""
 _BATCH_LOCK_KEY = "hashtextextended({queue_id} || ' ' || {batch_id}, 0)"
 TRY_LOCK_PRUNED_BATCHES = (
     "SELECT batch_id FROM unnest(?::text[]) AS batches(batch_id) "
@@ -365,4 +387,13 @@ def _select_statuses(batches: int, also: str) -> str:
 
 CURRENT = "current"
 """The status of the row of `select_statuses` that names the queue's current item."""
-DELETE_EMPTY_COUNTS = "DELETE FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND n = 0"
+DELETE_EMPTY_COUNTS: dict[Dialect, str] = {
+    "sqlite": "DELETE FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND n = 0",
+    # A row another write holds is left, never waited for (the delete holds count rows already): that write changes
+    # an item of the batch or queue, which is not empty then, and the zero rows of one with items are kept anyway.
+    "postgres": (
+        "DELETE FROM session_queue_counts WHERE (queue_id, batch_id, status) IN ("
+        "SELECT queue_id, batch_id, status FROM session_queue_counts WHERE queue_id = ? AND batch_id = ? AND n = 0 "
+        "FOR UPDATE SKIP LOCKED)"
+    ),
+}
