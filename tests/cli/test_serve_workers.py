@@ -195,6 +195,9 @@ def test_a_node_that_ignores_its_cancel_costs_its_worker_process_and_a_fresh_one
     assert server.pid_of_run(after) == fresh["pid"]
     status = server.queue.get("status").json()["processor"]
     assert status["restarts"] == 1 and status["is_alive"]
+    # The ended worker could not tell its session's end: the server counted it.
+    metrics = httpx.get(f"{server.process.url}/metrics").text
+    assert f'nodeloom_sessions_total{{status="{left or "deleted"}"}} 1.0' in metrics
 
 
 def test_an_item_enqueued_after_a_clear_is_not_stopped_by_it(serve: Any) -> None:
@@ -229,6 +232,7 @@ def test_a_node_that_ignores_its_timeout_costs_its_worker_process_and_its_item_f
     )
     changes = [json.loads(row["payload"]) for row in server.process.query(STATUS_EVENTS)]
     assert [change["status"] for change in changes if change["item_id"] == hog] == ["in_progress", "failed"]
+    assert 'nodeloom_sessions_total{status="failed"} 1.0' in httpx.get(f"{server.process.url}/metrics").text
 
 
 def test_a_worker_process_that_dies_is_replaced_and_its_item_failed_as_interrupted(serve: Any) -> None:

@@ -26,18 +26,18 @@ def timeout_message(timeout_s: float) -> str:
     return f"The session ran longer than its timeout of {timeout_s} s and was stopped"
 
 
-def cleared(queue: SessionQueueBase, item_id: int) -> bool:
-    """Whether a clear of the running item's queue, heard now, deleted the item: an item enqueued after the clear is
-    kept and runs on, though the clear may be heard after its start (through the events table, or late).
-
-    A clear sends the cancel of the items it finds running; this catches the one it deletes without (on PostgreSQL,
-    an item claimed while the clear runs). An item that cannot be read is taken as kept."""
+def item_gone(queue: SessionQueueBase, item_id: int) -> bool:
+    """Whether the item is no longer in the queue: deleted, or by a clear of its queue. Asked when a clear is heard
+    while an item runs, because an item enqueued after the clear is kept and runs on, though the clear may be heard
+    after its start (through the events table, or late): a clear sends the cancel of the items it finds running,
+    and this catches the one it deletes without (on PostgreSQL, an item claimed while the clear runs). An item that
+    cannot be read is taken as kept."""
     try:
         queue.get_queue_item(item_id)
     except SessionQueueItemNotFoundError:
         return True
     except Exception:
-        logger.exception("Could not read item %s after a clear of its queue", item_id)
+        logger.exception("Could not read item %s", item_id)
     return False
 
 

@@ -31,7 +31,7 @@ from nodeloom.app.services.session_processor.session_processor_common import (
     RunWatcher,
     SessionEnd,
     SessionProcessorStatus,
-    cleared,
+    item_gone,
     timeout_message,
 )
 from nodeloom.app.services.session_queue.session_queue_common import (
@@ -292,7 +292,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         elif (
             isinstance(event, QueueClearedEvent)
             and event.queue_id == run.item.queue_id
-            and cleared(self._queue, run.item.item_id)
+            and item_gone(self._queue, run.item.item_id)
         ):
             run.request_stop("deleted")
 

@@ -38,7 +38,7 @@ from nodeloom.app.services.session_processor.session_processor_base import Sessi
 from nodeloom.app.services.session_processor.session_processor_common import (
     SessionEnd,
     SessionProcessorStatus,
-    cleared,
+    item_gone,
     timeout_message,
 )
 from nodeloom.backend.model_manager.load.cache_stats import CacheStats, EmptyModelCacheResult
@@ -179,8 +179,8 @@ class _Child:
     running: _Running | None = None
     canceled_at: float | None = None
     """When the parent saw the running item canceled."""
-    overdue: bool = False
-    """Whether the parent ended it, for a node that ignored its cancel or its timeout."""
+    overdue: SessionEnd | None = None
+    """How its session ended, where the parent ended the child for a node that ignored its cancel or its timeout."""
     replies: dict[int, Future[Any]] = field(default_factory=dict)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -341,6 +341,9 @@ class WorkerProcessPool(SessionProcessorBase):
         for reply in list(child.replies.values()):
             if not reply.done():
                 reply.set_exception(RuntimeError("the worker process ended"))
+        if child.overdue is not None and child.running is not None:
+            # The child was ended before it could tell its session's end: the parent counts it.
+            self._metrics.record_session(child.overdue, None)
 
     def _on_event(self, event: EventBase) -> None:
         now = time.monotonic()
@@ -357,7 +360,7 @@ class WorkerProcessPool(SessionProcessorBase):
                     running is not None
                     and running.queue_id == event.queue_id
                     and child.canceled_at is None
-                    and cleared(self._queue, running.item_id)
+                    and item_gone(self._queue, running.item_id)
                 ):
                     child.canceled_at = now
 
@@ -365,7 +368,7 @@ class WorkerProcessPool(SessionProcessorBase):
         """Whether the item a child just told of was canceled, or cleared from its queue, before the parent heard of
         its start."""
         return running.item_id in self._canceled or (
-            running.queue_id in self._cleared and cleared(self._queue, running.item_id)
+            running.queue_id in self._cleared and item_gone(self._queue, running.item_id)
         )
 
     def _supervise(self, spawned: threading.Event) -> None:
@@ -421,7 +424,7 @@ class WorkerProcessPool(SessionProcessorBase):
                 logger.error("%s after %.1f s; starting a fresh one", self._death, lived)
                 self._recover()
                 restart_interval = min(60.0, 2 * restart_interval) if lived < 60 else self._settings.restart_interval_s
-                if self._stopping.wait(0 if child.overdue else restart_interval):
+                if self._stopping.wait(0 if child.overdue is not None else restart_interval):
                     return
                 with self._lock:
                     self._children[self._children.index(child)] = self._spawn(child.device)
@@ -431,10 +434,12 @@ class WorkerProcessPool(SessionProcessorBase):
         """Ends the child if its node ignored its item's cancel, or its timeout, for `hard_cancel_after_s`; a
         canceled item is left canceled, whatever its timeout."""
         running, grace = child.running, self._settings.hard_cancel_after_s
+        ended: SessionEnd
         if child.canceled_at is not None:
             if now - child.canceled_at < grace:
                 return
             ignored = "its cancel"
+            ended = "deleted" if running is not None and item_gone(self._queue, running.item_id) else "canceled"
         elif (
             running is not None
             and running.timeout is not None
@@ -442,6 +447,7 @@ class WorkerProcessPool(SessionProcessorBase):
             and self._fail_timed_out(running, running.timeout)
         ):
             ignored = f"its timeout of {running.timeout:g} s"
+            ended = "failed"
         else:
             return
         logger.error(
@@ -452,7 +458,7 @@ class WorkerProcessPool(SessionProcessorBase):
             grace,
             child.process.pid,
         )
-        child.overdue = True
+        child.overdue = ended
         child.process.kill()
         child.process.join()
 
