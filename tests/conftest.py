@@ -18,7 +18,6 @@ from nodeloom.app.services.config.config_default import load_config
 from nodeloom.app.services.events.events_common import EventBase
 from nodeloom.app.services.invocation_services import InvocationServices, build_services
 from nodeloom.app.services.invoker import Invoker
-from nodeloom.app.services.shared.database.database_common import DatabaseError
 from nodeloom.app.services.shared.database.database_postgres import PostgresDatabase
 from nodeloom.app.services.shared.database.database_sqlite import SqliteDatabase
 
@@ -88,11 +87,7 @@ def start_services(tmp_path: Path) -> Iterator[StartServices]:
     yield start
     for invoker in invokers:
         services = invoker.services
-        try:
-            started = services.session_processor.get_status().is_started
-        except DatabaseError:  # the test stopped the services itself, which closed the database
-            continue
-        if started or not services.config.run_processor:
+        if services.session_processor.get_status().is_started or not services.config.run_processor:
             invoker.stop()
 
 

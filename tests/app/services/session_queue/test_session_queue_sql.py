@@ -56,6 +56,7 @@ from nodeloom.app.services.session_queue.session_queue_common import (
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.session_queue.session_queue_sql_rows import new_session_json
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, Dialect, Params
+from nodeloom.app.services.shared.database.database_postgres import _PostgresCursor as PostgresCursor
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
@@ -814,6 +815,64 @@ def test_clear_cancels_the_item_in_progress_before_deleting_everything(env: Env,
     assert queue.is_empty(Q).is_empty and queue.get_queue_status(Q).total == 0
     assert queue.get_queue_item_ids("other") == kept
     assert Q not in queue.get_all_queue_counts()
+    assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_clear_takes_an_item_that_finished_while_it_ran(
+    env: Env, queue: SqlSessionQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue.enqueue_batch(Q, make_batch(runs=3), prepend=False)
+    processor = env.open()
+    running = processor.dequeue(P)
+    assert running is not None
+    execute = PostgresCursor.execute
+
+    def finish_before_the_running_are_read(cursor: PostgresCursor, text: str, params: Params = ()) -> None:
+        # After the clear has deleted the items not running: its processor finishes the one that ran.
+        if text == sql.SELECT_IN_PROGRESS:
+            finishing = threading.Thread(
+                target=processor.complete_queue_item, args=(running.item_id,), kwargs={"processor_id": P}
+            )
+            finishing.start()
+            finishing.join(10)
+        execute(cursor, text, params)
+
+    monkeypatch.setattr(PostgresCursor, "execute", finish_before_the_running_are_read)
+    assert queue.clear(Q).deleted == 3
+    monkeypatch.undo()
+
+    assert queue.list_all_queue_items(Q) == []
+    assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_a_delete_cancels_an_item_a_processor_claimed_while_it_ran(
+    env: Env, queue: SqlSessionQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [item_id] = queue.enqueue_batch(Q, make_batch(), prepend=False).item_ids
+    processor = env.open()
+    env.events.take()
+    execute = PostgresCursor.execute
+
+    def claim_before_the_cancel(cursor: PostgresCursor, text: str, params: Params = ()) -> None:
+        if text == sql.SET_STATUS[False] and processor.get_queue_item(item_id).status == "pending":
+            claiming = threading.Thread(target=processor.dequeue, args=(P,))
+            claiming.start()
+            claiming.join(10)
+        execute(cursor, text, params)
+
+    monkeypatch.setattr(PostgresCursor, "execute", claim_before_the_cancel)
+    queue.delete_queue_item(item_id)
+    monkeypatch.undo()
+
+    # The processor hears the cancel of the item it runs, so it stops rather than run a deleted item to its end.
+    assert [(e.item_id, e.status) for e in env.events.status_changes()] == [
+        (item_id, "in_progress"),
+        (item_id, "canceled"),
+    ]
+    with pytest.raises(SessionQueueItemNotFoundError):
+        queue.get_queue_item(item_id)
     assert_counts_right(env, queue)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from nodeloom.app.services.events.events_common import EventBase, ProcessingPausedChangedEvent
 from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS, SessionQueueItemNotFoundError
 
 if TYPE_CHECKING:
@@ -39,6 +40,28 @@ def item_gone(queue: SessionQueueBase, item_id: int) -> bool:
     except Exception:
         logger.exception("Could not read item %s", item_id)
     return False
+
+
+class SharedPause:
+    """A processor's view of the pause that every processor on the database shares (the queue's), so that reading
+    its status needs no database: right at once after this process's own pause or resume, and after another
+    process's once its event is heard (`hear`, while the processor is started)."""
+
+    def __init__(self, queue: SessionQueueBase) -> None:
+        self._queue = queue
+        self.paused = queue.is_processing_paused()
+
+    def set(self, paused: bool) -> None:
+        self._queue.set_processing_paused(paused)
+        self.paused = paused
+
+    def read(self) -> None:
+        """Reads the pause again, for a processor that starts: it heard no event while stopped."""
+        self.paused = self._queue.is_processing_paused()
+
+    def hear(self, event: EventBase) -> None:
+        if isinstance(event, ProcessingPausedChangedEvent):
+            self.paused = event.paused
 
 
 class SessionProcessorStatus(BaseModel):

@@ -31,6 +31,7 @@ from nodeloom.app.services.session_processor.session_processor_common import (
     RunWatcher,
     SessionEnd,
     SessionProcessorStatus,
+    SharedPause,
     item_gone,
     timeout_message,
 )
@@ -163,6 +164,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         self._metrics = metrics
         self._settings = settings or ProcessorSettings()
         self._wake = threading.Event()
+        self._pause = SharedPause(queue)
         self._stopping = threading.Event()
         # Held while the worker thread is swapped, so `stop` never misses one the supervisor is starting.
         self._lifecycle = threading.Lock()
@@ -194,6 +196,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         )
         self._heart.start()
         self._unsubscribe = self._events.subscribe(self._on_event)
+        self._pause.read()
         self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name="nodeloom-processor-supervisor", daemon=True)
         self._supervisor.start()
@@ -256,11 +259,11 @@ class DefaultSessionProcessor(SessionProcessorBase):
                 logger.warning("Recovered %d item(s) whose processor is gone: %s", len(recovered), recovered)
 
     def pause(self) -> SessionProcessorStatus:
-        self._queue.set_processing_paused(True)
+        self._pause.set(True)
         return self.get_status()
 
     def resume(self) -> SessionProcessorStatus:
-        self._queue.set_processing_paused(False)
+        self._pause.set(False)
         self._wake.set()
         return self.get_status()
 
@@ -270,7 +273,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         return SessionProcessorStatus(
             processor_id=info.processor_id if info else None,
             is_started=self._supervisor is not None,
-            is_processing=not self._queue.is_processing_paused(),
+            is_processing=not self._pause.paused,
             current_item_id=run.item.item_id if run else None,
             is_alive=worker is not None and worker.is_alive(),
             error=death.error if death else None,
@@ -278,6 +281,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         )
 
     def _on_event(self, event: EventBase) -> None:
+        self._pause.hear(event)
         if isinstance(event, BatchEnqueuedEvent | QueueItemsRetriedEvent) or (
             isinstance(event, ProcessingPausedChangedEvent) and not event.paused
         ):

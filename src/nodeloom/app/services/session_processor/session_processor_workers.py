@@ -38,6 +38,7 @@ from nodeloom.app.services.session_processor.session_processor_base import Sessi
 from nodeloom.app.services.session_processor.session_processor_common import (
     SessionEnd,
     SessionProcessorStatus,
+    SharedPause,
     item_gone,
     timeout_message,
 )
@@ -204,6 +205,7 @@ class WorkerProcessPool(SessionProcessorBase):
         self._target = target
         self._settings = settings
         self._state = WorkerState()
+        self._pause = SharedPause(queue)
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._children: list[_Child] = []
@@ -223,6 +225,7 @@ class WorkerProcessPool(SessionProcessorBase):
             return
         self._stopping.clear()
         self._unsubscribe = self._events.subscribe(self._on_event)
+        self._pause.read()
         spawned = threading.Event()
         self._supervisor = threading.Thread(
             target=self._supervise, args=(spawned,), name="nodeloom-worker-pool", daemon=True
@@ -243,11 +246,11 @@ class WorkerProcessPool(SessionProcessorBase):
             self._unsubscribe = None
 
     def pause(self) -> SessionProcessorStatus:
-        self._queue.set_processing_paused(True)
+        self._pause.set(True)
         return self.get_status()
 
     def resume(self) -> SessionProcessorStatus:
-        self._queue.set_processing_paused(False)
+        self._pause.set(False)
         return self.get_status()
 
     def get_status(self) -> SessionProcessorStatus:
@@ -257,7 +260,7 @@ class WorkerProcessPool(SessionProcessorBase):
         alive = bool(children) and all(child.process.is_alive() for child in children)
         return SessionProcessorStatus(
             is_started=self._supervisor is not None,
-            is_processing=not self._queue.is_processing_paused(),
+            is_processing=not self._pause.paused,
             current_item_id=running[0] if running else None,
             is_alive=alive,
             error=None if alive else self._death,
@@ -346,6 +349,7 @@ class WorkerProcessPool(SessionProcessorBase):
             self._metrics.record_session(child.overdue, None)
 
     def _on_event(self, event: EventBase) -> None:
+        self._pause.hear(event)
         now = time.monotonic()
         if isinstance(event, QueueItemStatusChangedEvent) and event.status == "canceled":
             _remember(self._canceled, event.item_id, now)

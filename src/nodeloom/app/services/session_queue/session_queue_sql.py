@@ -530,17 +530,19 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def delete_queue_item(self, item_id: int) -> None:
         with self._write() as write:
-            write.cursor.execute(sql.SELECT_STATUS, (item_id,))
-            row = write.cursor.fetchone()
-            if row is not None and write.cursor.dialect == "postgres":
+            row = _status_row(write.cursor, item_id)
+            if write.cursor.dialect == "postgres":
                 _lock_bulk(write.cursor, row["queue_id"])
                 # Read again once no other delete runs: one may have taken the item meanwhile.
-                write.cursor.execute(sql.SELECT_STATUS, (item_id,))
-                row = write.cursor.fetchone()
-            if row is None:
-                raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
-            canceled = row["status"] not in FINISHED_STATUSES
-            changes = self._set_status(write, [(item_id, row["status"])], "canceled") if canceled else []
+                row = _status_row(write.cursor, item_id)
+            changes: list[StatusChange] = []
+            while row["status"] not in FINISHED_STATUSES:
+                changes = self._set_status(write, [(item_id, row["status"])], "canceled")
+                if changes:
+                    break
+                # A processor claimed or finished it since it was read: canceled from what it is now.
+                row = _status_row(write.cursor, item_id)
+            canceled = bool(changes)
             write.cursor.execute(sql.DELETE_ITEM, (item_id,))
             deleted = write.cursor.fetchall()
             # Counted with its cancel once deleted, so that the history pruning the cancel may set off cannot take it.
@@ -561,14 +563,14 @@ class SqlSessionQueue(SqlSessionQueueReads):
             # row while it waits for count rows.
             cursor.execute(sql.DELETE_NOT_RUNNING, (queue_id,))
             deleted = cursor.fetchall()
-            # The running ones are canceled, so that their processors hear it and stop their sessions, and go too
-            # (or as they finished meanwhile); all are counted in one upsert, which locks its rows in key order.
+            # The running ones are canceled, so that their processors hear it and stop their sessions, and go too,
+            # with those that finished, or went back to pending, since the first delete read them as running; all
+            # are counted in one upsert, which locks its rows in key order.
             cursor.execute(sql.SELECT_IN_PROGRESS, (queue_id,))
             running = cursor.fetchall()
             changes = self._set_status(write, [(row["item_id"], row["status"]) for row in running], "canceled")
-            for row in running:
-                cursor.execute(sql.DELETE_FINISHED_ITEM, (row["item_id"],))
-                deleted += cursor.fetchall()
+            cursor.execute(sql.DELETE_NOT_RUNNING, (queue_id,))
+            deleted += cursor.fetchall()
             self._record(write, changes, deleted)
             counts.drop_emptied(cursor, deleted)
             write.events.append(QueueClearedEvent(queue_id=queue_id))
@@ -635,6 +637,14 @@ def _execute_held(
     else:
         cursor.execute(update + sql.HELD_BY, (*values, item_id, processor_id))
     return cursor.rowcount
+
+
+def _status_row(cursor: DbCursor, item_id: int) -> DbRow:
+    cursor.execute(sql.SELECT_STATUS, (item_id,))
+    row = cursor.fetchone()
+    if row is None:
+        raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
+    return row
 
 
 def _held_row(cursor: DbCursor, item_id: int, processor_id: str | None) -> DbRow:

@@ -221,7 +221,6 @@ DELETE_NOT_RUNNING = (
     f"DELETE FROM session_queue WHERE queue_id = ? AND status <> 'in_progress' AND {_NO_WEBHOOK_DUE} {_DELETED}"
 )
 DELETE_FINISHED = f"DELETE FROM session_queue WHERE queue_id = ? AND {_FINISHED} AND {_NO_WEBHOOK_DUE} {_DELETED}"
-DELETE_FINISHED_ITEM = f"DELETE FROM session_queue WHERE item_id = ? AND {_FINISHED} AND {_NO_WEBHOOK_DUE} {_DELETED}"
 
 
 def _oldest_finished(older_than: bool, of_statuses: bool, in_batches: bool) -> str:
