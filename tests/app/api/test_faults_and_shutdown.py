@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import LiveServer
+from tests.database_engines import empty_postgres_schema
 from tests.helpers import graph_json, wait_for
 
 StartServer = Callable[..., LiveServer]
@@ -97,3 +98,13 @@ def test_a_failing_database_is_a_503_naming_it_not_the_clients_error(live_server
     assert response.status_code == 503
     assert response.json()["error_type"] == "DatabaseError" and "boards" in response.json()["detail"]
     assert httpx.get(f"{server.url}/api/v1/boards/").status_code == 200
+
+
+def test_a_value_postgresql_cannot_store_is_the_clients_error(live_server: StartServer, postgres_url: str) -> None:
+    empty_postgres_schema(postgres_url)
+    server = live_server(database_url=postgres_url)
+
+    response = httpx.get(f"{server.url}/api/v1/queue/a%00b/status")
+
+    assert response.status_code == 422
+    assert response.json()["error_type"] == "DatabaseValueError" and "0x00" in response.json()["detail"]

@@ -63,7 +63,11 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     SessionQueueItemUnreadableError,
     WebhookDueError,
 )
-from nodeloom.app.services.shared.database.database_common import DatabaseError, DatabaseIntegrityError
+from nodeloom.app.services.shared.database.database_common import (
+    DatabaseError,
+    DatabaseIntegrityError,
+    DatabaseValueError,
+)
 from nodeloom.app.services.shared.graph_common import GraphError
 from nodeloom.backend.model_manager.configs import InvalidModelConfigError
 from nodeloom.backend.model_manager.errors import (
@@ -110,6 +114,7 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (ModelFileError, 415),
     # The database's failures are not the client's: a change that raced another one, or the database unreachable.
     (DatabaseIntegrityError, 409),
+    (DatabaseValueError, 422),
     (DatabaseError, 503),
     (NodeloomError, 400),
 ]

@@ -21,6 +21,10 @@ class DatabaseIntegrityError(DatabaseError):
     """A statement violated a constraint (unique, foreign key, not null or check)."""
 
 
+class DatabaseValueError(DatabaseError):
+    """A value the engine cannot store, such as text with a NUL character on PostgreSQL: the input's fault."""
+
+
 class MigrationError(NodeloomError):
     """The database schema could not be migrated."""
 

@@ -21,6 +21,7 @@ from nodeloom.app.services.shared.database.database_base import DatabaseBase, Db
 from nodeloom.app.services.shared.database.database_common import (
     DatabaseError,
     DatabaseIntegrityError,
+    DatabaseValueError,
     TransactionBlock,
 )
 
@@ -41,6 +42,8 @@ def to_psycopg(sql: str) -> str:
 def _raise_translated(error: psycopg.Error) -> NoReturn:
     if isinstance(error, psycopg.IntegrityError):
         raise DatabaseIntegrityError(str(error)) from error
+    if isinstance(error, psycopg.DataError):
+        raise DatabaseValueError(str(error)) from error
     raise DatabaseError(str(error)) from error
 
 
