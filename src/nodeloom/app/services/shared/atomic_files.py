@@ -178,15 +178,26 @@ def remove_unheld_folders(parent: Path) -> None:
     except FileNotFoundError:
         return
     for folder in folders:
-        # A folder without its lock file is a crash's, or one whose owner has not held it yet: the lock file made
-        # here and held makes that owner make another. The folder is moved aside while its lock is held, so an
-        # owner-to-be, who checks its lock's name once it holds it, never takes a folder on its way out for its own.
-        with _unheld(folder / HOLD_NAME, os.O_RDWR | os.O_CREAT) as free:
-            if not free:
-                continue
-            aside = parent / f"{TEMP_PREFIX}removed-{uuid.uuid4().hex}{TEMP_SUFFIX}"
-            try:
-                os.rename(folder, aside)
-            except FileNotFoundError:  # another cleanup took it first
-                continue
-        shutil.rmtree(aside, ignore_errors=True)
+        try:
+            aside = _move_aside_unheld(folder)
+        except OSError:  # one this process cannot lock or move (a read-only mount) stays, as a leftover may
+            continue
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _move_aside_unheld(folder: Path) -> Path | None:
+    """Where the folder was moved to, for deleting, if no live process holds it; None if one does, or it is gone.
+
+    A folder without its lock file is a crash's, or one whose owner has not held it yet: the lock file made here
+    and held makes that owner make another. The folder is moved aside while its lock is held, so an owner-to-be, who
+    checks its lock's name once it holds it, never takes a folder on its way out for its own."""
+    with _unheld(folder / HOLD_NAME, os.O_RDWR | os.O_CREAT) as free:
+        if not free:
+            return None
+        aside = folder.parent / f"{TEMP_PREFIX}removed-{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        try:
+            os.rename(folder, aside)
+        except FileNotFoundError:  # another cleanup took it first
+            return None
+        return aside
