@@ -530,18 +530,18 @@ class SqlSessionQueue(SqlSessionQueueReads):
 
     def delete_queue_item(self, item_id: int) -> None:
         with self._write() as write:
-            row = _status_row(write.cursor, item_id)
+            row = fetch_item_row(write.cursor, item_id)
             if write.cursor.dialect == "postgres":
                 _lock_bulk(write.cursor, row["queue_id"])
                 # Read again once no other delete runs: one may have taken the item meanwhile.
-                row = _status_row(write.cursor, item_id)
+                row = fetch_item_row(write.cursor, item_id)
             changes: list[StatusChange] = []
             while row["status"] not in FINISHED_STATUSES:
                 changes = self._set_status(write, [(item_id, row["status"])], "canceled")
                 if changes:
                     break
                 # A processor claimed or finished it since it was read: canceled from what it is now.
-                row = _status_row(write.cursor, item_id)
+                row = fetch_item_row(write.cursor, item_id)
             canceled = bool(changes)
             write.cursor.execute(sql.DELETE_ITEM, (item_id,))
             deleted = write.cursor.fetchall()
@@ -637,14 +637,6 @@ def _execute_held(
     else:
         cursor.execute(update + sql.HELD_BY, (*values, item_id, processor_id))
     return cursor.rowcount
-
-
-def _status_row(cursor: DbCursor, item_id: int) -> DbRow:
-    cursor.execute(sql.SELECT_STATUS, (item_id,))
-    row = cursor.fetchone()
-    if row is None:
-        raise SessionQueueItemNotFoundError(f"No queue item has the id {item_id}")
-    return row
 
 
 def _held_row(cursor: DbCursor, item_id: int, processor_id: str | None) -> DbRow:

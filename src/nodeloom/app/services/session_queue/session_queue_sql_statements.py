@@ -117,7 +117,6 @@ SET_RUN = "UPDATE session_queue SET session = ?, updated_at = ?, stats = ? WHERE
 """`SET_SESSION` and `SET_STATS` in one statement."""
 
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM session_queue WHERE item_id = ?"
-SELECT_STATUS = "SELECT queue_id, status FROM session_queue WHERE item_id = ?"
 SELECT_STATS = "SELECT stats FROM session_queue WHERE item_id = ?"
 SELECT_WEBHOOK_DUE_URL = (
     "SELECT CASE WHEN webhook_state = 'pending' THEN callback_url END AS callback_url FROM session_queue "
