@@ -161,19 +161,27 @@ def test_a_killed_workers_item_is_reclaimed_and_runs_again_on_the_other(cluster:
     assert [p["pid"] for p in cluster.client.alive_processors()] == [survivor.pid]
 
 
-def test_a_pause_through_the_api_holds_every_worker_until_resumed(cluster: Cluster) -> None:
+def test_a_pause_through_any_api_server_holds_every_worker_and_shows_on_every_server(cluster: Cluster) -> None:
     cluster.start(workers=2)
-    assert cluster.client.put("processor/pause").json()["is_processing"] is False
-    item_ids = cluster.client.enqueue(record_graph(), runs=4)
+    other = ServeProcess(cluster.root, "--no-processor", **cluster.settings)
+    other.spawn()
+    try:
+        other.wait_healthy()
+        with QueueClient(other.url) as elsewhere:
+            assert elsewhere.put("processor/pause").json()["is_processing"] is False
+            item_ids = cluster.client.enqueue(record_graph(), runs=4)
 
-    # Each worker is woken by the new batch, and reads the queue again at every poll.
-    time.sleep(1.5)
-    assert cluster.status()["pending"] == 4 and not cluster.runs()
-    assert cluster.client.get("status").json()["processor"]["is_processing"] is False
+            # Each worker is woken by the new batch, and reads the queue again at every poll.
+            time.sleep(1.5)
+            assert cluster.status()["pending"] == 4 and not cluster.runs()
+            assert cluster.client.get("status").json()["processor"]["is_processing"] is False
 
-    assert cluster.client.put("processor/resume").json()["is_processing"] is True
-    wait_for(lambda: cluster.status()["completed"] == 4, 30, "the sessions to run")
-    assert set(cluster.runs().values()) == {1} and len(items(cluster, item_ids)) == 4
+            assert cluster.client.put("processor/resume").json()["is_processing"] is True
+            wait_for(lambda: cluster.status()["completed"] == 4, 30, "the sessions to run")
+            assert set(cluster.runs().values()) == {1} and len(items(cluster, item_ids)) == 4
+            assert elsewhere.get("status").json()["processor"]["is_processing"] is True
+    finally:
+        other.close()
 
 
 def test_a_client_of_the_api_sees_a_workers_session_and_its_cancel_stops_it(cluster: Cluster) -> None:

@@ -11,6 +11,7 @@ from nodeloom.app.services.events.events_common import EventBase, ProcessingPaus
 from nodeloom.app.services.session_queue.session_queue_common import QUEUE_ITEM_STATUS, SessionQueueItemNotFoundError
 
 if TYPE_CHECKING:
+    from nodeloom.app.services.events.events_base import EventServiceBase
     from nodeloom.app.services.invocation_stats.invocation_stats_common import InvocationStatsSummary
     from nodeloom.app.services.session_queue.session_queue_base import SessionQueueBase
     from nodeloom.app.services.session_queue.session_queue_common import SessionQueueItem
@@ -45,21 +46,19 @@ def item_gone(queue: SessionQueueBase, item_id: int) -> bool:
 class SharedPause:
     """A processor's view of the pause that every processor on the database shares (the queue's), so that reading
     its status needs no database: right at once after this process's own pause or resume, and after another
-    process's once its event is heard (`hear`, while the processor is started)."""
+    process's once its event arrives. It hears the events from its making on, started processor or not (an API
+    server that runs none still answers the status)."""
 
-    def __init__(self, queue: SessionQueueBase) -> None:
+    def __init__(self, queue: SessionQueueBase, events: EventServiceBase) -> None:
         self._queue = queue
         self.paused = queue.is_processing_paused()
+        events.subscribe(self._hear)
 
     def set(self, paused: bool) -> None:
         self._queue.set_processing_paused(paused)
         self.paused = paused
 
-    def read(self) -> None:
-        """Reads the pause again, for a processor that starts: it heard no event while stopped."""
-        self.paused = self._queue.is_processing_paused()
-
-    def hear(self, event: EventBase) -> None:
+    def _hear(self, event: EventBase) -> None:
         if isinstance(event, ProcessingPausedChangedEvent):
             self.paused = event.paused
 

@@ -164,7 +164,7 @@ class DefaultSessionProcessor(SessionProcessorBase):
         self._metrics = metrics
         self._settings = settings or ProcessorSettings()
         self._wake = threading.Event()
-        self._pause = SharedPause(queue)
+        self._pause = SharedPause(queue, events)
         self._stopping = threading.Event()
         # Held while the worker thread is swapped, so `stop` never misses one the supervisor is starting.
         self._lifecycle = threading.Lock()
@@ -196,7 +196,6 @@ class DefaultSessionProcessor(SessionProcessorBase):
         )
         self._heart.start()
         self._unsubscribe = self._events.subscribe(self._on_event)
-        self._pause.read()
         self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name="nodeloom-processor-supervisor", daemon=True)
         self._supervisor.start()
@@ -281,7 +280,6 @@ class DefaultSessionProcessor(SessionProcessorBase):
         )
 
     def _on_event(self, event: EventBase) -> None:
-        self._pause.hear(event)
         if isinstance(event, BatchEnqueuedEvent | QueueItemsRetriedEvent) or (
             isinstance(event, ProcessingPausedChangedEvent) and not event.paused
         ):

@@ -205,7 +205,7 @@ class WorkerProcessPool(SessionProcessorBase):
         self._target = target
         self._settings = settings
         self._state = WorkerState()
-        self._pause = SharedPause(queue)
+        self._pause = SharedPause(queue, events)
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._children: list[_Child] = []
@@ -225,7 +225,6 @@ class WorkerProcessPool(SessionProcessorBase):
             return
         self._stopping.clear()
         self._unsubscribe = self._events.subscribe(self._on_event)
-        self._pause.read()
         spawned = threading.Event()
         self._supervisor = threading.Thread(
             target=self._supervise, args=(spawned,), name="nodeloom-worker-pool", daemon=True
@@ -349,7 +348,6 @@ class WorkerProcessPool(SessionProcessorBase):
             self._metrics.record_session(child.overdue, None)
 
     def _on_event(self, event: EventBase) -> None:
-        self._pause.hear(event)
         now = time.monotonic()
         if isinstance(event, QueueItemStatusChangedEvent) and event.status == "canceled":
             _remember(self._canceled, event.item_id, now)
