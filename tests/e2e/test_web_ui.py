@@ -11,7 +11,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect
 from tests.e2e.conftest import Snap, save_screenshot
 from tests.helpers import edge, graph_json, wait_for
-from tests.serve_process import ServeProcess
+from tests.serve_process import ServeProcess, WorkerProcess
 
 from nodeloom.app.services.shared.default_graphs import text_to_image_graph
 
@@ -266,3 +266,32 @@ def test_every_page_fits_a_phone_and_follows_the_systems_colour_scheme(browser: 
         finally:
             context.close()
     assert backgrounds["light"] > 0.8 and backgrounds["dark"] < 0.2, backgrounds
+
+
+def test_a_server_without_a_processor_shows_the_state_of_its_workers_elsewhere(
+    browser: Browser, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    api = ServeProcess(root, "--no-processor")
+    api.spawn()
+    context = browser.new_context(base_url=api.url)
+    worker: WorkerProcess | None = None
+    try:
+        api.wait_healthy()
+        page = context.new_page()
+        page.goto("/")
+        processor = page.get_by_label("Processor", exact=True)
+        expect(processor).to_have_text("Stopped")
+
+        worker = WorkerProcess(root, "worker")
+        expect(processor).to_have_text("Running · Idle", timeout=30_000)
+        save_screenshot(page, "no-processor-with-a-worker")
+
+        worker.interrupt()
+        expect(processor).to_have_text("Stopped", timeout=30_000)
+    finally:
+        context.close()
+        if worker is not None:
+            worker.close()
+        api.close()

@@ -3,7 +3,7 @@ import { Field } from "./components/Field";
 import { type FormEvent, useEffect, useRef, useState } from "react";
 import { saveToken, useTokenNeeded } from "./api/client";
 import { reconnect, useConnectionState } from "./api/events";
-import { useQueueStatus } from "./api/hooks";
+import { useLiveProcessorCount, useQueueStatus } from "./api/hooks";
 import { useQueue } from "./api/queueStore";
 import type { QueueAndProcessorStatus, QueueStatus } from "./api/types";
 import { Gallery } from "./pages/Gallery";
@@ -19,11 +19,14 @@ const PAGES: Record<string, { title: string; page: () => React.JSX.Element }> = 
   "/models": { title: "Models", page: Models },
 };
 
-/** The processor's state; whether it is busy comes from the live queue counts, which events keep current. */
-function processorText(status: QueueAndProcessorStatus | undefined, counts: QueueStatus | null): string {
+/** The processors' state; whether one is busy comes from the live queue counts, which events keep current. A
+ * server that runs no processor itself (`--no-processor`) shows those of its workers elsewhere: `elsewhere` is how
+ * many are alive. */
+function processorText(status: QueueAndProcessorStatus | undefined, counts: QueueStatus | null, elsewhere: number | undefined): string {
   if (status === undefined) return "…";
   const { processor } = status;
-  if (!processor.is_started || processor.is_alive === false) return "Stopped";
+  if (!processor.is_started && elsewhere === undefined) return "…";
+  if (processor.is_started ? processor.is_alive === false : elsewhere === 0) return "Stopped";
   if (!processor.is_processing) return "Paused";
   const running = counts ?? status.queue;
   return running.in_progress > 0 ? `Running · item ${running.item_id ?? "?"}` : "Running · Idle";
@@ -33,7 +36,8 @@ function Header() {
   const connection = useConnectionState();
   const { data } = useQueueStatus();
   const { counts } = useQueue();
-  const processor = processorText(data, counts);
+  const { data: elsewhere } = useLiveProcessorCount(data !== undefined && !data.processor.is_started);
+  const processor = processorText(data, counts, elsewhere);
   return (
     <header className="app-header">
       <span className="brand">nodeloom</span>

@@ -2,7 +2,7 @@ import { type QueryKey, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect } from "react";
 import { api, QUEUE } from "./client";
 import { onEvent } from "./events";
-import type { QueueAndProcessorStatus } from "./types";
+import type { ProcessorListing, QueueAndProcessorStatus } from "./types";
 
 /** Refetches the queries under `queryKey` after any of the events `names` (at most once per `delayMs`). */
 export function useRefetchOn(names: readonly string[], queryKey: QueryKey, delayMs = 250): void {
@@ -42,4 +42,16 @@ const STATUS_EVENTS = [
 export function useQueueStatus() {
   useRefetchOn(STATUS_EVENTS, STATUS_KEY, 1000);
   return useQuery({ queryKey: STATUS_KEY, queryFn: () => api<QueueAndProcessorStatus>(`${QUEUE}/status`), refetchOnWindowFocus: "always" });
+}
+
+/** How many processors of any process on the database are alive, for a server that runs none of its own (its
+ * workers are elsewhere). They come and go with no event, so they are read again every few seconds. */
+export function useLiveProcessorCount(enabled: boolean) {
+  return useQuery({
+    queryKey: ["processors"],
+    queryFn: () => api<ProcessorListing[]>(`${QUEUE}/processors`),
+    select: (processors) => processors.filter((processor) => processor.is_alive).length,
+    enabled,
+    refetchInterval: 5000,
+  });
 }

@@ -13,6 +13,7 @@ export type ModelType = Schemas["ModelType"];
 export type SessionQueueItem = Schemas["SessionQueueItem"];
 export type QueueStatus = Schemas["SessionQueueStatus"];
 export type QueueAndProcessorStatus = Schemas["SessionQueueAndProcessorStatus"];
+export type ProcessorListing = Schemas["ProcessorStatus"];
 export type BatchStatus = Schemas["BatchStatus"];
 export type QueueItemStatus = SessionQueueItem["status"] & string;
 export type Scheduler = Schemas["DenoiseLatentsInvocation"]["scheduler"] & string;
