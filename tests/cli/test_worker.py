@@ -179,7 +179,7 @@ def test_a_pause_through_any_api_server_holds_every_worker_and_shows_on_every_se
             assert cluster.client.put("processor/resume").json()["is_processing"] is True
             wait_for(lambda: cluster.status()["completed"] == 4, 30, "the sessions to run")
             assert set(cluster.runs().values()) == {1} and len(items(cluster, item_ids)) == 4
-            assert elsewhere.get("status").json()["processor"]["is_processing"] is True
+            wait_for(lambda: elsewhere.get("status").json()["processor"]["is_processing"], 10, "the resume elsewhere")
     finally:
         other.close()
 
