@@ -152,15 +152,22 @@ def test_cancelling_mid_download_leaves_nothing(models: Models) -> None:
     assert again.status_code == 201 and again.json()["status"] == "cancelled"
 
 
+def paused_mid_download(models: Models, source: str) -> dict[str, Any]:
+    """A job of `source`, paused once part of its file is on disk; the job as it was started."""
+    job = models.start(source)
+    models.wait_for(job["id"], "downloading")
+    while not any(path.suffix == ".part" and path.stat().st_size > 0 for path in models.leftovers()):
+        time.sleep(0.01)
+    assert models.client.post(f"/install/{job['id']}/pause").status_code == 201
+    models.wait_for(job["id"], "paused")
+    return job
+
+
 def test_pausing_keeps_the_partial_file_and_resuming_goes_on_from_it(models: Models, lora_bytes: bytes) -> None:
     body = lora_bytes + bytes(300_000)
     served = Served(files={"/slow/ink.safetensors": body}, seconds_per_chunk=0.005)
     with serving(served) as url:
-        job = models.start(f"{url}/slow/ink.safetensors")
-        models.wait_for(job["id"], "downloading")
-        while not any(path.suffix == ".part" and path.stat().st_size > 0 for path in models.leftovers()):
-            time.sleep(0.01)
-        assert models.client.post(f"/install/{job['id']}/pause").status_code == 201
+        job = paused_mid_download(models, f"{url}/slow/ink.safetensors")
         paused = models.wait_for(job["id"], "paused")
         partial = [path for path in models.leftovers() if path.suffix == ".part"]
         assert len(partial) == 1 and 0 < partial[0].stat().st_size < len(body)
@@ -183,12 +190,7 @@ def test_another_server_starting_and_stopping_on_the_same_root_leaves_a_paused_d
     body = lora_bytes + bytes(300_000)
     served = Served(files={"/slow/ink.safetensors": body}, seconds_per_chunk=0.005)
     with serving(served) as url:
-        job = models.start(f"{url}/slow/ink.safetensors")
-        models.wait_for(job["id"], "downloading")
-        while not any(path.suffix == ".part" and path.stat().st_size > 0 for path in models.leftovers()):
-            time.sleep(0.01)
-        assert models.client.post(f"/install/{job['id']}/pause").status_code == 201
-        models.wait_for(job["id"], "paused")
+        job = paused_mid_download(models, f"{url}/slow/ink.safetensors")
         paused = {path: path.stat().st_size for path in models.leftovers() if path.is_file()}
         # What a server that crashed left: its job's folder, held by no one.
         crashed = models.folder / ".download-tmp" / "job-1-crashed"
