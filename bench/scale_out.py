@@ -180,8 +180,9 @@ def claim_until_empty(url: str, ready: Any) -> None:
     db, _, queue = open_queue(url)
     try:
         ready.wait()
-        while (item := queue.dequeue(f"bench-{os.getpid()}")) is not None:
-            queue.complete_queue_item(item.item_id)
+        processor_id = f"bench-{os.getpid()}"
+        while (item := queue.dequeue(processor_id)) is not None:
+            queue.complete_queue_item(item.item_id, processor_id=processor_id)
     finally:
         db.close()
 

@@ -18,8 +18,11 @@ from nodeloom.app.services.events.events_common import (
     ImageCreatedEvent,
     QueueClearedEvent,
     QueueEventBase,
+    QueueItemStatusChangedEvent,
 )
 from nodeloom.app.services.events.events_database import QUEUE_AFTER, QUEUE_OLDEST, DatabaseEventService
+from nodeloom.app.services.session_queue.session_queue_common import Batch
+from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
 from nodeloom.app.services.shared.database.database_base import DatabaseBase
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
@@ -174,6 +177,33 @@ def test_events_of_a_transaction_that_rolls_back_are_never_delivered_nor_numbere
 
     wait_for(lambda: len(reader.seen) == 1, what="the committed event")
     assert [e.seq for e in reader.queue_events("q")] == [1]
+
+
+def test_a_processors_claim_and_finish_follow_the_events_it_dispatched_before_in_every_process(
+    processes: Processes,
+) -> None:
+    api, worker = processes.start(), processes.start()
+    api_queue, worker_queue = SqlSessionQueue(api.db, api.events), SqlSessionQueue(worker.db, worker.events)
+    graph = {"nodes": {"a": {"id": "a", "type": "integer", "value": 1}}, "edges": []}
+    [item_id] = api_queue.enqueue_batch("q", Batch.model_validate({"graph": graph}), prepend=False).item_ids
+
+    item = worker_queue.dequeue("worker")
+    # Stands in for a node's events: dispatched, and left to the writer, which waits a little for more.
+    worker.events.dispatch(QueueClearedEvent(queue_id="q"))
+    worker_queue.complete_queue_item(item_id, processor_id="worker")
+
+    assert item is not None and item.item_id == item_id
+    for process in (api, worker):
+        wait_for(lambda p=process: len(p.queue_events("q")) == 4, what="every event")  # type: ignore[misc]
+        assert [(e.seq, e.event_name, getattr(e, "status", None)) for e in process.queue_events("q")] == [
+            (1, "batch_enqueued", None),
+            (2, "queue_item_status_changed", "in_progress"),
+            (3, "queue_cleared", None),
+            (4, "queue_item_status_changed", "completed"),
+        ]
+    assert api.queue_events("q") == worker.queue_events("q")  # as stored and read back, or handed on at once
+    [finished] = [e for e in api.queue_events("q") if isinstance(e, QueueItemStatusChangedEvent) and e.seq == 4]
+    assert (finished.queue_status.completed, finished.batch_status.total, finished.queue_status.item_id) == (1, 1, None)
 
 
 def test_a_payload_larger_than_a_notification_arrives(processes: Processes) -> None:

@@ -39,6 +39,7 @@ from nodeloom.app.services.invocation_stats.invocation_stats_common import (
 from nodeloom.app.services.session_queue import session_queue_sql_history
 from nodeloom.app.services.session_queue import session_queue_sql_statements as sql
 from nodeloom.app.services.session_queue.session_queue_common import (
+    QUEUE_ITEM_STATUS,
     QUEUE_ITEM_STATUSES,
     Batch,
     BatchExistsError,
@@ -614,7 +615,7 @@ def test_a_claim_takes_the_next_item_instead_of_waiting_for_one_another_claim_ho
     claimed: list[SessionQueueItem | None] = []
     with db.transaction() as cursor:
         # Another processor's claim of the first item, not yet committed.
-        cursor.execute(sql.DEQUEUE["postgres"], ("t", "t", "processor-2"))
+        cursor.execute(sql.DEQUEUE["postgres"], {"now": "t", "processor_id": "processor-2"})
         held = cursor.fetchone()
         assert held is not None and held["item_id"] == first
         thread = threading.Thread(target=lambda: claimed.append(other.dequeue(P)))
@@ -1066,27 +1067,30 @@ def test_stats_are_kept_with_the_item(queue: SqlSessionQueue) -> None:
     assert queue.get_queue_item_stats(item_id) == stats.as_dict()
 
 
-EndItem = Callable[[SqlSessionQueue, int, GraphExecutionState, InvocationStatsSummary], object]
+EndItem = Callable[[SqlSessionQueue, int, GraphExecutionState, InvocationStatsSummary, str | None], object]
 
 
+@pytest.mark.parametrize("by", [P, None], ids=["by its processor", "by no processor"])
 @pytest.mark.parametrize(
     ("end", "status"),
     [
-        (lambda q, i, session, stats: q.complete_queue_item(i, session, stats), "completed"),
-        (lambda q, i, session, stats: q.fail_queue_item(i, "RuntimeError", "broke", "", session, stats), "failed"),
-        (lambda q, i, session, stats: q.cancel_queue_item(i, session, stats), "canceled"),
-        (lambda q, i, session, stats: q.interrupt_queue_item(i, session, stats), "failed"),
+        (lambda q, i, session, stats, by: q.complete_queue_item(i, session, stats, by), "completed"),
+        (lambda q, i, session, stats, by: q.fail_queue_item(i, "Err", "broke", "", session, stats, by), "failed"),
+        (lambda q, i, session, stats, by: q.cancel_queue_item(i, session, stats, by), "canceled"),
+        (lambda q, i, session, stats, by: q.interrupt_queue_item(i, session, stats, by), "failed"),
     ],
     ids=["complete", "fail", "cancel", "interrupt"],
 )
-def test_an_item_ends_with_its_session_and_stats(env: Env, queue: SqlSessionQueue, end: EndItem, status: str) -> None:
+def test_an_item_ends_with_its_session_and_stats(
+    env: Env, queue: SqlSessionQueue, end: EndItem, status: str, by: str | None
+) -> None:
     queue.enqueue_batch(Q, make_batch(), prepend=False)
     item = queue.dequeue(P)
     assert item is not None
     run_nodes(item.session, limit=1)
     env.events.take()
 
-    end(queue, item.item_id, item.session, a_summary())
+    end(queue, item.item_id, item.session, a_summary(), by)
 
     stored = queue.get_queue_item(item.item_id)
     assert stored.status == status
@@ -1094,6 +1098,45 @@ def test_an_item_ends_with_its_session_and_stats(env: Env, queue: SqlSessionQueu
     assert queue.get_queue_item_stats(item.item_id) == a_summary().as_dict()
     [event] = env.events.status_changes()
     assert (event.old_status, event.status) == ("in_progress", status)
+    assert_counts_right(env, queue)
+
+
+def test_the_status_events_of_claims_and_finishes_tell_the_item_and_the_counts_after_each(
+    env: Env, queue: SqlSessionQueue
+) -> None:
+    batch = make_batch(runs=3, origin="tests", destination="gallery")
+    first, second, _ = queue.enqueue_batch(Q, batch, prepend=False).item_ids
+    queue.enqueue_batch(Q, make_batch(), prepend=False)  # counted in the queue's status, not in the batch's
+    env.events.take()
+    expected: list[dict[str, Any]] = []
+
+    def expect(item_id: int, old_status: QUEUE_ITEM_STATUS) -> None:
+        item = queue.get_queue_item(item_id).model_dump(include=set(QueueItemStatusChangedEvent.model_fields))
+        fields = {
+            name: value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
+            for name, value in item.items()
+        }
+        event = QueueItemStatusChangedEvent(
+            **fields,
+            old_status=old_status,
+            batch_status=queue.get_batch_status(Q, batch.batch_id),
+            queue_status=queue.get_queue_status(Q),
+        )
+        expected.append(event.model_dump(exclude={"timestamp", "seq"}))
+
+    assert queue.dequeue(P) is not None
+    expect(first, "pending")
+    assert queue.dequeue("processor-2") is not None
+    expect(second, "pending")  # the queue's current item is still the first
+    # Quotes, a newline and non-ASCII text in the event's JSON, wherever it is built.
+    queue.fail_queue_item(first, "ValueError", 'a "bad" value\nnaïve ✓', "Traceback: …", processor_id=P)
+    expect(first, "in_progress")  # the current item is now the second
+    queue.complete_queue_item(second, processor_id="processor-2")
+    expect(second, "in_progress")  # none is current
+
+    events = env.events.status_changes()
+    assert [event.model_dump(exclude={"timestamp", "seq"}) for event in events] == expected
+    assert all(abs(event.timestamp - time.time()) < 60 for event in events)
     assert_counts_right(env, queue)
 
 
@@ -1827,7 +1870,7 @@ def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
 # --- query plans ------------------------------------------------------------------------------------------------
 
 HOT_QUERIES: dict[str, tuple[str, Params]] = {
-    "dequeue": (sql.DEQUEUE["sqlite"], ("t", "t", P)),
+    "dequeue": (sql.DEQUEUE["sqlite"], {"now": "t", "processor_id": P}),
     "orphaned": (sql.SELECT_ORPHANED["sqlite"], ("t",)),
     "held items": (sql.SELECT_HELD_ITEMS, ()),
     "select item": (sql.SELECT_ITEM, (1,)),
@@ -1842,6 +1885,8 @@ HOT_QUERIES: dict[str, tuple[str, Params]] = {
             "error_traceback": None,
             "finishing": True,
             "release": False,
+            "session": None,
+            "stats": None,
             "item_id": 1,
             "old_status": "in_progress",
             "processor_id": P,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from nodeloom.app.services.events.events_common import StoredQueueEvents
 
 if TYPE_CHECKING:
-    from nodeloom.app.services.events.events_common import EventBase
+    from nodeloom.app.services.events.events_common import EventBase, QueueEventBase
     from nodeloom.app.services.shared.database.database_base import DbCursor
 
 EventHandler = Callable[["EventBase"], None]
@@ -18,6 +18,10 @@ EventHandler = Callable[["EventBase"], None]
 
 class EventServiceBase(ABC):
     """Dispatch never blocks on a subscriber: handlers run on the bus's own thread, in dispatch order."""
+
+    stores_queue_events: ClassVar[bool] = False
+    """Whether queue events are stored in the database's events table, numbered in their queue there: a change
+    that one statement makes then stores its own event in that statement, and hands it on with `stored`."""
 
     @abstractmethod
     def dispatch(self, event: EventBase) -> None:
@@ -32,6 +36,11 @@ class EventServiceBase(ABC):
         Where `dispatch` stores events later, those it has taken and not stored yet are stored first in the same
         transaction, so that a change is numbered after the events dispatched before it (and a rollback drops
         them too). The transaction runs inside `writing()`."""
+
+    def stored(self, event_id: int, event: QueueEventBase) -> Callable[[], None]:
+        """Takes a queue event that a write stored in the events table itself, numbered, under `event_id`, where
+        `stores_queue_events`; returns what to call once the write has committed, which hands it on."""
+        raise NotImplementedError(f"{type(self).__name__} stores no events: dispatch them with dispatch_in")
 
     @contextmanager
     def writing(self) -> Iterator[None]:

@@ -82,6 +82,8 @@ class DatabaseEventService(EventServiceBase):
     times a second, not at every other process's commit.
     """
 
+    stores_queue_events = True
+
     def __init__(
         self,
         db: DatabaseBase,
@@ -161,6 +163,9 @@ class DatabaseEventService(EventServiceBase):
         # The events dispatched before and not stored yet (a session's node events, before the change that ends
         # it) go first, in this transaction: numbered before these, and with no transaction of their own.
         return self._store(cursor, [*self._take_pending(), *events])
+
+    def stored(self, event_id: int, event: QueueEventBase) -> Callable[[], None]:
+        return lambda: self._hand_on([(event_id, event)])
 
     def _take_pending(self) -> list[EventBase]:
         with self._pending_lock:

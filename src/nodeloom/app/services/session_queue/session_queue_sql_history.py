@@ -33,18 +33,21 @@ class QueueHistory:
         # The queues whose pruning was left for later, as it would have waited for a lock: the next finish prunes.
         self._put_off: set[str] = set()
 
-    def prune(self, cursor: DbCursor, queue: SessionQueueStatus, newly_finished: int) -> bool:
-        """Deletes a chunk of the queue's oldest finished items past the limits, in the caller's transaction, with
-        their counts; whether any went.
-
-        Runs only when the queue's finished count crosses a multiple of the step, so that most finishes cost
+    def due(self, queue: SessionQueueStatus, newly_finished: int) -> bool:
+        """Whether the queue's history is pruned once `newly_finished` more of its items have finished, leaving it
+        as `queue` tells: when its finished count crosses a multiple of the step, so that most finishes cost
         nothing more, and one that finds only items it must keep (of batches still running, or whose webhook is
-        due) is not repeated by the very next finish; one put off for a lock is.
-        """
+        due) is not repeated by the very next finish; or when a pruning was put off for a lock."""
         finished = queue.completed + queue.failed + queue.canceled
         crossed = finished // self._step != (finished - newly_finished) // self._step
-        if not crossed and queue.queue_id not in self._put_off:
+        return crossed or queue.queue_id in self._put_off
+
+    def prune(self, cursor: DbCursor, queue: SessionQueueStatus, newly_finished: int) -> bool:
+        """Deletes a chunk of the queue's oldest finished items past the limits, in the caller's transaction, with
+        their counts, where it is `due`; whether any went."""
+        if not self.due(queue, newly_finished):
             return False
+        finished = queue.completed + queue.failed + queue.canceled
         statuses = _lock(cursor, queue)
         if statuses is None:
             self._put_off.add(queue.queue_id)

@@ -130,7 +130,7 @@ def readable_items(rows: Iterable[DbRow]) -> list[SessionQueueItem]:
 # The event's fields about the item, named as the item's columns are. The event is made from the row rather than
 # with `QueueItemStatusChangedEvent.build(item)`, which needs the item's session parsed: canceling 10,000 items
 # parsed 10,000 sessions (5.6 s) while holding the database.
-_EVENT_ITEM_FIELDS = tuple(
+EVENT_ITEM_FIELDS = tuple(
     name for name in QueueItemStatusChangedEvent.model_fields if name in SessionQueueItem.model_fields
 )
 
@@ -139,7 +139,7 @@ def status_event(
     row: DbRow, old_status: QUEUE_ITEM_STATUS | None, batch_status: BatchStatus, queue_status: SessionQueueStatus
 ) -> QueueItemStatusChangedEvent:
     return QueueItemStatusChangedEvent(
-        **{name: row[name] for name in _EVENT_ITEM_FIELDS},
+        **{name: row[name] for name in EVENT_ITEM_FIELDS},
         old_status=old_status,
         batch_status=batch_status,
         queue_status=queue_status,

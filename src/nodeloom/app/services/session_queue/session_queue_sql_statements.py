@@ -54,7 +54,7 @@ SELECT_MAX_PENDING_PRIORITY = (
 # claims take different items rather than wait for one another and then find theirs gone.
 # Nothing is claimed while the processors are paused: the pause holds for every process from its commit on.
 _DEQUEUE = """
-UPDATE session_queue SET status = 'in_progress', started_at = ?, updated_at = ?, processor_id = ?
+UPDATE session_queue SET status = 'in_progress', started_at = :now, updated_at = :now, processor_id = :processor_id
 WHERE item_id = (
     SELECT item_id FROM session_queue WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM processing_paused)
     ORDER BY priority DESC, item_id ASC LIMIT 1{lock}
@@ -68,11 +68,13 @@ DEQUEUE: dict[Dialect, str] = {
 # Guarded by the status the caller read, so that a change made meanwhile by another process is never undone, and,
 # where a processor makes it, by the processor holding the item. An item with a webhook that finishes has its call
 # due in the same write, so a crash cannot lose the call. An item taken from its processor (`release`) is held by
-# none: the processor's late writes then change nothing.
+# none: the processor's late writes then change nothing. A processor finishing its item stores the session as far
+# as it ran and its stats with it (`session`, `stats`: NULL keeps those stored).
 _SET_STATUS = """
 UPDATE session_queue
 SET status = :status, updated_at = :updated_at, completed_at = :completed_at,
     error_type = :error_type, error_message = :error_message, error_traceback = :error_traceback,
+    session = COALESCE(:session, session), stats = COALESCE(:stats, stats),
     webhook_state = CASE WHEN :finishing AND callback_url IS NOT NULL THEN 'pending' ELSE webhook_state END,
     processor_id = CASE WHEN :release THEN NULL ELSE processor_id END
 WHERE item_id = :item_id AND status = :old_status{held}

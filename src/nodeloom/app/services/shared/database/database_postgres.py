@@ -173,6 +173,20 @@ class PostgresDatabase(DatabaseBase):
             # the outer transaction free to go on (a failed statement has doomed it already).
             yield from self._cursor(block)
 
+    @contextmanager
+    def statement(self) -> Generator[DbCursor, None, None]:
+        block: _Block | None = getattr(self._local, "block", None)
+        if block is not None:
+            yield from block.join(self._cursor(block))
+            return
+        # The pool's connections run in autocommit: the statement commits by itself.
+        with self._pool.connection() as connection:
+            block = self._local.block = _Block(connection, write=True)
+            try:
+                yield from self._cursor(block)
+            finally:
+                self._local.block = None
+
     def listen(self, channel: str) -> PostgresListener:
         return PostgresListener(self._url, channel, self._connect_timeout_s)
 
