@@ -1,9 +1,9 @@
 """Scale-out on PostgreSQL: worker processes sharing one queue. One JSON object per measurement, a summary last.
 
 (a) 2,000 sessions of a node that sleeps 20 ms (standing in for GPU work), drained by 1, 2 and 4 `nodeloom worker`
-processes: sessions/s for each and the ratio to one; (b) claim and complete every item of a 10,000-item queue, events
-stored as the server stores them, by one process and by four side by side: ms per item (the time of one item, then the
-queue's time per item with four processors); (c) from a worker's node to a socket.io client
+processes: sessions/s for each and the ratio to one; (b) claim and complete every item of a 10,000-item queue as a
+worker's processor does (holding each by its id), events stored as the server stores them, by one process and by four
+side by side: ms per item (the time of one item, then the queue's time per item with four processors); (c) from a worker's node to a socket.io client
 of an API server in another process (`nodeloom serve --no-processor`): the latency of 300 progress events, each
 carrying the time it was sent (one machine, so one clock), p50 and p95; (d) 2,000 trivial sessions (three nodes
 each) enqueued over HTTP and drained by `nodeloom serve`, with its worker process and with its processor in the
