@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from psycopg import _queries as psycopg_queries
 from pydantic import ValidationError
 from tests.database_engines import OpenDatabase, postgres_only, sqlite_only
 from tests.helpers import edge, graph_json, node_of, ran_whole, wait_for
@@ -55,9 +56,11 @@ from nodeloom.app.services.session_queue.session_queue_common import (
     WebhookDueError,
 )
 from nodeloom.app.services.session_queue.session_queue_sql import SqlSessionQueue
+from nodeloom.app.services.session_queue.session_queue_sql_change import CACHED_LENGTH, change_one
 from nodeloom.app.services.session_queue.session_queue_sql_rows import new_session_json
 from nodeloom.app.services.shared.database.database_base import DatabaseBase, Dialect, Params
 from nodeloom.app.services.shared.database.database_postgres import _PostgresCursor as PostgresCursor
+from nodeloom.app.services.shared.database.database_postgres import to_psycopg
 from nodeloom.app.services.shared.database.migrations import MIGRATIONS
 from nodeloom.app.services.shared.database.migrator import Migrator
 from nodeloom.app.services.shared.graph import Graph, GraphExecutionState
@@ -1868,6 +1871,16 @@ def test_reading_items_and_ids(queue: SqlSessionQueue) -> None:
 
 
 # --- query plans ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", [True, False])
+@pytest.mark.parametrize("change", [sql.DEQUEUE["postgres"], sql.SET_STATUS[True]], ids=["claim", "finish"])
+def test_the_one_statement_changes_are_short_enough_for_psycopg_to_cache_their_parsing(
+    change: str, store: bool
+) -> None:
+    assert len(to_psycopg(change_one(change, store)).encode()) <= CACHED_LENGTH
+    assert psycopg_queries.MAX_CACHED_STATEMENT_LENGTH == CACHED_LENGTH  # the limit of the psycopg installed
+
 
 HOT_QUERIES: dict[str, tuple[str, Params]] = {
     "dequeue": (sql.DEQUEUE["sqlite"], {"now": "t", "processor_id": P}),
