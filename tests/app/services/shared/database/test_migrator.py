@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from tests.database_engines import OpenDatabase
 
 from nodeloom.app.services.board_image_records.board_image_records_sql import SqlBoardImageRecordStorage
 from nodeloom.app.services.board_records.board_records_sql import SqlBoardRecordStorage
@@ -56,7 +57,7 @@ def second(runs: Counter[int] | None = None) -> Migration:
     return statements(2, "add board colours", "ALTER TABLE boards ADD COLUMN colour TEXT", runs=runs)
 
 
-def recorded(db: SqliteDatabase) -> list[tuple[int, str]]:
+def recorded(db: DatabaseBase) -> list[tuple[int, str]]:
     with db.read() as cursor:
         cursor.execute("SELECT version, description, applied_at FROM migrations ORDER BY version")
         rows = cursor.fetchall()
@@ -149,13 +150,13 @@ def test_a_list_that_is_not_numbered_from_one_without_gaps_is_refused(db: Sqlite
     assert tables(db) == set()
 
 
-def test_processes_starting_together_apply_each_migration_once(path: Path) -> None:
+def test_processes_starting_together_apply_each_migration_once(open_db: OpenDatabase) -> None:
     runs: Counter[int] = Counter()
     migrations = [first(runs), second(runs)]
-    databases = [SqliteDatabase(path) for _ in range(4)]
+    databases = [open_db() for _ in range(4)]
     barrier = threading.Barrier(len(databases))
 
-    def start(db: SqliteDatabase) -> None:
+    def start(db: DatabaseBase) -> None:
         barrier.wait()
         Migrator(db, migrations).run()
 

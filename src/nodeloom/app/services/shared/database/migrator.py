@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS migrations (
     applied_at TEXT NOT NULL
 )
 """
+# Processes starting together on a new PostgreSQL database, where transactions run concurrently, take turns: each
+# migrating transaction holds this lock until it commits, so that the next finds the work done rather than failing
+# on it (a table created twice, a version recorded twice). On SQLite the file's write lock does this already.
+_LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock(hashtextextended('nodeloom migrations', 0))"
 _SELECT_VERSION = "SELECT COALESCE(MAX(version), 0) AS version FROM migrations"
 _INSERT_MIGRATION = "INSERT INTO migrations (version, description, applied_at) VALUES (?, ?, ?)"
 
@@ -42,6 +46,7 @@ class Migrator:
     def run(self) -> None:
         """Applies every migration newer than the database's schema, refusing a newer schema."""
         with self._db.transaction() as cursor:
+            _take_turn(cursor)
             cursor.execute(_CREATE_MIGRATIONS_TABLE)
             current = _recorded_version(cursor)
         known = len(self._migrations)
@@ -53,11 +58,10 @@ class Migrator:
     def _apply(self, migration: Migration) -> None:
         try:
             with self._db.transaction() as cursor:
+                _take_turn(cursor)
                 # Another process starting on the same database may have applied it meanwhile.
                 if _recorded_version(cursor) >= migration.version:
                     return
-                # Recording first means that where transactions run concurrently (PostgreSQL), a
-                # second process blocks on this row and then fails cleanly, before running any statement.
                 applied_at = utc_now()
                 cursor.execute(_INSERT_MIGRATION, (migration.version, migration.description, applied_at))
                 migration.up(cursor)
@@ -66,6 +70,11 @@ class Migrator:
                 f"Migration {migration.version} ({migration.description}) failed and was rolled back: {error}"
             ) from error
         logger.info("Applied migration %d: %s", migration.version, migration.description)
+
+
+def _take_turn(cursor: DbCursor) -> None:
+    if cursor.dialect == "postgres":
+        cursor.execute(_LOCK_MIGRATIONS)
 
 
 def _recorded_version(cursor: DbCursor) -> int:
