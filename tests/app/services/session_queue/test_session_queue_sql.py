@@ -31,6 +31,7 @@ from nodeloom.app.services.events.events_common import (
     QueueItemsRetriedEvent,
     QueueItemStatusChangedEvent,
 )
+from nodeloom.app.services.events.events_database import DatabaseEventService
 from nodeloom.app.services.events.events_default import InProcessEventService
 from nodeloom.app.services.invocation_stats.invocation_stats_common import (
     GraphExecutionStatsSummary,
@@ -605,6 +606,56 @@ def test_claims_by_processes_of_their_own_never_take_an_item_twice(env: Env, que
     everything = [item_id for mine in taken for item_id in mine]
     assert sorted(everything) == item_ids
     assert queue.get_queue_status(Q).completed == 200
+    assert_counts_right(env, queue)
+
+
+@postgres_only
+def test_claims_finishes_and_enqueues_storing_their_events_never_deadlock(env: Env, open_db: OpenDatabase) -> None:
+    # Each process's writes lock the queue's counts before its events' number: the one statement of a claim or a
+    # finish too, whatever order its parts run in.
+    env.open()
+    databases = [open_db() for _ in range(4)]
+    queues = [SqlSessionQueue(db, DatabaseEventService(db), max_queue_size=100_000) for db in databases]
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def enqueue(queue: SqlSessionQueue) -> None:
+        while not stop.is_set():
+            queue.enqueue_batch(Q, make_batch(runs=2), prepend=False)
+
+    def process(queue: SqlSessionQueue, processor_id: str) -> None:
+        while not stop.is_set():
+            item = queue.dequeue(processor_id)
+            if item is not None:
+                queue.complete_queue_item(item.item_id, processor_id=processor_id)
+
+    def recording(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception as error:
+            errors.append(error)
+            stop.set()
+
+    work: list[Callable[[], None]] = [
+        lambda: enqueue(queues[0]),
+        lambda: enqueue(queues[1]),
+        lambda: process(queues[2], P),
+        lambda: process(queues[3], "processor-2"),
+    ]
+    threads = [threading.Thread(target=recording, args=(w,)) for w in work]
+    try:
+        for thread in threads:
+            thread.start()
+        stop.wait(4)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for db in databases:
+            db.close()
+    assert errors == []
+    queue = env.open()
+    assert queue.get_queue_status(Q).completed > 0
     assert_counts_right(env, queue)
 
 

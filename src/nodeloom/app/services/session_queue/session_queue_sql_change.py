@@ -105,9 +105,12 @@ UNION ALL SELECT item_id, batch_id, session_id, priority FROM item WHERE status 
 ORDER BY priority DESC, item_id LIMIT 1)"""
     if not store:
         return f"{common}\nSELECT i.*, {_payload('NULL')}::text AS event FROM item i"
-    # The queue's number row is locked last, as `DatabaseEventService` locks it: after the counts.
+    # The queue's number row is locked last, as every write locks it: after the counts. A statement's parts run in no
+    # set order, as their results are needed (the event needs its number first), so numbering waits for the count
+    # of every row the counts' upsert changed.
     return f"""{common},
-numbered AS (INSERT INTO event_sequences AS e (queue_id, seq) SELECT queue_id, 1 FROM item
+numbered AS (INSERT INTO event_sequences AS e (queue_id, seq)
+SELECT queue_id, 1 FROM item WHERE (SELECT COUNT(*) FROM added) > 0
 ON CONFLICT (queue_id) DO UPDATE SET seq = e.seq + 1 RETURNING seq),
 stored AS (INSERT INTO events (queue_id, seq, event_name, payload, created_at)
 SELECT i.queue_id, n.seq, '{QueueItemStatusChangedEvent.event_name}', {_payload("n.seq")}::text, :now
