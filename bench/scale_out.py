@@ -319,11 +319,16 @@ def trivial_sessions(engine: str, sessions: int, rounds: int) -> dict[str, Any]:
 
 
 def gil_hold_length(seconds: float) -> int:
-    """The regex length whose one call takes about `seconds` here: each added character doubles it."""
-    started = time.perf_counter()
-    re.match(r"(a+)+$", "a" * 20 + "b")
-    took = time.perf_counter() - started
-    return 20 + max(0, round(math.log2(seconds / took)))
+    """The regex length whose one call takes about `seconds` here: each added character doubles it. It is timed at
+    the first length that takes a tenth of a second, as a call of a few milliseconds is too noisy to double from."""
+    length = 20
+    while True:
+        started = time.perf_counter()
+        re.match(r"(a+)+$", "a" * length + "b")
+        took = time.perf_counter() - started
+        if took >= 0.1:
+            return length + max(0, round(math.log2(seconds / took)))
+        length += 1
 
 
 def latencies_while_gil_held(worker_processes: bool, length: int) -> dict[str, Any]:
