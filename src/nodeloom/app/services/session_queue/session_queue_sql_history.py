@@ -38,7 +38,7 @@ class QueueHistory:
         as `queue` tells: when its finished count crosses a multiple of the step, so that most finishes cost
         nothing more, and one that finds only items it must keep (of batches still running, or whose webhook is
         due) is not repeated by the very next finish; or when a pruning was put off for a lock."""
-        finished = queue.completed + queue.failed + queue.canceled
+        finished = _finished(queue)
         crossed = finished // self._step != (finished - newly_finished) // self._step
         return crossed or queue.queue_id in self._put_off
 
@@ -47,7 +47,7 @@ class QueueHistory:
         their counts, where it is `due`; whether any went."""
         if not self.due(queue, newly_finished):
             return False
-        finished = queue.completed + queue.failed + queue.canceled
+        finished = _finished(queue)
         statuses = _lock(cursor, queue)
         if statuses is None:
             self._put_off.add(queue.queue_id)
@@ -64,6 +64,10 @@ class QueueHistory:
             return False
         counts.count_deleted(cursor, deleted)
         return True
+
+
+def _finished(queue: SessionQueueStatus) -> int:
+    return queue.completed + queue.failed + queue.canceled
 
 
 def _lock(cursor: DbCursor, queue: SessionQueueStatus) -> list[str] | None:
